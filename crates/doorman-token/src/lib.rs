@@ -1,0 +1,38 @@
+//! doorman's token core: signing keys, claims, and the issue/verify rules of
+//! djangorestframework-simplejwt tightened by RFC 8725. No I/O, no async, no HTTP:
+//! the server and the guard crate feed it bytes and the current time.
+//!
+//! ```
+//! use doorman_token::{Algorithm, Key, KeySet, TokenKind, TokenRules, Tokens};
+//!
+//! let key = Key::hmac(Algorithm::HS256, b"an-hs256-test-secret-of-32-bytes!!").unwrap();
+//! let tokens = Tokens::new(KeySet::new(key), TokenRules::default());
+//! let now = 1_700_000_000;
+//! let refresh = tokens.refresh_for_user("42", now);
+//! let access = tokens.access_from_refresh(&refresh, now);
+//! let text = tokens.encode(&access).unwrap();
+//! let claims = tokens.verify(&text, TokenKind::Access, now + 10).unwrap();
+//! assert_eq!(claims.get("user_id").and_then(|v| v.as_str()), Some("42"));
+//! ```
+
+mod algorithm;
+mod claims;
+mod error;
+mod key;
+mod rules;
+mod tokens;
+mod wire;
+
+pub use algorithm::Algorithm;
+pub use claims::{Claims, UserId};
+pub use error::{KeyError, TokenError};
+pub use key::{Key, KeySet};
+pub use rules::{TokenKind, TokenRules};
+pub use tokens::Tokens;
+
+/// Makes aws-lc-rs jsonwebtoken's process-wide crypto provider. Idempotent; call it once at
+/// start-up (the guard and the server both do) so that the first signature never panics.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}

@@ -1,0 +1,584 @@
+//! Issuing and verifying tokens the way simplejwt does: the same claims in the same order, the
+//! same validation order and messages, with RFC 8725's stricter reading where simplejwt (or
+//! PyJWT) is lax or crashes.
+
+use serde_json::Value;
+
+use crate::wire::{self, encode_segment};
+use crate::{Claims, KeyError, KeySet, TokenError, TokenKind, TokenRules};
+
+/// Issues and verifies tokens with one key set under one set of rules.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    keys: KeySet,
+    rules: TokenRules,
+    /// The encoded header of every token we sign: PyJWT's layout, keys sorted, so that an HS256
+    /// header is exactly `{"alg":"HS256","typ":"JWT"}` as simplejwt emits it.
+    header_segment: String,
+}
+
+impl Tokens {
+    pub fn new(keys: KeySet, rules: TokenRules) -> Tokens {
+        let signing = keys.signing();
+        let header = match signing.kid() {
+            Some(kid) => {
+                serde_json::json!({"alg": signing.alg().as_str(), "kid": kid, "typ": "JWT"})
+            }
+            None => serde_json::json!({"alg": signing.alg().as_str(), "typ": "JWT"}),
+        };
+        let header_segment = encode_segment(header.to_string().as_bytes());
+        Tokens {
+            keys,
+            rules,
+            header_segment,
+        }
+    }
+
+    pub fn rules(&self) -> &TokenRules {
+        &self.rules
+    }
+
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// `token_type, exp, iat, jti`: the claims every new token starts with, in simplejwt's order.
+    fn fresh(&self, kind: TokenKind, now: i64) -> Claims {
+        let mut claims = Claims::new();
+        if let Some(type_claim) = &self.rules.token_type_claim {
+            claims.insert(type_claim, kind.as_str());
+        }
+        claims.insert("exp", now.saturating_add(secs(self.rules.lifetime(kind))));
+        claims.insert("iat", now);
+        if let Some(jti_claim) = &self.rules.jti_claim {
+            claims.insert(jti_claim, new_jti());
+        }
+        claims
+    }
+
+    /// `RefreshToken.for_user`: a new refresh token for a user id.
+    pub fn refresh_for_user(&self, user_id: &str, now: i64) -> Claims {
+        let mut claims = self.fresh(TokenKind::Refresh, now);
+        claims.insert(&self.rules.user_id_claim, user_id);
+        claims
+    }
+
+    /// `SlidingToken.for_user`: `token_type, exp, iat, jti, refresh_exp, user_id`.
+    pub fn sliding_for_user(&self, user_id: &str, now: i64) -> Claims {
+        let mut claims = self.fresh(TokenKind::Sliding, now);
+        let refresh_exp = now.saturating_add(secs(self.rules.sliding_token_refresh_lifetime));
+        claims.insert(&self.rules.sliding_token_refresh_exp_claim, refresh_exp);
+        claims.insert(&self.rules.user_id_claim, user_id);
+        claims
+    }
+
+    /// `RefreshToken.access_token`: a new access token carrying every claim of the refresh
+    /// token except its type, times and id.
+    pub fn access_from_refresh(&self, refresh: &Claims, now: i64) -> Claims {
+        let mut access = self.fresh(TokenKind::Access, now);
+        for (name, value) in refresh.as_map() {
+            if self.is_own_claim(name) {
+                continue;
+            }
+            access.insert(name, value.clone());
+        }
+        access
+    }
+
+    /// Rotation: the same payload with a new id, a new `exp` and `iat` (claim order kept).
+    pub fn rotate_refresh(&self, refresh: &Claims, now: i64) -> Claims {
+        let mut rotated = refresh.clone();
+        if let Some(jti_claim) = &self.rules.jti_claim {
+            rotated.insert(jti_claim, new_jti());
+        }
+        rotated.insert(
+            "exp",
+            now.saturating_add(secs(self.rules.refresh_token_lifetime)),
+        );
+        rotated.insert("iat", now);
+        rotated
+    }
+
+    /// Sliding refresh: new `exp` and `iat` only (id and `refresh_exp` unchanged).
+    pub fn slide(&self, sliding: &Claims, now: i64) -> Claims {
+        let mut slid = sliding.clone();
+        slid.insert(
+            "exp",
+            now.saturating_add(secs(self.rules.sliding_token_lifetime)),
+        );
+        slid.insert("iat", now);
+        slid
+    }
+
+    fn is_own_claim(&self, name: &str) -> bool {
+        name == "exp"
+            || name == "iat"
+            || self.rules.token_type_claim.as_deref() == Some(name)
+            || self.rules.jti_claim.as_deref() == Some(name)
+    }
+
+    /// Signs claims into a compact JWS; `aud` and `iss` are set here when configured, as
+    /// simplejwt's backend does at encode time.
+    pub fn encode(&self, claims: &Claims) -> Result<String, KeyError> {
+        let mut payload = claims.clone();
+        if let Some(aud) = &self.rules.audience {
+            payload.insert("aud", aud.as_str());
+        }
+        if let Some(iss) = &self.rules.issuer {
+            payload.insert("iss", iss.as_str());
+        }
+        let body = serde_json::to_vec(payload.as_map()).map_err(|e| KeyError(e.to_string()))?;
+        let mut token = String::with_capacity(self.header_segment.len() + body.len() * 4 / 3 + 90);
+        token.push_str(&self.header_segment);
+        token.push('.');
+        token.push_str(&encode_segment(&body));
+        let signature = self.keys.signing().sign(token.as_bytes())?;
+        token.push('.');
+        token.push_str(&signature);
+        Ok(token)
+    }
+
+    /// What PyJWT's `decode` checks, in its order: structure, key and algorithm, signature,
+    /// `iat`, `nbf`, `exp`, `iss`, `aud`, `sub`, `jti`. Stricter where PyJWT is lax: padding,
+    /// duplicate members, string times and `crit` are refused.
+    pub fn decode(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        let compact = wire::parse(token, self.rules.max_token_bytes)?;
+        let key = self
+            .keys
+            .find(compact.kid.as_deref())
+            .ok_or(TokenError::Invalid)?;
+        if compact.alg != key.alg().as_str() {
+            return Err(TokenError::Invalid);
+        }
+        if !key.verify(compact.signature, compact.signing_input.as_bytes()) {
+            return Err(TokenError::Invalid);
+        }
+        let claims = Claims::from_map(compact.payload);
+        self.check_registered(&claims, now)?;
+        Ok(claims)
+    }
+
+    fn check_registered(&self, claims: &Claims, now: i64) -> Result<(), TokenError> {
+        let leeway = secs(self.rules.leeway);
+        for name in ["iat", "nbf"] {
+            if let Some(t) = claims.seconds(name)
+                && t.map_err(|_| TokenError::Invalid)? > now.saturating_add(leeway)
+            {
+                return Err(TokenError::Invalid);
+            }
+        }
+        // RFC 7519 §4.1.4: the token is valid only *before* exp; exp == now is expired.
+        if let Some(exp) = claims.seconds("exp")
+            && exp.map_err(|_| TokenError::Invalid)? <= now.saturating_sub(leeway)
+        {
+            return Err(TokenError::Expired);
+        }
+        if let Some(issuer) = &self.rules.issuer
+            && claims.str("iss") != Some(issuer.as_str())
+        {
+            return Err(TokenError::Invalid);
+        }
+        if let Some(audience) = &self.rules.audience {
+            let matches = match claims.get("aud") {
+                Some(Value::String(aud)) => aud == audience,
+                Some(Value::Array(auds)) => {
+                    auds.iter().all(Value::is_string)
+                        && auds.iter().any(|a| a.as_str() == Some(audience))
+                }
+                _ => false,
+            };
+            if !matches {
+                return Err(TokenError::Invalid);
+            }
+        }
+        for name in ["sub", "jti"] {
+            if claims.get(name).is_some_and(|v| !v.is_string()) {
+                return Err(TokenError::Invalid);
+            }
+        }
+        Ok(())
+    }
+
+    /// simplejwt's `Token.verify()`: an `exp` is required, then an id, then the right type
+    /// (`expected = None` is the untyped token of the verify endpoint).
+    pub fn check(&self, claims: &Claims, expected: Option<TokenKind>) -> Result<(), TokenError> {
+        if !claims.contains("exp") {
+            return Err(TokenError::MissingClaim("exp".to_owned()));
+        }
+        if let Some(jti_claim) = &self.rules.jti_claim
+            && !claims.contains(jti_claim)
+        {
+            return Err(TokenError::NoId);
+        }
+        if let (Some(type_claim), Some(kind)) = (&self.rules.token_type_claim, expected) {
+            match claims.get(type_claim) {
+                None => return Err(TokenError::NoType),
+                Some(Value::String(t)) if t == kind.as_str() => {}
+                Some(_) => return Err(TokenError::WrongType),
+            }
+        }
+        Ok(())
+    }
+
+    /// `decode` then `check`: everything a token of one kind must pass, except the blacklist,
+    /// which lives in storage and is the caller's to consult between the two.
+    pub fn verify(&self, token: &str, kind: TokenKind, now: i64) -> Result<Claims, TokenError> {
+        let claims = self.decode(token, now)?;
+        self.check(&claims, Some(kind))?;
+        Ok(claims)
+    }
+
+    /// The sliding token's own expiry (`refresh_exp`), checked on sliding refresh.
+    pub fn check_refresh_exp(&self, claims: &Claims, now: i64) -> Result<(), TokenError> {
+        let name = &self.rules.sliding_token_refresh_exp_claim;
+        match claims.seconds(name) {
+            None => Err(TokenError::MissingClaim(name.clone())),
+            Some(Err(())) => Err(TokenError::Invalid),
+            Some(Ok(t)) if t <= now.saturating_sub(secs(self.rules.leeway)) => {
+                Err(TokenError::ClaimExpired(name.clone()))
+            }
+            Some(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// The token's id, if it has a string one.
+    pub fn jti<'c>(&self, claims: &'c Claims) -> Option<&'c str> {
+        self.rules
+            .jti_claim
+            .as_deref()
+            .and_then(|name| claims.str(name))
+    }
+
+    /// `exp` in whole seconds, if it is a time.
+    pub fn expires_at(&self, claims: &Claims) -> Option<i64> {
+        claims.seconds("exp").and_then(Result::ok)
+    }
+}
+
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// `uuid4().hex`: 32 lowercase hex digits.
+fn new_jti() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{Algorithm, Key};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"doorman-test-only-hs256-secret-0123456789abcdef";
+    const NOW: i64 = 1_800_000_000;
+
+    fn tokens() -> Tokens {
+        crate::install_crypto_provider();
+        Tokens::new(
+            KeySet::new(Key::hmac(Algorithm::HS256, SECRET).unwrap()),
+            TokenRules::default(),
+        )
+    }
+
+    fn sign_raw(header: &str, payload: &str) -> String {
+        let key = Key::hmac(Algorithm::HS256, SECRET).unwrap();
+        let input = format!(
+            "{}.{}",
+            encode_segment(header.as_bytes()),
+            encode_segment(payload.as_bytes())
+        );
+        let sig = key.sign(input.as_bytes()).unwrap();
+        format!("{input}.{sig}")
+    }
+
+    fn payload_of(token: &str) -> String {
+        use base64::Engine;
+        let seg = token.split('.').nth(1).unwrap();
+        String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(seg)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn hs256_header_is_exactly_simplejwts() {
+        let t = tokens();
+        let token = t.encode(&t.refresh_for_user("1", NOW)).unwrap();
+        assert!(
+            token.starts_with("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."),
+            "{token}"
+        );
+    }
+
+    #[test]
+    fn claim_layout_and_order_match_simplejwt() {
+        let t = tokens();
+        let refresh = t.refresh_for_user("1", NOW);
+        let access = t.access_from_refresh(&refresh, NOW);
+        let keys: Vec<_> = refresh.as_map().keys().cloned().collect();
+        assert_eq!(keys, ["token_type", "exp", "iat", "jti", "user_id"]);
+        let keys: Vec<_> = access.as_map().keys().cloned().collect();
+        assert_eq!(keys, ["token_type", "exp", "iat", "jti", "user_id"]);
+        assert_eq!(access.get("exp"), Some(&json!(NOW + 300)));
+        assert_eq!(refresh.get("exp"), Some(&json!(NOW + 86400)));
+        assert_ne!(access.get("jti"), refresh.get("jti"));
+        let jti = refresh.str("jti").unwrap();
+        assert!(
+            jti.len() == 32
+                && jti
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        let payload = payload_of(&t.encode(&refresh).unwrap());
+        assert!(
+            payload.starts_with(r#"{"token_type":"refresh","exp":"#),
+            "{payload}"
+        );
+        assert!(payload.ends_with(r#","user_id":"1"}"#), "{payload}");
+    }
+
+    #[test]
+    fn access_copies_custom_claims_and_aud_iss_go_last() {
+        let rules = TokenRules {
+            audience: Some("api".into()),
+            issuer: Some("doorman".into()),
+            ..TokenRules::default()
+        };
+        let t = Tokens::new(tokens().keys.clone(), rules);
+        let mut refresh = t.refresh_for_user("7", NOW);
+        refresh.insert("scope", "read");
+        let access = t.access_from_refresh(&refresh, NOW);
+        let payload = payload_of(&t.encode(&access).unwrap());
+        assert!(
+            payload.ends_with(r#""user_id":"7","scope":"read","aud":"api","iss":"doorman"}"#),
+            "{payload}"
+        );
+    }
+
+    #[test]
+    fn round_trip_and_type_checks() {
+        let t = tokens();
+        let refresh = t.encode(&t.refresh_for_user("1", NOW)).unwrap();
+        assert!(t.verify(&refresh, TokenKind::Refresh, NOW).is_ok());
+        assert_eq!(
+            t.verify(&refresh, TokenKind::Access, NOW).err(),
+            Some(TokenError::WrongType)
+        );
+    }
+
+    #[test]
+    fn expiry_is_exclusive_and_future_times_are_refused() {
+        let t = tokens();
+        let h = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let exp_now = sign_raw(h, &format!(r#"{{"exp":{NOW},"jti":"a"}}"#));
+        assert_eq!(t.decode(&exp_now, NOW).err(), Some(TokenError::Expired));
+        let exp_next = sign_raw(h, &format!(r#"{{"exp":{},"jti":"a"}}"#, NOW + 1));
+        assert!(t.decode(&exp_next, NOW).is_ok());
+        for claim in ["nbf", "iat"] {
+            let future = sign_raw(
+                h,
+                &format!(r#"{{"exp":{},"{claim}":{}}}"#, NOW + 100, NOW + 60),
+            );
+            assert_eq!(
+                t.decode(&future, NOW).err(),
+                Some(TokenError::Invalid),
+                "{claim}"
+            );
+        }
+        let string_exp = sign_raw(h, r#"{"exp":"9999999999"}"#);
+        assert_eq!(t.decode(&string_exp, NOW).err(), Some(TokenError::Invalid));
+        let float_exp = sign_raw(h, &format!(r#"{{"exp":{}.5}}"#, NOW + 10));
+        assert!(t.decode(&float_exp, NOW).is_ok());
+    }
+
+    #[test]
+    fn leeway_applies_to_all_time_claims() {
+        let rules = TokenRules {
+            leeway: std::time::Duration::from_secs(30),
+            ..TokenRules::default()
+        };
+        let t = Tokens::new(tokens().keys.clone(), rules);
+        let h = r#"{"alg":"HS256","typ":"JWT"}"#;
+        assert!(
+            t.decode(&sign_raw(h, &format!(r#"{{"exp":{}}}"#, NOW - 29)), NOW)
+                .is_ok()
+        );
+        assert!(
+            t.decode(&sign_raw(h, &format!(r#"{{"exp":{}}}"#, NOW - 30)), NOW)
+                .is_err()
+        );
+        assert!(
+            t.decode(&sign_raw(h, &format!(r#"{{"nbf":{}}}"#, NOW + 30)), NOW)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn algorithm_comes_from_the_key() {
+        let t = tokens();
+        let good = t.encode(&t.refresh_for_user("1", NOW)).unwrap();
+        let payload = good.split('.').nth(1).unwrap();
+        for header in [
+            r#"{"alg":"HS512","typ":"JWT"}"#,
+            r#"{"alg":"none","typ":"JWT"}"#,
+            r#"{"alg":"EdDSA","typ":"JWT"}"#,
+            r#"{"alg":"hs256"}"#,
+        ] {
+            let input = format!("{}.{payload}", encode_segment(header.as_bytes()));
+            let sig = Key::hmac(Algorithm::HS256, SECRET)
+                .unwrap()
+                .sign(input.as_bytes())
+                .unwrap();
+            for token in [format!("{input}.{sig}"), format!("{input}.")] {
+                assert_eq!(
+                    t.decode(&token, NOW).err(),
+                    Some(TokenError::Invalid),
+                    "{header}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_kid_is_refused() {
+        let t = tokens();
+        let token = sign_raw(
+            r#"{"alg":"HS256","kid":"other","typ":"JWT"}"#,
+            &format!(r#"{{"exp":{}}}"#, NOW + 10),
+        );
+        assert_eq!(t.decode(&token, NOW).err(), Some(TokenError::Invalid));
+    }
+
+    #[test]
+    fn simplejwt_verify_order() {
+        let t = tokens();
+        let h = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let c = |p: &str| t.decode(&sign_raw(h, p), NOW).unwrap();
+        let later = NOW + 100;
+        assert_eq!(
+            t.check(&c(r#"{}"#), Some(TokenKind::Access)).err(),
+            Some(TokenError::MissingClaim("exp".into()))
+        );
+        assert_eq!(
+            t.check(
+                &c(&format!(r#"{{"exp":{later}}}"#)),
+                Some(TokenKind::Access)
+            )
+            .err(),
+            Some(TokenError::NoId)
+        );
+        assert_eq!(
+            t.check(
+                &c(&format!(r#"{{"exp":{later},"jti":"x"}}"#)),
+                Some(TokenKind::Access)
+            )
+            .err(),
+            Some(TokenError::NoType)
+        );
+        assert_eq!(
+            t.check(
+                &c(&format!(r#"{{"exp":{later},"jti":"x","token_type":1}}"#)),
+                Some(TokenKind::Access)
+            )
+            .err(),
+            Some(TokenError::WrongType)
+        );
+        assert!(
+            t.check(&c(&format!(r#"{{"exp":{later},"jti":"x"}}"#)), None)
+                .is_ok()
+        );
+        assert_eq!(
+            t.decode(&sign_raw(h, &format!(r#"{{"exp":{later},"jti":5}}"#)), NOW)
+                .err(),
+            Some(TokenError::Invalid)
+        );
+        assert_eq!(
+            t.decode(&sign_raw(h, &format!(r#"{{"exp":{later},"sub":5}}"#)), NOW)
+                .err(),
+            Some(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn audience_and_issuer_ignored_unless_configured() {
+        let t = tokens();
+        let h = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let token = sign_raw(h, &format!(r#"{{"exp":{},"aud":"x","iss":7}}"#, NOW + 5));
+        assert!(t.decode(&token, NOW).is_ok());
+        let rules = TokenRules {
+            audience: Some("api".into()),
+            issuer: Some("me".into()),
+            ..TokenRules::default()
+        };
+        let strict = Tokens::new(t.keys.clone(), rules);
+        assert_eq!(strict.decode(&token, NOW).err(), Some(TokenError::Invalid));
+        let ok = sign_raw(
+            h,
+            &format!(r#"{{"exp":{},"aud":["x","api"],"iss":"me"}}"#, NOW + 5),
+        );
+        assert!(strict.decode(&ok, NOW).is_ok());
+        let bad_list = sign_raw(
+            h,
+            &format!(r#"{{"exp":{},"aud":["api",3],"iss":"me"}}"#, NOW + 5),
+        );
+        assert_eq!(
+            strict.decode(&bad_list, NOW).err(),
+            Some(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn sliding_tokens() {
+        let t = tokens();
+        let s = t.sliding_for_user("3", NOW);
+        let keys: Vec<_> = s.as_map().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            ["token_type", "exp", "iat", "jti", "refresh_exp", "user_id"]
+        );
+        assert!(t.check_refresh_exp(&s, NOW + 86399).is_ok());
+        assert_eq!(
+            t.check_refresh_exp(&s, NOW + 86400).err(),
+            Some(TokenError::ClaimExpired("refresh_exp".into()))
+        );
+        let slid = t.slide(&s, NOW + 100);
+        assert_eq!(slid.get("jti"), s.get("jti"));
+        assert_eq!(slid.get("exp"), Some(&json!(NOW + 400)));
+        assert_eq!(
+            TokenError::ClaimExpired("refresh_exp".into()).to_string(),
+            "Token 'refresh_exp' claim has expired"
+        );
+    }
+
+    #[test]
+    fn eddsa_tokens_carry_a_kid_and_verify() {
+        crate::install_crypto_provider();
+        let (key, _) = Key::generate_ed25519().unwrap();
+        let kid = key.kid().unwrap().to_owned();
+        let t = Tokens::new(KeySet::new(key), TokenRules::default());
+        let token = t.encode(&t.refresh_for_user("1", NOW)).unwrap();
+        let header = token.split('.').next().unwrap();
+        use base64::Engine;
+        let header = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            header,
+            format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"JWT"}}"#)
+        );
+        assert!(t.verify(&token, TokenKind::Refresh, NOW).is_ok());
+        // An HS256 token signed with anything can't match an EdDSA key.
+        let forged = sign_raw(
+            &format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#),
+            &format!(r#"{{"exp":{}}}"#, NOW + 9),
+        );
+        assert_eq!(t.decode(&forged, NOW).err(), Some(TokenError::Invalid));
+    }
+}
