@@ -1,1 +1,182 @@
-pub fn placeholder() {}
+//! Require a valid doorman access token in front of an axum or tower service.
+//!
+//! [`Guard`] reads `Authorization: <type> <token>` exactly as simplejwt's `JWTAuthentication`
+//! does, verifies an access token with a [`doorman_token::Tokens`], optionally asks a
+//! [`UserCheck`] whether the user may still act, and otherwise answers simplejwt's exact 401
+//! bodies. Use it as an extractor ([`Authenticated`]) or as a layer ([`RequireTokenLayer`]).
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use doorman_guard::{Authenticated, Guard};
+//! use doorman_token::{Algorithm, Key, KeySet, TokenRules, Tokens};
+//!
+//! async fn hello(user: Authenticated) -> String {
+//!     format!("hello, user {:?}", user.user_id)
+//! }
+//!
+//! let key = Key::hmac(Algorithm::HS256, b"an-hs256-test-secret-of-32-bytes!!").unwrap();
+//! let guard = Guard::new(Tokens::new(KeySet::new(key), TokenRules::default()));
+//! let app: Router = Router::new().route("/hello/", get(hello)).with_state(guard);
+//! ```
+
+mod layer;
+mod rejection;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{FromRef, FromRequestParts};
+use doorman_token::{Claims, TokenKind, Tokens, UserId};
+use http::HeaderMap;
+use http::request::Parts;
+
+pub use layer::{RequireToken, RequireTokenLayer};
+pub use rejection::Rejection;
+
+/// What a protected handler learns about its caller.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    /// The verified access token's claims.
+    pub claims: Claims,
+    /// The user id from the token's user-id claim, when it names a possible user.
+    pub user_id: Option<i64>,
+}
+
+/// Why a [`UserCheck`] refused a token's user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserRefusal {
+    NotFound,
+    Inactive,
+    /// The check could not be made (e.g. the database is down).
+    Unavailable,
+}
+
+/// Decides whether the user a valid token names may still act (simplejwt looks the user up on
+/// every request). Services without a user table leave it out and trust the token alone.
+pub trait UserCheck: Send + Sync + 'static {
+    fn check(
+        &self,
+        user_id: i64,
+    ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>>;
+}
+
+/// The verifier a protected route uses. Cheap to clone.
+#[derive(Clone)]
+pub struct Guard {
+    tokens: Arc<Tokens>,
+    header_types: Arc<[String]>,
+    users: Option<Arc<dyn UserCheck>>,
+}
+
+impl Guard {
+    /// A guard accepting `Bearer` tokens, with no user check.
+    pub fn new(tokens: Tokens) -> Guard {
+        Guard::from_shared(Arc::new(tokens))
+    }
+
+    pub fn from_shared(tokens: Arc<Tokens>) -> Guard {
+        doorman_token::install_crypto_provider();
+        Guard {
+            tokens,
+            header_types: Arc::from(["Bearer".to_owned()]),
+            users: None,
+        }
+    }
+
+    /// The accepted `Authorization` schemes (simplejwt's `AUTH_HEADER_TYPES`, case-sensitive);
+    /// the first is named in `WWW-Authenticate`. An empty list keeps the current one.
+    pub fn with_header_types(mut self, types: Vec<String>) -> Guard {
+        if !types.is_empty() {
+            self.header_types = Arc::from(types);
+        }
+        self
+    }
+
+    pub fn with_user_check(mut self, users: Arc<dyn UserCheck>) -> Guard {
+        self.users = Some(users);
+        self
+    }
+
+    /// The `WWW-Authenticate` value sent with every 401.
+    pub fn www_authenticate(&self) -> String {
+        let scheme = self.header_types.first().map_or("Bearer", String::as_str);
+        format!("{scheme} realm=\"api\"")
+    }
+
+    /// simplejwt's `JWTAuthentication.authenticate` followed by DRF's `IsAuthenticated`.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, Rejection> {
+        let raw = self.raw_token(headers)?;
+        let claims = self
+            .tokens
+            .verify(raw, TokenKind::Access, now())
+            .map_err(Rejection::InvalidToken)?;
+        let user_claim = &self.tokens.rules().user_id_claim;
+        let user_id = match claims.user_id(user_claim) {
+            None => return Err(Rejection::NoUserIdentification),
+            Some(UserId::Id(id)) => Some(id),
+            Some(UserId::Unresolvable) => None,
+        };
+        if let Some(users) = &self.users {
+            let Some(id) = user_id else {
+                return Err(Rejection::UserNotFound);
+            };
+            users.check(id).await.map_err(|refusal| match refusal {
+                UserRefusal::NotFound => Rejection::UserNotFound,
+                UserRefusal::Inactive => Rejection::UserInactive,
+                UserRefusal::Unavailable => Rejection::Unavailable,
+            })?;
+        }
+        Ok(Authenticated { claims, user_id })
+    }
+
+    /// The token from the header: split on any whitespace; another scheme counts as no
+    /// credentials at all; the right scheme with other than one token is a malformed header.
+    fn raw_token<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, Rejection> {
+        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+            return Err(Rejection::NotProvided);
+        };
+        // Django splits the raw header bytes; a scheme match decides, whatever the bytes are.
+        let mut parts = value
+            .as_bytes()
+            .split(u8::is_ascii_whitespace)
+            .filter(|part| !part.is_empty());
+        let Some(scheme) = parts.next() else {
+            return Err(Rejection::NotProvided);
+        };
+        if !self.header_types.iter().any(|t| t.as_bytes() == scheme) {
+            return Err(Rejection::NotProvided);
+        }
+        match (parts.next(), parts.next()) {
+            (Some(token), None) => std::str::from_utf8(token)
+                .map_err(|_| Rejection::InvalidToken(doorman_token::TokenError::Invalid)),
+            _ => Err(Rejection::BadAuthorizationHeader),
+        }
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Guard: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(done) = parts.extensions.get::<Authenticated>() {
+            return Ok(done.clone());
+        }
+        let guard = Guard::from_ref(state);
+        guard
+            .authenticate(&parts.headers)
+            .await
+            .map_err(|rejection| rejection.into_response_for(&guard))
+    }
+}
