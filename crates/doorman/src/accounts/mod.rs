@@ -1,0 +1,206 @@
+//! Users: who may log in, and the rules their names and passwords follow. Passwords are
+//! checked like Django's `ModelBackend` (hash first, then the active flag, so unknown, wrong and
+//! inactive cost the same and answer the same), and Django hashes are upgraded on login.
+
+pub mod password;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use doorman_guard::{UserCheck, UserRefusal};
+use secrecy::{ExposeSecret, SecretString};
+
+pub use password::{PasswordError, PasswordHasher, Verified};
+
+use crate::store::{NewUser, Store, StoreError, User};
+
+/// Longest password accepted: argon2 has no truncation, so the bound is there to cap the work
+/// one request can ask for.
+pub const MAX_PASSWORD_BYTES: usize = 4096;
+/// Shortest password `user create` and `set-password` accept (OWASP ASVS 6.2.1).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// Input that breaks a rule, said for the person who typed it.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Users and their passwords.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Store,
+    hasher: PasswordHasher,
+}
+
+impl Accounts {
+    pub fn new(store: Store, hasher: PasswordHasher) -> Accounts {
+        Accounts { store, hasher }
+    }
+
+    /// Django's `authenticate(username=..., password=...)`: the user when the password matches
+    /// and the account is active, else `None`, at the same cost either way.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: SecretString,
+    ) -> Result<Option<User>, AccountsError> {
+        let user = self.store.user_by_username(username).await?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let verified = self.hasher.verify(password.clone(), stored).await?;
+        let (Some(user), Verified::Match { needs_rehash }) = (user, verified) else {
+            return Ok(None);
+        };
+        if needs_rehash {
+            // Upgrade a Django (or weaker) hash to argon2id now that we know the password.
+            match self.hasher.hash(password).await {
+                Ok(hash) => {
+                    self.store.set_password_hash(user.id, &hash).await?;
+                    tracing::info!(
+                        user_id = user.id,
+                        "upgraded the stored password hash to argon2id"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(user_id = user.id, error = %e, "could not upgrade the password hash")
+                }
+            }
+        }
+        Ok(user.is_active.then_some(user))
+    }
+
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: SecretString,
+        is_superuser: bool,
+        is_active: bool,
+    ) -> Result<User, AccountsError> {
+        validate_username(username)?;
+        validate_password(&password)?;
+        let password_hash = self.hasher.hash(password).await?;
+        let user = self
+            .store
+            .create_user(NewUser {
+                username: username.to_owned(),
+                password_hash,
+                is_active,
+                is_superuser,
+            })
+            .await?;
+        Ok(user)
+    }
+
+    /// Returns false when there is no such user.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: SecretString,
+    ) -> Result<bool, AccountsError> {
+        validate_password(&password)?;
+        let Some(user) = self.store.user_by_username(username).await? else {
+            return Ok(false);
+        };
+        let hash = self.hasher.hash(password).await?;
+        Ok(self.store.set_password_hash(user.id, &hash).await?)
+    }
+}
+
+/// Django's username rule: 1 to 150 characters, letters, digits and `@.+-_`.
+pub fn validate_username(username: &str) -> Result<(), AccountsError> {
+    let count = username.chars().count();
+    if count == 0 || count > 150 {
+        return Err(AccountsError::Rejected(
+            "a username has 1 to 150 characters".into(),
+        ));
+    }
+    if !username
+        .chars()
+        .all(|c| c.is_alphanumeric() || "@.+-_".contains(c))
+    {
+        return Err(AccountsError::Rejected(
+            "a username may contain only letters, digits and @/./+/-/_".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_password(password: &SecretString) -> Result<(), AccountsError> {
+    let text = password.expose_secret();
+    if text.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AccountsError::Rejected(format!(
+            "a password has at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if text.len() > MAX_PASSWORD_BYTES {
+        return Err(AccountsError::Rejected(format!(
+            "a password has at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The per-request user check behind `/hello/` (simplejwt's `get_user`): the user must exist
+/// and, with `CHECK_USER_IS_ACTIVE`, be active.
+pub struct StoreUserCheck {
+    pub store: Store,
+    pub check_is_active: bool,
+}
+
+impl UserCheck for StoreUserCheck {
+    fn check(
+        &self,
+        user_id: i64,
+    ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
+        Box::pin(async move {
+            match self.store.user_by_id(user_id).await {
+                Ok(None) => Err(UserRefusal::NotFound),
+                Ok(Some(user)) if self.check_is_active && !user.is_active => {
+                    Err(UserRefusal::Inactive)
+                }
+                Ok(Some(_)) => Ok(()),
+                Err(e) => {
+                    tracing::error!(error = %e, "user lookup failed");
+                    Err(UserRefusal::Unavailable)
+                }
+            }
+        })
+    }
+}
+
+impl StoreUserCheck {
+    pub fn shared(store: Store, check_is_active: bool) -> Arc<dyn UserCheck> {
+        Arc::new(StoreUserCheck {
+            store,
+            check_is_active,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_django() {
+        assert!(validate_username("alice").is_ok());
+        assert!(validate_username("a.b+c-d_e@f").is_ok());
+        assert!(validate_username("zoë").is_ok());
+        assert!(validate_username("").is_err());
+        assert!(validate_username("has space").is_err());
+        assert!(validate_username(&"x".repeat(151)).is_err());
+    }
+
+    #[test]
+    fn passwords_have_bounds() {
+        assert!(validate_password(&SecretString::from("1234567")).is_err());
+        assert!(validate_password(&SecretString::from("12345678")).is_ok());
+        assert!(validate_password(&SecretString::from("x".repeat(4097))).is_err());
+    }
+}

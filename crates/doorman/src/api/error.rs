@@ -1,0 +1,178 @@
+//! The one place that decides status codes and bodies for everything that goes wrong, matching
+//! DRF + simplejwt's answers (`spec/simplejwt-wire.md` §4) and doorman's fixes of their defects.
+
+use axum::response::{IntoResponse, Response};
+use doorman_guard::Rejection;
+use doorman_token::TokenError;
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::drf::DrfError;
+use crate::accounts::AccountsError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Content negotiation, parsing and field validation, answered as DRF does.
+    #[error(transparent)]
+    Drf(#[from] DrfError),
+    /// 405, naming the method as received.
+    #[error("method {0} not allowed")]
+    MethodNotAllowed(String),
+    /// 404: DRF's JSON shape (simplejwt's stack answers an HTML page here).
+    #[error("not found")]
+    NotFound,
+    /// 413: the body is larger than doorman reads.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// Obtain: unknown user, wrong password and inactive user alike.
+    #[error("no active account")]
+    NoActiveAccount,
+    /// Refresh: the token's user is gone or inactive.
+    #[error("no active account for token")]
+    NoActiveAccountForToken,
+    /// A token view's `TokenError` (simplejwt's `InvalidToken`).
+    #[error("token not valid: {0}")]
+    Token(#[from] TokenError),
+    /// Verify of a blacklisted token: a validation error in simplejwt, hence 400.
+    #[error("token is blacklisted")]
+    VerifyBlacklisted,
+    /// A protected view's authentication failure.
+    #[error("not authenticated: {0:?}")]
+    Auth(Rejection),
+    /// The database could not be reached in time.
+    #[error("service unavailable")]
+    Unavailable,
+    /// Anything else; details go to the log, never to the client.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Drf(e) => e.status(),
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoActiveAccount | ApiError::NoActiveAccountForToken | ApiError::Token(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::VerifyBlacklisted => StatusCode::BAD_REQUEST,
+            ApiError::Auth(rejection) => rejection.status(),
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON body, keys in DRF's order.
+    pub fn body(&self) -> Value {
+        match self {
+            ApiError::Drf(e) => e.body(),
+            ApiError::MethodNotAllowed(method) => {
+                json!({"detail": format!("Method \"{method}\" not allowed.")})
+            }
+            ApiError::NotFound => json!({"detail": "Not found."}),
+            ApiError::PayloadTooLarge => json!({"detail": "Request body is too large."}),
+            ApiError::NoActiveAccount => {
+                json!({"detail": "No active account found with the given credentials"})
+            }
+            ApiError::NoActiveAccountForToken => {
+                json!({"detail": "No active account found for the given token."})
+            }
+            ApiError::Token(e) => json!({"detail": e.to_string(), "code": "token_not_valid"}),
+            ApiError::VerifyBlacklisted => json!({"non_field_errors": ["Token is blacklisted"]}),
+            ApiError::Auth(rejection) => rejection.body(),
+            ApiError::Unavailable => {
+                json!({"detail": "Service temporarily unavailable, try again later."})
+            }
+            ApiError::Internal => json!({"detail": "A server error occurred."}),
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        ApiError::Auth(rejection)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %error, "database unavailable");
+                ApiError::Unavailable
+            }
+            other => {
+                tracing::error!(error = %other, "database error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<AccountsError> for ApiError {
+    fn from(error: AccountsError) -> Self {
+        match error {
+            AccountsError::Store(e) => e.into(),
+            other => {
+                tracing::error!(error = %other, "accounts error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    /// For answers given outside a DRF view (404, panics): compact JSON, no negotiation.
+    fn into_response(self) -> Response {
+        super::render(self.status(), &self.body(), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_match_the_contract() {
+        let cases = [
+            (
+                ApiError::NoActiveAccount,
+                401,
+                r#"{"detail":"No active account found with the given credentials"}"#,
+            ),
+            (
+                ApiError::NoActiveAccountForToken,
+                401,
+                r#"{"detail":"No active account found for the given token."}"#,
+            ),
+            (
+                ApiError::Token(TokenError::Expired),
+                401,
+                r#"{"detail":"Token is expired","code":"token_not_valid"}"#,
+            ),
+            (
+                ApiError::Token(TokenError::MissingClaim("exp".into())),
+                401,
+                r#"{"detail":"Token has no 'exp' claim","code":"token_not_valid"}"#,
+            ),
+            (
+                ApiError::VerifyBlacklisted,
+                400,
+                r#"{"non_field_errors":["Token is blacklisted"]}"#,
+            ),
+            (
+                ApiError::MethodNotAllowed("GET".into()),
+                405,
+                r#"{"detail":"Method \"GET\" not allowed."}"#,
+            ),
+            (ApiError::NotFound, 404, r#"{"detail":"Not found."}"#),
+        ];
+        for (error, status, body) in cases {
+            assert_eq!(error.status().as_u16(), status);
+            assert_eq!(error.body().to_string(), body);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! HTTP handlers: thin translations between DRF-shaped requests and the accounts and store
+//! below. Each view negotiates, parses, calls one thing, and renders.
+
+pub mod drf;
+pub mod error;
+pub mod hello;
+pub mod tokens;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::Value;
+
+pub use error::ApiError;
+
+/// Largest request body doorman reads on an API view; token requests are a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON response rendered like DRF's `JSONRenderer` (compact, or indented on request).
+pub fn render(status: StatusCode, body: &Value, indent: Option<usize>) -> Response {
+    let mut response = Response::new(Body::from(drf::render_json(body, indent)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`].
+pub async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)
+}
+
+/// A view's successful answer.
+pub struct Answer {
+    pub body: Value,
+    /// The body carries tokens: `Cache-Control: no-store` keeps them out of caches.
+    pub carries_tokens: bool,
+}
+
+impl Answer {
+    pub fn plain(body: Value) -> Answer {
+        Answer {
+            body,
+            carries_tokens: false,
+        }
+    }
+
+    pub fn tokens(body: Value) -> Answer {
+        Answer {
+            body,
+            carries_tokens: true,
+        }
+    }
+}
+
+/// DRF's `finalize_response`: render the answer or the error, and set the headers every
+/// response of a view gets (`Allow`; `WWW-Authenticate` on 401).
+pub fn finish(
+    result: Result<Answer, ApiError>,
+    indent: Option<usize>,
+    allow: &'static str,
+    www_authenticate: &str,
+) -> Response {
+    let mut response = match result {
+        Ok(answer) => {
+            let mut response = render(StatusCode::OK, &answer.body, indent);
+            if answer.carries_tokens {
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            response
+        }
+        Err(error) => {
+            let mut response = render(error.status(), &error.body(), indent);
+            if error.status() == StatusCode::UNAUTHORIZED
+                && let Ok(value) = HeaderValue::from_str(www_authenticate)
+            {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+            response
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}

@@ -1,0 +1,176 @@
+//! Builds the application: the shared state and the router. This is the one place routes are
+//! listed.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, any};
+use doorman_guard::Guard;
+use doorman_token::Tokens;
+use http::{HeaderValue, Request, StatusCode, Uri, header};
+use tokio::net::TcpListener;
+
+use crate::accounts::{Accounts, PasswordHasher, StoreUserCheck};
+use crate::api::drf::View;
+use crate::api::{ApiError, hello, tokens};
+use crate::config::Config;
+use crate::store::Store;
+
+/// Everything a request may need, built once at start-up and shared by reference.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub tokens: Arc<Tokens>,
+    pub store: Store,
+    pub accounts: Accounts,
+    pub guard: Guard,
+}
+
+impl axum::extract::FromRef<AppState> for Guard {
+    fn from_ref(state: &AppState) -> Guard {
+        state.guard.clone()
+    }
+}
+
+/// The token views and their paths (simplejwt's URL names, as the reference app routes them).
+const TOKEN_VIEWS: [(&str, View); 4] = [
+    ("/api/token/", View::TokenObtainPair),
+    ("/api/token/refresh/", View::TokenRefresh),
+    ("/api/token/verify/", View::TokenVerify),
+    ("/api/token/blacklist/", View::TokenBlacklist),
+];
+const SLIDING_VIEWS: [(&str, View); 2] = [
+    ("/api/token/sliding/", View::TokenObtainSliding),
+    ("/api/token/sliding/refresh/", View::TokenRefreshSliding),
+];
+const HELLO: &str = "/hello/";
+
+impl AppState {
+    /// Opens the store (migrating it unless told not to), loads the keys, and wires the guard.
+    pub async fn build(config: Config, migrate: bool) -> anyhow::Result<AppState> {
+        crate::keys::create_private_dir(&config.data_dir)?;
+        let store = Store::connect(&config.database_url).await?;
+        if migrate {
+            let applied = store.migrate().await?;
+            for m in &applied {
+                tracing::info!(version = m.version, description = %m.description, "applied migration");
+            }
+        } else if store.pending_migrations().await? > 0 {
+            anyhow::bail!("the database has pending migrations; run `doorman migrate`");
+        }
+        let keys = crate::keys::load(&config.key)?;
+        let tokens = Arc::new(Tokens::new(keys, config.tokens.clone()));
+        let hasher = PasswordHasher::new(config.password_hash_workers);
+        let accounts = Accounts::new(store.clone(), hasher);
+        let guard = Guard::from_shared(tokens.clone())
+            .with_header_types(config.auth_header_types.clone())
+            .with_user_check(StoreUserCheck::shared(
+                store.clone(),
+                config.check_user_is_active,
+            ));
+        Ok(AppState {
+            config: Arc::new(config),
+            tokens,
+            store,
+            accounts,
+            guard,
+        })
+    }
+
+    fn routes(&self) -> impl Iterator<Item = (&'static str, View)> + '_ {
+        let sliding = if self.config.sliding_tokens {
+            &SLIDING_VIEWS[..]
+        } else {
+            &[]
+        };
+        TOKEN_VIEWS.iter().chain(sliding.iter()).copied()
+    }
+
+    fn is_route(&self, path: &str) -> bool {
+        path == HELLO || self.routes().any(|(p, _)| p == path)
+    }
+}
+
+fn token_route(view: View) -> MethodRouter<AppState> {
+    any(move |state: State<AppState>, request: Request<Body>| {
+        tokens::endpoint(state, view, request)
+    })
+}
+
+/// The router with every route and the fallback.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new().route(HELLO, any(hello::hello));
+    for (path, view) in state.routes() {
+        router = router.route(path, token_route(view));
+    }
+    crate::serve::with_layers(router.fallback(fallback)).with_state(state)
+}
+
+/// Django's `APPEND_SLASH`: a known path without its slash is redirected (301, for every
+/// method, as `CommonMiddleware` does); anything else is DRF's JSON 404.
+async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
+    let path = uri.path();
+    if !path.ends_with('/') && state.is_route(&format!("{path}/")) {
+        let location = match uri.query() {
+            Some(q) => format!("{path}/?{q}"),
+            None => format!("{path}/"),
+        };
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            return (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, value)]).into_response();
+        }
+    }
+    ApiError::NotFound.into_response()
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds first (so the port is known, port 0 in tests), then prepares the state.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with(config, true).await
+    }
+
+    pub async fn build_with(config: Config, migrate: bool) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("could not listen on {}: {e}", config.bind))?;
+        let state = AppState::build(config, migrate).await?;
+        let router = router(state.clone());
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

@@ -1,0 +1,11 @@
+//! `doorman flush-expired-tokens`: simplejwt's `flushexpiredtokens`, for cron or by hand.
+
+use super::{Failure, open_store};
+use crate::config::Config;
+
+pub async fn run(config: &Config) -> Result<(), Failure> {
+    let store = open_store(config).await?;
+    let removed = store.flush_expired(time::OffsetDateTime::now_utc()).await?;
+    println!("Deleted {removed} expired token(s).");
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The command line: one subcommand group per file. Exit codes: 0 ok, 1 runtime failure,
+//! 2 usage error; errors go to stderr as one line.
+
+mod flush;
+mod migrate;
+mod serve;
+mod token;
+mod user;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "doorman",
+    version,
+    about = "An authentication server speaking djangorestframework-simplejwt's HTTP contract"
+)]
+pub struct Cli {
+    /// Settings file (default: ./doorman.toml when it exists)
+    #[arg(long, global = true, env = "DOORMAN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL (overrides DOORMAN_DATABASE_URL and the file), e.g. sqlite://doorman.sqlite3
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// Data directory for the SQLite database and the generated key (default: ./doorman-data)
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTP server (applies pending migrations first)
+    Serve(serve::ServeArgs),
+    /// Apply pending database migrations, or list them
+    Migrate(migrate::MigrateArgs),
+    /// Manage users
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Delete outstanding and blacklisted refresh tokens that have expired
+    FlushExpiredTokens,
+    /// Inspect tokens
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+}
+
+/// A failure to report on stderr, with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    /// A runtime failure (exit 1).
+    pub fn runtime(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            message: message.to_string(),
+            code: 1,
+        }
+    }
+
+    /// A usage error (exit 2).
+    pub fn usage(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            message: message.to_string(),
+            code: 2,
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        // `{:#}` keeps the whole cause chain on one line.
+        Failure::runtime(format!("{:#}", error.into()))
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message.replace('\n', " "));
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let overrides = Overrides {
+        bind: None,
+        database_url: cli.database_url.clone(),
+        data_dir: cli.data_dir.clone(),
+    };
+    match cli.command {
+        Command::Serve(args) => {
+            runtime.block_on(serve::run(cli.config.as_deref(), overrides, args))
+        }
+        Command::Migrate(args) => {
+            runtime.block_on(migrate::run(&load(&cli.config, &overrides)?, args))
+        }
+        Command::User(command) => {
+            runtime.block_on(user::run(&load(&cli.config, &overrides)?, command))
+        }
+        Command::FlushExpiredTokens => {
+            runtime.block_on(flush::run(&load(&cli.config, &overrides)?))
+        }
+        Command::Token(command) => token::run(cli.config.as_deref(), &overrides, command),
+    }
+}
+
+fn load(file: &Option<PathBuf>, overrides: &Overrides) -> Result<Config, Failure> {
+    Config::load(file.as_deref(), overrides).map_err(Failure::runtime)
+}
+
+/// Opens the store for an administrative command, refusing to run on an unmigrated database.
+async fn open_store(config: &Config) -> Result<crate::store::Store, Failure> {
+    crate::keys::create_private_dir(&config.data_dir)?;
+    let store = crate::store::Store::connect(&config.database_url).await?;
+    if store.pending_migrations().await? > 0 {
+        return Err(Failure::runtime(
+            "the database has pending migrations; run `doorman migrate` first",
+        ));
+    }
+    Ok(store)
+}

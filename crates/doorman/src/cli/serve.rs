@@ -1,0 +1,36 @@
+//! `doorman serve`: run the HTTP server until SIGINT/SIGTERM.
+
+use std::path::Path;
+
+use clap::Args;
+
+use super::Failure;
+use crate::app::Application;
+use crate::config::{Config, Overrides};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides DOORMAN_BIND and the file), e.g. 0.0.0.0:8000
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    /// Refuse to start with pending migrations instead of applying them
+    #[arg(long)]
+    no_migrate: bool,
+}
+
+pub async fn run(
+    file: Option<&Path>,
+    mut overrides: Overrides,
+    args: ServeArgs,
+) -> Result<(), Failure> {
+    crate::telemetry::init("info");
+    overrides.bind = args.bind;
+    let config = Config::load(file, &overrides).map_err(Failure::runtime)?;
+    let app = Application::build_with(config, !args.no_migrate).await?;
+    let addr = app.local_addr()?;
+    tracing::info!(%addr, "doorman is listening on http://{addr}/");
+    app.run_until_stopped(crate::serve::shutdown_signal())
+        .await?;
+    tracing::info!("doorman stopped");
+    Ok(())
+}

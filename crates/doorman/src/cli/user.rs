@@ -1,0 +1,168 @@
+//! `doorman user ...`: create, list, change and remove users from the command line (Django's
+//! `createsuperuser`/`changepassword` and the admin's user list).
+
+use std::io::{BufRead, IsTerminal};
+
+use clap::{Args, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Failure, open_store};
+use crate::accounts::{Accounts, AccountsError, PasswordHasher};
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user; the password is asked twice on a terminal, or read from stdin
+    Create(CreateArgs),
+    /// List users
+    List,
+    /// Change a user's password
+    SetPassword(PasswordArgs),
+    /// Stop a user from logging in or refreshing (their access tokens are refused too)
+    Deactivate(NameArg),
+    /// Let a deactivated user log in again
+    Activate(NameArg),
+    /// Delete a user (their refresh tokens stop working)
+    Delete(NameArg),
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Username: letters, digits and @/./+/-/_ (up to 150 characters)
+    name: String,
+    /// Read the password from the first line of standard input instead of prompting
+    #[arg(long)]
+    password_stdin: bool,
+    /// Mark the user as a superuser
+    #[arg(long)]
+    superuser: bool,
+    /// Create the user inactive (cannot log in until `user activate`)
+    #[arg(long)]
+    inactive: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PasswordArgs {
+    name: String,
+    /// Read the password from the first line of standard input instead of prompting
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArg {
+    name: String,
+}
+
+pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
+    let store = open_store(config).await?;
+    let accounts = Accounts::new(
+        store.clone(),
+        PasswordHasher::new(config.password_hash_workers),
+    );
+    match command {
+        UserCommand::Create(args) => {
+            let password = read_password(args.password_stdin)?;
+            let user = accounts
+                .create_user(&args.name, password, args.superuser, !args.inactive)
+                .await
+                .map_err(explain)?;
+            println!("Created user {} (id {}).", user.username, user.id);
+        }
+        UserCommand::List => list(&store).await?,
+        UserCommand::SetPassword(args) => {
+            let password = read_password(args.password_stdin)?;
+            if !accounts
+                .set_password(&args.name, password)
+                .await
+                .map_err(explain)?
+            {
+                return Err(no_such_user(&args.name));
+            }
+            println!("Password changed for {}.", args.name);
+        }
+        UserCommand::Deactivate(NameArg { name }) => {
+            if !store.set_active(&name, false).await? {
+                return Err(no_such_user(&name));
+            }
+            println!("Deactivated {name}.");
+        }
+        UserCommand::Activate(NameArg { name }) => {
+            if !store.set_active(&name, true).await? {
+                return Err(no_such_user(&name));
+            }
+            println!("Activated {name}.");
+        }
+        UserCommand::Delete(NameArg { name }) => {
+            if !store.delete_user(&name).await? {
+                return Err(no_such_user(&name));
+            }
+            println!("Deleted {name}.");
+        }
+    }
+    Ok(())
+}
+
+async fn list(store: &Store) -> Result<(), Failure> {
+    let users = store.list_users().await?;
+    println!(
+        "{:>6}  {:<24} {:<6} {:<9} {:<20} joined",
+        "id", "username", "active", "superuser", "last login"
+    );
+    let when = |t: Option<time::OffsetDateTime>| {
+        t.map_or_else(|| "never".to_owned(), super::token::human_time)
+    };
+    for u in users {
+        println!(
+            "{:>6}  {:<24} {:<6} {:<9} {:<20} {}",
+            u.id,
+            u.username,
+            if u.is_active { "yes" } else { "no" },
+            if u.is_superuser { "yes" } else { "no" },
+            when(u.last_login),
+            when(Some(u.date_joined)),
+        );
+    }
+    Ok(())
+}
+
+fn no_such_user(name: &str) -> Failure {
+    Failure::runtime(format!("no user named {name:?}"))
+}
+
+fn explain(error: AccountsError) -> Failure {
+    match error {
+        AccountsError::Store(StoreError::UsernameTaken) => {
+            Failure::runtime("that username is already taken")
+        }
+        AccountsError::Rejected(reason) => Failure::runtime(reason),
+        other => Failure::runtime(other),
+    }
+}
+
+/// The new password: from stdin's first line with `--password-stdin`, else asked twice
+/// without echo on the terminal.
+fn read_password(from_stdin: bool) -> Result<SecretString, Failure> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            return Err(Failure::runtime("no password on standard input"));
+        }
+        return Ok(SecretString::from(line.to_owned()));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(
+            "no terminal to ask for the password on; pipe it in with --password-stdin",
+        ));
+    }
+    let first = SecretString::from(rpassword::prompt_password("Password: ")?);
+    let second = SecretString::from(rpassword::prompt_password("Password (again): ")?);
+    if first.expose_secret() != second.expose_secret() {
+        return Err(Failure::runtime("the two passwords differ"));
+    }
+    Ok(first)
+}

@@ -1,0 +1,646 @@
+//! doorman's settings: one `Config`, built once at start from defaults < `doorman.toml` <
+//! `DOORMAN_*` environment variables < command-line flags, and validated before anything runs.
+//! Names follow simplejwt's (`ACCESS_TOKEN_LIFETIME` is `access_token_lifetime` in the file
+//! and `DOORMAN_ACCESS_TOKEN_LIFETIME` in the environment). A bad value stops start-up with a
+//! message naming the setting, where it came from and what was expected.
+
+mod values;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use doorman_token::{Algorithm, TokenRules};
+use figment::providers::Format;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use values::{Flag, StringList};
+
+/// Environment variables read as settings: `DOORMAN_` + the setting's name in capitals.
+const ENV_PREFIX: &str = "DOORMAN_";
+/// Environment variables with the prefix that are not settings.
+const ENV_NOT_SETTINGS: [&str; 3] = ["CONFIG", "REQUIRE_ALL", "LOG"];
+
+/// The raw settings, as the layers give them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Settings {
+    bind: String,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    #[serde(with = "values::duration")]
+    access_token_lifetime: Duration,
+    #[serde(with = "values::duration")]
+    refresh_token_lifetime: Duration,
+    #[serde(with = "values::duration")]
+    sliding_token_lifetime: Duration,
+    #[serde(with = "values::duration")]
+    sliding_token_refresh_lifetime: Duration,
+    sliding_tokens: Flag,
+    rotate_refresh_tokens: Flag,
+    blacklist_after_rotation: Flag,
+    update_last_login: Flag,
+    algorithm: Option<String>,
+    signing_key: Option<SecretString>,
+    verifying_key: Option<String>,
+    audience: Option<String>,
+    issuer: Option<String>,
+    #[serde(with = "values::duration")]
+    leeway: Duration,
+    auth_header_types: StringList,
+    user_id_claim: String,
+    token_type_claim: String,
+    jti_claim: String,
+    sliding_token_refresh_exp_claim: String,
+    check_user_is_active: Flag,
+    #[serde(with = "values::count")]
+    password_hash_workers: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let rules = TokenRules::default();
+        Settings {
+            bind: "127.0.0.1:8000".to_owned(),
+            data_dir: PathBuf::from("doorman-data"),
+            database_url: None,
+            access_token_lifetime: rules.access_token_lifetime,
+            refresh_token_lifetime: rules.refresh_token_lifetime,
+            sliding_token_lifetime: rules.sliding_token_lifetime,
+            sliding_token_refresh_lifetime: rules.sliding_token_refresh_lifetime,
+            sliding_tokens: Flag(true),
+            rotate_refresh_tokens: Flag(false),
+            blacklist_after_rotation: Flag(false),
+            update_last_login: Flag(false),
+            algorithm: None,
+            signing_key: None,
+            verifying_key: None,
+            audience: None,
+            issuer: None,
+            leeway: Duration::ZERO,
+            auth_header_types: StringList(vec!["Bearer".to_owned()]),
+            user_id_claim: rules.user_id_claim,
+            token_type_claim: "token_type".to_owned(),
+            jti_claim: "jti".to_owned(),
+            sliding_token_refresh_exp_claim: rules.sliding_token_refresh_exp_claim,
+            check_user_is_active: Flag(true),
+            password_hash_workers: 0,
+        }
+    }
+}
+
+/// How tokens are signed, as decided from `algorithm`, `signing_key` and `verifying_key`.
+#[derive(Clone, Debug)]
+pub enum KeyConfig {
+    /// HMAC with a shared secret (the Django interop mode: a Django `SECRET_KEY` works as is).
+    Hmac {
+        alg: Algorithm,
+        secret: SecretString,
+    },
+    /// Ed25519 from a configured PKCS#8 PEM.
+    Ed25519Pem { pem: SecretString },
+    /// Ed25519 generated on first start and kept in the data directory.
+    Ed25519Generated { path: PathBuf },
+}
+
+/// The validated configuration every part of doorman reads.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub tokens: TokenRules,
+    pub key: KeyConfig,
+    pub sliding_tokens: bool,
+    pub rotate_refresh_tokens: bool,
+    pub blacklist_after_rotation: bool,
+    pub update_last_login: bool,
+    pub auth_header_types: Vec<String>,
+    pub check_user_is_active: bool,
+    pub password_hash_workers: usize,
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A configuration that can't be used, said in one line for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads from the given file (or `./doorman.toml` when it exists), the process
+    /// environment and the overrides.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let default_file = Path::new("doorman.toml");
+        let file = file.or_else(|| default_file.exists().then_some(default_file));
+        Self::load_from(file, &env, overrides)
+    }
+
+    /// As [`Config::load`], with the file and environment given exactly (tests use this).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(figment::providers::Toml::file_exact(path));
+        }
+        let figment = figment
+            .merge(EnvLayer::from_env(env))
+            .merge(FlagLayer::from(overrides));
+        let settings: Settings = figment.extract().map_err(|e| ConfigError(describe(&e)))?;
+        Validator { figment: &figment }.validate(settings)
+    }
+}
+
+struct Validator<'a> {
+    figment: &'a Figment,
+}
+
+impl Validator<'_> {
+    /// "setting `name` (from <source>)".
+    fn named(&self, key: &str) -> String {
+        match self.figment.find_metadata(key) {
+            Some(md) => format!("setting `{key}` (from {})", source_of(md, key)),
+            None => format!("setting `{key}` (default)"),
+        }
+    }
+
+    fn fail(&self, key: &str, problem: impl std::fmt::Display) -> ConfigError {
+        ConfigError(format!("{}: {problem}", self.named(key)))
+    }
+
+    fn validate(&self, s: Settings) -> Result<Config, ConfigError> {
+        let bind: SocketAddr = s.bind.parse().map_err(|_| {
+            self.fail(
+                "bind",
+                format!("expected an address like 127.0.0.1:8000, got {:?}", s.bind),
+            )
+        })?;
+        if s.leeway > Duration::from_secs(60) {
+            return Err(self.fail(
+                "leeway",
+                "expected at most 60 seconds (RFC 8725 allows a small clock skew only)",
+            ));
+        }
+        for (key, lifetime) in [
+            ("access_token_lifetime", s.access_token_lifetime),
+            ("refresh_token_lifetime", s.refresh_token_lifetime),
+            ("sliding_token_lifetime", s.sliding_token_lifetime),
+            (
+                "sliding_token_refresh_lifetime",
+                s.sliding_token_refresh_lifetime,
+            ),
+        ] {
+            if lifetime.is_zero() {
+                return Err(self.fail(key, "expected a lifetime longer than 0 seconds"));
+            }
+        }
+        if s.auth_header_types.0.is_empty()
+            || s.auth_header_types.0.iter().any(|t| !is_token68_scheme(t))
+        {
+            return Err(self.fail(
+                "auth_header_types",
+                "expected one or more scheme names like Bearer, without spaces",
+            ));
+        }
+        if s.user_id_claim.is_empty() {
+            return Err(self.fail("user_id_claim", "expected a claim name"));
+        }
+        let key = self.key_config(&s)?;
+        let database_url = s.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", s.data_dir.join("doorman.sqlite3").display())
+        });
+        let tokens = TokenRules {
+            access_token_lifetime: s.access_token_lifetime,
+            refresh_token_lifetime: s.refresh_token_lifetime,
+            sliding_token_lifetime: s.sliding_token_lifetime,
+            sliding_token_refresh_lifetime: s.sliding_token_refresh_lifetime,
+            user_id_claim: s.user_id_claim,
+            token_type_claim: Some(s.token_type_claim).filter(|c| !c.is_empty()),
+            jti_claim: Some(s.jti_claim).filter(|c| !c.is_empty()),
+            sliding_token_refresh_exp_claim: s.sliding_token_refresh_exp_claim,
+            audience: s.audience,
+            issuer: s.issuer,
+            leeway: s.leeway,
+            ..TokenRules::default()
+        };
+        let workers = match s.password_hash_workers {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n,
+        };
+        Ok(Config {
+            bind,
+            data_dir: s.data_dir,
+            database_url,
+            tokens,
+            key,
+            sliding_tokens: s.sliding_tokens.0,
+            rotate_refresh_tokens: s.rotate_refresh_tokens.0,
+            blacklist_after_rotation: s.blacklist_after_rotation.0,
+            update_last_login: s.update_last_login.0,
+            auth_header_types: s.auth_header_types.0,
+            check_user_is_active: s.check_user_is_active.0,
+            password_hash_workers: workers,
+        })
+    }
+
+    fn key_config(&self, s: &Settings) -> Result<KeyConfig, ConfigError> {
+        use secrecy::ExposeSecret;
+        let alg = match &s.algorithm {
+            None if s.signing_key.is_some() => Algorithm::HS256,
+            None => Algorithm::EdDSA,
+            Some(name) => name
+                .parse::<Algorithm>()
+                .map_err(|e| self.fail("algorithm", e))?,
+        };
+        if alg.is_hmac() {
+            let Some(secret) = &s.signing_key else {
+                return Err(self.fail(
+                    "signing_key",
+                    format!("{alg} needs a shared secret of at least {} bytes (e.g. Django's SECRET_KEY)", alg.min_secret_bytes()),
+                ));
+            };
+            let bytes = secret.expose_secret().as_bytes();
+            if bytes.len() < alg.min_secret_bytes() {
+                return Err(self.fail(
+                    "signing_key",
+                    format!(
+                        "an {alg} secret must be at least {} bytes (RFC 7518 §3.2), this one has {}",
+                        alg.min_secret_bytes(),
+                        bytes.len()
+                    ),
+                ));
+            }
+            if is_placeholder(secret.expose_secret()) {
+                return Err(self.fail(
+                    "signing_key",
+                    "this is a well-known example secret; generate a random one",
+                ));
+            }
+            if s.verifying_key.is_some() {
+                return Err(self.fail(
+                    "verifying_key",
+                    format!("{alg} uses the signing key to verify; leave verifying_key unset"),
+                ));
+            }
+            return Ok(KeyConfig::Hmac {
+                alg,
+                secret: secret.clone(),
+            });
+        }
+        match &s.signing_key {
+            Some(pem) => {
+                let key = doorman_token::Key::ed25519_from_pkcs8_pem(pem.expose_secret()).map_err(
+                    |e| {
+                        self.fail(
+                            "signing_key",
+                            format!("expected an Ed25519 private key in PKCS#8 PEM: {e}"),
+                        )
+                    },
+                )?;
+                if let Some(public) = &s.verifying_key {
+                    let verifying = doorman_token::Key::ed25519_public_from_pem(public)
+                        .map_err(|e| self.fail("verifying_key", e))?;
+                    if verifying.kid() != key.kid() {
+                        return Err(
+                            self.fail("verifying_key", "is not the public half of signing_key")
+                        );
+                    }
+                }
+                Ok(KeyConfig::Ed25519Pem { pem: pem.clone() })
+            }
+            None if s.verifying_key.is_some() => Err(self.fail(
+                "signing_key",
+                "a verifying_key alone can't issue tokens; set the matching signing_key",
+            )),
+            None => Ok(KeyConfig::Ed25519Generated {
+                path: s.data_dir.join("signing-key.pem"),
+            }),
+        }
+    }
+}
+
+/// RFC 7235 scheme names are tokens: visible ASCII without separators.
+fn is_token68_scheme(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+/// Secrets copied from tutorials that attackers try first (security spec §4.12).
+fn is_placeholder(secret: &str) -> bool {
+    const KNOWN: [&str; 3] = [
+        "your-256-bit-secret",
+        "peer-secret-key-for-benchmarks-only-0123456789abcdef",
+        "django-insecure-change-me-change-me-change-me-change-me",
+    ];
+    KNOWN.contains(&secret) || secret.bytes().all(|b| b == secret.as_bytes()[0])
+}
+
+/// Where a setting's value came from, in the operator's words.
+fn source_of(md: &Metadata, key: &str) -> String {
+    match &md.source {
+        Some(figment::Source::File(path)) => format!("{} {}", md.name, path.display()),
+        _ => format!("{} {}", md.name, md.interpolate(&Profile::Default, &[key])),
+    }
+}
+
+/// Turns figment's error into one line: which setting, from where, what was wrong.
+fn describe(error: &figment::Error) -> String {
+    let key = error.path.join(".");
+    let what = match &error.kind {
+        figment::error::Kind::UnknownField(field, _) => {
+            let source = error
+                .metadata
+                .as_ref()
+                .map(|md| source_of(md, field))
+                .unwrap_or_default();
+            return format!("unknown setting `{field}` in {source}");
+        }
+        figment::error::Kind::Message(m) => m.clone(),
+        other => other.to_string(),
+    };
+    match &error.metadata {
+        Some(md) => format!("setting `{key}` (from {}): {what}", source_of(md, &key)),
+        None => format!("setting `{key}`: {what}"),
+    }
+}
+
+/// `DOORMAN_*` variables, kept as strings (so a numeric-looking secret stays text); each
+/// setting's own type decides how to read it.
+struct EnvLayer {
+    values: Dict,
+}
+
+impl EnvLayer {
+    fn from_env(env: &BTreeMap<String, String>) -> EnvLayer {
+        let values = env
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(ENV_PREFIX)?, v)))
+            .filter(|(k, _)| !k.is_empty() && !ENV_NOT_SETTINGS.contains(k))
+            .map(|(k, v)| (k.to_ascii_lowercase(), Value::from(v.clone())))
+            .collect();
+        EnvLayer { values }
+    }
+}
+
+impl Provider for EnvLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable").interpolater(|_: &Profile, keys: &[&str]| {
+            format!("{ENV_PREFIX}{}", keys.join("_").to_ascii_uppercase())
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.values.clone()))
+    }
+}
+
+/// Command-line flags.
+struct FlagLayer {
+    values: Dict,
+}
+
+impl From<&Overrides> for FlagLayer {
+    fn from(o: &Overrides) -> FlagLayer {
+        let mut values = Dict::new();
+        if let Some(bind) = &o.bind {
+            values.insert("bind".into(), Value::from(bind.clone()));
+        }
+        if let Some(url) = &o.database_url {
+            values.insert("database_url".into(), Value::from(url.clone()));
+        }
+        if let Some(dir) = &o.data_dir {
+            values.insert("data_dir".into(), Value::from(dir.display().to_string()));
+        }
+        FlagLayer { values }
+    }
+}
+
+impl Provider for FlagLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("command-line flag").interpolater(|_: &Profile, keys: &[&str]| {
+            format!("--{}", keys.join("-").replace('_', "-"))
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.values.clone()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "doorman-test-only-hs256-secret-0123456789abcdef";
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(
+        file: Option<&str>,
+        pairs: &[(&str, &str)],
+        o: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file.map(|text| {
+            let p = dir.path().join("doorman.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        });
+        Config::load_from(path.as_deref(), &env(pairs), &o)
+    }
+
+    #[test]
+    fn defaults_are_simplejwts_with_a_generated_ed25519_key() {
+        let c = load(None, &[], Overrides::default()).unwrap();
+        assert_eq!(c.tokens, TokenRules::default());
+        assert!(matches!(c.key, KeyConfig::Ed25519Generated { .. }));
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
+        assert!(c.database_url.starts_with("sqlite://"));
+        assert!(!c.rotate_refresh_tokens && c.check_user_is_active);
+    }
+
+    #[test]
+    fn precedence_is_defaults_file_env_flags() {
+        let file = "access_token_lifetime = \"10m\"\nbind = \"127.0.0.1:1\"\nrefresh_token_lifetime = 60\n";
+        let c = load(Some(file), &[], Overrides::default()).unwrap();
+        assert_eq!(c.tokens.access_token_lifetime, Duration::from_secs(600));
+        assert_eq!(c.tokens.refresh_token_lifetime, Duration::from_secs(60));
+        let e = [
+            ("DOORMAN_ACCESS_TOKEN_LIFETIME", "1h"),
+            ("DOORMAN_BIND", "127.0.0.1:2"),
+        ];
+        let c = load(Some(file), &e, Overrides::default()).unwrap();
+        assert_eq!(c.tokens.access_token_lifetime, Duration::from_secs(3600));
+        assert_eq!(c.bind.port(), 2);
+        let o = Overrides {
+            bind: Some("127.0.0.1:3".into()),
+            ..Overrides::default()
+        };
+        let c = load(Some(file), &e, o).unwrap();
+        assert_eq!(c.bind.port(), 3);
+        assert_eq!(c.tokens.access_token_lifetime, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn hs256_with_a_django_secret_key() {
+        let c = load(
+            None,
+            &[("DOORMAN_SIGNING_KEY", SECRET)],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(matches!(
+            c.key,
+            KeyConfig::Hmac {
+                alg: Algorithm::HS256,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn short_secret_is_refused_naming_setting_and_source() {
+        let err = load(
+            None,
+            &[("DOORMAN_SIGNING_KEY", "short")],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("signing_key"), "{err}");
+        assert!(err.contains("DOORMAN_SIGNING_KEY"), "{err}");
+        assert!(err.contains("at least 32 bytes"), "{err}");
+        let err = load(
+            Some("algorithm = \"HS512\"\nsigning_key = \"x\"\n"),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("doorman.toml") && err.contains("64 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let err = load(
+            None,
+            &[("DOORMAN_ACCESS_TOKEN_LIFETIME", "soon")],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("access_token_lifetime")
+                && err.contains("DOORMAN_ACCESS_TOKEN_LIFETIME")
+                && err.contains("5m"),
+            "{err}"
+        );
+        let err = load(
+            Some("rotate_refresh_tokens = \"perhaps\"\n"),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("rotate_refresh_tokens")
+                && err.contains("doorman.toml")
+                && err.contains("true or false"),
+            "{err}"
+        );
+        let err = load(
+            Some("acess_token_lifetime = 5\n"),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("unknown setting `acess_token_lifetime`"),
+            "{err}"
+        );
+        let o = Overrides {
+            bind: Some("nowhere".into()),
+            ..Overrides::default()
+        };
+        let err = load(None, &[], o).unwrap_err().to_string();
+        assert!(err.contains("--bind"), "{err}");
+        let err = load(
+            None,
+            &[("DOORMAN_ALGORITHM", "RS256")],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("algorithm") && err.contains("HS256"), "{err}");
+        let err = load(None, &[("DOORMAN_LEEWAY", "5m")], Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("leeway") && err.contains("60"), "{err}");
+    }
+
+    #[test]
+    fn env_values_are_read_leniently() {
+        let e = [
+            ("DOORMAN_ROTATE_REFRESH_TOKENS", "1"),
+            ("DOORMAN_BLACKLIST_AFTER_ROTATION", "yes"),
+            ("DOORMAN_AUTH_HEADER_TYPES", "Bearer, JWT"),
+            ("DOORMAN_TOKEN_TYPE_CLAIM", ""),
+            ("DOORMAN_SIGNING_KEY", "12345678901234567890123456789012345"),
+            ("DOORMAN_REQUIRE_ALL", "1"),
+        ];
+        let c = load(None, &e, Overrides::default()).unwrap();
+        assert!(c.rotate_refresh_tokens && c.blacklist_after_rotation);
+        assert_eq!(c.auth_header_types, ["Bearer", "JWT"]);
+        assert_eq!(c.tokens.token_type_claim, None);
+        let KeyConfig::Hmac { secret, .. } = c.key else {
+            panic!("expected HS256")
+        };
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            secret.expose_secret(),
+            "12345678901234567890123456789012345"
+        );
+    }
+
+    #[test]
+    fn placeholder_secrets_are_refused() {
+        let err = load(
+            None,
+            &[("DOORMAN_SIGNING_KEY", &"a".repeat(40))],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("well-known"), "{err}");
+    }
+}

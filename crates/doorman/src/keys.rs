@@ -1,0 +1,141 @@
+//! Turns the configured key choice into a `KeySet`: an HMAC secret, a configured Ed25519 PEM,
+//! or an Ed25519 key generated on first start and kept in the data directory, readable only by
+//! its owner, and reused on every later start.
+
+use std::io::Write;
+use std::path::Path;
+
+use doorman_token::{Key, KeySet};
+use secrecy::ExposeSecret;
+
+use crate::config::KeyConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyLoadError {
+    #[error("signing key {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("signing key: {0}")]
+    Invalid(#[from] doorman_token::KeyError),
+}
+
+/// Loads (or, the first time, generates) the signing key.
+pub fn load(config: &KeyConfig) -> Result<KeySet, KeyLoadError> {
+    doorman_token::install_crypto_provider();
+    let key = match config {
+        KeyConfig::Hmac { alg, secret } => Key::hmac(*alg, secret.expose_secret().as_bytes())?,
+        KeyConfig::Ed25519Pem { pem } => Key::ed25519_from_pkcs8_pem(pem.expose_secret())?,
+        KeyConfig::Ed25519Generated { path } => load_or_generate(path)?,
+    };
+    Ok(KeySet::new(key))
+}
+
+fn load_or_generate(path: &Path) -> Result<Key, KeyLoadError> {
+    let fail = |reason: String| KeyLoadError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(pem) => {
+            warn_if_readable_by_others(path);
+            let key = Key::ed25519_from_pkcs8_pem(&pem).map_err(|e| fail(e.to_string()))?;
+            tracing::info!(path = %path.display(), kid = key.kid().unwrap_or_default(), "using the Ed25519 signing key from the data directory");
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (key, pem) = Key::generate_ed25519()?;
+            write_private(path, pem.as_bytes())
+                .map_err(|e| fail(format!("could not write it: {e}")))?;
+            tracing::info!(path = %path.display(), kid = key.kid().unwrap_or_default(), "generated a new Ed25519 signing key (mode 0600); it is reused on every start");
+            Ok(key)
+        }
+        Err(e) => Err(fail(format!("could not read it: {e}"))),
+    }
+}
+
+/// Creates the file with mode 0600 from the start (no window where it is world-readable), and
+/// never overwrites an existing key.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// The data directory, created owner-only when doorman makes it.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "the signing key is readable by other users; chmod 600 it");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_is_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/signing-key.pem");
+        let config = KeyConfig::Ed25519Generated { path: path.clone() };
+        let first = load(&config).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            assert_eq!(
+                std::fs::metadata(path.parent().unwrap())
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777,
+                0o700
+            );
+        }
+        let second = load(&config).unwrap();
+        assert_eq!(first.signing().kid(), second.signing().kid());
+        assert!(first.signing().kid().is_some());
+    }
+
+    #[test]
+    fn a_corrupt_key_file_is_an_error_not_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing-key.pem");
+        std::fs::write(&path, "not a key").unwrap();
+        let err = load(&KeyConfig::Ed25519Generated { path: path.clone() }).unwrap_err();
+        assert!(err.to_string().contains("signing-key.pem"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a key");
+    }
+}

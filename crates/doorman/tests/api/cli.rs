@@ -1,0 +1,240 @@
+//! The `doorman` command line, run as a user would: real processes against a real SQLite file.
+
+use assert_cmd::Command;
+use predicates_free::*;
+
+use crate::helpers::*;
+
+/// Minimal string predicates so the tests read plainly without another dependency.
+mod predicates_free {
+    pub fn stdout_of(out: &std::process::Output) -> String {
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    pub fn stderr_of(out: &std::process::Output) -> String {
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+fn doorman(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::cargo_bin("doorman").unwrap();
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DOORMAN_DATA_DIR", dir.join("data"));
+    cmd
+}
+
+#[test]
+fn migrate_list_then_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = doorman(dir.path())
+        .args(["migrate", "--list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let listed = stdout_of(&out);
+    assert!(listed.contains("[ ] 0001"), "{listed}");
+    let out = doorman(dir.path()).arg("migrate").output().unwrap();
+    assert!(
+        stdout_of(&out).contains("Applied 0001"),
+        "{}",
+        stdout_of(&out)
+    );
+    let out = doorman(dir.path())
+        .args(["migrate", "--list"])
+        .output()
+        .unwrap();
+    assert!(stdout_of(&out).contains("[X] 0001"), "{}", stdout_of(&out));
+    let out = doorman(dir.path()).arg("migrate").output().unwrap();
+    assert_eq!(stdout_of(&out).trim(), "No migrations to apply.");
+}
+
+#[test]
+fn user_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    doorman(dir.path()).arg("migrate").assert().success();
+    let create = |args: &[&str], stdin: &str| {
+        doorman(dir.path())
+            .args(args)
+            .write_stdin(stdin.to_owned())
+            .output()
+            .unwrap()
+    };
+    let out = create(
+        &["user", "create", "dora", "--password-stdin", "--superuser"],
+        "dora-password-1\n",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stdout_of(&out).contains("Created user dora (id 1)"));
+    let out = create(
+        &["user", "create", "dora", "--password-stdin"],
+        "dora-password-1\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr_of(&out).trim(),
+        "error: that username is already taken"
+    );
+    let out = create(&["user", "create", "eve", "--password-stdin"], "short\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("at least 8 characters"));
+    let out = create(
+        &["user", "create", "bad name", "--password-stdin"],
+        "long-enough-1\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = create(
+        &["user", "create", "eve", "--password-stdin", "--inactive"],
+        "eve-password-1\n",
+    );
+    assert!(out.status.success());
+    let out = doorman(dir.path()).args(["user", "list"]).output().unwrap();
+    let list = stdout_of(&out);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("dora") && l.contains("yes")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.contains("eve") && l.contains(" no ")),
+        "{list}"
+    );
+    for args in [
+        ["user", "activate", "eve"],
+        ["user", "deactivate", "dora"],
+        ["user", "delete", "dora"],
+    ] {
+        doorman(dir.path()).args(args).assert().success();
+    }
+    let out = doorman(dir.path())
+        .args(["user", "delete", "dora"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr_of(&out).trim(), "error: no user named \"dora\"");
+    let out = create(
+        &["user", "set-password", "eve", "--password-stdin"],
+        "eve-password-2\n",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // No terminal and no --password-stdin: a usage error, not a hang.
+    let out = create(&["user", "create", "fred"], "");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exists_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = doorman(dir.path()).arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["user", "--help"],
+        vec!["user", "create", "--help"],
+        vec!["user", "list", "--help"],
+        vec!["user", "set-password", "--help"],
+        vec!["token", "decode", "--help"],
+        vec!["flush-expired-tokens", "--help"],
+    ] {
+        let out = doorman(dir.path()).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout_of(&out).contains("Usage:"), "{args:?}");
+    }
+}
+
+#[test]
+fn bad_configuration_stops_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = doorman(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DOORMAN_SIGNING_KEY", "short")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("signing_key")
+            && err.contains("DOORMAN_SIGNING_KEY")
+            && err.contains("32 bytes"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn token_decode_and_verify() {
+    let app = spawn_app().await;
+    let (_, access) = app.login().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = doorman(dir.path())
+        .args(["token", "decode", &access])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    assert!(
+        text.contains("\"alg\": \"HS256\"") && text.contains("\"token_type\": \"access\""),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("exp") && l.contains(" UTC (in ")),
+        "{text}"
+    );
+    let out = doorman(dir.path())
+        .args(["token", "decode", "-", "--verify"])
+        .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
+        .write_stdin(access.clone())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stdout_of(&out).contains("verified"));
+    let out = doorman(dir.path())
+        .args(["token", "decode", &access, "--verify"])
+        .env(
+            "DOORMAN_SIGNING_KEY",
+            "another-secret-of-at-least-32-bytes-long",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("Token is invalid"));
+    let out = doorman(dir.path())
+        .args(["token", "decode", "abc"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn cli_users_log_in_on_the_server_and_flush_works() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = doorman(dir.path())
+        .args([
+            "--database-url",
+            &app.database_url,
+            "user",
+            "create",
+            "gina",
+            "--password-stdin",
+        ])
+        .write_stdin("gina-password-1\n")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    app.login_as("gina", "gina-password-1").await;
+    let out = doorman(dir.path())
+        .args(["--database-url", &app.database_url, "flush-expired-tokens"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stdout_of(&out).contains("Deleted 0 expired token(s)."),
+        "{}",
+        stdout_of(&out)
+    );
+}

@@ -1,0 +1,103 @@
+//! Interop with the real Django + simplejwt app (`../shared/reference/django-simplejwt`), both
+//! sides sharing one HS256 key and the same users: tokens minted by either side open the other's
+//! `/hello/`, refresh tokens cross over, and the tutorial's `requests` client script works
+//! against doorman unchanged.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::django_peer::DjangoPeer;
+use crate::helpers::*;
+
+async fn login(client: &reqwest::Client, base: &str) -> (String, String) {
+    let res = client
+        .post(format!("{base}/api/token/"))
+        .json(&json!({"username": "alice", "password": "alice-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "login at {base}");
+    let body: Value = res.json().await.unwrap();
+    (body["refresh"].as_str().unwrap().to_owned(), body["access"].as_str().unwrap().to_owned())
+}
+
+async fn hello(client: &reqwest::Client, base: &str, access: &str) -> (StatusCode, String) {
+    let res = client.get(format!("{base}/hello/")).bearer_auth(access).send().await.unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn tokens_cross_between_django_and_doorman() {
+    let Some(django) = DjangoPeer::start(TEST_SECRET, false).await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    let dj = django.base_url.trim_end_matches('/').to_owned();
+    let dm = app.address.clone();
+
+    // Django's access token opens doorman's /hello/, and doorman's opens Django's.
+    let (dj_refresh, dj_access) = login(&client, &dj).await;
+    let (dm_refresh, dm_access) = login(&client, &dm).await;
+    assert_eq!(hello(&client, &dm, &dj_access).await, (StatusCode::OK, r#"{"message":"Hello, World!"}"#.to_owned()));
+    assert_eq!(hello(&client, &dj, &dm_access).await, (StatusCode::OK, r#"{"message":"Hello, World!"}"#.to_owned()));
+
+    // The two sides lay tokens out identically: same header, same claim names in the same order.
+    for (ours, theirs) in [(&dm_access, &dj_access), (&dm_refresh, &dj_refresh)] {
+        assert_eq!(ours.split('.').next(), theirs.split('.').next(), "header segment");
+        let keys = |t: &str| payload(t).as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(ours), keys(theirs));
+    }
+
+    // A refresh token from one side is refreshed by the other, and the result works on both.
+    for (refresh, at) in [(&dj_refresh, &dm), (&dm_refresh, &dj)] {
+        let res = client.post(format!("{at}/api/token/refresh/")).json(&json!({"refresh": refresh})).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "refresh at {at}");
+        let body: Value = res.json().await.unwrap();
+        let access = body["access"].as_str().unwrap();
+        assert_eq!(hello(&client, &dm, access).await.0, StatusCode::OK);
+        assert_eq!(hello(&client, &dj, access).await.0, StatusCode::OK);
+    }
+
+    // Both verify each other's tokens.
+    for base in [&dj, &dm] {
+        for token in [&dj_access, &dm_access, &dj_refresh, &dm_refresh] {
+            let res = client.post(format!("{base}/api/token/verify/")).json(&json!({"token": token})).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    }
+
+    // Error answers agree byte for byte on the common cases.
+    let cases: Vec<(&str, Value)> = vec![
+        ("/api/token/", json!({"username": "alice", "password": "wrong"})),
+        ("/api/token/", json!({})),
+        ("/api/token/refresh/", json!({"refresh": "garbage"})),
+        ("/api/token/refresh/", json!({"refresh": dj_access})),
+        ("/api/token/verify/", json!({"token": ""})),
+    ];
+    for (path, body) in cases {
+        let a = client.post(format!("{dj}{path}")).json(&body).send().await.unwrap();
+        let b = client.post(format!("{dm}{path}")).json(&body).send().await.unwrap();
+        assert_eq!(a.status(), b.status(), "{path} {body}");
+        assert_eq!(a.text().await.unwrap(), b.text().await.unwrap(), "{path} {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_tutorial_client_script_works_against_doorman() {
+    let Some(django) = DjangoPeer::start(TEST_SECRET, false).await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/client.py");
+    for base in [format!("{}/", django.base_url.trim_end_matches('/')), format!("{}/", app.address)] {
+        let out = django.python(script, &[&base, "alice", "alice-password-1"]);
+        assert!(
+            out.status.success(),
+            "client.py against {base}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Hello, World!"));
+    }
+}
