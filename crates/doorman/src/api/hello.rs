@@ -17,7 +17,7 @@ const ALLOW: &str = "GET, HEAD, OPTIONS";
 pub async fn hello(State(state): State<AppState>, request: Request<Body>) -> Response {
     let www = state.guard.www_authenticate();
     let headers = request.headers();
-    let indent = match drf::negotiate(headers, request.uri().query()) {
+    let indent = match super::negotiate(headers, request.uri().query()) {
         Ok(indent) => indent,
         Err(e) => return finish(Err(e.into()), None, ALLOW, &www),
     };

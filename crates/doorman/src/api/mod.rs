@@ -27,6 +27,16 @@ pub fn render(status: StatusCode, body: &Value, indent: Option<usize>) -> Respon
     response
 }
 
+/// DRF's content negotiation: the `?format=` override (404 for a format other than JSON),
+/// then the Accept header (406). Returns the indent asked for.
+pub fn negotiate(
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<usize>, drf::DrfError> {
+    drf::format_override(query)?;
+    drf::negotiate(headers.get(header::ACCEPT))
+}
+
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`].
 pub async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(body, MAX_BODY_BYTES)

@@ -24,7 +24,7 @@ const ALLOW: &str = "POST, OPTIONS";
 pub async fn endpoint(state: State<AppState>, view: View, request: Request<Body>) -> Response {
     let (parts, body) = request.into_parts();
     let www = state.guard.www_authenticate();
-    let indent = match drf::negotiate(&parts.headers, parts.uri.query()) {
+    let indent = match super::negotiate(&parts.headers, parts.uri.query()) {
         Ok(indent) => indent,
         Err(e) => return finish(Err(e.into()), None, ALLOW, &www),
     };
@@ -43,7 +43,7 @@ async fn post(
     body: Body,
 ) -> Result<Answer, ApiError> {
     let bytes = read_body(body).await?;
-    let data = drf::parse_request_data(content_type, &bytes).await?;
+    let data = drf::parse_request_data(content_type, &bytes)?;
     match view {
         View::TokenObtainPair => obtain_pair(state, &data).await,
         View::TokenRefresh => refresh(state, &data).await,
