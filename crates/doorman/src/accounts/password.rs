@@ -1,27 +1,53 @@
-//! Password hashing: argon2id with OWASP's parameters for new hashes, Django's
-//! `pbkdf2_sha256$...` accepted so a Django user table moves over as it is. The CPU work runs on
-//! tokio's blocking pool behind a semaphore, so a login storm queues here instead of starving
-//! token verification on the async workers.
+//! Password hashing: argon2id with OWASP's parameters for new hashes, and Django's
+//! `pbkdf2_sha256$...` (and `argon2$argon2id$...`) accepted so that a Django user table moves
+//! over as it is, each such hash upgraded on its next login. The CPU work runs on tokio's
+//! blocking pool behind a semaphore, so a login storm queues here instead of filling the
+//! blocking pool or starving token verification on the async workers.
 
 use std::sync::Arc;
 
-use argon2::{Argon2, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
+use argon2::password_hash::{self, phc::PasswordHash};
+use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
 
 /// Passwords longer than this are never hashed: argon2 has no truncation, so this caps the
-/// work one request can ask for.
+/// work one request can ask for (ASVS 6.2.9 still allows any sensible passphrase).
 const MAX_PASSWORD_BYTES: usize = 4096;
-/// Django's PBKDF2 iteration counts stay far below this; more is a DoS attempt, not a hash.
+
+/// argon2 0.6's defaults are exactly OWASP's minimum for argon2id (m=19456 KiB, t=2, p=1);
+/// pinned here so that a library upgrade changing them fails the build instead of silently
+/// changing what we store.
+const OWASP_PARAMS: Params = Params::DEFAULT;
+const _: () = assert!(
+    OWASP_PARAMS.m_cost() == 19_456 && OWASP_PARAMS.t_cost() == 2 && OWASP_PARAMS.p_cost() == 1
+);
+
+/// Verified against for unknown users (and for hashes we refuse), so that they cost what a
+/// wrong password costs. A real argon2id hash with `OWASP_PARAMS`, of a password nobody knows.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ZG9vcm1hbi11bmtub3duLXVzZXI$bTKHJHkZnlcF9KEjcdNlRvTDgs8qix6ewfeIrPgF6EM";
+
+/// Stored hashes come from our own table, but a Django import can bring anything: beyond
+/// these bounds a hash is refused rather than allowed to pin a core or allocate gigabytes.
+/// Django's own defaults (pbkdf2 1_000_000; argon2 m=102400, t=2, p=8) sit well inside.
 const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+const MAX_ARGON2_M_COST: u32 = 262_144;
+const MAX_ARGON2_T_COST: u32 = 16;
+const MAX_ARGON2_P_COST: u32 = 16;
+
+/// Django's `PBKDF2PasswordHasher` derives 32 bytes (the SHA-256 size).
+const DJANGO_PBKDF2_LEN: usize = 32;
 
 /// The outcome of a password check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verified {
-    /// The password is right; `needs_rehash` when the stored hash is Django's or weaker than ours.
+    /// The password is right. `needs_rehash` when the stored hash is not an argon2id hash with
+    /// our parameters (a Django hash, or one made with other settings): the caller should store
+    /// a fresh `hash` of the password it now knows, as Django's `must_update` does.
     Match {
         needs_rehash: bool,
     },
@@ -33,48 +59,49 @@ pub enum PasswordError {
     #[error("the password hashing pool is closed")]
     PoolClosed,
     #[error("the password hashing task failed: {0}")]
-    Task(String),
+    Task(tokio::task::JoinError),
     #[error("could not hash the password: {0}")]
-    Hash(String),
+    Hash(password_hash::Error),
     #[error("the password is longer than {MAX_PASSWORD_BYTES} bytes")]
     TooLong,
 }
 
-/// Hashes and verifies passwords with bounded concurrency. Cheap to clone.
+/// Hashes and verifies passwords with bounded concurrency. Cheap to clone; clones share the
+/// bound.
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
-    /// Verified against for unknown users, so that they cost what a wrong password costs.
-    dummy_hash: Arc<str>,
+    argon2: Argon2<'static>,
 }
 
 impl PasswordHasher {
-    /// At most `max_concurrent` hashes run at once (e.g. the number of cores).
+    /// At most `max_concurrent` hashes run at once (e.g. the number of cores); 0 counts as 1.
     pub fn new(max_concurrent: usize) -> PasswordHasher {
-        // A fixed, valid argon2id hash with our parameters; its password is unknowable.
-        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$ZG9vcm1hbi1kdW1teS1zYWx0$QmsaRrRnUbPLeqeMFjlHQ9ZrA8qyrxx0fUUvyaP6FpE";
+        let permits = max_concurrent.clamp(1, Semaphore::MAX_PERMITS);
         PasswordHasher {
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
-            dummy_hash: Arc::from(DUMMY),
+            permits: Arc::new(Semaphore::new(permits)),
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, OWASP_PARAMS),
         }
     }
 
-    /// A new argon2id PHC string for the password.
+    /// A new argon2id PHC string for the password, with a random salt.
     pub async fn hash(&self, password: SecretString) -> Result<String, PasswordError> {
         if password.expose_secret().len() > MAX_PASSWORD_BYTES {
             return Err(PasswordError::TooLong);
         }
+        let argon2 = self.argon2.clone();
         self.run(move || {
-            Argon2::default()
+            argon2
                 .hash_password(password.expose_secret().as_bytes())
                 .map(|hash| hash.to_string())
-                .map_err(|e| PasswordError::Hash(e.to_string()))
+                .map_err(PasswordError::Hash)
         })
         .await?
     }
 
-    /// Checks a password against a stored hash; `None` (no such user) checks against a dummy
-    /// hash and never matches.
+    /// Checks a password against a stored hash. `None` (no such user) costs the same as a wrong
+    /// password and never matches. Hashes that are unusable, malformed or of an unknown kind are
+    /// a `Mismatch`, never an error: they are the stored data's problem, not the caller's.
     pub async fn verify(
         &self,
         password: SecretString,
@@ -83,14 +110,24 @@ impl PasswordHasher {
         if password.expose_secret().len() > MAX_PASSWORD_BYTES {
             return Ok(Verified::Mismatch);
         }
-        let known = stored.is_some();
-        let hash: Arc<str> = stored.map_or_else(|| self.dummy_hash.clone(), Arc::from);
-        let verified = self
-            .run(move || check(password.expose_secret().as_bytes(), &hash))
-            .await?;
-        Ok(if known { verified } else { Verified::Mismatch })
+        let argon2 = self.argon2.clone();
+        self.run(move || {
+            let password = password.expose_secret().as_bytes();
+            match stored {
+                Some(stored) => check(&argon2, password, &stored),
+                None => {
+                    spend_dummy_work(&argon2, password);
+                    Verified::Mismatch
+                }
+            }
+        })
+        .await
     }
 
+    /// Runs CPU-heavy work on the blocking pool once a permit is free. The permit is taken here,
+    /// on the async side, so waiting callers queue on the semaphore rather than as blocking
+    /// threads; it moves into the task so it is held until the work ends, even when the caller
+    /// stops waiting.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
@@ -107,75 +144,148 @@ impl PasswordHasher {
             span.in_scope(work)
         })
         .await
-        .map_err(|e| PasswordError::Task(e.to_string()))
+        .map_err(PasswordError::Task)
     }
 }
 
-fn check(password: &[u8], stored: &str) -> Verified {
-    if stored.starts_with("pbkdf2_sha256$") {
-        return check_django_pbkdf2(password, stored);
-    }
-    let Ok(hash) = PasswordHash::new(stored) else {
-        tracing::warn!("a stored password hash has an unknown format; the login is refused");
-        return Verified::Mismatch;
+/// The stored hash's format decides how it is checked. Refusals still spend a dummy argon2
+/// verification so that a user with an unusable or broken hash can't be told apart by timing.
+fn check(argon2: &Argon2<'_>, password: &[u8], stored: &str) -> Verified {
+    let verified = if let Some(rest) = stored.strip_prefix("pbkdf2_sha256$") {
+        check_django_pbkdf2(password, rest)
+    } else if let Some(phc) = stored.strip_prefix("argon2")
+        && phc.starts_with('$')
+    {
+        // Django's Argon2PasswordHasher: its own prefix before argon2-cffi's PHC string. It
+        // verifies as is, but is stored again in plain PHC form.
+        check_argon2(argon2, password, phc).map(|verified| match verified {
+            Verified::Match { .. } => Verified::Match { needs_rehash: true },
+            Verified::Mismatch => Verified::Mismatch,
+        })
+    } else if stored.starts_with('$') {
+        check_argon2(argon2, password, stored)
+    } else if stored.starts_with('!') {
+        Err("the user has an unusable password")
+    } else {
+        Err("the stored password hash has an unknown format")
     };
-    if hash.algorithm.as_str() != "argon2id" {
-        tracing::warn!(
-            algorithm = hash.algorithm.as_str(),
-            "a stored password hash uses an unsupported algorithm"
-        );
-        return Verified::Mismatch;
-    }
-    match Argon2::default().verify_password(password, &hash) {
-        Ok(()) => Verified::Match {
-            needs_rehash: weaker_than_default(&hash),
-        },
-        Err(_) => Verified::Mismatch,
+    verified.unwrap_or_else(|reason| {
+        // Never the hash itself: a hash column that holds something unexpected may hold a
+        // plaintext password.
+        tracing::warn!(reason, "refused a stored password hash; the login fails");
+        spend_dummy_work(argon2, password);
+        Verified::Mismatch
+    })
+}
+
+fn spend_dummy_work(argon2: &Argon2<'_>, password: &[u8]) {
+    if let Ok(dummy) = PasswordHash::new(DUMMY_HASH) {
+        // The outcome is meaningless; only the time spent matters.
+        let _ = argon2.verify_password(password, &dummy);
     }
 }
 
-fn weaker_than_default(hash: &PasswordHash) -> bool {
-    let param = |name: &str| hash.params.get_decimal(name).unwrap_or(0);
-    param("m") < argon2::Params::DEFAULT_M_COST || param("t") < argon2::Params::DEFAULT_T_COST
+/// An argon2 PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`). The parameters come
+/// from the hash, so older or Django-made hashes verify; they are bounded before any work.
+fn check_argon2(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    stored: &str,
+) -> Result<Verified, &'static str> {
+    let hash = PasswordHash::new(stored).map_err(|_| "a stored argon2 hash is malformed")?;
+    let algorithm = Algorithm::new(hash.algorithm.as_str())
+        .map_err(|_| "a stored PHC hash is not an argon2 hash")?;
+    let version = hash
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+        .map_err(|_| "a stored argon2 hash has an unknown version")?;
+    let params =
+        Params::try_from(&hash).map_err(|_| "a stored argon2 hash has invalid parameters")?;
+    if params.m_cost() > MAX_ARGON2_M_COST
+        || params.t_cost() > MAX_ARGON2_T_COST
+        || params.p_cost() > MAX_ARGON2_P_COST
+    {
+        return Err("a stored argon2 hash asks for more work than doorman allows");
+    }
+    match argon2.verify_password(password, &hash) {
+        Ok(()) => Ok(Verified::Match {
+            needs_rehash: algorithm != Algorithm::Argon2id
+                || version != Version::V0x13
+                || !same_cost(&params, &OWASP_PARAMS),
+        }),
+        Err(password_hash::Error::PasswordInvalid) => Ok(Verified::Mismatch),
+        Err(_) => Err("a stored argon2 hash could not be verified"),
+    }
 }
 
-/// Django's `PBKDF2PasswordHasher`: `pbkdf2_sha256$<iterations>$<salt>$<base64 of 32 bytes>`,
-/// the salt used as its ASCII text.
-fn check_django_pbkdf2(password: &[u8], stored: &str) -> Verified {
-    let parts: Vec<&str> = stored.split('$').collect();
-    let [_, iterations, salt, expected] = parts.as_slice() else {
-        return Verified::Mismatch;
+/// Equal work and output length; Django's `must_update` likewise rehashes on any difference,
+/// so hashes follow the configured cost both up and down.
+fn same_cost(a: &Params, b: &Params) -> bool {
+    a.m_cost() == b.m_cost()
+        && a.t_cost() == b.t_cost()
+        && a.p_cost() == b.p_cost()
+        && a.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
+            == b.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
+}
+
+/// Django's `PBKDF2PasswordHasher`, after its `pbkdf2_sha256$` prefix:
+/// `<iterations>$<salt>$<base64 of the 32-byte PBKDF2-HMAC-SHA256>`, the salt used as its text.
+fn check_django_pbkdf2(password: &[u8], rest: &str) -> Result<Verified, &'static str> {
+    let mut parts = rest.splitn(3, '$');
+    let (Some(iterations), Some(salt), Some(expected)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err("a stored pbkdf2_sha256 hash has too few fields");
     };
-    let Ok(iterations) = iterations.parse::<u32>() else {
-        return Verified::Mismatch;
-    };
-    if iterations == 0 || iterations > MAX_PBKDF2_ITERATIONS || salt.is_empty() {
-        return Verified::Mismatch;
+    if iterations.is_empty() || !iterations.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("a stored pbkdf2_sha256 hash has a malformed iteration count");
     }
-    let Ok(expected) = STANDARD.decode(expected) else {
-        return Verified::Mismatch;
+    let iterations = match iterations.parse::<u32>() {
+        Ok(n @ 1..=MAX_PBKDF2_ITERATIONS) => n,
+        _ => return Err("a stored pbkdf2_sha256 hash has an iteration count out of bounds"),
     };
-    if expected.len() != 32 {
-        return Verified::Mismatch;
+    if salt.is_empty() {
+        return Err("a stored pbkdf2_sha256 hash has an empty salt");
     }
-    let mut computed = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt.as_bytes(), iterations, &mut computed);
-    if bool::from(computed.ct_eq(&expected)) {
+    let expected = STANDARD
+        .decode(expected)
+        .map_err(|_| "a stored pbkdf2_sha256 hash is not valid base64")?;
+    if expected.len() != DJANGO_PBKDF2_LEN {
+        return Err("a stored pbkdf2_sha256 hash has the wrong length");
+    }
+    let mut computed = Zeroizing::new([0u8; DJANGO_PBKDF2_LEN]);
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt.as_bytes(), iterations, &mut *computed);
+    Ok(if bool::from(computed.ct_eq(&expected)) {
         Verified::Match { needs_rehash: true }
     } else {
         Verified::Mismatch
-    }
+    })
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
     use proptest::prelude::*;
 
     fn secret(s: &str) -> SecretString {
         SecretString::from(s.to_owned())
     }
+
+    fn ours() -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, OWASP_PARAMS)
+    }
+
+    /// Produced by Python, as Django's PBKDF2PasswordHasher does:
+    /// `base64.b64encode(hashlib.pbkdf2_hmac('sha256', password, salt, iterations))`.
+    const DJANGO_1000: &str =
+        "pbkdf2_sha256$1000$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=";
+    const DJANGO_UNICODE: &str =
+        "pbkdf2_sha256$1000$k9Jd02LmZq8RtUvWx1Yz3a$5Z8DJ7YCybqP1dJo6nxO5YAaZ/YQi09SoR4f8sltKFA=";
+    /// Django 5.2's default iteration count.
+    const DJANGO_DEFAULT: &str =
+        "pbkdf2_sha256$1000000$bR4nD0mSaltFromDjango1$XbRd8wot7RWLyImRl3OmVJbXt1OyRc8Fi7jbgrV1eTE=";
 
     #[tokio::test]
     async fn argon2_round_trip() {
@@ -194,30 +304,91 @@ mod tests {
                 needs_rehash: false
             }
         );
-        assert_eq!(
-            hasher
-                .verify(secret("correct horsf"), Some(hash))
-                .await
-                .unwrap(),
-            Verified::Mismatch
-        );
+        let again = hasher.hash(secret("correct horse")).await.unwrap();
+        assert_ne!(hash, again, "every hash has its own salt");
+    }
+
+    #[tokio::test]
+    async fn wrong_password_is_a_mismatch() {
+        let hasher = PasswordHasher::new(1);
+        let hash = hasher.hash(secret("correct horse")).await.unwrap();
+        for wrong in ["correct horsf", "correct horse ", "", "Correct horse"] {
+            assert_eq!(
+                hasher
+                    .verify(secret(wrong), Some(hash.clone()))
+                    .await
+                    .unwrap(),
+                Verified::Mismatch,
+                "{wrong:?}"
+            );
+        }
     }
 
     #[tokio::test]
     async fn django_hashes_verify_and_ask_for_a_rehash() {
-        // Produced by Python: base64.b64encode(hashlib.pbkdf2_hmac('sha256', b'carol-password-1', b'saltsalt', 1000))
-        let django = "pbkdf2_sha256$1000$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8=";
+        let hasher = PasswordHasher::new(1);
+        for (password, stored) in [
+            ("correct horse battery staple", DJANGO_1000),
+            ("pässwörd-ünïcode", DJANGO_UNICODE),
+        ] {
+            assert_eq!(
+                hasher
+                    .verify(secret(password), Some(stored.into()))
+                    .await
+                    .unwrap(),
+                Verified::Match { needs_rehash: true },
+                "{stored}"
+            );
+            assert_eq!(
+                hasher
+                    .verify(secret("not it"), Some(stored.into()))
+                    .await
+                    .unwrap(),
+                Verified::Mismatch
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn django_default_iteration_count_verifies() {
+        let hasher = PasswordHasher::new(1);
+        let started = Instant::now();
+        assert_eq!(
+            hasher
+                .verify(
+                    secret("correct horse battery staple"),
+                    Some(DJANGO_DEFAULT.into())
+                )
+                .await
+                .unwrap(),
+            Verified::Match { needs_rehash: true }
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn django_argon2_hashes_verify_and_ask_for_a_rehash() {
+        // Django stores argon2-cffi's PHC string behind its own `argon2` prefix.
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 2, 2, None).unwrap(),
+        )
+        .hash_password(b"pw-123456")
+        .unwrap()
+        .to_string();
+        let django = format!("argon2{weak}");
         let hasher = PasswordHasher::new(1);
         assert_eq!(
             hasher
-                .verify(secret("carol-password-1"), Some(django.into()))
+                .verify(secret("pw-123456"), Some(django.clone()))
                 .await
                 .unwrap(),
             Verified::Match { needs_rehash: true }
         );
         assert_eq!(
             hasher
-                .verify(secret("carol-password-2"), Some(django.into()))
+                .verify(secret("pw-1234567"), Some(django))
                 .await
                 .unwrap(),
             Verified::Mismatch
@@ -231,59 +402,184 @@ mod tests {
             hasher.verify(secret("anything"), None).await.unwrap(),
             Verified::Mismatch
         );
+        // Not even with the dummy hash's own password, whatever it may be.
+        assert_eq!(
+            hasher.verify(secret(""), None).await.unwrap(),
+            Verified::Mismatch
+        );
     }
 
     #[test]
     fn the_dummy_hash_is_a_real_argon2id_hash_with_our_parameters() {
-        let hasher = PasswordHasher::new(1);
-        let hash = PasswordHash::new(&hasher.dummy_hash).unwrap();
+        let hash = PasswordHash::new(DUMMY_HASH).unwrap();
         assert_eq!(hash.algorithm.as_str(), "argon2id");
-        assert!(!weaker_than_default(&hash));
+        assert_eq!(hash.version, Some(0x13));
+        let params = Params::try_from(&hash).unwrap();
+        assert!(same_cost(&params, &OWASP_PARAMS));
+        assert!(hash.salt.unwrap().len() >= 16);
+        // It verifies all the way to the comparison, i.e. does the full work.
+        assert!(matches!(
+            ours().verify_password(b"x", &hash),
+            Err(password_hash::Error::PasswordInvalid)
+        ));
+    }
+
+    #[tokio::test]
+    async fn overlong_passwords_are_refused() {
+        let hasher = PasswordHasher::new(1);
+        let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
+        assert!(matches!(
+            hasher.hash(secret(&long)).await,
+            Err(PasswordError::TooLong)
+        ));
+        let hash = hasher.hash(secret(&long[1..])).await.unwrap();
+        assert_eq!(
+            hasher.verify(secret(&long), Some(hash)).await.unwrap(),
+            Verified::Mismatch
+        );
     }
 
     #[test]
-    fn malformed_hashes_are_mismatches() {
+    fn malformed_and_refused_hashes_are_mismatches() {
+        let argon2 = ours();
         for stored in [
             "pbkdf2_sha256$abc$x$y",
             "pbkdf2_sha256$1000$salt",
-            "pbkdf2_sha256$0$salt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8=",
-            "pbkdf2_sha256$99999999999$salt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8=",
-            "pbkdf2_sha256$1000$salt$!!!",
-            "pbkdf2_sha256$1000$$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8=",
+            "pbkdf2_sha256$1000",
+            "pbkdf2_sha256$",
+            "pbkdf2_sha256$1000$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=$extra",
+            "pbkdf2_sha256$0$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
+            "pbkdf2_sha256$10000001$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
+            "pbkdf2_sha256$99999999999$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
+            "pbkdf2_sha256$+1000$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
+            "pbkdf2_sha256$-1$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
+            "pbkdf2_sha256$1000$Xq3ZrN8b1VvY0kPzQe7hLm$!!!",
+            "pbkdf2_sha256$1000$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s",
+            "pbkdf2_sha256$1000$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa",
+            "pbkdf2_sha256$1000$$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
             "!unusable-django-password",
+            "!",
             "md5$salt$abc",
-            "$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$AAAA",
+            "pbkdf2_sha1$1000$salt$abc",
+            "correct horse battery staple",
             "",
+            "$",
+            "$$$$",
+            "$argon2id$",
+            "$scrypt$ln=16,r=8,p=1$aM15713r3Xsvxbi31lqr1Q$nFNh2CVHVjNldFVKDHDlm4CbdRSCdEBsjjJxD+iCs5E",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "$argon2id$v=99$m=19456,t=2,p=1$ZG9vcm1hbi11bmtub3duLXVzZXI$bTKHJHkZnlcF9KEjcdNlRvTDgs8qix6ewfeIrPgF6EM",
+            "$argon2id$v=19$m=4194304,t=2,p=1$ZG9vcm1hbi11bmtub3duLXVzZXI$bTKHJHkZnlcF9KEjcdNlRvTDgs8qix6ewfeIrPgF6EM",
+            "$argon2id$v=19$m=19456,t=1000000,p=1$ZG9vcm1hbi11bmtub3duLXVzZXI$bTKHJHkZnlcF9KEjcdNlRvTDgs8qix6ewfeIrPgF6EM",
+            "$argon2id$v=19$m=19456,t=2,p=255$ZG9vcm1hbi11bmtub3duLXVzZXI$bTKHJHkZnlcF9KEjcdNlRvTDgs8qix6ewfeIrPgF6EM",
+            "argon2$bcrypt$whatever",
         ] {
+            let started = Instant::now();
             assert_eq!(
-                check(b"carol-password-1", stored),
+                check(&argon2, b"correct horse battery staple", stored),
                 Verified::Mismatch,
                 "{stored}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{stored} took {:?}",
+                started.elapsed()
             );
         }
     }
 
-    #[tokio::test]
-    async fn weak_argon2_hashes_ask_for_a_rehash() {
-        let weak = Argon2::new(
-            argon2::Algorithm::Argon2id,
-            argon2::Version::V0x13,
-            argon2::Params::new(1024, 1, 1, None).unwrap(),
-        )
-        .hash_password(b"pw-123456")
-        .unwrap()
-        .to_string();
-        assert_eq!(
-            check(b"pw-123456", &weak),
-            Verified::Match { needs_rehash: true }
-        );
+    #[test]
+    fn other_argon2_settings_ask_for_a_rehash() {
+        let argon2 = ours();
+        for (algorithm, version, params) in [
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(1024, 1, 1, None),
+            ),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(65536, 3, 1, None),
+            ),
+            (
+                Algorithm::Argon2i,
+                Version::V0x13,
+                Params::new(19_456, 2, 1, None),
+            ),
+            (
+                Algorithm::Argon2id,
+                Version::V0x10,
+                Params::new(19_456, 2, 1, None),
+            ),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(19_456, 2, 1, Some(64)),
+            ),
+        ] {
+            let hash = Argon2::new(algorithm, version, params.unwrap())
+                .hash_password(b"pw-123456")
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                check(&argon2, b"pw-123456", &hash),
+                Verified::Match { needs_rehash: true },
+                "{hash}"
+            );
+            assert_eq!(check(&argon2, b"pw-1234567", &hash), Verified::Mismatch);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrency_is_bounded_by_the_permits() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hasher = PasswordHasher::new(2);
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (hasher, running, most) = (hasher.clone(), running.clone(), most.clone());
+            tasks.push(tokio::spawn(async move {
+                hasher
+                    .run(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        assert_eq!(hasher.permits.available_permits(), 2);
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn verify_never_panics(stored in ".{0,120}", password in ".{0,40}") {
-            let _ = check(password.as_bytes(), &stored);
-            let _ = check(password.as_bytes(), &format!("pbkdf2_sha256${stored}"));
+            let argon2 = ours();
+            let _ = check(&argon2, password.as_bytes(), &stored);
+            let _ = check(&argon2, password.as_bytes(), &format!("pbkdf2_sha256${stored}"));
+            let _ = check(&argon2, password.as_bytes(), &format!("$argon2id${stored}"));
+        }
+
+        #[test]
+        fn pbkdf2_fields_never_panic(
+            iterations in "[0-9]{0,12}",
+            salt in "[^$]{0,30}",
+            hash in "[A-Za-z0-9+/=]{0,50}",
+        ) {
+            // Iterations are kept small here only so the test stays fast.
+            let iterations = iterations
+                .parse::<u64>()
+                .map_or(iterations.clone(), |n| (n % 2000).to_string());
+            let stored = format!("pbkdf2_sha256${iterations}${salt}${hash}");
+            prop_assert_eq!(check(&ours(), b"pw", &stored), Verified::Mismatch);
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The store: users, outstanding refresh tokens and the blacklist. One enum dispatches to a
-//! backend, so handlers never know which database runs (SQLite today; PostgreSQL joins as a
+//! backend, so callers never know which database runs (SQLite today; PostgreSQL joins as a
 //! second variant). Every write that decides who wins a race (blacklist, rotation) is a single
 //! transaction.
 
 mod sqlite;
+
+use std::fmt;
 
 use time::OffsetDateTime;
 
@@ -16,7 +18,7 @@ pub enum Store {
 }
 
 /// A user row (Django's `auth_user`, the columns doorman needs).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct User {
     pub id: i64,
     pub username: String,
@@ -27,7 +29,22 @@ pub struct User {
     pub date_joined: OffsetDateTime,
 }
 
-#[derive(Clone, Debug)]
+// A user printed into a log must not carry its password hash along.
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("password_hash", &"[redacted]")
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .field("last_login", &self.last_login)
+            .field("date_joined", &self.date_joined)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
 pub struct NewUser {
     pub username: String,
     pub password_hash: String,
@@ -35,10 +52,24 @@ pub struct NewUser {
     pub is_superuser: bool,
 }
 
-/// What the store keeps of a refresh or sliding token: its id and expiry, never the token.
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password_hash", &"[redacted]")
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .finish()
+    }
+}
+
+/// What the store keeps of a refresh or sliding token: its id, owner and expiry, never the
+/// token itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutstandingToken {
     pub jti: String,
+    /// `None` for a token whose user is unknown here; a user that does not exist (any more) is
+    /// stored as `None` too rather than refused.
     pub user_id: Option<i64>,
     pub created_at: Option<OffsetDateTime>,
     pub expires_at: OffsetDateTime,
@@ -57,42 +88,73 @@ pub enum RotateOutcome {
     AlreadyBlacklisted,
 }
 
-/// A migration this build knows, and whether the database has it.
-#[derive(Clone, Debug)]
+/// A migration applied by [`Store::migrate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationInfo {
+    pub version: i64,
+    pub description: String,
+}
+
+/// A migration this build knows, and whether (and when) the database has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MigrationStatus {
     pub version: i64,
     pub description: String,
+    /// Whether the database has it; the same as `applied_at.is_some()` whenever the
+    /// database recorded a readable time.
     pub applied: bool,
+    pub applied_at: Option<OffsetDateTime>,
 }
+
+/// Whatever the database library reported, kept for logs.
+pub type ErrorCause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("that username is already taken")]
     UsernameTaken,
-    /// The database could not be reached in time; worth retrying later.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("migration failed: {0}")]
-    Migration(String),
+    /// The database could not be reached or stayed locked too long; worth retrying later
+    /// (a 503, not a 500).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(ErrorCause),
+    #[error("a database migration failed: {0}")]
+    Migration(ErrorCause),
     #[error("database error: {0}")]
-    Database(String),
+    Database(ErrorCause),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
-            _ => StoreError::Database(error.to_string()),
+        if is_unavailable(&error) {
+            StoreError::Unavailable(Box::new(error))
+        } else {
+            StoreError::Database(Box::new(error))
         }
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(error: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Migration(error.to_string())
+        match error {
+            sqlx::migrate::MigrateError::Execute(inner) if is_unavailable(&inner) => {
+                StoreError::Unavailable(Box::new(inner))
+            }
+            other => StoreError::Migration(Box::new(other)),
+        }
+    }
+}
+
+/// Failures that say "not now" rather than "never": no connection in time, the connection
+/// itself broke, or the backend reports it is busy or cannot reach its storage.
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => sqlite::is_unavailable(db.as_ref()),
+        _ => false,
     }
 }
 
@@ -107,17 +169,25 @@ macro_rules! dispatch {
 
 impl Store {
     /// Opens the database a URL names (`sqlite://path`, `sqlite:path` or a plain path),
-    /// creating the SQLite file and its directory on first use.
+    /// creating the SQLite file and its directory (owner-only) on first use.
     pub async fn connect(database_url: &str) -> Result<Store, StoreError> {
+        if let Some((scheme, _)) = database_url.split_once("://")
+            && scheme != "sqlite"
+        {
+            // Without this a `postgres://` URL would quietly become a file of that name.
+            return Err(StoreError::Database(
+                format!("unsupported database URL scheme {scheme:?}; use sqlite://").into(),
+            ));
+        }
         Ok(Store::Sqlite(SqliteStore::connect(database_url).await?))
     }
 
     /// Applies pending migrations; returns the ones applied now.
-    pub async fn migrate(&self) -> Result<Vec<MigrationStatus>, StoreError> {
+    pub async fn migrate(&self) -> Result<Vec<MigrationInfo>, StoreError> {
         dispatch!(self, s => s.migrate().await)
     }
 
-    /// Every migration this build knows, applied or pending.
+    /// Every migration this build knows, applied or pending, in order.
     pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
         dispatch!(self, s => s.migration_status().await)
     }
@@ -131,6 +201,8 @@ impl Store {
             .count())
     }
 
+    /// Fails with [`StoreError::UsernameTaken`] when the name exists (case-sensitively, as in
+    /// Django).
     pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         dispatch!(self, s => s.create_user(new).await)
     }
@@ -143,10 +215,12 @@ impl Store {
         dispatch!(self, s => s.user_by_id(id).await)
     }
 
+    /// Every user, ordered by id.
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         dispatch!(self, s => s.list_users().await)
     }
 
+    /// Returns false when there is no such user.
     pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<bool, StoreError> {
         dispatch!(self, s => s.set_password_hash(id, hash).await)
     }
@@ -156,16 +230,18 @@ impl Store {
         dispatch!(self, s => s.set_active(username, active).await)
     }
 
-    /// Returns false when there is no such user. Their outstanding tokens stay, without owner.
+    /// Returns false when there is no such user. Their outstanding tokens stay, without owner,
+    /// so they can still be blacklisted and flushed.
     pub async fn delete_user(&self, username: &str) -> Result<bool, StoreError> {
         dispatch!(self, s => s.delete_user(username).await)
     }
 
+    /// Sets `last_login` (Django's `update_last_login`).
     pub async fn record_login(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
         dispatch!(self, s => s.record_login(id, at).await)
     }
 
-    /// Records a newly issued refresh or sliding token (idempotent on its id).
+    /// Records a newly issued refresh or sliding token (idempotent on its jti).
     pub async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
         dispatch!(self, s => s.record_outstanding(token).await)
     }
@@ -174,7 +250,8 @@ impl Store {
         dispatch!(self, s => s.is_blacklisted(jti).await)
     }
 
-    /// Blacklists a token, creating its outstanding row first if this server never issued it.
+    /// Blacklists a token, creating its outstanding row first if this server never recorded it
+    /// (simplejwt's `get_or_create`).
     pub async fn blacklist(
         &self,
         token: &OutstandingToken,
@@ -182,8 +259,9 @@ impl Store {
         dispatch!(self, s => s.blacklist(token).await)
     }
 
-    /// Rotation in one transaction: blacklist `old` (when asked) and record `new`. Of racing
-    /// rotations of one token, exactly one gets `Rotated`.
+    /// Rotation in one transaction: blacklist `old` (when `blacklist_old`, creating its
+    /// outstanding row if needed) and record `new`. If `old` is already blacklisted nothing is
+    /// written, so of racing rotations of one token exactly one gets `Rotated`.
     pub async fn rotate(
         &self,
         old: &OutstandingToken,
@@ -193,7 +271,8 @@ impl Store {
         dispatch!(self, s => s.rotate(old, new, blacklist_old).await)
     }
 
-    /// Deletes outstanding tokens that have expired, with their blacklist rows.
+    /// Deletes outstanding tokens with `expires_at <= now`, and their blacklist rows with them
+    /// (simplejwt's `flushexpiredtokens`). Returns how many outstanding rows went.
     pub async fn flush_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         dispatch!(self, s => s.flush_expired(now).await)
     }

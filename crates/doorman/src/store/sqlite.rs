@@ -1,24 +1,44 @@
 //! The SQLite backend: one file in WAL mode with foreign keys on. Writes that decide a race
 //! start with `BEGIN IMMEDIATE`, which takes SQLite's single write lock up front, so racing
-//! rotations queue (within `busy_timeout`) instead of failing half-way.
+//! rotations queue (within `busy_timeout`) instead of failing half-way with `SQLITE_BUSY`.
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::error::DatabaseError;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteConnectOptions, SqliteError, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Row, SqliteConnection};
+use sqlx::{FromRow, SqliteConnection};
 use time::OffsetDateTime;
 
 use super::{
-    BlacklistOutcome, MigrationStatus, NewUser, OutstandingToken, RotateOutcome, StoreError, User,
+    BlacklistOutcome, MigrationInfo, MigrationStatus, NewUser, OutstandingToken, RotateOutcome,
+    StoreError, User,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-#[derive(Clone)]
+/// Readers run side by side under WAL; writers queue on SQLite's lock whatever the pool size,
+/// so a few connections are plenty.
+const MAX_CONNECTIONS: u32 = 8;
+/// How long a writer waits for SQLite's lock, and a caller for a pooled connection, before the
+/// store reports itself unavailable.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Every user query reads the same columns, in the shape of `UserRow`.
+macro_rules! select_users {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, username, password, is_active, is_superuser, last_login, date_joined ",
+            "FROM users ",
+            $rest
+        )
+    };
+}
+
+#[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
 }
@@ -26,9 +46,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub async fn connect(database_url: &str) -> Result<SqliteStore, StoreError> {
         let options = if database_url.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(database_url).map_err(|e| {
-                StoreError::Database(format!("bad SQLite URL {database_url:?}: {e}"))
-            })?
+            SqliteConnectOptions::from_str(database_url)?
         } else {
             SqliteConnectOptions::new().filename(database_url)
         };
@@ -37,59 +55,78 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(WAIT);
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
-            crate::keys::create_private_dir(dir).map_err(|e| {
-                StoreError::Unavailable(format!("could not create {}: {e}", dir.display()))
+            create_private_dir(dir).await.map_err(|e| {
+                StoreError::Unavailable(format!("could not create {}: {e}", dir.display()).into())
             })?;
         }
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(WAIT)
             .connect_with(options)
             .await?;
         Ok(SqliteStore { pool })
     }
 
-    pub async fn migrate(&self) -> Result<Vec<MigrationStatus>, StoreError> {
+    pub async fn migrate(&self) -> Result<Vec<MigrationInfo>, StoreError> {
         let before = self.migration_status().await?;
         MIGRATOR.run(&self.pool).await?;
-        Ok(before
+        let after = self.migration_status().await?;
+        Ok(after
             .into_iter()
-            .filter(|m| !m.applied)
-            .map(|m| MigrationStatus { applied: true, ..m })
+            .filter(|now| {
+                now.applied
+                    && before
+                        .iter()
+                        .any(|then| then.version == now.version && !then.applied)
+            })
+            .map(|m| MigrationInfo {
+                version: m.version,
+                description: m.description,
+            })
             .collect())
     }
 
     pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
+        // sqlx creates its bookkeeping table on the first run; before that nothing is applied.
         let table: Option<String> = sqlx::query_scalar(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
         )
         .fetch_optional(&self.pool)
         .await?;
-        let applied: Vec<i64> = match table {
+        let applied: Vec<(i64, Option<i64>)> = match table {
             Some(_) => {
-                sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query_as(
+                    "SELECT version, CAST(strftime('%s', installed_on) AS INTEGER)
+                     FROM _sqlx_migrations WHERE success",
+                )
+                .fetch_all(&self.pool)
+                .await?
             }
             None => Vec::new(),
         };
         Ok(MIGRATOR
             .iter()
-            .map(|m| MigrationStatus {
-                version: m.version,
-                description: m.description.to_string(),
-                applied: applied.contains(&m.version),
+            .filter(|m| m.migration_type.is_up_migration())
+            .map(|m| {
+                let installed = applied.iter().find(|(version, _)| *version == m.version);
+                MigrationStatus {
+                    version: m.version,
+                    description: m.description.to_string(),
+                    applied: installed.is_some(),
+                    applied_at: installed
+                        .and_then(|(_, at)| *at)
+                        .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok()),
+                }
             })
             .collect())
     }
 
     pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let row = sqlx::query(
+        let row: UserRow = sqlx::query_as(
             "INSERT INTO users (username, password, is_active, is_superuser, date_joined)
              VALUES ($1, $2, $3, $4, $5)
              RETURNING id, username, password, is_active, is_superuser, last_login, date_joined",
@@ -98,35 +135,37 @@ impl SqliteStore {
         .bind(&new.password_hash)
         .bind(new.is_active)
         .bind(new.is_superuser)
-        .bind(now)
+        .bind(OffsetDateTime::now_utc().unix_timestamp())
         .fetch_one(&self.pool)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::UsernameTaken,
             _ => StoreError::from(e),
         })?;
-        user_from_row(&row)
+        row.try_into()
     }
 
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let sql = "SELECT id, username, password, is_active, is_superuser, last_login, date_joined FROM users WHERE username = $1";
-        let row = sqlx::query(sql)
+        let row: Option<UserRow> = sqlx::query_as(select_users!("WHERE username = $1"))
             .bind(username)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(user_from_row).transpose()
+        row.map(User::try_from).transpose()
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        let sql = "SELECT id, username, password, is_active, is_superuser, last_login, date_joined FROM users WHERE id = $1";
-        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(user_from_row).transpose()
+        let row: Option<UserRow> = sqlx::query_as(select_users!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(User::try_from).transpose()
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        let sql = "SELECT id, username, password, is_active, is_superuser, last_login, date_joined FROM users ORDER BY id";
-        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
-        rows.iter().map(user_from_row).collect()
+        let rows: Vec<UserRow> = sqlx::query_as(select_users!("ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(User::try_from).collect()
     }
 
     pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<bool, StoreError> {
@@ -170,13 +209,8 @@ impl SqliteStore {
     }
 
     pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM blacklisted_tokens b JOIN outstanding_tokens o ON o.id = b.token_id WHERE o.jti = $1",
-        )
-        .bind(jti)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
+        let mut conn = self.pool.acquire().await?;
+        is_blacklisted(&mut conn, jti).await
     }
 
     pub async fn blacklist(
@@ -200,13 +234,18 @@ impl SqliteStore {
         new: &OutstandingToken,
         blacklist_old: bool,
     ) -> Result<RotateOutcome, StoreError> {
+        // The write lock is held from the first statement, so the check and the writes below
+        // see no other writer in between: whoever takes the lock first wins.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if blacklist_old {
+        let old_is_live = if blacklist_old {
             insert_outstanding(&mut tx, old).await?;
-            if !insert_blacklisted(&mut tx, &old.jti).await? {
-                tx.rollback().await?;
-                return Ok(RotateOutcome::AlreadyBlacklisted);
-            }
+            insert_blacklisted(&mut tx, &old.jti).await?
+        } else {
+            !is_blacklisted(&mut tx, &old.jti).await?
+        };
+        if !old_is_live {
+            tx.rollback().await?;
+            return Ok(RotateOutcome::AlreadyBlacklisted);
         }
         insert_outstanding(&mut tx, new).await?;
         tx.commit().await?;
@@ -214,6 +253,7 @@ impl SqliteStore {
     }
 
     pub async fn flush_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        // Blacklist rows go by ON DELETE CASCADE, in the same statement.
         let done = sqlx::query("DELETE FROM outstanding_tokens WHERE expires_at <= $1")
             .bind(now.unix_timestamp())
             .execute(&self.pool)
@@ -222,12 +262,41 @@ impl SqliteStore {
     }
 }
 
+/// SQLite result codes that mean "not now" rather than "never": the lock stayed taken past
+/// `busy_timeout` (BUSY, LOCKED), or the file can't be opened, read or grown (CANTOPEN, IOERR,
+/// FULL). Extended codes carry the primary one in their low byte.
+pub(super) fn is_unavailable(error: &(dyn DatabaseError + 'static)) -> bool {
+    const BUSY: i32 = 5;
+    const LOCKED: i32 = 6;
+    const IOERR: i32 = 10;
+    const FULL: i32 = 13;
+    const CANTOPEN: i32 = 14;
+    error
+        .try_downcast_ref::<SqliteError>()
+        .and_then(|e| e.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, BUSY | LOCKED | IOERR | FULL | CANTOPEN))
+}
+
+/// The database's directory, created owner-only when doorman makes it: the file holds password
+/// hashes.
+async fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder.create(dir).await
+}
+
+/// Get-or-create of the outstanding row. An owner that does not exist (deleted, or a token
+/// from elsewhere) is stored as NULL rather than failing the foreign key.
 async fn insert_outstanding(
     conn: &mut SqliteConnection,
     token: &OutstandingToken,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)
+        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at)
+         VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4)
          ON CONFLICT (jti) DO NOTHING",
     )
     .bind(&token.jti)
@@ -239,7 +308,8 @@ async fn insert_outstanding(
     Ok(())
 }
 
-/// True when this call added the row; false when the token was already blacklisted.
+/// True when this call added the row; false when the token was already blacklisted (or has no
+/// outstanding row to point at).
 async fn insert_blacklisted(conn: &mut SqliteConnection, jti: &str) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
@@ -253,29 +323,53 @@ async fn insert_blacklisted(conn: &mut SqliteConnection, jti: &str) -> Result<bo
     Ok(done.rows_affected() == 1)
 }
 
-fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
-    let time = |secs: i64| {
-        OffsetDateTime::from_unix_timestamp(secs)
-            .map_err(|e| StoreError::Database(format!("bad timestamp {secs}: {e}")))
-    };
-    Ok(User {
-        id: row.try_get("id")?,
-        username: row.try_get("username")?,
-        password_hash: row.try_get("password")?,
-        is_active: row.try_get("is_active")?,
-        is_superuser: row.try_get("is_superuser")?,
-        last_login: row
-            .try_get::<Option<i64>, _>("last_login")?
-            .map(time)
-            .transpose()?,
-        date_joined: time(row.try_get("date_joined")?)?,
-    })
+async fn is_blacklisted(conn: &mut SqliteConnection, jti: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM blacklisted_tokens b JOIN outstanding_tokens o ON o.id = b.token_id
+         WHERE o.jti = $1",
+    )
+    .bind(jti)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// A `users` row as stored: times are Unix seconds.
+#[derive(FromRow)]
+struct UserRow {
+    id: i64,
+    username: String,
+    password: String,
+    is_active: bool,
+    is_superuser: bool,
+    last_login: Option<i64>,
+    date_joined: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+
+    fn try_from(row: UserRow) -> Result<User, StoreError> {
+        let time = |secs: i64| {
+            OffsetDateTime::from_unix_timestamp(secs)
+                .map_err(|e| StoreError::Database(format!("bad timestamp {secs}: {e}").into()))
+        };
+        Ok(User {
+            id: row.id,
+            username: row.username,
+            password_hash: row.password,
+            is_active: row.is_active,
+            is_superuser: row.is_superuser,
+            last_login: row.last_login.map(time).transpose()?,
+            date_joined: time(row.date_joined)?,
+        })
+    }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
-    use super::super::Store;
+    use super::super::{Store, StoreError};
     use super::*;
 
     async fn store() -> (Store, tempfile::TempDir) {
@@ -286,6 +380,24 @@ mod tests {
         );
         let store = Store::connect(&url).await.unwrap();
         (store, dir)
+    }
+
+    async fn migrated() -> (Store, tempfile::TempDir) {
+        let (store, dir) = store().await;
+        store.migrate().await.unwrap();
+        (store, dir)
+    }
+
+    fn pool(store: &Store) -> &SqlitePool {
+        let Store::Sqlite(s) = store;
+        &s.pool
+    }
+
+    async fn count(store: &Store, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(pool(store))
+            .await
+            .unwrap()
     }
 
     fn token(jti: &str, user_id: Option<i64>, expires_in: i64) -> OutstandingToken {
@@ -308,101 +420,318 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn connects_to_every_url_form_and_sets_the_pragmas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        for url in [
+            format!("sqlite://{}", path("a/one.db")),
+            format!("sqlite:{}", path("b/two.db")),
+            path("c/d/three.db"),
+        ] {
+            let store = Store::connect(&url).await.unwrap();
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(pool(&store))
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal", "{url}");
+            assert_eq!(count(&store, "PRAGMA foreign_keys").await, 1);
+            assert_eq!(count(&store, "PRAGMA synchronous").await, 1, "NORMAL");
+            assert_eq!(count(&store, "PRAGMA busy_timeout").await, 5000);
+        }
+        assert!(dir.path().join("c/d/three.db").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("c/d"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        assert!(matches!(
+            Store::connect("postgres://localhost/doorman").await,
+            Err(StoreError::Database(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unopenable_file_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: SQLite can't open it.
+        let url = format!("sqlite://{}", dir.path().display());
+        assert!(matches!(
+            Store::connect(&url).await,
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
     async fn migrations_apply_once_and_are_listed() {
         let (store, _dir) = store().await;
-        assert_eq!(store.pending_migrations().await.unwrap(), 1);
+        let known = MIGRATOR.iter().count();
+        assert!(known >= 1);
+        assert_eq!(store.pending_migrations().await.unwrap(), known);
+        let status = store.migration_status().await.unwrap();
+        assert!(status.iter().all(|m| !m.applied && m.applied_at.is_none()));
+
+        let before = OffsetDateTime::now_utc() - time::Duration::seconds(5);
         let applied = store.migrate().await.unwrap();
-        assert_eq!(applied.len(), 1);
+        assert_eq!(applied.len(), known);
         assert_eq!(applied[0].version, 1);
+        assert_eq!(applied[0].description, "initial");
+
         assert!(store.migrate().await.unwrap().is_empty());
-        assert!(
-            store
-                .migration_status()
-                .await
-                .unwrap()
-                .iter()
-                .all(|m| m.applied)
-        );
+        assert_eq!(store.pending_migrations().await.unwrap(), 0);
+        let status = store.migration_status().await.unwrap();
+        assert_eq!(status.len(), known);
+        for m in status {
+            let at = m.applied_at.unwrap();
+            assert!(m.applied);
+            assert!(at >= before && at <= OffsetDateTime::now_utc() + time::Duration::seconds(5));
+        }
     }
 
     #[tokio::test]
     async fn users() {
-        let (store, _dir) = store().await;
-        store.migrate().await.unwrap();
+        let (store, _dir) = migrated().await;
+        let before = OffsetDateTime::now_utc().unix_timestamp();
         let alice = store.create_user(new_user("alice")).await.unwrap();
         assert_eq!(alice.id, 1);
+        assert_eq!(alice.username, "alice");
+        assert!(alice.is_active && !alice.is_superuser && alice.last_login.is_none());
+        assert!(alice.date_joined.unix_timestamp() >= before);
         assert!(matches!(
             store.create_user(new_user("alice")).await,
             Err(StoreError::UsernameTaken)
         ));
+        let bob = store
+            .create_user(NewUser {
+                is_superuser: true,
+                is_active: false,
+                ..new_user("bob")
+            })
+            .await
+            .unwrap();
+        assert!(bob.is_superuser && !bob.is_active);
+
         assert_eq!(
             store.user_by_username("alice").await.unwrap(),
             Some(alice.clone())
         );
+        assert_eq!(store.user_by_id(bob.id).await.unwrap(), Some(bob.clone()));
+        assert_eq!(store.user_by_id(99).await.unwrap(), None);
         assert_eq!(
             store.user_by_username("Alice").await.unwrap(),
             None,
             "usernames are case-sensitive, as in Django"
         );
+        let names: Vec<_> = store
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
+        assert_eq!(names, ["alice", "bob"]);
+
         assert!(store.set_active("alice", false).await.unwrap());
         assert!(!store.user_by_id(1).await.unwrap().unwrap().is_active);
         assert!(!store.set_active("nobody", false).await.unwrap());
-        store
-            .record_login(1, OffsetDateTime::now_utc())
-            .await
-            .unwrap();
-        assert!(
-            store
-                .user_by_id(1)
-                .await
-                .unwrap()
-                .unwrap()
-                .last_login
-                .is_some()
+
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        store.record_login(1, at).await.unwrap();
+        assert_eq!(
+            store.user_by_id(1).await.unwrap().unwrap().last_login,
+            Some(at)
         );
+
         assert!(store.set_password_hash(1, "new").await.unwrap());
-        assert_eq!(store.list_users().await.unwrap()[0].password_hash, "new");
-        store
-            .record_outstanding(&token("t1", Some(1), 60))
-            .await
-            .unwrap();
+        assert!(!store.set_password_hash(99, "new").await.unwrap());
+        assert_eq!(
+            store.user_by_id(1).await.unwrap().unwrap().password_hash,
+            "new"
+        );
+
         assert!(store.delete_user("alice").await.unwrap());
         assert!(!store.delete_user("alice").await.unwrap());
-        // The outstanding row stays, without owner, so it can still be blacklisted.
+        assert_eq!(store.user_by_username("alice").await.unwrap(), None);
+        // The name is free again.
+        store.create_user(new_user("alice")).await.unwrap();
+    }
+
+    #[test]
+    fn a_user_printed_for_debugging_hides_its_hash() {
+        let user = User {
+            id: 1,
+            username: "alice".into(),
+            password_hash: "$argon2id$secret-ish".into(),
+            is_active: true,
+            is_superuser: false,
+            last_login: None,
+            date_joined: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert!(!format!("{user:?}").contains("argon2id"));
+    }
+
+    #[tokio::test]
+    async fn deleting_a_user_keeps_their_tokens_without_owner() {
+        let (store, _dir) = migrated().await;
+        let alice = store.create_user(new_user("alice")).await.unwrap();
+        store
+            .record_outstanding(&token("t1", Some(alice.id), 60))
+            .await
+            .unwrap();
+        store
+            .blacklist(&token("t2", Some(alice.id), 60))
+            .await
+            .unwrap();
         assert_eq!(
-            store.blacklist(&token("t1", None, 60)).await.unwrap(),
+            count(
+                &store,
+                "SELECT COUNT(*) FROM outstanding_tokens WHERE user_id = 1"
+            )
+            .await,
+            2
+        );
+        assert!(store.delete_user("alice").await.unwrap());
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM outstanding_tokens WHERE user_id IS NULL"
+            )
+            .await,
+            2
+        );
+        assert!(store.is_blacklisted("t2").await.unwrap());
+        assert_eq!(
+            store
+                .blacklist(&token("t1", Some(alice.id), 60))
+                .await
+                .unwrap(),
             BlacklistOutcome::Added
         );
     }
 
     #[tokio::test]
-    async fn blacklist_creates_unknown_tokens_and_is_idempotent() {
-        let (store, _dir) = store().await;
-        store.migrate().await.unwrap();
-        assert!(!store.is_blacklisted("x").await.unwrap());
+    async fn record_outstanding_is_idempotent_and_tolerates_unknown_owners() {
+        let (store, _dir) = migrated().await;
+        let t = token("t", Some(42), 60);
+        store.record_outstanding(&t).await.unwrap();
+        store.record_outstanding(&t).await.unwrap();
         assert_eq!(
-            store.blacklist(&token("x", None, 60)).await.unwrap(),
-            BlacklistOutcome::Added
+            count(&store, "SELECT COUNT(*) FROM outstanding_tokens").await,
+            1
         );
-        assert!(store.is_blacklisted("x").await.unwrap());
         assert_eq!(
-            store.blacklist(&token("x", None, 60)).await.unwrap(),
+            count(
+                &store,
+                "SELECT COUNT(*) FROM outstanding_tokens WHERE user_id IS NULL"
+            )
+            .await,
+            1,
+            "user 42 does not exist"
+        );
+        assert!(!store.is_blacklisted("t").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn blacklist_creates_unknown_tokens_and_is_idempotent() {
+        let (store, _dir) = migrated().await;
+        assert!(!store.is_blacklisted("x").await.unwrap());
+        let x = token("x", None, 60);
+        assert_eq!(store.blacklist(&x).await.unwrap(), BlacklistOutcome::Added);
+        assert!(store.is_blacklisted("x").await.unwrap());
+        let (expires_at,): (i64,) =
+            sqlx::query_as("SELECT expires_at FROM outstanding_tokens WHERE jti = 'x'")
+                .fetch_one(pool(&store))
+                .await
+                .unwrap();
+        assert_eq!(expires_at, x.expires_at.unix_timestamp());
+        assert_eq!(
+            store.blacklist(&x).await.unwrap(),
             BlacklistOutcome::AlreadyBlacklisted
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM outstanding_tokens").await,
+            1
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM blacklisted_tokens").await,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn rotation_records_the_successor_and_refuses_a_blacklisted_token() {
+        let (store, _dir) = migrated().await;
+        let old = token("old", None, 60);
+        assert_eq!(
+            store
+                .rotate(&old, &token("new1", None, 60), true)
+                .await
+                .unwrap(),
+            RotateOutcome::Rotated
+        );
+        assert!(store.is_blacklisted("old").await.unwrap());
+        assert!(!store.is_blacklisted("new1").await.unwrap());
+
+        // Already blacklisted: nothing is written, the successor included.
+        assert_eq!(
+            store
+                .rotate(&old, &token("new2", None, 60), true)
+                .await
+                .unwrap(),
+            RotateOutcome::AlreadyBlacklisted
+        );
+        assert_eq!(
+            store
+                .rotate(&old, &token("new3", None, 60), false)
+                .await
+                .unwrap(),
+            RotateOutcome::AlreadyBlacklisted
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM outstanding_tokens WHERE jti IN ('new2', 'new3')"
+            )
+            .await,
+            0
+        );
+
+        // Without blacklisting, the old token stays usable and the successor is recorded.
+        assert_eq!(
+            store
+                .rotate(&token("new1", None, 60), &token("new4", None, 60), false)
+                .await
+                .unwrap(),
+            RotateOutcome::Rotated
+        );
+        assert!(!store.is_blacklisted("new1").await.unwrap());
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM outstanding_tokens WHERE jti = 'new4'"
+            )
+            .await,
+            1
         );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_rotations_have_one_winner() {
-        let (store, _dir) = store().await;
-        store.migrate().await.unwrap();
+        let (store, _dir) = migrated().await;
         store
             .record_outstanding(&token("old", None, 60))
             .await
             .unwrap();
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(20));
         let mut tasks = Vec::new();
         for i in 0..20 {
             let store = store.clone();
+            let start = start.clone();
             tasks.push(tokio::spawn(async move {
+                start.wait().await;
                 store
                     .rotate(
                         &token("old", None, 60),
@@ -414,18 +743,52 @@ mod tests {
             }));
         }
         let mut rotated = 0;
+        let mut refused = 0;
         for t in tasks {
-            if t.await.unwrap() == RotateOutcome::Rotated {
-                rotated += 1;
+            match t.await.unwrap() {
+                RotateOutcome::Rotated => rotated += 1,
+                RotateOutcome::AlreadyBlacklisted => refused += 1,
             }
         }
-        assert_eq!(rotated, 1);
+        assert_eq!((rotated, refused), (1, 19));
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM blacklisted_tokens").await,
+            1
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM outstanding_tokens WHERE jti LIKE 'new%'"
+            )
+            .await,
+            1,
+            "only the winner's successor is recorded"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_blacklists_have_one_adder() {
+        let (store, _dir) = migrated().await;
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.blacklist(&token("x", None, 60)).await.unwrap()
+            }));
+        }
+        let mut added = 0;
+        for t in tasks {
+            if t.await.unwrap() == BlacklistOutcome::Added {
+                added += 1;
+            }
+        }
+        assert_eq!(added, 1);
     }
 
     #[tokio::test]
     async fn flush_removes_expired_rows_and_their_blacklist_entries() {
-        let (store, _dir) = store().await;
-        store.migrate().await.unwrap();
+        let (store, _dir) = migrated().await;
+        let now = OffsetDateTime::now_utc();
         store.blacklist(&token("gone", None, -10)).await.unwrap();
         store
             .record_outstanding(&token("stale", None, 0))
@@ -435,14 +798,23 @@ mod tests {
             .record_outstanding(&token("live", None, 600))
             .await
             .unwrap();
+        store
+            .blacklist(&token("live-blacklisted", None, 600))
+            .await
+            .unwrap();
+        assert_eq!(store.flush_expired(now).await.unwrap(), 2);
+        assert!(!store.is_blacklisted("gone").await.unwrap());
+        assert!(store.is_blacklisted("live-blacklisted").await.unwrap());
         assert_eq!(
-            store
-                .flush_expired(OffsetDateTime::now_utc())
-                .await
-                .unwrap(),
+            count(&store, "SELECT COUNT(*) FROM outstanding_tokens").await,
             2
         );
-        assert!(!store.is_blacklisted("gone").await.unwrap());
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM blacklisted_tokens").await,
+            1,
+            "the expired token's blacklist row went with it"
+        );
+        assert_eq!(store.flush_expired(now).await.unwrap(), 0);
         assert_eq!(
             store.blacklist(&token("live", None, 600)).await.unwrap(),
             BlacklistOutcome::Added
