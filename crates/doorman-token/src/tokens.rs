@@ -168,10 +168,15 @@ impl Tokens {
             }
         }
         // RFC 7519 §4.1.4: the token is valid only *before* exp; exp == now is expired.
-        if let Some(exp) = claims.seconds("exp")
-            && exp.map_err(|_| TokenError::Invalid)? <= now.saturating_sub(leeway)
-        {
-            return Err(TokenError::Expired);
+        if let Some(exp) = claims.seconds("exp") {
+            let exp = exp.map_err(|_| TokenError::Invalid)?;
+            if exp <= now.saturating_sub(leeway) {
+                return Err(TokenError::Expired);
+            }
+            // simplejwt can't represent it (a 500 there); no token doorman issues lives so long.
+            if exp > LAST_TIME {
+                return Err(TokenError::Invalid);
+            }
         }
         if let Some(issuer) = &self.rules.issuer
             && claims.str("iss") != Some(issuer.as_str())
@@ -237,6 +242,7 @@ impl Tokens {
             Some(Ok(t)) if t <= now.saturating_sub(secs(self.rules.leeway)) => {
                 Err(TokenError::ClaimExpired(name.clone()))
             }
+            Some(Ok(t)) if t > LAST_TIME => Err(TokenError::Invalid),
             Some(Ok(_)) => Ok(()),
         }
     }
@@ -254,6 +260,9 @@ impl Tokens {
         claims.seconds("exp").and_then(Result::ok)
     }
 }
+
+/// 9999-12-31T23:59:59Z, the last second Python's `datetime` (and so simplejwt) can hold.
+const LAST_TIME: i64 = 253_402_300_799;
 
 fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
@@ -378,6 +387,11 @@ mod tests {
         assert_eq!(t.decode(&exp_now, NOW).err(), Some(TokenError::Expired));
         let exp_next = sign_raw(h, &format!(r#"{{"exp":{},"jti":"a"}}"#, NOW + 1));
         assert!(t.decode(&exp_next, NOW).is_ok());
+        // Past the year 9999 is not a time simplejwt can hold: invalid, not a crash.
+        let last = sign_raw(h, r#"{"exp":253402300799,"jti":"a"}"#);
+        assert!(t.decode(&last, NOW).is_ok());
+        let beyond = sign_raw(h, r#"{"exp":253402300800,"jti":"a"}"#);
+        assert_eq!(t.decode(&beyond, NOW).err(), Some(TokenError::Invalid));
         for claim in ["nbf", "iat"] {
             let future = sign_raw(
                 h,
