@@ -121,7 +121,12 @@ async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
             None => format!("{path}/"),
         };
         if let Ok(value) = HeaderValue::from_str(&location) {
-            return (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, value)]).into_response();
+            let html = HeaderValue::from_static("text/html; charset=utf-8");
+            return (
+                StatusCode::MOVED_PERMANENTLY,
+                [(header::LOCATION, value), (header::CONTENT_TYPE, html)],
+            )
+                .into_response();
         }
     }
     ApiError::NotFound.into_response()

@@ -3,8 +3,11 @@
 
 mod attacks;
 mod cli;
+mod contract;
 mod hello;
 mod helpers;
+mod interop;
 mod protocol;
+mod reference_app;
 mod rotation;
 mod tokens;

@@ -1,0 +1,211 @@
+//! The real Django + simplejwt app (`../shared/reference/django-simplejwt`) under gunicorn, for
+//! interop tests. Python packages come from PyPI into a venv kept under the target directory
+//! (or `DOORMAN_DJANGO_VENV`). Where Python can't be had the tests say so loudly and pass, unless
+//! `DOORMAN_REQUIRE_ALL=1` (set by `.ci/run`) makes that a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PACKAGES: [&str; 5] = [
+    "django",
+    "djangorestframework",
+    "djangorestframework-simplejwt",
+    "gunicorn",
+    "requests",
+];
+
+pub struct ReferenceApp {
+    pub base_url: String,
+    venv: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn reference_dir() -> PathBuf {
+    std::env::var_os("DOORMAN_DJANGO_REFERENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared/reference/django-simplejwt"))
+}
+
+fn venv_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DOORMAN_DJANGO_VENV") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    target.join("django-venv")
+}
+
+/// Reports why the reference app can't run: a loud skip, or a failure under DOORMAN_REQUIRE_ALL.
+fn unavailable(reason: String) -> Option<ReferenceApp> {
+    if std::env::var("DOORMAN_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+        panic!("the Django reference app is required (DOORMAN_REQUIRE_ALL=1) but {reason}");
+    }
+    eprintln!("\n*** SKIPPED: Django interop test, because {reason} ***\n");
+    None
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("could not run {cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Creates the venv once, whichever test gets there first (a lock directory serializes them).
+fn ensure_venv(venv: &Path) -> Result<(), String> {
+    let ready = |v: &Path| v.join("bin/gunicorn").exists() && v.join(".doorman-ready").exists();
+    if ready(venv) {
+        return Ok(());
+    }
+    if let Some(parent) = venv.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    let lock = venv.with_extension("lock");
+    let started = Instant::now();
+    while std::fs::create_dir(&lock).is_err() {
+        if ready(venv) {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(format!("timed out waiting for {}", lock.display()));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let result = (|| {
+        if ready(venv) {
+            return Ok(());
+        }
+        run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "-q"])
+            .args(PACKAGES))?;
+        std::fs::write(venv.join(".doorman-ready"), "").map_err(|e| e.to_string())
+    })();
+    let _ = std::fs::remove_dir(&lock);
+    result
+}
+
+impl ReferenceApp {
+    /// Starts the reference app on a free port with its own fresh database and users (alice,
+    /// id 1; inactive, id 2), signing with `secret`; `rotate` turns on ROTATE_REFRESH_TOKENS
+    /// and BLACKLIST_AFTER_ROTATION.
+    pub async fn start(secret: &str, rotate: bool) -> Option<ReferenceApp> {
+        let reference = reference_dir();
+        if !reference.join("manage.py").exists() {
+            return unavailable(format!(
+                "the reference app is not at {}",
+                reference.display()
+            ));
+        }
+        if Command::new("python3")
+            .args(["-m", "venv", "--help"])
+            .stdout(Stdio::null())
+            .status()
+            .map_or(true, |s| !s.success())
+        {
+            return unavailable("python3 with the venv module is not installed".into());
+        }
+        let venv = venv_dir();
+        let prepared = tokio::task::spawn_blocking({
+            let venv = venv.clone();
+            move || ensure_venv(&venv)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        if let Err(reason) = prepared {
+            return unavailable(format!(
+                "the Python packages could not be installed: {reason}"
+            ));
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("peer.sqlite3");
+        let setup = Command::new("bash")
+            .arg(reference.join("setup.sh"))
+            .arg(&venv)
+            .env("PEER_DB", &db)
+            .output()
+            .expect("run setup.sh");
+        assert!(
+            setup.status.success(),
+            "setup.sh failed: {}",
+            String::from_utf8_lossy(&setup.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(venv.join("bin/gunicorn"))
+            .args([
+                "-w",
+                "2",
+                "-b",
+                &format!("127.0.0.1:{port}"),
+                "peerapi.wsgi",
+            ])
+            .current_dir(&reference)
+            .env("PEER_DB", &db)
+            .env("PEER_SECRET_KEY", secret)
+            .env("PEER_ROTATE", if rotate { "1" } else { "0" })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gunicorn");
+        let app = ReferenceApp {
+            base_url: format!("http://127.0.0.1:{port}"),
+            venv,
+            child,
+            _dir: dir,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while client
+            .get(format!("{}/hello/", app.base_url))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the reference app did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(app)
+    }
+
+    /// Runs a Python script with the venv's interpreter (it has `requests`).
+    /// Runs a script with the venv's Python on a blocking thread, so that a doorman served by
+    /// the test's own runtime keeps answering it.
+    pub async fn python(&self, script: &Path, args: &[&str]) -> Output {
+        let mut command = Command::new(self.venv.join("bin/python"));
+        command.arg(script).args(args);
+        tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("python thread")
+            .expect("run python")
+    }
+}
+
+impl Drop for ReferenceApp {
+    fn drop(&mut self) {
+        // SIGTERM lets the gunicorn master stop its workers; SIGKILL would orphan them.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
