@@ -1,4 +1,4 @@
-//! Interop with the real Django + simplejwt app (`../shared/reference/django-simplejwt`), both
+//! Interop with the real Django + simplejwt app (`tests/interop/reference-app`), both
 //! sides sharing one HS256 key and the same users: tokens minted by either side open the other's
 //! `/hello/`, refresh tokens cross over, and the tutorial's `requests` client script works
 //! against doorman unchanged.

@@ -1,18 +1,21 @@
-//! The real Django + simplejwt app (`../shared/reference/django-simplejwt`) under gunicorn, for
-//! interop tests. Python packages come from PyPI into a venv kept under the target directory
-//! (or `DOORMAN_DJANGO_VENV`). Where Python can't be had the tests say so loudly and pass, unless
+//! The real Django + simplejwt app under gunicorn, for interop tests. The app is the reference
+//! app kept in `tests/interop/reference-app` (`DOORMAN_DJANGO_REFERENCE` points elsewhere);
+//! its Python packages come from PyPI, pinned to the versions the contract was recorded with,
+//! into a venv kept under the target directory (or `DOORMAN_DJANGO_VENV`). Where Python can't be had the tests say so loudly and pass, unless
 //! `DOORMAN_REQUIRE_ALL=1` (set by `.ci/run`) makes that a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const PACKAGES: [&str; 5] = [
-    "django",
-    "djangorestframework",
-    "djangorestframework-simplejwt",
-    "gunicorn",
-    "requests",
+/// The versions `tests/contract/simplejwt-5.5.1.json` was recorded with.
+const PACKAGES: [&str; 6] = [
+    "django==5.2.19",
+    "djangorestframework==3.18.3",
+    "djangorestframework-simplejwt==5.5.1",
+    "PyJWT==2.15.1",
+    "gunicorn==27.0.1",
+    "requests==2.34.2",
 ];
 
 pub struct ReferenceApp {
@@ -29,7 +32,7 @@ fn workspace() -> PathBuf {
 fn reference_dir() -> PathBuf {
     std::env::var_os("DOORMAN_DJANGO_REFERENCE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared/reference/django-simplejwt"))
+        .unwrap_or_else(|| workspace().join("crates/doorman/tests/interop/reference-app"))
 }
 
 fn venv_dir() -> PathBuf {
@@ -68,7 +71,12 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 
 /// Creates the venv once, whichever test gets there first (a lock directory serializes them).
 fn ensure_venv(venv: &Path) -> Result<(), String> {
-    let ready = |v: &Path| v.join("bin/gunicorn").exists() && v.join(".doorman-ready").exists();
+    // The marker names the packages, so a change of pins reinstalls instead of trusting the venv.
+    let wanted = PACKAGES.join("\n");
+    let ready = |v: &Path| {
+        v.join("bin/gunicorn").exists()
+            && std::fs::read_to_string(v.join(".doorman-ready")).is_ok_and(|m| m == wanted)
+    };
     if ready(venv) {
         return Ok(());
     }
@@ -90,11 +98,13 @@ fn ensure_venv(venv: &Path) -> Result<(), String> {
         if ready(venv) {
             return Ok(());
         }
-        run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+        if !venv.join("bin/pip").exists() {
+            run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+        }
         run(Command::new(venv.join("bin/pip"))
             .args(["install", "-q"])
             .args(PACKAGES))?;
-        std::fs::write(venv.join(".doorman-ready"), "").map_err(|e| e.to_string())
+        std::fs::write(venv.join(".doorman-ready"), &wanted).map_err(|e| e.to_string())
     })();
     let _ = std::fs::remove_dir(&lock);
     result

@@ -10,9 +10,9 @@ What it does
 How to re-record (from the workspace root; needs python3 with venv and pip, PyPI reachable)
     rm -f /tmp/cap-peer.sqlite3     # a fresh database: alice must be id 1, inactive id 2, and
                                     # the blacklist cases need their jtis unused
-    PEER_DB=/tmp/cap-peer.sqlite3 ../shared/reference/django-simplejwt/setup.sh /tmp/djv-cap
+    PEER_DB=/tmp/cap-peer.sqlite3 crates/doorman/tests/interop/reference-app/setup.sh /tmp/djv-cap
     /tmp/djv-cap/bin/pip install -q requests PyJWT
-    (cd ../shared/reference/django-simplejwt && \
+    (cd crates/doorman/tests/interop/reference-app && \
      PEER_DB=/tmp/cap-peer.sqlite3 \
      PEER_SECRET_KEY=doorman-test-only-hs256-secret-0123456789abcdef \
      /tmp/djv-cap/bin/gunicorn -w 2 -b 127.0.0.1:8021 peerapi.wsgi &)
