@@ -227,14 +227,131 @@ async fn cli_users_log_in_on_the_server_and_flush_works() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     app.login_as("gina", "gina-password-1").await;
+
+    // Two expired tokens (one blacklisted) and a live blacklisted one: flush takes the first two.
+    let store = &app.state.store;
+    let now = time::OffsetDateTime::now_utc();
+    let row = |jti: &str, expires_at| doorman::store::OutstandingToken {
+        jti: jti.to_owned(),
+        user_id: Some(1),
+        created_at: Some(now - time::Duration::days(2)),
+        expires_at,
+    };
+    store
+        .record_outstanding(&row("expired", now - time::Duration::hours(1)))
+        .await
+        .unwrap();
+    store
+        .blacklist(&row(
+            "expired-blacklisted",
+            now - time::Duration::seconds(1),
+        ))
+        .await
+        .unwrap();
+    store
+        .blacklist(&row("live-blacklisted", now + time::Duration::hours(1)))
+        .await
+        .unwrap();
     let out = doorman(dir.path())
         .args(["--database-url", &app.database_url, "flush-expired-tokens"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(
+        stdout_of(&out).contains("Deleted 2 expired token(s)."),
+        "{}",
+        stdout_of(&out)
+    );
+    assert!(!store.is_blacklisted("expired-blacklisted").await.unwrap());
+    assert!(store.is_blacklisted("live-blacklisted").await.unwrap());
+    // The login's own refresh token is a day from expiry and stays: a second flush finds nothing.
+    let out = doorman(dir.path())
+        .args(["--database-url", &app.database_url, "flush-expired-tokens"])
+        .output()
+        .unwrap();
+    assert!(
         stdout_of(&out).contains("Deleted 0 expired token(s)."),
         "{}",
         stdout_of(&out)
     );
+}
+
+/// On a terminal, `user create` asks twice with echo off; differing answers create nobody.
+/// The command runs on a pseudo-terminal whose echo is on, as in a user's shell.
+#[tokio::test]
+async fn user_create_prompts_twice_on_a_terminal() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = app.database_url.clone();
+    let data_dir = dir.path().join("data");
+    let run = move |name: &str, first: &str, second: &str| -> (Option<i32>, String) {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg("stty echo && exec \"$0\" \"$@\"")
+            .arg(assert_cmd::cargo::cargo_bin("doorman"))
+            .args(["--database-url", &database_url, "user", "create", name])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DOORMAN_DATA_DIR", &data_dir);
+        let mut session = rexpect::session::spawn_command(cmd, Some(60_000)).unwrap();
+        let mut seen = session.exp_string("Password: ").unwrap();
+        wait_for_echo_off(&session);
+        session.send_line(first).unwrap();
+        seen += &session.exp_string("Password (again): ").unwrap();
+        wait_for_echo_off(&session);
+        session.send_line(second).unwrap();
+        seen += &session.exp_eof().unwrap();
+        let code = match session.process().wait().unwrap() {
+            rexpect::process::WaitStatus::Exited(_, code) => Some(code),
+            _ => None,
+        };
+        (code, seen)
+    };
+    let (code, seen) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run("hana", "hana-password-1", "hana-password-1")
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{seen}");
+    assert!(
+        !seen.contains("hana-password-1"),
+        "the password was echoed: {seen}"
+    );
+    app.login_as("hana", "hana-password-1").await;
+
+    let (code, seen) =
+        tokio::task::spawn_blocking(move || run("ivan", "ivan-password-1", "something-else-1"))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(1), "{seen}");
+    assert!(seen.contains("the two passwords differ"), "{seen}");
+    assert!(
+        app.state
+            .store
+            .user_by_username("ivan")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Waits (up to 10 s) until the program on the terminal has switched echo off.
+fn wait_for_echo_off(session: &rexpect::session::PtySession) {
+    let terminal = session.process().get_file_handle().unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let flags = nix::sys::termios::tcgetattr(&terminal).unwrap();
+        if !flags
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO)
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "echo stayed on at the password prompt"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
