@@ -28,9 +28,10 @@ pub async fn run(
     let config = Config::load(file, &overrides).map_err(Failure::runtime)?;
     let app = Application::build_with(config, !args.no_migrate).await?;
     let addr = app.local_addr()?;
+    let stop = crate::serve::shutdown_signal()
+        .map_err(|e| Failure::runtime(format!("could not install the signal handlers: {e}")))?;
     tracing::info!(%addr, "doorman is listening on http://{addr}/");
-    app.run_until_stopped(crate::serve::shutdown_signal())
-        .await?;
+    app.run_until_stopped(stop).await?;
     tracing::info!("doorman stopped");
     Ok(())
 }

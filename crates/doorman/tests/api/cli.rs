@@ -355,3 +355,61 @@ fn wait_for_echo_off(session: &rexpect::session::PtySession) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// With no configuration at all, `serve` generates an Ed25519 key on first start, keeps it
+/// owner-only in the data directory, says so in its log, and reuses it on the next start.
+#[test]
+fn serve_generates_its_key_once_and_says_so() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let start = || -> (String, std::process::ExitStatus) {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("doorman"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = String::new();
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("doorman is listening") {
+                // SIGTERM at once: a graceful stop, exit status 0.
+                std::process::Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status()
+                    .unwrap();
+            }
+        }
+        assert!(log.contains("doorman stopped"), "{log}");
+        (log, child.wait().unwrap())
+    };
+    let (first, status) = start();
+    assert!(status.success(), "{first}");
+    assert!(
+        first.contains("generated a new Ed25519 signing key"),
+        "{first}"
+    );
+    let key_file = std::fs::read_dir(dir.path().join("doorman-data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "pem"))
+        .expect("a key file in the data directory");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", key_file.display());
+    let pem = std::fs::read_to_string(&key_file).unwrap();
+
+    let (second, status) = start();
+    assert!(status.success(), "{second}");
+    assert!(!second.contains("generated a new"), "{second}");
+    assert!(
+        second.contains("using the Ed25519 signing key from the data directory"),
+        "{second}"
+    );
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), pem);
+}
