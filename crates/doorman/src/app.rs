@@ -54,7 +54,7 @@ impl AppState {
     /// Opens the store (migrating it unless told not to), loads the keys, and wires the guard.
     pub async fn build(config: Config, migrate: bool) -> anyhow::Result<AppState> {
         crate::keys::create_private_dir(&config.data_dir)?;
-        let store = Store::connect(&config.database_url).await?;
+        let store = Store::connect_with(&config.database_url, &config.pool).await?;
         if migrate {
             let applied = store.migrate().await?;
             for m in &applied {
@@ -174,8 +174,34 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
+        let pruning = self
+            .state
+            .config
+            .prune_interval
+            .map(|every| tokio::spawn(prune_expired(self.state.store.clone(), every)));
+        let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        if let Some(task) = pruning {
+            task.abort();
+        }
+        served
+    }
+}
+
+/// The background pruning task: every `every`, deletes outstanding (and with them
+/// blacklisted) rows past their expiry, so no cron job is needed. On PostgreSQL one instance
+/// at a time does it; a failure is logged and retried at the next tick.
+async fn prune_expired(store: Store, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.prune_expired(time::OffsetDateTime::now_utc()).await {
+            Ok(Some(0)) => {}
+            Ok(Some(deleted)) => tracing::info!(deleted, "pruned expired tokens"),
+            Ok(None) => tracing::debug!("another instance is pruning expired tokens"),
+            Err(e) => tracing::warn!(error = %e, "could not prune expired tokens"),
+        }
     }
 }

@@ -18,6 +18,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::store::PoolSettings;
 use values::{Flag, StringList};
 
 /// Environment variables read as settings: `DOORMAN_` + the setting's name in capitals.
@@ -59,6 +60,14 @@ struct Settings {
     check_user_is_active: Flag,
     #[serde(with = "values::count")]
     password_hash_workers: usize,
+    #[serde(with = "values::count")]
+    database_max_connections: usize,
+    #[serde(with = "values::duration")]
+    database_acquire_timeout: Duration,
+    #[serde(with = "values::duration")]
+    database_statement_timeout: Duration,
+    #[serde(with = "values::duration")]
+    prune_interval: Duration,
 }
 
 impl Default for Settings {
@@ -89,6 +98,10 @@ impl Default for Settings {
             sliding_token_refresh_exp_claim: rules.sliding_token_refresh_exp_claim,
             check_user_is_active: Flag(true),
             password_hash_workers: 0,
+            database_max_connections: 0,
+            database_acquire_timeout: PoolSettings::default().acquire_timeout,
+            database_statement_timeout: PoolSettings::default().statement_timeout,
+            prune_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -122,6 +135,10 @@ pub struct Config {
     pub auth_header_types: Vec<String>,
     pub check_user_is_active: bool,
     pub password_hash_workers: usize,
+    pub pool: PoolSettings,
+    /// How often expired outstanding and blacklisted rows are deleted; `None` turns the
+    /// background task off (`flush-expired-tokens` still works).
+    pub prune_interval: Option<Duration>,
 }
 
 /// Values given on the command line; they win over everything else.
@@ -243,6 +260,25 @@ impl Validator<'_> {
             leeway: s.leeway,
             ..TokenRules::default()
         };
+        for (key, timeout) in [
+            ("database_acquire_timeout", s.database_acquire_timeout),
+            ("database_statement_timeout", s.database_statement_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(self.fail(key, "expected a timeout longer than 0 seconds"));
+            }
+        }
+        let max_connections = match s.database_max_connections {
+            0 => None,
+            n => Some(
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 10_000)
+                    .ok_or_else(|| {
+                        self.fail("database_max_connections", "expected at most 10000")
+                    })?,
+            ),
+        };
         let workers = match s.password_hash_workers {
             0 => std::thread::available_parallelism().map_or(2, usize::from),
             n => n,
@@ -260,6 +296,12 @@ impl Validator<'_> {
             auth_header_types: s.auth_header_types.0,
             check_user_is_active: s.check_user_is_active.0,
             password_hash_workers: workers,
+            pool: PoolSettings {
+                max_connections,
+                acquire_timeout: s.database_acquire_timeout,
+                statement_timeout: s.database_statement_timeout,
+            },
+            prune_interval: Some(s.prune_interval).filter(|i| !i.is_zero()),
         })
     }
 

@@ -16,7 +16,7 @@ pub struct MigrateArgs {
 
 pub async fn run(config: &Config, args: MigrateArgs) -> Result<(), Failure> {
     crate::keys::create_private_dir(&config.data_dir)?;
-    let store = Store::connect(&config.database_url).await?;
+    let store = Store::connect_with(&config.database_url, &config.pool).await?;
     if args.list {
         for m in store.migration_status().await? {
             let mark = if m.applied { "X" } else { " " };

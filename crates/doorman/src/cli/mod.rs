@@ -133,7 +133,7 @@ fn load(file: &Option<PathBuf>, overrides: &Overrides) -> Result<Config, Failure
 /// Opens the store for an administrative command, refusing to run on an unmigrated database.
 async fn open_store(config: &Config) -> Result<crate::store::Store, Failure> {
     crate::keys::create_private_dir(&config.data_dir)?;
-    let store = crate::store::Store::connect(&config.database_url).await?;
+    let store = crate::store::Store::connect_with(&config.database_url, &config.pool).await?;
     if store.pending_migrations().await? > 0 {
         return Err(Failure::runtime(
             "the database has pending migrations; run `doorman migrate` first",

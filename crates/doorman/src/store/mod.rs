@@ -1,20 +1,50 @@
 //! The store: users, outstanding refresh tokens and the blacklist. One enum dispatches to a
-//! backend, so callers never know which database runs (SQLite today; PostgreSQL joins as a
-//! second variant). Every write that decides who wins a race (blacklist, rotation) is a single
-//! transaction.
+//! backend, so callers never know which database runs: SQLite (one file, the default) or
+//! PostgreSQL (many doorman instances sharing one database). Both have the same schema meaning
+//! and their own numbered migrations. Every write that decides who wins a race (blacklist,
+//! rotation) is a single transaction.
 
+mod postgres;
 mod sqlite;
 
 use std::fmt;
+use std::time::Duration;
 
+use sqlx::FromRow;
 use time::OffsetDateTime;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The database behind doorman.
 #[derive(Clone)]
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// Connection pool limits (the `database_*` settings).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections one doorman holds; `None` is the backend's default (SQLite 8,
+    /// PostgreSQL 10).
+    pub max_connections: Option<u32>,
+    /// How long a request waits for a connection (and, on SQLite, for the write lock) before
+    /// the store reports itself unavailable (a 503).
+    pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for every doorman statement: a stuck query fails
+    /// instead of holding a request.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// A user row (Django's `auth_user`, the columns doorman needs).
@@ -153,7 +183,9 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => sqlite::is_unavailable(db.as_ref()),
+        sqlx::Error::Database(db) => {
+            sqlite::is_unavailable(db.as_ref()) || postgres::is_unavailable(db.as_ref())
+        }
         _ => false,
     }
 }
@@ -163,23 +195,50 @@ macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             Store::Sqlite($store) => $call,
+            Store::Postgres($store) => $call,
         }
     };
 }
 
 impl Store {
-    /// Opens the database a URL names (`sqlite://path`, `sqlite:path` or a plain path),
-    /// creating the SQLite file and its directory (owner-only) on first use.
+    /// Opens the database a URL names with default pool settings.
     pub async fn connect(database_url: &str) -> Result<Store, StoreError> {
-        if let Some((scheme, _)) = database_url.split_once("://")
-            && scheme != "sqlite"
-        {
-            // Without this a `postgres://` URL would quietly become a file of that name.
-            return Err(StoreError::Database(
-                format!("unsupported database URL scheme {scheme:?}; use sqlite://").into(),
-            ));
+        Store::connect_with(database_url, &PoolSettings::default()).await
+    }
+
+    /// Opens the database a URL names: `postgres://` or `postgresql://` for PostgreSQL;
+    /// `sqlite://path`, `sqlite:path` or a plain path for SQLite, creating the file and its
+    /// directory (owner-only) on first use.
+    pub async fn connect_with(
+        database_url: &str,
+        settings: &PoolSettings,
+    ) -> Result<Store, StoreError> {
+        match database_url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("postgres" | "postgresql") => Ok(Store::Postgres(
+                PostgresStore::connect(database_url, settings).await?,
+            )),
+            Some("sqlite") | None => Ok(Store::Sqlite(
+                SqliteStore::connect(database_url, settings).await?,
+            )),
+            // Without this an unknown URL would quietly become a file of that name.
+            Some(scheme) => Err(StoreError::Database(
+                format!("unsupported database URL scheme {scheme:?}; use sqlite:// or postgres://")
+                    .into(),
+            )),
         }
-        Ok(Store::Sqlite(SqliteStore::connect(database_url).await?))
+    }
+
+    /// Which backend runs, for logs: "sqlite" or "postgres".
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes every pooled connection (at shutdown).
+    pub async fn close(&self) {
+        dispatch!(self, s => s.close().await)
     }
 
     /// Applies pending migrations; returns the ones applied now.
@@ -275,5 +334,64 @@ impl Store {
     /// (simplejwt's `flushexpiredtokens`). Returns how many outstanding rows went.
     pub async fn flush_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         dispatch!(self, s => s.flush_expired(now).await)
+    }
+
+    /// [`flush_expired`](Self::flush_expired) for the background pruning task: on PostgreSQL
+    /// at most one instance prunes at a time (an advisory lock); `None` when another one holds
+    /// it.
+    pub async fn prune_expired(&self, now: OffsetDateTime) -> Result<Option<u64>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.flush_expired(now).await.map(Some),
+            Store::Postgres(s) => s.flush_expired_exclusively(now).await,
+        }
+    }
+}
+
+/// The migrations now applied that were pending before.
+fn newly_applied(before: &[MigrationStatus], after: Vec<MigrationStatus>) -> Vec<MigrationInfo> {
+    after
+        .into_iter()
+        .filter(|now| {
+            now.applied
+                && before
+                    .iter()
+                    .any(|then| then.version == now.version && !then.applied)
+        })
+        .map(|m| MigrationInfo {
+            version: m.version,
+            description: m.description,
+        })
+        .collect()
+}
+
+/// A `users` row as stored: times are Unix seconds.
+#[derive(FromRow)]
+struct UserRow {
+    id: i64,
+    username: String,
+    password: String,
+    is_active: bool,
+    is_superuser: bool,
+    last_login: Option<i64>,
+    date_joined: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+
+    fn try_from(row: UserRow) -> Result<User, StoreError> {
+        let time = |secs: i64| {
+            OffsetDateTime::from_unix_timestamp(secs)
+                .map_err(|e| StoreError::Database(format!("bad timestamp {secs}: {e}").into()))
+        };
+        Ok(User {
+            id: row.id,
+            username: row.username,
+            password_hash: row.password,
+            is_active: row.is_active,
+            is_superuser: row.is_superuser,
+            last_login: row.last_login.map(time).transpose()?,
+            date_joined: time(row.date_joined)?,
+        })
     }
 }

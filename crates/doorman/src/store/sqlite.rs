@@ -3,29 +3,25 @@
 //! rotations queue (within `busy_timeout`) instead of failing half-way with `SQLITE_BUSY`.
 
 use std::str::FromStr;
-use std::time::Duration;
 
+use sqlx::SqliteConnection;
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteError, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{FromRow, SqliteConnection};
 use time::OffsetDateTime;
 
 use super::{
-    BlacklistOutcome, MigrationInfo, MigrationStatus, NewUser, OutstandingToken, RotateOutcome,
-    StoreError, User,
+    BlacklistOutcome, MigrationInfo, MigrationStatus, NewUser, OutstandingToken, PoolSettings,
+    RotateOutcome, StoreError, User, UserRow, newly_applied,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// Readers run side by side under WAL; writers queue on SQLite's lock whatever the pool size,
 /// so a few connections are plenty.
-const MAX_CONNECTIONS: u32 = 8;
-/// How long a writer waits for SQLite's lock, and a caller for a pooled connection, before the
-/// store reports itself unavailable.
-const WAIT: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
 /// Every user query reads the same columns, in the shape of `UserRow`.
 macro_rules! select_users {
@@ -44,7 +40,12 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn connect(database_url: &str) -> Result<SqliteStore, StoreError> {
+    /// `acquire_timeout` bounds both the wait for a pooled connection and the wait for SQLite's
+    /// write lock (`busy_timeout`); past it the store reports itself unavailable.
+    pub async fn connect(
+        database_url: &str,
+        settings: &PoolSettings,
+    ) -> Result<SqliteStore, StoreError> {
         let options = if database_url.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(database_url)?
         } else {
@@ -55,7 +56,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(WAIT);
+            .busy_timeout(settings.acquire_timeout);
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
@@ -64,30 +65,21 @@ impl SqliteStore {
             })?;
         }
         let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(WAIT)
+            .max_connections(settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await?;
         Ok(SqliteStore { pool })
     }
 
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     pub async fn migrate(&self) -> Result<Vec<MigrationInfo>, StoreError> {
         let before = self.migration_status().await?;
         MIGRATOR.run(&self.pool).await?;
-        let after = self.migration_status().await?;
-        Ok(after
-            .into_iter()
-            .filter(|now| {
-                now.applied
-                    && before
-                        .iter()
-                        .any(|then| then.version == now.version && !then.applied)
-            })
-            .map(|m| MigrationInfo {
-                version: m.version,
-                description: m.description,
-            })
-            .collect())
+        Ok(newly_applied(&before, self.migration_status().await?))
     }
 
     pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
@@ -334,38 +326,6 @@ async fn is_blacklisted(conn: &mut SqliteConnection, jti: &str) -> Result<bool, 
     Ok(found.is_some())
 }
 
-/// A `users` row as stored: times are Unix seconds.
-#[derive(FromRow)]
-struct UserRow {
-    id: i64,
-    username: String,
-    password: String,
-    is_active: bool,
-    is_superuser: bool,
-    last_login: Option<i64>,
-    date_joined: i64,
-}
-
-impl TryFrom<UserRow> for User {
-    type Error = StoreError;
-
-    fn try_from(row: UserRow) -> Result<User, StoreError> {
-        let time = |secs: i64| {
-            OffsetDateTime::from_unix_timestamp(secs)
-                .map_err(|e| StoreError::Database(format!("bad timestamp {secs}: {e}").into()))
-        };
-        Ok(User {
-            id: row.id,
-            username: row.username,
-            password_hash: row.password,
-            is_active: row.is_active,
-            is_superuser: row.is_superuser,
-            last_login: row.last_login.map(time).transpose()?,
-            date_joined: time(row.date_joined)?,
-        })
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -389,8 +349,10 @@ mod tests {
     }
 
     fn pool(store: &Store) -> &SqlitePool {
-        let Store::Sqlite(s) = store;
-        &s.pool
+        match store {
+            Store::Sqlite(s) => &s.pool,
+            Store::Postgres(_) => panic!("not SQLite"),
+        }
     }
 
     async fn count(store: &Store, sql: &'static str) -> i64 {
@@ -449,7 +411,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o700);
         }
         assert!(matches!(
-            Store::connect("postgres://localhost/doorman").await,
+            Store::connect("mysql://localhost/doorman").await,
             Err(StoreError::Database(_))
         ));
     }

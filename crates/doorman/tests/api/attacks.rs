@@ -61,258 +61,261 @@ async fn assert_refused(app: &TestApp, token: &str, label: &str) {
     }
 }
 
-#[tokio::test]
-async fn forged_and_malformed_tokens_are_refused_hs256() {
-    let app = spawn_app().await;
-    let key = TEST_SECRET.as_bytes();
-    let p = access_payload();
-    let good = hs256_raw(HS256_HEADER, &p, key);
-    assert_eq!(
-        app.get_hello(&good).await.status(),
-        StatusCode::OK,
-        "control: the well-formed token is accepted"
-    );
-    let (h, pl, sig) = {
-        let mut it = good.split('.');
-        (
-            it.next().unwrap().to_owned(),
-            it.next().unwrap().to_owned(),
-            it.next().unwrap().to_owned(),
-        )
-    };
-    let mut cases: Vec<(String, String)> = Vec::new();
-    for alg in ["none", "None", "NONE", "nOnE"] {
-        let h = seg(&format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
-        cases.push((format!("alg {alg} empty sig"), format!("{h}.{pl}.")));
-        cases.push((format!("alg {alg} no sig"), format!("{h}.{pl}")));
-    }
-    for header in [
-        r#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#,
-        r#"{"alg":"HS256","crit":["x-foo"],"x-foo":1}"#,
-        r#"{"alg":"HS256","jku":"http://127.0.0.1:9/jwks"}"#,
-        r#"{"alg":"HS256","x5u":"http://127.0.0.1:9/cert"}"#,
-        r#"{"alg":"HS256","jwk":{"kty":"oct","k":"AAAA"}}"#,
-        r#"{"alg":"HS256","x5c":["MIIB"]}"#,
-        r#"{"alg":"HS256","alg":"HS256"}"#,
-        r#"{"alg":"HS512","typ":"JWT"}"#,
-        r#"{"alg":"HS256","kid":"../../../../dev/null"}"#,
-        r#"{"alg":"HS256","kid":"' OR '1'='1"}"#,
-        r#"{"alg":"HS256","kid":7}"#,
-        r#"["alg","HS256"]"#,
-    ] {
-        cases.push((
-            format!("validly signed header {header}"),
-            hs256_raw(header, &p, key),
-        ));
-    }
-    let t = now();
-    for payload in [
-        format!(
-            r#"{{"token_type":"refresh","token_type":"access","exp":{},"jti":"a","user_id":"1"}}"#,
-            t + 60
-        ),
-        format!(r#"{{"token_type":"access","exp":{t},"jti":"a","user_id":"1"}}"#),
-        format!(
-            r#"{{"token_type":"access","exp":{},"jti":"a","user_id":"1"}}"#,
-            t - 1
-        ),
-        r#"{"token_type":"access","exp":"9999999999","jti":"a","user_id":"1"}"#.to_owned(),
-        r#"{"token_type":"access","exp":-1,"jti":"a","user_id":"1"}"#.to_owned(),
-        r#"{"token_type":"access","exp":18446744073709551616,"jti":"a","user_id":"1"}"#.to_owned(),
-        r#"{"token_type":"access","exp":1e400,"jti":"a","user_id":"1"}"#.to_owned(),
-        r#"{"token_type":"access","exp":null,"jti":"a","user_id":"1"}"#.to_owned(),
-        format!(
-            r#"{{"token_type":"access","exp":{},"nbf":{},"jti":"a","user_id":"1"}}"#,
-            t + 7200,
-            t + 3600
-        ),
-        format!(
-            r#"{{"token_type":"access","exp":{},"iat":{},"jti":"a","user_id":"1"}}"#,
-            t + 7200,
-            t + 3600
-        ),
-        format!(
-            r#"{{"token_type":"access","exp":{},"jti":"a","user_id":"1","a":{}{}}}"#,
-            t + 60,
-            "[".repeat(200),
-            "]".repeat(200)
-        ),
-        "[1,2,3]".to_owned(),
-        "not json".to_owned(),
-    ] {
-        cases.push((
-            format!("validly signed payload {payload:.80}"),
-            hs256_raw(HS256_HEADER, &payload, key),
-        ));
-    }
-    let other = hs256_raw(
-        HS256_HEADER,
-        &format!(
-            r#"{{"token_type":"access","exp":{},"jti":"zz","user_id":"2"}}"#,
-            t + 60
-        ),
-        key,
-    );
-    cases.push((
-        "signature transplant".into(),
-        format!("{h}.{pl}.{}", other.split('.').nth(2).unwrap()),
-    ));
-    cases.push((
-        "truncated signature".into(),
-        format!("{h}.{pl}.{}", &sig[..sig.len() - 2]),
-    ));
-    cases.push(("padded segments".into(), format!("{h}=.{pl}=.{sig}")));
-    cases.push((
-        "standard alphabet".into(),
-        format!(
-            "{h}.{}.{sig}",
-            pl.replace('-', "+").replace('_', "/") + "+/"
-        ),
-    ));
-    cases.push(("four segments".into(), format!("{h}.{pl}.{sig}.x")));
-    cases.push(("two segments".into(), format!("{h}.{pl}")));
-    cases.push(("empty segments".into(), "..".into()));
-    cases.push((
-        "weak secret".into(),
-        hs256_raw(HS256_HEADER, &p, b"your-256-bit-secret"),
-    ));
-    cases.push((
-        "8 KiB token".into(),
-        hs256_raw(
+dual_test! {
+    async fn forged_and_malformed_tokens_are_refused_hs256() {
+        let app = spawn_app().await;
+        let key = TEST_SECRET.as_bytes();
+        let p = access_payload();
+        let good = hs256_raw(HS256_HEADER, &p, key);
+        assert_eq!(
+            app.get_hello(&good).await.status(),
+            StatusCode::OK,
+            "control: the well-formed token is accepted"
+        );
+        let (h, pl, sig) = {
+            let mut it = good.split('.');
+            (
+                it.next().unwrap().to_owned(),
+                it.next().unwrap().to_owned(),
+                it.next().unwrap().to_owned(),
+            )
+        };
+        let mut cases: Vec<(String, String)> = Vec::new();
+        for alg in ["none", "None", "NONE", "nOnE"] {
+            let h = seg(&format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
+            cases.push((format!("alg {alg} empty sig"), format!("{h}.{pl}.")));
+            cases.push((format!("alg {alg} no sig"), format!("{h}.{pl}")));
+        }
+        for header in [
+            r#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#,
+            r#"{"alg":"HS256","crit":["x-foo"],"x-foo":1}"#,
+            r#"{"alg":"HS256","jku":"http://127.0.0.1:9/jwks"}"#,
+            r#"{"alg":"HS256","x5u":"http://127.0.0.1:9/cert"}"#,
+            r#"{"alg":"HS256","jwk":{"kty":"oct","k":"AAAA"}}"#,
+            r#"{"alg":"HS256","x5c":["MIIB"]}"#,
+            r#"{"alg":"HS256","alg":"HS256"}"#,
+            r#"{"alg":"HS512","typ":"JWT"}"#,
+            r#"{"alg":"HS256","kid":"../../../../dev/null"}"#,
+            r#"{"alg":"HS256","kid":"' OR '1'='1"}"#,
+            r#"{"alg":"HS256","kid":7}"#,
+            r#"["alg","HS256"]"#,
+        ] {
+            cases.push((
+                format!("validly signed header {header}"),
+                hs256_raw(header, &p, key),
+            ));
+        }
+        let t = now();
+        for payload in [
+            format!(
+                r#"{{"token_type":"refresh","token_type":"access","exp":{},"jti":"a","user_id":"1"}}"#,
+                t + 60
+            ),
+            format!(r#"{{"token_type":"access","exp":{t},"jti":"a","user_id":"1"}}"#),
+            format!(
+                r#"{{"token_type":"access","exp":{},"jti":"a","user_id":"1"}}"#,
+                t - 1
+            ),
+            r#"{"token_type":"access","exp":"9999999999","jti":"a","user_id":"1"}"#.to_owned(),
+            r#"{"token_type":"access","exp":-1,"jti":"a","user_id":"1"}"#.to_owned(),
+            r#"{"token_type":"access","exp":18446744073709551616,"jti":"a","user_id":"1"}"#.to_owned(),
+            r#"{"token_type":"access","exp":1e400,"jti":"a","user_id":"1"}"#.to_owned(),
+            r#"{"token_type":"access","exp":null,"jti":"a","user_id":"1"}"#.to_owned(),
+            format!(
+                r#"{{"token_type":"access","exp":{},"nbf":{},"jti":"a","user_id":"1"}}"#,
+                t + 7200,
+                t + 3600
+            ),
+            format!(
+                r#"{{"token_type":"access","exp":{},"iat":{},"jti":"a","user_id":"1"}}"#,
+                t + 7200,
+                t + 3600
+            ),
+            format!(
+                r#"{{"token_type":"access","exp":{},"jti":"a","user_id":"1","a":{}{}}}"#,
+                t + 60,
+                "[".repeat(200),
+                "]".repeat(200)
+            ),
+            "[1,2,3]".to_owned(),
+            "not json".to_owned(),
+        ] {
+            cases.push((
+                format!("validly signed payload {payload:.80}"),
+                hs256_raw(HS256_HEADER, &payload, key),
+            ));
+        }
+        let other = hs256_raw(
             HS256_HEADER,
             &format!(
-                r#"{{"token_type":"access","exp":{},"jti":"a","user_id":"1","pad":"{}"}}"#,
-                t + 60,
-                "x".repeat(9000)
+                r#"{{"token_type":"access","exp":{},"jti":"zz","user_id":"2"}}"#,
+                t + 60
             ),
             key,
-        ),
-    ));
-    let mut many = String::from("{");
-    for i in 0..10_000 {
-        many.push_str(&format!(r#""c{i}":1,"#));
-    }
-    many.push_str(&format!(r#""exp":{}}}"#, t + 60));
-    cases.push(("10 000 claims".into(), hs256_raw(HS256_HEADER, &many, key)));
-    for (label, token) in &cases {
-        assert_refused(&app, token, label).await;
-    }
-}
-
-#[tokio::test]
-async fn huge_authorization_header_is_refused_without_a_5xx() {
-    let app = spawn_app().await;
-    let res = app
-        .client
-        .get(app.url("/hello/"))
-        .header("Authorization", format!("Bearer {}", "a".repeat(1 << 20)))
-        .send()
-        .await;
-    match res {
-        Ok(res) => assert!(
-            matches!(res.status().as_u16(), 400 | 401 | 431),
-            "{}",
-            res.status()
-        ),
-        // The server may close the connection on an oversized head; that is a refusal too.
-        Err(e) => assert!(e.is_request() || e.is_connect() || e.is_body(), "{e}"),
-    }
-    assert_eq!(
-        app.get_hello("x").await.status(),
-        StatusCode::UNAUTHORIZED,
-        "the server is still up"
-    );
-}
-
-#[tokio::test]
-async fn eddsa_deployment_refuses_key_confusion_and_kid_tricks() {
-    let app = spawn_app_with(&[("DOORMAN_SIGNING_KEY", "")]).await;
-    let pem = std::fs::read_to_string(app.dir.path().join("data/signing-key.pem")).unwrap();
-    let der = ::pem::parse(&pem).unwrap().into_contents();
-    let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&der).unwrap();
-    use aws_lc_rs::signature::KeyPair;
-    let public = pair.public_key().as_ref().to_vec();
-    let kid = app.state.tokens.keys().signing().kid().unwrap().to_owned();
-    let p = access_payload();
-    // Control: a token signed with the real key and its kid is accepted.
-    let header = format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"JWT"}}"#);
-    let input = format!("{}.{}", seg(&header), seg(&p));
-    let good = format!(
-        "{input}.{}",
-        URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()).as_ref())
-    );
-    assert_eq!(app.get_hello(&good).await.status(), StatusCode::OK);
-
-    let spki = {
-        let mut v = vec![
-            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-        ];
-        v.extend_from_slice(&public);
-        v
-    };
-    let public_pem = ::pem::encode(&::pem::Pem::new("PUBLIC KEY", spki.clone()));
-    let jwk = format!(
-        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-        URL_SAFE_NO_PAD.encode(&public)
-    );
-    let renderings: Vec<Vec<u8>> = vec![
-        public.clone(),
-        spki,
-        public_pem.clone().into_bytes(),
-        public_pem.trim_end().as_bytes().to_vec(),
-        jwk.into_bytes(),
-        URL_SAFE_NO_PAD.encode(&public).into_bytes(),
-    ];
-    for (i, key) in renderings.iter().enumerate() {
-        for header in [
-            format!(r#"{{"alg":"HS256","kid":"{kid}","typ":"JWT"}}"#),
-            HS256_HEADER.to_owned(),
-        ] {
-            assert_refused(
-                &app,
-                &hs256_raw(&header, &p, key),
-                &format!("HS256 with public key rendering {i}"),
-            )
-            .await;
+        );
+        cases.push((
+            "signature transplant".into(),
+            format!("{h}.{pl}.{}", other.split('.').nth(2).unwrap()),
+        ));
+        cases.push((
+            "truncated signature".into(),
+            format!("{h}.{pl}.{}", &sig[..sig.len() - 2]),
+        ));
+        cases.push(("padded segments".into(), format!("{h}=.{pl}=.{sig}")));
+        cases.push((
+            "standard alphabet".into(),
+            format!(
+                "{h}.{}.{sig}",
+                pl.replace('-', "+").replace('_', "/") + "+/"
+            ),
+        ));
+        cases.push(("four segments".into(), format!("{h}.{pl}.{sig}.x")));
+        cases.push(("two segments".into(), format!("{h}.{pl}")));
+        cases.push(("empty segments".into(), "..".into()));
+        cases.push((
+            "weak secret".into(),
+            hs256_raw(HS256_HEADER, &p, b"your-256-bit-secret"),
+        ));
+        cases.push((
+            "8 KiB token".into(),
+            hs256_raw(
+                HS256_HEADER,
+                &format!(
+                    r#"{{"token_type":"access","exp":{},"jti":"a","user_id":"1","pad":"{}"}}"#,
+                    t + 60,
+                    "x".repeat(9000)
+                ),
+                key,
+            ),
+        ));
+        let mut many = String::from("{");
+        for i in 0..10_000 {
+            many.push_str(&format!(r#""c{i}":1,"#));
+        }
+        many.push_str(&format!(r#""exp":{}}}"#, t + 60));
+        cases.push(("10 000 claims".into(), hs256_raw(HS256_HEADER, &many, key)));
+        for (label, token) in &cases {
+            assert_refused(&app, token, label).await;
         }
     }
-    let sig = URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()).as_ref());
-    for kid_value in [
-        "../../../../dev/null",
-        "/etc/passwd",
-        "' OR '1'='1",
-        "k1\\u0000x",
-        "unknown",
-        &"k".repeat(65_536),
-    ] {
-        let header = format!(r#"{{"alg":"EdDSA","kid":"{kid_value}","typ":"JWT"}}"#);
+}
+
+dual_test! {
+    async fn huge_authorization_header_is_refused_without_a_5xx() {
+        let app = spawn_app().await;
+        let res = app
+            .client
+            .get(app.url("/hello/"))
+            .header("Authorization", format!("Bearer {}", "a".repeat(1 << 20)))
+            .send()
+            .await;
+        match res {
+            Ok(res) => assert!(
+                matches!(res.status().as_u16(), 400 | 401 | 431),
+                "{}",
+                res.status()
+            ),
+            // The server may close the connection on an oversized head; that is a refusal too.
+            Err(e) => assert!(e.is_request() || e.is_connect() || e.is_body(), "{e}"),
+        }
+        assert_eq!(
+            app.get_hello("x").await.status(),
+            StatusCode::UNAUTHORIZED,
+            "the server is still up"
+        );
+    }
+}
+
+dual_test! {
+    async fn eddsa_deployment_refuses_key_confusion_and_kid_tricks() {
+        let app = spawn_app_with(&[("DOORMAN_SIGNING_KEY", "")]).await;
+        let pem = std::fs::read_to_string(app.dir.path().join("data/signing-key.pem")).unwrap();
+        let der = ::pem::parse(&pem).unwrap().into_contents();
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&der).unwrap();
+        use aws_lc_rs::signature::KeyPair;
+        let public = pair.public_key().as_ref().to_vec();
+        let kid = app.state.tokens.keys().signing().kid().unwrap().to_owned();
+        let p = access_payload();
+        // Control: a token signed with the real key and its kid is accepted.
+        let header = format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"JWT"}}"#);
         let input = format!("{}.{}", seg(&header), seg(&p));
-        let signed = format!(
+        let good = format!(
             "{input}.{}",
             URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()).as_ref())
         );
-        assert_refused(&app, &signed, &format!("kid {kid_value:.20}")).await;
-    }
-    // The right kid with another algorithm named, and no kid at all.
-    for header in [
-        format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#),
-        r#"{"alg":"EdDSA","typ":"JWT"}"#.to_owned(),
-    ] {
-        let input = format!("{}.{}", seg(&header), seg(&p));
-        let signed = format!(
-            "{input}.{}",
-            URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()).as_ref())
+        assert_eq!(app.get_hello(&good).await.status(), StatusCode::OK);
+
+        let spki = {
+            let mut v = vec![
+                0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+            ];
+            v.extend_from_slice(&public);
+            v
+        };
+        let public_pem = ::pem::encode(&::pem::Pem::new("PUBLIC KEY", spki.clone()));
+        let jwk = format!(
+            r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+            URL_SAFE_NO_PAD.encode(&public)
         );
-        assert_refused(&app, &signed, &format!("header {header}")).await;
+        let renderings: Vec<Vec<u8>> = vec![
+            public.clone(),
+            spki,
+            public_pem.clone().into_bytes(),
+            public_pem.trim_end().as_bytes().to_vec(),
+            jwk.into_bytes(),
+            URL_SAFE_NO_PAD.encode(&public).into_bytes(),
+        ];
+        for (i, key) in renderings.iter().enumerate() {
+            for header in [
+                format!(r#"{{"alg":"HS256","kid":"{kid}","typ":"JWT"}}"#),
+                HS256_HEADER.to_owned(),
+            ] {
+                assert_refused(
+                    &app,
+                    &hs256_raw(&header, &p, key),
+                    &format!("HS256 with public key rendering {i}"),
+                )
+                .await;
+            }
+        }
+        let sig = URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()).as_ref());
+        for kid_value in [
+            "../../../../dev/null",
+            "/etc/passwd",
+            "' OR '1'='1",
+            "k1\\u0000x",
+            "unknown",
+            &"k".repeat(65_536),
+        ] {
+            let header = format!(r#"{{"alg":"EdDSA","kid":"{kid_value}","typ":"JWT"}}"#);
+            let input = format!("{}.{}", seg(&header), seg(&p));
+            let signed = format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()).as_ref())
+            );
+            assert_refused(&app, &signed, &format!("kid {kid_value:.20}")).await;
+        }
+        // The right kid with another algorithm named, and no kid at all.
+        for header in [
+            format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#),
+            r#"{"alg":"EdDSA","typ":"JWT"}"#.to_owned(),
+        ] {
+            let input = format!("{}.{}", seg(&header), seg(&p));
+            let signed = format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()).as_ref())
+            );
+            assert_refused(&app, &signed, &format!("header {header}")).await;
+        }
+        assert_refused(
+            &app,
+            &format!(
+                "{}.{}.{sig}",
+                seg(&header),
+                seg(&p.replace("\"1\"", "\"2\""))
+            ),
+            "payload swapped under a valid signature",
+        )
+        .await;
     }
-    assert_refused(
-        &app,
-        &format!(
-            "{}.{}.{sig}",
-            seg(&header),
-            seg(&p.replace("\"1\"", "\"2\""))
-        ),
-        "payload swapped under a valid signature",
-    )
-    .await;
 }

@@ -24,103 +24,114 @@ fn doorman(dir: &std::path::Path) -> Command {
     cmd
 }
 
-#[test]
-fn migrate_list_then_apply() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = doorman(dir.path())
-        .args(["migrate", "--list"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let listed = stdout_of(&out);
-    assert!(listed.contains("[ ] 0001"), "{listed}");
-    let out = doorman(dir.path()).arg("migrate").output().unwrap();
-    assert!(
-        stdout_of(&out).contains("Applied 0001"),
-        "{}",
-        stdout_of(&out)
-    );
-    let out = doorman(dir.path())
-        .args(["migrate", "--list"])
-        .output()
-        .unwrap();
-    assert!(stdout_of(&out).contains("[X] 0001"), "{}", stdout_of(&out));
-    let out = doorman(dir.path()).arg("migrate").output().unwrap();
-    assert_eq!(stdout_of(&out).trim(), "No migrations to apply.");
+/// `doorman` against the test's own database.
+fn doorman_on(dir: &std::path::Path, database: &TestDatabase) -> Command {
+    let mut cmd = doorman(dir);
+    cmd.env("DOORMAN_DATABASE_URL", &database.url);
+    cmd
 }
 
-#[test]
-fn user_lifecycle() {
-    let dir = tempfile::tempdir().unwrap();
-    doorman(dir.path()).arg("migrate").assert().success();
-    let create = |args: &[&str], stdin: &str| {
-        doorman(dir.path())
-            .args(args)
-            .write_stdin(stdin.to_owned())
+dual_test! {
+    async fn migrate_list_then_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::create(dir.path()).await;
+        let out = doorman_on(dir.path(), &database)
+            .args(["migrate", "--list"])
             .output()
-            .unwrap()
-    };
-    let out = create(
-        &["user", "create", "dora", "--password-stdin", "--superuser"],
-        "dora-password-1\n",
-    );
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(stdout_of(&out).contains("Created user dora (id 1)"));
-    let out = create(
-        &["user", "create", "dora", "--password-stdin"],
-        "dora-password-1\n",
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        stderr_of(&out).trim(),
-        "error: that username is already taken"
-    );
-    let out = create(&["user", "create", "eve", "--password-stdin"], "short\n");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr_of(&out).contains("at least 8 characters"));
-    let out = create(
-        &["user", "create", "bad name", "--password-stdin"],
-        "long-enough-1\n",
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let out = create(
-        &["user", "create", "eve", "--password-stdin", "--inactive"],
-        "eve-password-1\n",
-    );
-    assert!(out.status.success());
-    let out = doorman(dir.path()).args(["user", "list"]).output().unwrap();
-    let list = stdout_of(&out);
-    assert!(
-        list.lines()
-            .any(|l| l.contains("dora") && l.contains("yes")),
-        "{list}"
-    );
-    assert!(
-        list.lines()
-            .any(|l| l.contains("eve") && l.contains(" no ")),
-        "{list}"
-    );
-    for args in [
-        ["user", "activate", "eve"],
-        ["user", "deactivate", "dora"],
-        ["user", "delete", "dora"],
-    ] {
-        doorman(dir.path()).args(args).assert().success();
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let listed = stdout_of(&out);
+        assert!(listed.contains("[ ] 0001"), "{listed}");
+        let out = doorman_on(dir.path(), &database).arg("migrate").output().unwrap();
+        assert!(
+            stdout_of(&out).contains("Applied 0001"),
+            "{}",
+            stdout_of(&out)
+        );
+        let out = doorman_on(dir.path(), &database)
+            .args(["migrate", "--list"])
+            .output()
+            .unwrap();
+        assert!(stdout_of(&out).contains("[X] 0001"), "{}", stdout_of(&out));
+        let out = doorman_on(dir.path(), &database).arg("migrate").output().unwrap();
+        assert_eq!(stdout_of(&out).trim(), "No migrations to apply.");
     }
-    let out = doorman(dir.path())
-        .args(["user", "delete", "dora"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr_of(&out).trim(), "error: no user named \"dora\"");
-    let out = create(
-        &["user", "set-password", "eve", "--password-stdin"],
-        "eve-password-2\n",
-    );
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    // No terminal and no --password-stdin: a usage error, not a hang.
-    let out = create(&["user", "create", "fred"], "");
-    assert_eq!(out.status.code(), Some(2));
+}
+
+dual_test! {
+    async fn user_lifecycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::create(dir.path()).await;
+        doorman_on(dir.path(), &database).arg("migrate").assert().success();
+        let create = |args: &[&str], stdin: &str| {
+            doorman_on(dir.path(), &database)
+                .args(args)
+                .write_stdin(stdin.to_owned())
+                .output()
+                .unwrap()
+        };
+        let out = create(
+            &["user", "create", "dora", "--password-stdin", "--superuser"],
+            "dora-password-1\n",
+        );
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert!(stdout_of(&out).contains("Created user dora (id 1)"));
+        let out = create(
+            &["user", "create", "dora", "--password-stdin"],
+            "dora-password-1\n",
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            stderr_of(&out).trim(),
+            "error: that username is already taken"
+        );
+        let out = create(&["user", "create", "eve", "--password-stdin"], "short\n");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr_of(&out).contains("at least 8 characters"));
+        let out = create(
+            &["user", "create", "bad name", "--password-stdin"],
+            "long-enough-1\n",
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let out = create(
+            &["user", "create", "eve", "--password-stdin", "--inactive"],
+            "eve-password-1\n",
+        );
+        assert!(out.status.success());
+        let out = doorman_on(dir.path(), &database).args(["user", "list"]).output().unwrap();
+        let list = stdout_of(&out);
+        assert!(
+            list.lines()
+                .any(|l| l.contains("dora") && l.contains("yes")),
+            "{list}"
+        );
+        assert!(
+            list.lines()
+                .any(|l| l.contains("eve") && l.contains(" no ")),
+            "{list}"
+        );
+        for args in [
+            ["user", "activate", "eve"],
+            ["user", "deactivate", "dora"],
+            ["user", "delete", "dora"],
+        ] {
+            doorman_on(dir.path(), &database).args(args).assert().success();
+        }
+        let out = doorman_on(dir.path(), &database)
+            .args(["user", "delete", "dora"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(stderr_of(&out).trim(), "error: no user named \"dora\"");
+        let out = create(
+            &["user", "set-password", "eve", "--password-stdin"],
+            "eve-password-2\n",
+        );
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        // No terminal and no --password-stdin: a usage error, not a hang.
+        let out = create(&["user", "create", "fred"], "");
+        assert_eq!(out.status.code(), Some(2));
+    }
 }
 
 #[test]
@@ -164,176 +175,179 @@ fn bad_configuration_stops_with_one_clear_line() {
     );
 }
 
-#[tokio::test]
-async fn token_decode_and_verify() {
-    let app = spawn_app().await;
-    let (_, access) = app.login().await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = doorman(dir.path())
-        .args(["token", "decode", &access])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let text = stdout_of(&out);
-    assert!(
-        text.contains("\"alg\": \"HS256\"") && text.contains("\"token_type\": \"access\""),
-        "{text}"
-    );
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("exp") && l.contains(" UTC (in ")),
-        "{text}"
-    );
-    let out = doorman(dir.path())
-        .args(["token", "decode", "-", "--verify"])
-        .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
-        .write_stdin(access.clone())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(stdout_of(&out).contains("verified"));
-    let out = doorman(dir.path())
-        .args(["token", "decode", &access, "--verify"])
-        .env(
-            "DOORMAN_SIGNING_KEY",
-            "another-secret-of-at-least-32-bytes-long",
-        )
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr_of(&out).contains("Token is invalid"));
-    let out = doorman(dir.path())
-        .args(["token", "decode", "abc"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+dual_test! {
+    async fn token_decode_and_verify() {
+        let app = spawn_app().await;
+        let (_, access) = app.login().await;
+        let dir = tempfile::tempdir().unwrap();
+        let out = doorman(dir.path())
+            .args(["token", "decode", &access])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let text = stdout_of(&out);
+        assert!(
+            text.contains("\"alg\": \"HS256\"") && text.contains("\"token_type\": \"access\""),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("exp") && l.contains(" UTC (in ")),
+            "{text}"
+        );
+        let out = doorman(dir.path())
+            .args(["token", "decode", "-", "--verify"])
+            .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
+            .write_stdin(access.clone())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert!(stdout_of(&out).contains("verified"));
+        let out = doorman(dir.path())
+            .args(["token", "decode", &access, "--verify"])
+            .env(
+                "DOORMAN_SIGNING_KEY",
+                "another-secret-of-at-least-32-bytes-long",
+            )
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr_of(&out).contains("Token is invalid"));
+        let out = doorman(dir.path())
+            .args(["token", "decode", "abc"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+    }
 }
 
-#[tokio::test]
-async fn cli_users_log_in_on_the_server_and_flush_works() {
-    let app = spawn_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = doorman(dir.path())
-        .args([
-            "--database-url",
-            &app.database_url,
-            "user",
-            "create",
-            "gina",
-            "--password-stdin",
-        ])
-        .write_stdin("gina-password-1\n")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    app.login_as("gina", "gina-password-1").await;
+dual_test! {
+    async fn cli_users_log_in_on_the_server_and_flush_works() {
+        let app = spawn_app().await;
+        let dir = tempfile::tempdir().unwrap();
+        let out = doorman(dir.path())
+            .args([
+                "--database-url",
+                &app.database_url,
+                "user",
+                "create",
+                "gina",
+                "--password-stdin",
+            ])
+            .write_stdin("gina-password-1\n")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        app.login_as("gina", "gina-password-1").await;
 
-    // Two expired tokens (one blacklisted) and a live blacklisted one: flush takes the first two.
-    let store = &app.state.store;
-    let now = time::OffsetDateTime::now_utc();
-    let row = |jti: &str, expires_at| doorman::store::OutstandingToken {
-        jti: jti.to_owned(),
-        user_id: Some(1),
-        created_at: Some(now - time::Duration::days(2)),
-        expires_at,
-    };
-    store
-        .record_outstanding(&row("expired", now - time::Duration::hours(1)))
-        .await
-        .unwrap();
-    store
-        .blacklist(&row(
-            "expired-blacklisted",
-            now - time::Duration::seconds(1),
-        ))
-        .await
-        .unwrap();
-    store
-        .blacklist(&row("live-blacklisted", now + time::Duration::hours(1)))
-        .await
-        .unwrap();
-    let out = doorman(dir.path())
-        .args(["--database-url", &app.database_url, "flush-expired-tokens"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(
-        stdout_of(&out).contains("Deleted 2 expired token(s)."),
-        "{}",
-        stdout_of(&out)
-    );
-    assert!(!store.is_blacklisted("expired-blacklisted").await.unwrap());
-    assert!(store.is_blacklisted("live-blacklisted").await.unwrap());
-    // The login's own refresh token is a day from expiry and stays: a second flush finds nothing.
-    let out = doorman(dir.path())
-        .args(["--database-url", &app.database_url, "flush-expired-tokens"])
-        .output()
-        .unwrap();
-    assert!(
-        stdout_of(&out).contains("Deleted 0 expired token(s)."),
-        "{}",
-        stdout_of(&out)
-    );
-}
-
-/// On a terminal, `user create` asks twice with echo off; differing answers create nobody.
-/// The command runs on a pseudo-terminal whose echo is on, as in a user's shell.
-#[tokio::test]
-async fn user_create_prompts_twice_on_a_terminal() {
-    let app = spawn_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = app.database_url.clone();
-    let data_dir = dir.path().join("data");
-    let run = move |name: &str, first: &str, second: &str| -> (Option<i32>, String) {
-        let mut cmd = std::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg("stty echo && exec \"$0\" \"$@\"")
-            .arg(assert_cmd::cargo::cargo_bin("doorman"))
-            .args(["--database-url", &database_url, "user", "create", name])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DOORMAN_DATA_DIR", &data_dir);
-        let mut session = rexpect::session::spawn_command(cmd, Some(60_000)).unwrap();
-        let mut seen = session.exp_string("Password: ").unwrap();
-        wait_for_echo_off(&session);
-        session.send_line(first).unwrap();
-        seen += &session.exp_string("Password (again): ").unwrap();
-        wait_for_echo_off(&session);
-        session.send_line(second).unwrap();
-        seen += &session.exp_eof().unwrap();
-        let code = match session.process().wait().unwrap() {
-            rexpect::process::WaitStatus::Exited(_, code) => Some(code),
-            _ => None,
+        // Two expired tokens (one blacklisted) and a live blacklisted one: flush takes the first two.
+        let store = &app.state.store;
+        let now = time::OffsetDateTime::now_utc();
+        let row = |jti: &str, expires_at| doorman::store::OutstandingToken {
+            jti: jti.to_owned(),
+            user_id: Some(1),
+            created_at: Some(now - time::Duration::days(2)),
+            expires_at,
         };
-        (code, seen)
-    };
-    let (code, seen) = tokio::task::spawn_blocking({
-        let run = run.clone();
-        move || run("hana", "hana-password-1", "hana-password-1")
-    })
-    .await
-    .unwrap();
-    assert_eq!(code, Some(0), "{seen}");
-    assert!(
-        !seen.contains("hana-password-1"),
-        "the password was echoed: {seen}"
-    );
-    app.login_as("hana", "hana-password-1").await;
-
-    let (code, seen) =
-        tokio::task::spawn_blocking(move || run("ivan", "ivan-password-1", "something-else-1"))
+        store
+            .record_outstanding(&row("expired", now - time::Duration::hours(1)))
             .await
             .unwrap();
-    assert_eq!(code, Some(1), "{seen}");
-    assert!(seen.contains("the two passwords differ"), "{seen}");
-    assert!(
-        app.state
-            .store
-            .user_by_username("ivan")
+        store
+            .blacklist(&row(
+                "expired-blacklisted",
+                now - time::Duration::seconds(1),
+            ))
             .await
-            .unwrap()
-            .is_none()
-    );
+            .unwrap();
+        store
+            .blacklist(&row("live-blacklisted", now + time::Duration::hours(1)))
+            .await
+            .unwrap();
+        let out = doorman(dir.path())
+            .args(["--database-url", &app.database_url, "flush-expired-tokens"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert!(
+            stdout_of(&out).contains("Deleted 2 expired token(s)."),
+            "{}",
+            stdout_of(&out)
+        );
+        assert!(!store.is_blacklisted("expired-blacklisted").await.unwrap());
+        assert!(store.is_blacklisted("live-blacklisted").await.unwrap());
+        // The login's own refresh token is a day from expiry and stays: a second flush finds nothing.
+        let out = doorman(dir.path())
+            .args(["--database-url", &app.database_url, "flush-expired-tokens"])
+            .output()
+            .unwrap();
+        assert!(
+            stdout_of(&out).contains("Deleted 0 expired token(s)."),
+            "{}",
+            stdout_of(&out)
+        );
+    }
+}
+
+dual_test! {
+    /// On a terminal, `user create` asks twice with echo off; differing answers create nobody.
+    /// The command runs on a pseudo-terminal whose echo is on, as in a user's shell.
+    async fn user_create_prompts_twice_on_a_terminal() {
+        let app = spawn_app().await;
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = app.database_url.clone();
+        let data_dir = dir.path().join("data");
+        let run = move |name: &str, first: &str, second: &str| -> (Option<i32>, String) {
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c")
+                .arg("stty echo && exec \"$0\" \"$@\"")
+                .arg(assert_cmd::cargo::cargo_bin("doorman"))
+                .args(["--database-url", &database_url, "user", "create", name])
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("DOORMAN_DATA_DIR", &data_dir);
+            let mut session = rexpect::session::spawn_command(cmd, Some(60_000)).unwrap();
+            let mut seen = session.exp_string("Password: ").unwrap();
+            wait_for_echo_off(&session);
+            session.send_line(first).unwrap();
+            seen += &session.exp_string("Password (again): ").unwrap();
+            wait_for_echo_off(&session);
+            session.send_line(second).unwrap();
+            seen += &session.exp_eof().unwrap();
+            let code = match session.process().wait().unwrap() {
+                rexpect::process::WaitStatus::Exited(_, code) => Some(code),
+                _ => None,
+            };
+            (code, seen)
+        };
+        let (code, seen) = tokio::task::spawn_blocking({
+            let run = run.clone();
+            move || run("hana", "hana-password-1", "hana-password-1")
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, Some(0), "{seen}");
+        assert!(
+            !seen.contains("hana-password-1"),
+            "the password was echoed: {seen}"
+        );
+        app.login_as("hana", "hana-password-1").await;
+
+        let (code, seen) =
+            tokio::task::spawn_blocking(move || run("ivan", "ivan-password-1", "something-else-1"))
+                .await
+                .unwrap();
+        assert_eq!(code, Some(1), "{seen}");
+        assert!(seen.contains("the two passwords differ"), "{seen}");
+        assert!(
+            app.state
+                .store
+                .user_by_username("ivan")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
 }
 
 /// Waits (up to 10 s) until the program on the terminal has switched echo off.

@@ -31,58 +31,59 @@ const RECORDED_HEADERS: [&str; 6] = [
     "Cache-Control",
 ];
 
-#[tokio::test]
-async fn simplejwt_recorded_contract_holds() {
-    let recording: Value = serde_json::from_str(RECORDING).unwrap();
-    let keys = recording["keys"].as_object().unwrap();
-    assert_eq!(
-        keys["test"], TEST_SECRET,
-        "the recording's server key is the tests' key"
-    );
-    let app = spawn_app().await;
-    let address = app.address.trim_start_matches("http://").to_owned();
-    let now = doorman::unix_now();
-    let tokens: Map<String, Value> = recording["tokens"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, spec)| (name.clone(), Value::String(mint(spec, keys, now))))
-        .collect();
+dual_test! {
+    async fn simplejwt_recorded_contract_holds() {
+        let recording: Value = serde_json::from_str(RECORDING).unwrap();
+        let keys = recording["keys"].as_object().unwrap();
+        assert_eq!(
+            keys["test"], TEST_SECRET,
+            "the recording's server key is the tests' key"
+        );
+        let app = spawn_app().await;
+        let address = app.address.trim_start_matches("http://").to_owned();
+        let now = doorman::unix_now();
+        let tokens: Map<String, Value> = recording["tokens"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, spec)| (name.clone(), Value::String(mint(spec, keys, now))))
+            .collect();
 
-    let cases = recording["cases"].as_array().unwrap();
-    assert!(cases.len() >= 200, "the recording lost cases");
-    let mut failures = String::new();
-    let mut deliberate = 0;
-    for case in cases {
-        let name = case["name"].as_str().unwrap();
-        let mut expected = case["response"].clone();
-        if let Some(ours) = case.get("doorman") {
-            deliberate += 1;
-            assert!(
-                ours["why"].as_str().is_some_and(|why| !why.is_empty()),
-                "{name}: a deviation must say why"
-            );
-            override_with(&mut expected, ours);
+        let cases = recording["cases"].as_array().unwrap();
+        assert!(cases.len() >= 200, "the recording lost cases");
+        let mut failures = String::new();
+        let mut deliberate = 0;
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let mut expected = case["response"].clone();
+            if let Some(ours) = case.get("doorman") {
+                deliberate += 1;
+                assert!(
+                    ours["why"].as_str().is_some_and(|why| !why.is_empty()),
+                    "{name}: a deviation must say why"
+                );
+                override_with(&mut expected, ours);
+            }
+            let got = send(&address, &case["request"], &tokens).await;
+            if let Err(problem) = compare(&expected, &got) {
+                let _ = writeln!(
+                    failures,
+                    "- {name} ({} {}): {problem}\n    got {} {:?} {}",
+                    case["request"]["method"].as_str().unwrap_or(""),
+                    case["request"]["path"].as_str().unwrap_or(""),
+                    got.status,
+                    got.headers,
+                    String::from_utf8_lossy(&got.body)
+                );
+            }
         }
-        let got = send(&address, &case["request"], &tokens).await;
-        if let Err(problem) = compare(&expected, &got) {
-            let _ = writeln!(
-                failures,
-                "- {name} ({} {}): {problem}\n    got {} {:?} {}",
-                case["request"]["method"].as_str().unwrap_or(""),
-                case["request"]["path"].as_str().unwrap_or(""),
-                got.status,
-                got.headers,
-                String::from_utf8_lossy(&got.body)
-            );
-        }
+        assert!(
+            failures.is_empty(),
+            "doorman answers differently from the recorded simplejwt:\n{failures}"
+        );
+        // The deviations are the documented ones, not a way to paper over any difference.
+        assert!(deliberate < cases.len() / 2, "{deliberate} deviations");
     }
-    assert!(
-        failures.is_empty(),
-        "doorman answers differently from the recorded simplejwt:\n{failures}"
-    );
-    // The deviations are the documented ones, not a way to paper over any difference.
-    assert!(deliberate < cases.len() / 2, "{deliberate} deviations");
 }
 
 /// `"doorman"`: status, body and compare replace; headers merge (null = must be absent).

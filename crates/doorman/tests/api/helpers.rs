@@ -1,5 +1,10 @@
-//! `spawn_app()`: the real server on 127.0.0.1:0 with a fresh SQLite file, and typed request
+//! `spawn_app()`: the real server on 127.0.0.1:0 with a fresh database, and typed request
 //! helpers. `TEST_LOG=1` shows the server's logs.
+//!
+//! Every test written with [`dual_test!`] runs twice: on a fresh SQLite file, and on a fresh
+//! PostgreSQL database (created per test on `DOORMAN_TEST_POSTGRES_URL`, by default
+//! `postgres://postgres@127.0.0.1:5432/test`, and dropped afterwards). When PostgreSQL can't be
+//! reached the PostgreSQL half says SKIPPED loudly, or fails under `DOORMAN_REQUIRE_ALL=1`.
 
 use std::collections::BTreeMap;
 use std::sync::Once;
@@ -22,6 +27,174 @@ pub struct TestApp {
     pub state: AppState,
     pub database_url: String,
     pub dir: tempfile::TempDir,
+    /// Dropped last: the PostgreSQL database, if the test runs on one.
+    pub _database: TestDatabase,
+}
+
+/// The database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    /// The backend of the running [`dual_test!`] half.
+    pub static BACKEND: Backend;
+}
+
+/// The backend of the running test (SQLite outside [`dual_test!`]).
+pub fn backend() -> Backend {
+    BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite)
+}
+
+/// A test that runs once on SQLite and once on PostgreSQL, as `NAME::sqlite` and
+/// `NAME::postgres`. `multi_thread` before `async fn` gives it a 4-worker runtime.
+macro_rules! dual_test {
+    ($(#[$meta:meta])* multi_thread async fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                $crate::helpers::run_on($crate::helpers::Backend::Sqlite, async move $body).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                $crate::helpers::run_on($crate::helpers::Backend::Postgres, async move $body).await
+            }
+        }
+    };
+    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                $crate::helpers::run_on($crate::helpers::Backend::Sqlite, async move $body).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                $crate::helpers::run_on($crate::helpers::Backend::Postgres, async move $body).await
+            }
+        }
+    };
+}
+
+/// Runs a test body on `backend`, or skips it loudly when that backend is unreachable.
+pub async fn run_on(backend: Backend, body: impl std::future::Future<Output = ()>) {
+    if backend == Backend::Postgres && !postgres_reachable() {
+        let reason = format!("PostgreSQL is unreachable at {}", postgres_admin_url());
+        if std::env::var("DOORMAN_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+            panic!("DOORMAN_REQUIRE_ALL=1 but {reason}");
+        }
+        loud_skip(&format!(
+            "the PostgreSQL half of this test, because {reason}"
+        ));
+        return;
+    }
+    BACKEND.scope(backend, body).await;
+}
+
+/// Says a test was skipped on the real stderr: the test harness captures `eprintln!` of
+/// passing tests, and a skip must not go unnoticed.
+pub fn loud_skip(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {what} ***\n");
+}
+
+/// The server PostgreSQL test databases are created on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("DOORMAN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn postgres_reachable() -> bool {
+    static REACHABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REACHABLE.get_or_init(|| {
+        use std::str::FromStr;
+        let Ok(options) = sqlx::postgres::PgConnectOptions::from_str(&postgres_admin_url()) else {
+            return false;
+        };
+        let address = format!("{}:{}", options.get_host(), options.get_port());
+        std::net::ToSocketAddrs::to_socket_addrs(&address)
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .is_some_and(|addr| {
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3))
+                    .is_ok()
+            })
+    })
+}
+
+/// A test's own database: a SQLite file under the test's directory, or a PostgreSQL database
+/// created for it and dropped (with its connections) when this is dropped.
+pub struct TestDatabase {
+    pub url: String,
+    postgres_name: Option<String>,
+}
+
+impl TestDatabase {
+    /// A new, empty database on the running test's backend.
+    pub async fn create(dir: &std::path::Path) -> TestDatabase {
+        match backend() {
+            Backend::Sqlite => TestDatabase {
+                url: format!("sqlite://{}", dir.join("data/doorman.sqlite3").display()),
+                postgres_name: None,
+            },
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let name = format!("doorman_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("connect to the test PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create a test database");
+                let _ = conn.close().await;
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(base, _)| base);
+                TestDatabase {
+                    url: format!("{base}/{name}"),
+                    postgres_name: Some(name),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime: do the async work on a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .map(|_| ())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("note: could not drop a test database: {dropped:?}");
+        }
+    }
 }
 
 /// The default test server: HS256 with [`TEST_SECRET`], simplejwt's defaults otherwise, and
@@ -38,7 +211,18 @@ pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
         }
     });
     let dir = tempfile::tempdir().expect("tempdir");
+    let database = if settings.iter().any(|(k, _)| *k == "DOORMAN_DATABASE_URL") {
+        TestDatabase {
+            url: String::new(),
+            postgres_name: None,
+        }
+    } else {
+        TestDatabase::create(dir.path()).await
+    };
     let mut env: BTreeMap<String, String> = BTreeMap::new();
+    if !database.url.is_empty() {
+        env.insert("DOORMAN_DATABASE_URL".into(), database.url.clone());
+    }
     env.insert(
         "DOORMAN_DATA_DIR".into(),
         dir.path().join("data").display().to_string(),
@@ -68,6 +252,7 @@ pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
         state,
         database_url,
         dir,
+        _database: database,
     };
     test_app.create_user(ALICE.0, ALICE.1, true).await;
     test_app.create_user(INACTIVE.0, INACTIVE.1, false).await;

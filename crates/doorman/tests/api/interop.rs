@@ -34,194 +34,198 @@ async fn hello(client: &reqwest::Client, base: &str, access: &str) -> (StatusCod
     (res.status(), res.text().await.unwrap())
 }
 
-#[tokio::test]
-async fn tokens_cross_between_django_and_doorman() {
-    let Some(django) = ReferenceApp::start(TEST_SECRET, false).await else {
-        return;
-    };
-    let app = spawn_app().await;
-    let client = reqwest::Client::new();
-    let dj = django.base_url.trim_end_matches('/').to_owned();
-    let dm = app.address.clone();
-
-    // Django's access token opens doorman's /hello/, and doorman's opens Django's.
-    let (dj_refresh, dj_access) = login(&client, &dj).await;
-    let (dm_refresh, dm_access) = login(&client, &dm).await;
-    assert_eq!(
-        hello(&client, &dm, &dj_access).await,
-        (StatusCode::OK, r#"{"message":"Hello, World!"}"#.to_owned())
-    );
-    assert_eq!(
-        hello(&client, &dj, &dm_access).await,
-        (StatusCode::OK, r#"{"message":"Hello, World!"}"#.to_owned())
-    );
-
-    // The two sides lay tokens out identically: same header, same claim names in the same order.
-    for (ours, theirs) in [(&dm_access, &dj_access), (&dm_refresh, &dj_refresh)] {
-        assert_eq!(
-            ours.split('.').next(),
-            theirs.split('.').next(),
-            "header segment"
-        );
-        let keys = |t: &str| {
-            payload(t)
-                .as_object()
-                .unwrap()
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
+dual_test! {
+    async fn tokens_cross_between_django_and_doorman() {
+        let Some(django) = ReferenceApp::start(TEST_SECRET, false).await else {
+            return;
         };
-        assert_eq!(keys(ours), keys(theirs));
-    }
+        let app = spawn_app().await;
+        let client = reqwest::Client::new();
+        let dj = django.base_url.trim_end_matches('/').to_owned();
+        let dm = app.address.clone();
 
-    // A refresh token from one side is refreshed by the other, and the result works on both.
-    for (refresh, at) in [(&dj_refresh, &dm), (&dm_refresh, &dj)] {
-        let res = client
-            .post(format!("{at}/api/token/refresh/"))
-            .json(&json!({"refresh": refresh}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK, "refresh at {at}");
-        let body: Value = res.json().await.unwrap();
-        let access = body["access"].as_str().unwrap();
-        assert_eq!(hello(&client, &dm, access).await.0, StatusCode::OK);
-        assert_eq!(hello(&client, &dj, access).await.0, StatusCode::OK);
-    }
+        // Django's access token opens doorman's /hello/, and doorman's opens Django's.
+        let (dj_refresh, dj_access) = login(&client, &dj).await;
+        let (dm_refresh, dm_access) = login(&client, &dm).await;
+        assert_eq!(
+            hello(&client, &dm, &dj_access).await,
+            (StatusCode::OK, r#"{"message":"Hello, World!"}"#.to_owned())
+        );
+        assert_eq!(
+            hello(&client, &dj, &dm_access).await,
+            (StatusCode::OK, r#"{"message":"Hello, World!"}"#.to_owned())
+        );
 
-    // Both verify each other's tokens.
-    for base in [&dj, &dm] {
-        for token in [&dj_access, &dm_access, &dj_refresh, &dm_refresh] {
+        // The two sides lay tokens out identically: same header, same claim names in the same order.
+        for (ours, theirs) in [(&dm_access, &dj_access), (&dm_refresh, &dj_refresh)] {
+            assert_eq!(
+                ours.split('.').next(),
+                theirs.split('.').next(),
+                "header segment"
+            );
+            let keys = |t: &str| {
+                payload(t)
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(keys(ours), keys(theirs));
+        }
+
+        // A refresh token from one side is refreshed by the other, and the result works on both.
+        for (refresh, at) in [(&dj_refresh, &dm), (&dm_refresh, &dj)] {
             let res = client
-                .post(format!("{base}/api/token/verify/"))
-                .json(&json!({"token": token}))
+                .post(format!("{at}/api/token/refresh/"))
+                .json(&json!({"refresh": refresh}))
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(res.status(), StatusCode::OK, "refresh at {at}");
+            let body: Value = res.json().await.unwrap();
+            let access = body["access"].as_str().unwrap();
+            assert_eq!(hello(&client, &dm, access).await.0, StatusCode::OK);
+            assert_eq!(hello(&client, &dj, access).await.0, StatusCode::OK);
+        }
+
+        // Both verify each other's tokens.
+        for base in [&dj, &dm] {
+            for token in [&dj_access, &dm_access, &dj_refresh, &dm_refresh] {
+                let res = client
+                    .post(format!("{base}/api/token/verify/"))
+                    .json(&json!({"token": token}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+            }
+        }
+
+        // Error answers agree byte for byte on the common cases.
+        let cases: Vec<(&str, Value)> = vec![
+            (
+                "/api/token/",
+                json!({"username": "alice", "password": "wrong"}),
+            ),
+            ("/api/token/", json!({})),
+            ("/api/token/refresh/", json!({"refresh": "garbage"})),
+            ("/api/token/refresh/", json!({"refresh": dj_access})),
+            ("/api/token/verify/", json!({"token": ""})),
+        ];
+        for (path, body) in cases {
+            let a = client
+                .post(format!("{dj}{path}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let b = client
+                .post(format!("{dm}{path}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(a.status(), b.status(), "{path} {body}");
+            assert_eq!(
+                a.text().await.unwrap(),
+                b.text().await.unwrap(),
+                "{path} {body}"
+            );
         }
     }
+}
 
-    // Error answers agree byte for byte on the common cases.
-    let cases: Vec<(&str, Value)> = vec![
-        (
-            "/api/token/",
-            json!({"username": "alice", "password": "wrong"}),
-        ),
-        ("/api/token/", json!({})),
-        ("/api/token/refresh/", json!({"refresh": "garbage"})),
-        ("/api/token/refresh/", json!({"refresh": dj_access})),
-        ("/api/token/verify/", json!({"token": ""})),
-    ];
-    for (path, body) in cases {
-        let a = client
-            .post(format!("{dj}{path}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let b = client
-            .post(format!("{dm}{path}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(a.status(), b.status(), "{path} {body}");
-        assert_eq!(
-            a.text().await.unwrap(),
-            b.text().await.unwrap(),
-            "{path} {body}"
-        );
+dual_test! {
+    async fn the_tutorial_client_script_works_against_doorman() {
+        let Some(django) = ReferenceApp::start(TEST_SECRET, false).await else {
+            return;
+        };
+        let app = spawn_app().await;
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/client.py");
+        for base in [
+            format!("{}/", django.base_url.trim_end_matches('/')),
+            format!("{}/", app.address),
+        ] {
+            let out = django
+                .python(&script, &[&base, "alice", "alice-password-1"])
+                .await;
+            assert!(
+                out.status.success(),
+                "client.py against {base}: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(String::from_utf8_lossy(&out.stdout).contains("Hello, World!"));
+        }
     }
 }
 
-#[tokio::test]
-async fn the_tutorial_client_script_works_against_doorman() {
-    let Some(django) = ReferenceApp::start(TEST_SECRET, false).await else {
-        return;
-    };
-    let app = spawn_app().await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/client.py");
-    for base in [
-        format!("{}/", django.base_url.trim_end_matches('/')),
-        format!("{}/", app.address),
-    ] {
+dual_test! {
+    async fn the_same_requests_get_the_same_answers() {
+        let Some(django) = ReferenceApp::start(TEST_SECRET, false).await else {
+            return;
+        };
+        let app = spawn_app().await;
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/differential.py");
         let out = django
-            .python(&script, &[&base, "alice", "alice-password-1"])
+            .python(&script, &[&django.base_url, &app.address, TEST_SECRET])
             .await;
+        let report = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "client.py against {base}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
+            "{report}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Hello, World!"));
+        assert!(report.contains(" 0 disagreements"), "{report}");
     }
 }
 
-#[tokio::test]
-async fn the_same_requests_get_the_same_answers() {
-    let Some(django) = ReferenceApp::start(TEST_SECRET, false).await else {
-        return;
-    };
-    let app = spawn_app().await;
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/differential.py");
-    let out = django
-        .python(&script, &[&django.base_url, &app.address, TEST_SECRET])
+dual_test! {
+    async fn rotation_interop_and_the_blacklist() {
+        let Some(django) = ReferenceApp::start(TEST_SECRET, true).await else {
+            return;
+        };
+        let app = spawn_app_with(&[
+            ("DOORMAN_ROTATE_REFRESH_TOKENS", "1"),
+            ("DOORMAN_BLACKLIST_AFTER_ROTATION", "1"),
+        ])
         .await;
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(report.contains(" 0 disagreements"), "{report}");
-}
-
-#[tokio::test]
-async fn rotation_interop_and_the_blacklist() {
-    let Some(django) = ReferenceApp::start(TEST_SECRET, true).await else {
-        return;
-    };
-    let app = spawn_app_with(&[
-        ("DOORMAN_ROTATE_REFRESH_TOKENS", "1"),
-        ("DOORMAN_BLACKLIST_AFTER_ROTATION", "1"),
-    ])
-    .await;
-    let client = reqwest::Client::new();
-    let (dj_refresh, _) = login(&client, &django.base_url).await;
-    // Doorman rotates Django's refresh token; the rotated one works at Django too.
-    let res = client
-        .post(format!("{}/api/token/refresh/", app.address))
-        .json(&json!({"refresh": dj_refresh}))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = res.json().await.unwrap();
-    let rotated = body["refresh"].as_str().unwrap();
-    let res = client
-        .post(format!("{}/api/token/refresh/", django.base_url))
-        .json(&json!({"refresh": rotated}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    // The token doorman rotated out is blacklisted at doorman, as simplejwt does at home.
-    let (s, b) = status_body(
-        client
+        let client = reqwest::Client::new();
+        let (dj_refresh, _) = login(&client, &django.base_url).await;
+        // Doorman rotates Django's refresh token; the rotated one works at Django too.
+        let res = client
             .post(format!("{}/api/token/refresh/", app.address))
             .json(&json!({"refresh": dj_refresh}))
             .send()
             .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (s, b.as_str()),
-        (
-            StatusCode::UNAUTHORIZED,
-            r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#
+            .unwrap();
+        let body: Value = res.json().await.unwrap();
+        let rotated = body["refresh"].as_str().unwrap();
+        let res = client
+            .post(format!("{}/api/token/refresh/", django.base_url))
+            .json(&json!({"refresh": rotated}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        // The token doorman rotated out is blacklisted at doorman, as simplejwt does at home.
+        let (s, b) = status_body(
+            client
+                .post(format!("{}/api/token/refresh/", app.address))
+                .json(&json!({"refresh": dj_refresh}))
+                .send()
+                .await
+                .unwrap(),
         )
-    );
+        .await;
+        assert_eq!(
+            (s, b.as_str()),
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#
+            )
+        );
+    }
 }

@@ -1,11 +1,13 @@
 //! doorman's integration tests: the real server on a loopback port, driven over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
+mod helpers;
+
 mod attacks;
 mod cli;
 mod contract;
 mod hello;
-mod helpers;
 mod interop;
 mod protocol;
 mod reference_app;

@@ -5,230 +5,239 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn wrong_method_is_405_with_allow() {
-    let app = spawn_app().await;
-    for path in [
-        "/api/token/",
-        "/api/token/refresh/",
-        "/api/token/verify/",
-        "/api/token/blacklist/",
-    ] {
-        let res = app.client.get(app.url(path)).send().await.unwrap();
-        assert_eq!(res.headers()["allow"], "POST, OPTIONS");
+dual_test! {
+    async fn wrong_method_is_405_with_allow() {
+        let app = spawn_app().await;
+        for path in [
+            "/api/token/",
+            "/api/token/refresh/",
+            "/api/token/verify/",
+            "/api/token/blacklist/",
+        ] {
+            let res = app.client.get(app.url(path)).send().await.unwrap();
+            assert_eq!(res.headers()["allow"], "POST, OPTIONS");
+            let (s, b) = status_body(res).await;
+            assert_eq!(
+                (s, b.as_str()),
+                (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    r#"{"detail":"Method \"GET\" not allowed."}"#
+                ),
+                "{path}"
+            );
+        }
+        let (_, b) = status_body(
+            app.client
+                .delete(app.url("/api/token/"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(b, r#"{"detail":"Method \"DELETE\" not allowed."}"#);
+    }
+}
+
+dual_test! {
+    async fn unsupported_media_type() {
+        let app = spawn_app().await;
+        let res = app
+            .client
+            .post(app.url("/api/token/"))
+            .header("content-type", "text/plain")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
         let (s, b) = status_body(res).await;
         assert_eq!(
             (s, b.as_str()),
             (
-                StatusCode::METHOD_NOT_ALLOWED,
-                r#"{"detail":"Method \"GET\" not allowed."}"#
-            ),
-            "{path}"
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                r#"{"detail":"Unsupported media type \"text/plain\" in request."}"#
+            )
         );
-    }
-    let (_, b) = status_body(
-        app.client
-            .delete(app.url("/api/token/"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(b, r#"{"detail":"Method \"DELETE\" not allowed."}"#);
-}
-
-#[tokio::test]
-async fn unsupported_media_type() {
-    let app = spawn_app().await;
-    let res = app
-        .client
-        .post(app.url("/api/token/"))
-        .header("content-type", "text/plain")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    let (s, b) = status_body(res).await;
-    assert_eq!(
-        (s, b.as_str()),
-        (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            r#"{"detail":"Unsupported media type \"text/plain\" in request."}"#
-        )
-    );
-    let res = app
-        .client
-        .post(app.url("/api/token/"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    let (s, b) = status_body(res).await;
-    assert_eq!(
-        (s, b.as_str()),
-        (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            r#"{"detail":"Unsupported media type \"\" in request."}"#
-        )
-    );
-}
-
-#[tokio::test]
-async fn malformed_json_is_a_python_style_parse_error() {
-    let app = spawn_app().await;
-    let res = app
-        .client
-        .post(app.url("/api/token/"))
-        .header("content-type", "application/json")
-        .body("{")
-        .send()
-        .await
-        .unwrap();
-    let (s, b) = status_body(res).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(
-        b.starts_with(
-            r#"{"detail":"JSON parse error - Expecting property name enclosed in double quotes"#
-        ),
-        "{b}"
-    );
-    let res = app
-        .client
-        .post(app.url("/api/token/"))
-        .header("content-type", "application/json")
-        .body("nope")
-        .send()
-        .await
-        .unwrap();
-    let (_, b) = status_body(res).await;
-    assert_eq!(
-        b,
-        r#"{"detail":"JSON parse error - Expecting value: line 1 column 1 (char 0)"}"#
-    );
-}
-
-#[tokio::test]
-async fn not_acceptable_and_indent() {
-    let app = spawn_app().await;
-    let res = app
-        .client
-        .post(app.url("/api/token/"))
-        .header("accept", "text/html")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let (s, b) = status_body(res).await;
-    assert_eq!(
-        (s, b.as_str()),
-        (
-            StatusCode::NOT_ACCEPTABLE,
-            r#"{"detail":"Could not satisfy the request Accept header."}"#
-        )
-    );
-    let res = app
-        .client
-        .post(app.url("/api/token/verify/"))
-        .header("accept", "application/json; indent=4")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let (s, b) = status_body(res).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        b,
-        "{\n    \"token\": [\n        \"This field is required.\"\n    ]\n}"
-    );
-}
-
-#[tokio::test]
-async fn missing_trailing_slash_redirects_permanently() {
-    let app = spawn_app().await;
-    for (method, path, location) in [
-        ("POST", "/api/token", "/api/token/"),
-        ("GET", "/hello", "/hello/"),
-        ("POST", "/api/token/refresh?a=1", "/api/token/refresh/?a=1"),
-    ] {
         let res = app
             .client
-            .request(method.parse().unwrap(), app.url(path))
+            .post(app.url("/api/token/"))
+            .body("x")
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), StatusCode::MOVED_PERMANENTLY, "{path}");
-        assert_eq!(res.headers()["location"], location);
-    }
-}
-
-#[tokio::test]
-async fn unknown_paths_are_json_404() {
-    let app = spawn_app().await;
-    for path in ["/", "/nope", "/api/token/nope/", "/admin/"] {
-        let res = app.client.get(app.url(path)).send().await.unwrap();
-        assert_eq!(res.headers()["content-type"], "application/json");
         let (s, b) = status_body(res).await;
         assert_eq!(
             (s, b.as_str()),
-            (StatusCode::NOT_FOUND, r#"{"detail":"Not found."}"#),
-            "{path}"
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                r#"{"detail":"Unsupported media type \"\" in request."}"#
+            )
         );
     }
 }
 
-#[tokio::test]
-async fn options_describes_the_view() {
-    let app = spawn_app().await;
-    let res = app
-        .client
-        .request(reqwest::Method::OPTIONS, app.url("/api/token/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["name"], "Token Obtain Pair");
-    assert_eq!(body["renders"], json!(["application/json"]));
-    assert!(
-        body["actions"]["POST"]["username"]["required"]
-            .as_bool()
-            .unwrap()
-    );
+dual_test! {
+    async fn malformed_json_is_a_python_style_parse_error() {
+        let app = spawn_app().await;
+        let res = app
+            .client
+            .post(app.url("/api/token/"))
+            .header("content-type", "application/json")
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        let (s, b) = status_body(res).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(
+            b.starts_with(
+                r#"{"detail":"JSON parse error - Expecting property name enclosed in double quotes"#
+            ),
+            "{b}"
+        );
+        let res = app
+            .client
+            .post(app.url("/api/token/"))
+            .header("content-type", "application/json")
+            .body("nope")
+            .send()
+            .await
+            .unwrap();
+        let (_, b) = status_body(res).await;
+        assert_eq!(
+            b,
+            r#"{"detail":"JSON parse error - Expecting value: line 1 column 1 (char 0)"}"#
+        );
+    }
 }
 
-#[tokio::test]
-async fn oversized_bodies_are_refused_cleanly() {
-    let app = spawn_app().await;
-    let big = format!(r#"{{"username":"{}","password":"x"}}"#, "a".repeat(200_000));
-    let res = app
-        .client
-        .post(app.url("/api/token/"))
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    let (s, b) = status_body(res).await;
-    assert_eq!(
-        (s, b.as_str()),
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            r#"{"detail":"Request body is too large."}"#
-        )
-    );
+dual_test! {
+    async fn not_acceptable_and_indent() {
+        let app = spawn_app().await;
+        let res = app
+            .client
+            .post(app.url("/api/token/"))
+            .header("accept", "text/html")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let (s, b) = status_body(res).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (
+                StatusCode::NOT_ACCEPTABLE,
+                r#"{"detail":"Could not satisfy the request Accept header."}"#
+            )
+        );
+        let res = app
+            .client
+            .post(app.url("/api/token/verify/"))
+            .header("accept", "application/json; indent=4")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let (s, b) = status_body(res).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            b,
+            "{\n    \"token\": [\n        \"This field is required.\"\n    ]\n}"
+        );
+    }
 }
 
-#[tokio::test]
-async fn responses_carry_a_request_id() {
-    let app = spawn_app().await;
-    let res = app
-        .client
-        .get(app.url("/hello/"))
-        .header("x-request-id", "abc-123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.headers()["x-request-id"], "abc-123");
-    let res = app.client.get(app.url("/hello/")).send().await.unwrap();
-    assert!(!res.headers()["x-request-id"].is_empty());
+dual_test! {
+    async fn missing_trailing_slash_redirects_permanently() {
+        let app = spawn_app().await;
+        for (method, path, location) in [
+            ("POST", "/api/token", "/api/token/"),
+            ("GET", "/hello", "/hello/"),
+            ("POST", "/api/token/refresh?a=1", "/api/token/refresh/?a=1"),
+        ] {
+            let res = app
+                .client
+                .request(method.parse().unwrap(), app.url(path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::MOVED_PERMANENTLY, "{path}");
+            assert_eq!(res.headers()["location"], location);
+        }
+    }
+}
+
+dual_test! {
+    async fn unknown_paths_are_json_404() {
+        let app = spawn_app().await;
+        for path in ["/", "/nope", "/api/token/nope/", "/admin/"] {
+            let res = app.client.get(app.url(path)).send().await.unwrap();
+            assert_eq!(res.headers()["content-type"], "application/json");
+            let (s, b) = status_body(res).await;
+            assert_eq!(
+                (s, b.as_str()),
+                (StatusCode::NOT_FOUND, r#"{"detail":"Not found."}"#),
+                "{path}"
+            );
+        }
+    }
+}
+
+dual_test! {
+    async fn options_describes_the_view() {
+        let app = spawn_app().await;
+        let res = app
+            .client
+            .request(reqwest::Method::OPTIONS, app.url("/api/token/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["name"], "Token Obtain Pair");
+        assert_eq!(body["renders"], json!(["application/json"]));
+        assert!(
+            body["actions"]["POST"]["username"]["required"]
+                .as_bool()
+                .unwrap()
+        );
+    }
+}
+
+dual_test! {
+    async fn oversized_bodies_are_refused_cleanly() {
+        let app = spawn_app().await;
+        let big = format!(r#"{{"username":"{}","password":"x"}}"#, "a".repeat(200_000));
+        let res = app
+            .client
+            .post(app.url("/api/token/"))
+            .header("content-type", "application/json")
+            .body(big)
+            .send()
+            .await
+            .unwrap();
+        let (s, b) = status_body(res).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                r#"{"detail":"Request body is too large."}"#
+            )
+        );
+    }
+}
+
+dual_test! {
+    async fn responses_carry_a_request_id() {
+        let app = spawn_app().await;
+        let res = app
+            .client
+            .get(app.url("/hello/"))
+            .header("x-request-id", "abc-123")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-request-id"], "abc-123");
+        let res = app.client.get(app.url("/hello/")).send().await.unwrap();
+        assert!(!res.headers()["x-request-id"].is_empty());
+    }
 }

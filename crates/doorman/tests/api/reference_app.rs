@@ -50,7 +50,7 @@ fn unavailable(reason: String) -> Option<ReferenceApp> {
     if std::env::var("DOORMAN_REQUIRE_ALL").is_ok_and(|v| v == "1") {
         panic!("the Django reference app is required (DOORMAN_REQUIRE_ALL=1) but {reason}");
     }
-    eprintln!("\n*** SKIPPED: Django interop test, because {reason} ***\n");
+    crate::helpers::loud_skip(&format!("Django interop test, because {reason}"));
     None
 }
 
