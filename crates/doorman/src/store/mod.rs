@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
-pub use postgres::PostgresStore;
+pub use postgres::{PRUNE_LOCK, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// The database behind doorman.

@@ -274,7 +274,7 @@ impl PostgresStore {
 }
 
 /// The advisory lock key of the pruning task ("doorman" as bytes).
-const PRUNE_LOCK: i64 = 0x0064_6f6f_726d_616e;
+pub const PRUNE_LOCK: i64 = 0x0064_6f6f_726d_616e;
 
 fn millis(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))

@@ -12,4 +12,5 @@ mod interop;
 mod protocol;
 mod reference_app;
 mod rotation;
+mod scale;
 mod tokens;
