@@ -72,6 +72,7 @@ impl AppState {
             .with_user_check(StoreUserCheck::shared(
                 store.clone(),
                 config.check_user_is_active,
+                config.accept_tokens_during_outage,
             ));
         Ok(AppState {
             config: Arc::new(config),

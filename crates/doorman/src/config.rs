@@ -58,6 +58,7 @@ struct Settings {
     jti_claim: String,
     sliding_token_refresh_exp_claim: String,
     check_user_is_active: Flag,
+    accept_tokens_during_outage: Flag,
     #[serde(with = "values::count")]
     password_hash_workers: usize,
     #[serde(with = "values::count")]
@@ -97,6 +98,7 @@ impl Default for Settings {
             jti_claim: "jti".to_owned(),
             sliding_token_refresh_exp_claim: rules.sliding_token_refresh_exp_claim,
             check_user_is_active: Flag(true),
+            accept_tokens_during_outage: Flag(true),
             password_hash_workers: 0,
             database_max_connections: 0,
             database_acquire_timeout: PoolSettings::default().acquire_timeout,
@@ -134,6 +136,9 @@ pub struct Config {
     pub update_last_login: bool,
     pub auth_header_types: Vec<String>,
     pub check_user_is_active: bool,
+    /// When the database can't be reached, a valid access token is accepted without the user
+    /// lookup (and the outage logged) instead of answering 503.
+    pub accept_tokens_during_outage: bool,
     pub password_hash_workers: usize,
     pub pool: PoolSettings,
     /// How often expired outstanding and blacklisted rows are deleted; `None` turns the
@@ -295,6 +300,7 @@ impl Validator<'_> {
             update_last_login: s.update_last_login.0,
             auth_header_types: s.auth_header_types.0,
             check_user_is_active: s.check_user_is_active.0,
+            accept_tokens_during_outage: s.accept_tokens_during_outage.0,
             password_hash_workers: workers,
             pool: PoolSettings {
                 max_connections,

@@ -7,6 +7,8 @@ pub mod password;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use doorman_guard::{UserCheck, UserRefusal};
 use secrecy::{ExposeSecret, SecretString};
@@ -148,10 +150,22 @@ pub fn validate_password(password: &SecretString) -> Result<(), AccountsError> {
 
 /// The per-request user check behind `/hello/` (simplejwt's `get_user`): the user must exist
 /// and, with `CHECK_USER_IS_ACTIVE`, be active.
+///
+/// When the database can't be reached, a token that passed every other check is accepted
+/// without the lookup (unless `accept_tokens_during_outage` is off, which answers 503): access
+/// tokens live minutes, and an outage must not take down every service that verifies them.
+/// After a failed lookup the database is left alone for [`OUTAGE_BACKOFF`], so requests
+/// don't each wait out the connection timeout.
 pub struct StoreUserCheck {
-    pub store: Store,
-    pub check_is_active: bool,
+    store: Store,
+    check_is_active: bool,
+    accept_during_outage: bool,
+    /// Unix milliseconds until which lookups are skipped; 0 when the database is up.
+    skip_until_ms: AtomicI64,
 }
+
+/// How long lookups are skipped after the database failed to answer one.
+pub const OUTAGE_BACKOFF: Duration = Duration::from_secs(2);
 
 impl UserCheck for StoreUserCheck {
     fn check(
@@ -159,12 +173,33 @@ impl UserCheck for StoreUserCheck {
         user_id: i64,
     ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
         Box::pin(async move {
+            if now_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
+                return self.during_outage();
+            }
             match self.store.user_by_id(user_id).await {
-                Ok(None) => Err(UserRefusal::NotFound),
-                Ok(Some(user)) if self.check_is_active && !user.is_active => {
-                    Err(UserRefusal::Inactive)
+                Ok(found) => {
+                    if self.skip_until_ms.swap(0, Ordering::Relaxed) != 0 {
+                        tracing::info!("the database answers again; user lookups resumed");
+                    }
+                    match found {
+                        None => Err(UserRefusal::NotFound),
+                        Some(user) if self.check_is_active && !user.is_active => {
+                            Err(UserRefusal::Inactive)
+                        }
+                        Some(_) => Ok(()),
+                    }
                 }
-                Ok(Some(_)) => Ok(()),
+                Err(StoreError::Unavailable(e)) => {
+                    let until = now_ms().saturating_add(millis(OUTAGE_BACKOFF));
+                    if self.skip_until_ms.swap(until, Ordering::Relaxed) == 0 {
+                        tracing::warn!(
+                            error = %e,
+                            accept = self.accept_during_outage,
+                            "the database is unavailable; user lookups paused"
+                        );
+                    }
+                    self.during_outage()
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "user lookup failed");
                     Err(UserRefusal::Unavailable)
@@ -175,12 +210,38 @@ impl UserCheck for StoreUserCheck {
 }
 
 impl StoreUserCheck {
-    pub fn shared(store: Store, check_is_active: bool) -> Arc<dyn UserCheck> {
+    pub fn shared(
+        store: Store,
+        check_is_active: bool,
+        accept_during_outage: bool,
+    ) -> Arc<dyn UserCheck> {
         Arc::new(StoreUserCheck {
             store,
             check_is_active,
+            accept_during_outage,
+            skip_until_ms: AtomicI64::new(0),
         })
     }
+
+    fn during_outage(&self) -> Result<(), UserRefusal> {
+        if self.accept_during_outage {
+            Ok(())
+        } else {
+            Err(UserRefusal::Unavailable)
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod cli;
 mod contract;
 mod hello;
 mod interop;
+mod outage;
 mod protocol;
 mod reference_app;
 mod rotation;
