@@ -4,6 +4,7 @@
 //! and their own numbered migrations. Every write that decides who wins a race (blacklist,
 //! rotation) is a single transaction.
 
+mod portable;
 mod postgres;
 mod sqlite;
 

@@ -23,16 +23,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// so a few connections are plenty.
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
-/// Every user query reads the same columns, in the shape of `UserRow`.
-macro_rules! select_users {
-    ($rest:literal) => {
-        concat!(
-            "SELECT id, username, password, is_active, is_superuser, last_login, date_joined ",
-            "FROM users ",
-            $rest
-        )
-    };
-}
+super::portable::portable_queries!(SqliteStore, SqliteConnection);
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -117,94 +108,6 @@ impl SqliteStore {
             .collect())
     }
 
-    pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
-        let row: UserRow = sqlx::query_as(
-            "INSERT INTO users (username, password, is_active, is_superuser, date_joined)
-             VALUES ($1, $2, $3, $4, $5)
-             RETURNING id, username, password, is_active, is_superuser, last_login, date_joined",
-        )
-        .bind(&new.username)
-        .bind(&new.password_hash)
-        .bind(new.is_active)
-        .bind(new.is_superuser)
-        .bind(OffsetDateTime::now_utc().unix_timestamp())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::UsernameTaken,
-            _ => StoreError::from(e),
-        })?;
-        row.try_into()
-    }
-
-    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(select_users!("WHERE username = $1"))
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(User::try_from).transpose()
-    }
-
-    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(select_users!("WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(User::try_from).transpose()
-    }
-
-    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        let rows: Vec<UserRow> = sqlx::query_as(select_users!("ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(User::try_from).collect()
-    }
-
-    pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE users SET password = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn set_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE users SET is_active = $1 WHERE username = $2")
-            .bind(active)
-            .bind(username)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn delete_user(&self, username: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM users WHERE username = $1")
-            .bind(username)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn record_login(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
-            .bind(at.unix_timestamp())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        insert_outstanding(&mut conn, token).await
-    }
-
-    pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        is_blacklisted(&mut conn, jti).await
-    }
-
     pub async fn blacklist(
         &self,
         token: &OutstandingToken,
@@ -243,15 +146,6 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(RotateOutcome::Rotated)
     }
-
-    pub async fn flush_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        // Blacklist rows go by ON DELETE CASCADE, in the same statement.
-        let done = sqlx::query("DELETE FROM outstanding_tokens WHERE expires_at <= $1")
-            .bind(now.unix_timestamp())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
 }
 
 /// SQLite result codes that mean "not now" rather than "never": the lock stayed taken past
@@ -278,52 +172,6 @@ async fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     #[cfg(unix)]
     builder.mode(0o700);
     builder.create(dir).await
-}
-
-/// Get-or-create of the outstanding row. An owner that does not exist (deleted, or a token
-/// from elsewhere) is stored as NULL rather than failing the foreign key.
-async fn insert_outstanding(
-    conn: &mut SqliteConnection,
-    token: &OutstandingToken,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at)
-         VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4)
-         ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(&token.jti)
-    .bind(token.user_id)
-    .bind(token.created_at.map(OffsetDateTime::unix_timestamp))
-    .bind(token.expires_at.unix_timestamp())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// True when this call added the row; false when the token was already blacklisted (or has no
-/// outstanding row to point at).
-async fn insert_blacklisted(conn: &mut SqliteConnection, jti: &str) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
-         SELECT id, $1 FROM outstanding_tokens WHERE jti = $2
-         ON CONFLICT (token_id) DO NOTHING",
-    )
-    .bind(OffsetDateTime::now_utc().unix_timestamp())
-    .bind(jti)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-async fn is_blacklisted(conn: &mut SqliteConnection, jti: &str) -> Result<bool, StoreError> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM blacklisted_tokens b JOIN outstanding_tokens o ON o.id = b.token_id
-         WHERE o.jti = $1",
-    )
-    .bind(jti)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(found.is_some())
 }
 
 #[cfg(test)]
