@@ -243,12 +243,6 @@ dual_test! {
         // Two expired tokens (one blacklisted) and a live blacklisted one: flush takes the first two.
         let store = &app.state.store;
         let now = time::OffsetDateTime::now_utc();
-        let row = |jti: &str, expires_at| doorman::store::OutstandingToken {
-            jti: jti.to_owned(),
-            user_id: Some(1),
-            created_at: Some(now - time::Duration::days(2)),
-            expires_at,
-        };
         store
             .record_outstanding(&row("expired", now - time::Duration::hours(1)))
             .await

@@ -358,6 +358,16 @@ pub fn sign_hs256(header: &str, payload: &str, secret: &str) -> String {
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
 }
 
+/// What the store keeps of a token of alice's (id 1) issued two days ago.
+pub fn row(jti: &str, expires_at: time::OffsetDateTime) -> doorman::store::OutstandingToken {
+    doorman::store::OutstandingToken {
+        jti: jti.to_owned(),
+        user_id: Some(1),
+        created_at: Some(time::OffsetDateTime::now_utc() - time::Duration::days(2)),
+        expires_at,
+    }
+}
+
 pub const HS256_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
 pub fn now() -> i64 {

@@ -207,12 +207,6 @@ dual_test! {
         let app = spawn_app_with(&[("DOORMAN_PRUNE_INTERVAL", "1")]).await;
         let store = &app.state.store;
         let now = time::OffsetDateTime::now_utc();
-        let row = |jti: &str, expires_at| doorman::store::OutstandingToken {
-            jti: jti.to_owned(),
-            user_id: Some(1),
-            created_at: Some(now - time::Duration::days(2)),
-            expires_at,
-        };
         let expired = row("expired", now - time::Duration::seconds(1));
         let live = row("live", now + time::Duration::hours(1));
         store.blacklist(&expired).await.unwrap();
