@@ -599,6 +599,42 @@ mod tests {
     }
 
     #[test]
+    fn pool_and_pruning_settings() {
+        let c = load(None, &[], Overrides::default()).unwrap();
+        assert_eq!(c.pool, PoolSettings::default());
+        assert_eq!(c.prune_interval, Some(Duration::from_secs(3600)));
+        let c = load(
+            Some("database_max_connections = 32\nprune_interval = \"0\"\n"),
+            &[
+                ("DOORMAN_DATABASE_ACQUIRE_TIMEOUT", "2"),
+                ("DOORMAN_DATABASE_STATEMENT_TIMEOUT", "1m"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.pool,
+            PoolSettings {
+                max_connections: Some(32),
+                acquire_timeout: Duration::from_secs(2),
+                statement_timeout: Duration::from_secs(60),
+            }
+        );
+        assert_eq!(c.prune_interval, None, "0 turns pruning off");
+        for (name, value) in [
+            ("DOORMAN_DATABASE_ACQUIRE_TIMEOUT", "0"),
+            ("DOORMAN_DATABASE_STATEMENT_TIMEOUT", "0s"),
+            ("DOORMAN_DATABASE_MAX_CONNECTIONS", "100000"),
+        ] {
+            let err = load(None, &[(name, value)], Overrides::default())
+                .unwrap_err()
+                .to_string();
+            let setting = name.trim_start_matches("DOORMAN_").to_lowercase();
+            assert!(err.contains(&setting) && err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_their_source() {
         let err = load(
             None,

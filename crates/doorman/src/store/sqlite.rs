@@ -45,7 +45,9 @@ impl SqliteStore {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: a commit is on disk before it is acknowledged, so a blacklisting survives a
+            // power loss too (NORMAL may roll the last commits back in WAL mode).
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(settings.acquire_timeout);
         if let Some(dir) = options.get_filename().parent()
@@ -245,7 +247,7 @@ mod tests {
                 .unwrap();
             assert_eq!(mode, "wal", "{url}");
             assert_eq!(count(&store, "PRAGMA foreign_keys").await, 1);
-            assert_eq!(count(&store, "PRAGMA synchronous").await, 1, "NORMAL");
+            assert_eq!(count(&store, "PRAGMA synchronous").await, 2, "FULL");
             assert_eq!(count(&store, "PRAGMA busy_timeout").await, 5000);
         }
         assert!(dir.path().join("c/d/three.db").exists());

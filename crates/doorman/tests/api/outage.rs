@@ -160,6 +160,9 @@ async fn postgres_outage_and_recovery() {
     ])
     .await;
     let (refresh, access) = app.login().await;
+    // A blacklisting acknowledged just before the database goes away must survive it.
+    let (revoked, _) = app.login().await;
+    assert_eq!(app.blacklist(&revoked).await.status(), StatusCode::OK);
     let hello = || app.client.get(app.url("/hello/")).bearer_auth(&access);
     let login = || {
         app.client
@@ -210,4 +213,12 @@ async fn postgres_outage_and_recovery() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body, _) = timed(hello()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = status_body(app.refresh(&revoked).await).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            StatusCode::UNAUTHORIZED,
+            r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#
+        )
+    );
 }
