@@ -1,12 +1,22 @@
 //! Signing and verifying keys. Each key is bound to one algorithm (RFC 8725 §3.1: the key, not
-//! the token header, decides how a signature is checked) and, for key pairs, carries a `kid`.
+//! the token header, decides how a signature is checked) and, for key pairs, carries a `kid`
+//! (the RFC 7638 thumbprint unless configured) and its public JWK for the JWKS.
 
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse, ThumbprintHash,
+};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 
-use crate::{Algorithm, KeyError};
+use crate::{Algorithm, Family, KeyError};
+
+/// RSA keys shorter than this are refused (RFC 7518 §3.3, NIST SP 800-131A).
+pub const MIN_RSA_BITS: usize = 2048;
 
 /// One key: its algorithm, its id, the verifying half and, when it can sign, the signing half.
 #[derive(Clone)]
@@ -15,6 +25,8 @@ pub struct Key {
     kid: Option<String>,
     encoding: Option<EncodingKey>,
     decoding: DecodingKey,
+    /// The public JWK (no `kid`, `use` or `alg` yet); `None` for HMAC, which has no public half.
+    public: Option<Jwk>,
 }
 
 impl std::fmt::Debug for Key {
@@ -47,62 +59,206 @@ impl Key {
             kid: None,
             encoding: Some(EncodingKey::from_secret(secret)),
             decoding: DecodingKey::from_secret(secret),
+            public: None,
         })
     }
 
+    /// A signing key for `alg` from a private key PEM: PKCS#8 (`PRIVATE KEY`) for every
+    /// family, or the older PKCS#1 `RSA PRIVATE KEY` and SEC1 `EC PRIVATE KEY`. The key must
+    /// suit the algorithm (an RSA key for RS/PS, the algorithm's curve for ES, Ed25519 for
+    /// EdDSA); RSA keys under 2048 bits are refused.
+    pub fn from_private_pem(alg: Algorithm, pem: &str) -> Result<Key, KeyError> {
+        let block = pem::parse(pem).map_err(|e| KeyError(format!("not a PEM key: {e}")))?;
+        let encoding = match (alg.family(), block.tag()) {
+            (Family::Hmac, _) => {
+                return Err(KeyError(format!(
+                    "{alg} takes a shared secret, not a PEM key"
+                )));
+            }
+            (Family::Ed, "PRIVATE KEY") => {
+                let pair = Ed25519KeyPair::from_pkcs8(block.contents())
+                    .map_err(|e| KeyError(format!("not an Ed25519 PKCS#8 private key: {e}")))?;
+                // jsonwebtoken's aws-lc signer takes a PKCS#8 v1 document.
+                let v1 = pair
+                    .to_pkcs8v1()
+                    .map_err(|_| KeyError("could not serialize the Ed25519 key".into()))?;
+                EncodingKey::from_ed_der(v1.as_ref())
+            }
+            (Family::Rsa, "PRIVATE KEY" | "RSA PRIVATE KEY") => {
+                EncodingKey::from_rsa_pem(pem.as_bytes())
+                    .map_err(|e| KeyError(format!("not an RSA private key: {e}")))?
+            }
+            (Family::Ec, "PRIVATE KEY" | "EC PRIVATE KEY") => {
+                // Through aws-lc-rs, which reads both forms and checks the curve.
+                let pair = EcdsaKeyPair::from_private_key_der(ec_signing(alg), block.contents())
+                    .or_else(|_| EcdsaKeyPair::from_pkcs8(ec_signing(alg), block.contents()))
+                    .map_err(|e| {
+                        KeyError(format!(
+                            "not a private key on {alg}'s curve ({}): {e}",
+                            curve_name(alg)
+                        ))
+                    })?;
+                let pkcs8 = pair
+                    .to_pkcs8v1()
+                    .map_err(|_| KeyError("could not serialize the EC key".into()))?;
+                EncodingKey::from_ec_der(pkcs8.as_ref())
+            }
+            (_, tag) => {
+                return Err(KeyError(format!(
+                    "{alg} needs a private key PEM (PRIVATE KEY), found a {tag} block"
+                )));
+            }
+        };
+        let public = Jwk::from_encoding_key(&encoding, alg.to_jwt()).map_err(|e| {
+            if e.to_string().contains("TooSmall") {
+                KeyError(format!("an RSA key must have at least {MIN_RSA_BITS} bits"))
+            } else {
+                KeyError(format!("not a usable {alg} private key: {e}"))
+            }
+        })?;
+        let key = Key::from_public_jwk(alg, public, Some(encoding))?;
+        // A key whose halves disagree would sign tokens nobody can verify: check once.
+        let signature = key.sign(b"doorman key check")?;
+        if !key.verify(&signature, b"doorman key check") {
+            return Err(KeyError(format!(
+                "the {alg} key does not verify its own signature"
+            )));
+        }
+        Ok(key)
+    }
+
+    /// A verify-only key for `alg` from a public key PEM (`PUBLIC KEY`, or `RSA PUBLIC KEY`).
+    pub fn from_public_pem(alg: Algorithm, pem: &str) -> Result<Key, KeyError> {
+        let bytes = pem.as_bytes();
+        let decoding = match alg.family() {
+            Family::Hmac => return Err(KeyError(format!("{alg} has no public key"))),
+            Family::Rsa => DecodingKey::from_rsa_pem(bytes),
+            Family::Ec => DecodingKey::from_ec_pem(bytes),
+            Family::Ed => DecodingKey::from_ed_pem(bytes),
+        }
+        .map_err(|e| KeyError(format!("not a {alg} public key PEM: {e}")))?;
+        let public = Jwk::from_decoding_key(&decoding, Some(alg.to_jwt()))
+            .map_err(|e| KeyError(format!("not a usable {alg} public key: {e}")))?;
+        Key::from_public_jwk(alg, public, None)
+    }
+
+    /// A verify-only key from a public JWK (as a JWKS lists it). Its `alg`, when present, must
+    /// be `alg`; a JWK carrying a private member or an HMAC secret is refused.
+    pub fn from_jwk(alg: Algorithm, jwk: &serde_json::Value) -> Result<Key, KeyError> {
+        if let Some(member) = ["d", "p", "q", "dp", "dq", "qi", "k"]
+            .into_iter()
+            .find(|m| jwk.get(m).is_some())
+        {
+            return Err(KeyError(format!(
+                "the JWK carries the private or secret member {member:?}; give the public key"
+            )));
+        }
+        if let Some(named) = jwk.get("alg").and_then(|a| a.as_str())
+            && named != alg.as_str()
+        {
+            return Err(KeyError(format!("the JWK is for {named}, not {alg}")));
+        }
+        let parsed: Jwk =
+            serde_json::from_value(jwk.clone()).map_err(|e| KeyError(format!("not a JWK: {e}")))?;
+        let kid = parsed.common.key_id.clone();
+        let key = Key::from_public_jwk(alg, parsed, None)?;
+        Ok(match kid {
+            Some(kid) => key.with_kid(Some(kid)),
+            None => key,
+        })
+    }
+
+    fn from_public_jwk(
+        alg: Algorithm,
+        mut public: Jwk,
+        encoding: Option<EncodingKey>,
+    ) -> Result<Key, KeyError> {
+        public.common = Default::default();
+        match (&public.algorithm, alg.family()) {
+            (AlgorithmParameters::RSA(rsa), Family::Rsa) => {
+                let bits = URL_SAFE_NO_PAD
+                    .decode(&rsa.n)
+                    .map_err(|_| KeyError("the RSA modulus is not base64url".into()))?
+                    .iter()
+                    .skip_while(|b| **b == 0)
+                    .count()
+                    * 8;
+                if bits < MIN_RSA_BITS {
+                    return Err(KeyError(format!(
+                        "an RSA key must have at least {MIN_RSA_BITS} bits, this one has about {bits}"
+                    )));
+                }
+            }
+            (AlgorithmParameters::EllipticCurve(ec), Family::Ec) => {
+                let wanted = match alg {
+                    Algorithm::ES384 => EllipticCurve::P384,
+                    _ => EllipticCurve::P256,
+                };
+                if ec.curve != wanted {
+                    return Err(KeyError(format!(
+                        "{alg} needs a key on {}, this one is on {:?}",
+                        curve_name(alg),
+                        ec.curve
+                    )));
+                }
+            }
+            (AlgorithmParameters::OctetKeyPair(okp), Family::Ed)
+                if okp.curve == EllipticCurve::Ed25519 => {}
+            _ => return Err(KeyError(format!("the key does not suit {alg}"))),
+        }
+        let decoding = DecodingKey::from_jwk(&public)
+            .map_err(|e| KeyError(format!("not a usable {alg} public key: {e}")))?;
+        let kid = thumbprint(&public)?;
+        Ok(Key {
+            alg,
+            kid: Some(kid),
+            encoding,
+            decoding,
+            public: Some(public),
+        })
+    }
+
+    /// A new key pair for `alg` from the OS random source (RSA: 2048 bits), and its PKCS#8
+    /// PEM for storing.
+    pub fn generate(alg: Algorithm) -> Result<(Key, String), KeyError> {
+        let failed = |what: &str| KeyError(format!("could not {what} a new {alg} key"));
+        let der: Vec<u8> = match alg.family() {
+            Family::Hmac => return Err(KeyError(format!("{alg} takes a configured secret"))),
+            Family::Ed => Ed25519KeyPair::generate()
+                .and_then(|pair| pair.to_pkcs8v1())
+                .map_err(|_| failed("generate"))?
+                .as_ref()
+                .to_vec(),
+            Family::Ec => EcdsaKeyPair::generate(ec_signing(alg))
+                .and_then(|pair| pair.to_pkcs8v1())
+                .map_err(|_| failed("generate"))?
+                .as_ref()
+                .to_vec(),
+            Family::Rsa => {
+                let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .map_err(|_| failed("generate"))?;
+                let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> =
+                    pair.as_der().map_err(|_| failed("serialize"))?;
+                der.as_ref().to_vec()
+            }
+        };
+        let pem = pem_encode("PRIVATE KEY", &der);
+        Ok((Key::from_private_pem(alg, &pem)?, pem))
+    }
+
     /// An Ed25519 signing key from a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
-    /// Its `kid` is the RFC 7638 thumbprint of the public key.
     pub fn ed25519_from_pkcs8_pem(pem: &str) -> Result<Key, KeyError> {
-        let der = pem_body(pem, "PRIVATE KEY")?;
-        Self::ed25519_from_pkcs8_der(&der)
+        Key::from_private_pem(Algorithm::EdDSA, pem)
     }
 
     /// An Ed25519 verify-only key from a SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`).
     pub fn ed25519_public_from_pem(pem: &str) -> Result<Key, KeyError> {
-        let der = pem_body(pem, "PUBLIC KEY")?;
-        // SPKI for Ed25519 is a fixed 12-byte prefix followed by the 32-byte key (RFC 8410).
-        const PREFIX: [u8; 12] = [
-            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-        ];
-        if der.len() != 44 || der[..12] != PREFIX {
-            return Err(KeyError(
-                "not an Ed25519 public key (expected a 44-byte SubjectPublicKeyInfo)".into(),
-            ));
-        }
-        let public = &der[12..];
-        Ok(Key {
-            alg: Algorithm::EdDSA,
-            kid: Some(ed25519_thumbprint(public)),
-            encoding: None,
-            decoding: DecodingKey::from_ed_der(public),
-        })
+        Key::from_public_pem(Algorithm::EdDSA, pem)
     }
 
     /// A new Ed25519 key from the OS random source, and its PKCS#8 PEM for storing.
     pub fn generate_ed25519() -> Result<(Key, String), KeyError> {
-        let pair = Ed25519KeyPair::generate()
-            .map_err(|_| KeyError("could not generate an Ed25519 key".into()))?;
-        let der = pair
-            .to_pkcs8v1()
-            .map_err(|_| KeyError("could not serialize the Ed25519 key".into()))?;
-        let key = Self::ed25519_from_pkcs8_der(der.as_ref())?;
-        Ok((key, pem_encode("PRIVATE KEY", der.as_ref())))
-    }
-
-    fn ed25519_from_pkcs8_der(der: &[u8]) -> Result<Key, KeyError> {
-        let pair = Ed25519KeyPair::from_pkcs8(der)
-            .map_err(|e| KeyError(format!("not an Ed25519 PKCS#8 private key: {e}")))?;
-        let public = pair.public_key().as_ref().to_vec();
-        // jsonwebtoken's aws-lc signer takes the PKCS#8 document as given.
-        let v1 = pair
-            .to_pkcs8v1()
-            .map_err(|_| KeyError("could not serialize the Ed25519 key".into()))?;
-        Ok(Key {
-            alg: Algorithm::EdDSA,
-            kid: Some(ed25519_thumbprint(&public)),
-            encoding: Some(EncodingKey::from_ed_der(v1.as_ref())),
-            decoding: DecodingKey::from_ed_der(&public),
-        })
+        Key::generate(Algorithm::EdDSA)
     }
 
     /// Replaces the key id (a configured `kid` instead of the thumbprint).
@@ -123,6 +279,16 @@ impl Key {
         self.encoding.is_some()
     }
 
+    /// The public JWK as a JWKS lists it (`kty`, the public members, `use: sig`, `alg`,
+    /// `kid`); `None` for an HMAC key, whose secret is never published.
+    pub fn public_jwk(&self) -> Option<serde_json::Value> {
+        let mut jwk = self.public.clone()?;
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        jwk.common.key_algorithm = key_algorithm(self.alg);
+        jwk.common.key_id = self.kid.clone();
+        serde_json::to_value(&jwk).ok()
+    }
+
     pub(crate) fn sign(&self, message: &[u8]) -> Result<String, KeyError> {
         let encoding = self
             .encoding
@@ -136,6 +302,50 @@ impl Key {
     pub(crate) fn verify(&self, signature: &str, message: &[u8]) -> bool {
         jsonwebtoken::crypto::verify(signature, message, &self.decoding, self.alg.to_jwt())
             .unwrap_or(false)
+    }
+}
+
+fn ec_signing(alg: Algorithm) -> &'static aws_lc_rs::signature::EcdsaSigningAlgorithm {
+    match alg {
+        Algorithm::ES384 => &ECDSA_P384_SHA384_FIXED_SIGNING,
+        _ => &ECDSA_P256_SHA256_FIXED_SIGNING,
+    }
+}
+
+fn curve_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::ES384 => "P-384",
+        _ => "P-256",
+    }
+}
+
+fn key_algorithm(alg: Algorithm) -> Option<KeyAlgorithm> {
+    Some(match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => return None,
+        Algorithm::RS256 => KeyAlgorithm::RS256,
+        Algorithm::RS384 => KeyAlgorithm::RS384,
+        Algorithm::RS512 => KeyAlgorithm::RS512,
+        Algorithm::PS256 => KeyAlgorithm::PS256,
+        Algorithm::PS384 => KeyAlgorithm::PS384,
+        Algorithm::PS512 => KeyAlgorithm::PS512,
+        Algorithm::ES256 => KeyAlgorithm::ES256,
+        Algorithm::ES384 => KeyAlgorithm::ES384,
+        Algorithm::EdDSA => KeyAlgorithm::EdDSA,
+    })
+}
+
+/// RFC 7638 thumbprint (SHA-256) of a public JWK.
+fn thumbprint(jwk: &Jwk) -> Result<String, KeyError> {
+    match &jwk.algorithm {
+        AlgorithmParameters::OctetKeyPair(okp) => {
+            let x = URL_SAFE_NO_PAD
+                .decode(&okp.x)
+                .map_err(|_| KeyError("the Ed25519 key is not base64url".into()))?;
+            Ok(ed25519_thumbprint(&x))
+        }
+        _ => jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|e| KeyError(format!("could not compute the key's thumbprint: {e}"))),
     }
 }
 
@@ -164,6 +374,17 @@ impl KeySet {
         &self.signing
     }
 
+    /// Every key, the signing one first.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        std::iter::once(&self.signing).chain(self.verify_only.iter())
+    }
+
+    /// The JWKS document: the public JWK of every key pair; HMAC secrets are never listed.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self.keys().filter_map(Key::public_jwk).collect();
+        serde_json::json!({ "keys": keys })
+    }
+
     /// The key a token's header points at: by `kid` when it has one, else the key without a
     /// `kid` (the simplejwt HS layout). An id nobody holds finds nothing.
     pub(crate) fn find(&self, kid: Option<&str>) -> Option<&Key> {
@@ -181,17 +402,6 @@ fn ed25519_thumbprint(public: &[u8]) -> String {
     );
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
     URL_SAFE_NO_PAD.encode(digest.as_ref())
-}
-
-fn pem_body(text: &str, label: &str) -> Result<Vec<u8>, KeyError> {
-    let block = pem::parse(text).map_err(|e| KeyError(format!("not a PEM key: {e}")))?;
-    if block.tag() != label {
-        return Err(KeyError(format!(
-            "expected a PEM block labelled {label}, found {}",
-            block.tag()
-        )));
-    }
-    Ok(block.contents().to_vec())
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {
@@ -212,15 +422,73 @@ mod tests {
     }
 
     #[test]
-    fn generated_ed25519_key_round_trips_through_pem() {
+    fn every_algorithm_generates_signs_verifies_and_publishes_only_public_members() {
         crate::install_crypto_provider();
-        let (key, pem) = Key::generate_ed25519().unwrap();
-        let again = Key::ed25519_from_pkcs8_pem(&pem).unwrap();
-        assert_eq!(key.kid(), again.kid());
-        let sig = key.sign(b"message").unwrap();
-        assert!(again.verify(&sig, b"message"));
-        assert!(!again.verify(&sig, b"messagf"));
-        assert_eq!(key.kid().unwrap().len(), 43);
+        for alg in Algorithm::ALL.into_iter().filter(|a| !a.is_hmac()) {
+            let (key, pem) = Key::generate(alg).unwrap();
+            let again = Key::from_private_pem(alg, &pem).unwrap();
+            assert_eq!(key.kid(), again.kid(), "{alg}");
+            assert_eq!(key.kid().unwrap().len(), 43, "{alg}: a SHA-256 thumbprint");
+            let sig = key.sign(b"message").unwrap();
+            assert!(again.verify(&sig, b"message"), "{alg}");
+            assert!(!again.verify(&sig, b"messagf"), "{alg}");
+
+            let jwk = key.public_jwk().unwrap();
+            assert_eq!(jwk["alg"], alg.as_str(), "{jwk}");
+            assert_eq!(jwk["use"], "sig");
+            assert_eq!(jwk["kid"], key.kid().unwrap());
+            for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+                assert!(jwk.get(private).is_none(), "{alg} publishes {private}");
+            }
+            // The published JWK verifies what the key signed, under the same kid.
+            let public = Key::from_jwk(alg, &jwk).unwrap();
+            assert_eq!(public.kid(), key.kid());
+            assert!(public.verify(&sig, b"message") && !public.can_sign());
+            // Another algorithm's key is refused for this one.
+            let other = if alg.family() == Family::Ec {
+                Algorithm::EdDSA
+            } else {
+                Algorithm::ES256
+            };
+            assert!(
+                Key::from_private_pem(other, &pem).is_err(),
+                "{alg} as {other}"
+            );
+        }
+        assert!(
+            Key::hmac(Algorithm::HS256, &[1; 32])
+                .unwrap()
+                .public_jwk()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn ec_keys_must_be_on_the_algorithms_curve() {
+        crate::install_crypto_provider();
+        let (_, p384) = Key::generate(Algorithm::ES384).unwrap();
+        let err = Key::from_private_pem(Algorithm::ES256, &p384).unwrap_err();
+        assert!(err.0.contains("P-256"), "{err}");
+    }
+
+    /// A clearly public, test-only 1024-bit RSA key: too short for any RS or PS algorithm.
+    const RSA_1024_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCjayedbOE0d8FbZq6kowUaljVj\ntPWOflHOzB9esGlAC0OrPre0sUboPiKqmFB2pAJSE+CV46Y6CaV05VFTBsb/TvtR\nti/y4Psxau/evFr48+/clvQX7SLcNEdaFsGmuqXKJ3p21MDhKkNuUBVJ59fMxI0X\nnDBX+r3qwpK+vV/ZQwIDAQAB\n-----END PUBLIC KEY-----\n";
+
+    #[test]
+    fn rsa_keys_under_2048_bits_are_refused() {
+        crate::install_crypto_provider();
+        let err = Key::from_public_pem(Algorithm::RS256, RSA_1024_PUBLIC).unwrap_err();
+        assert!(err.0.contains("at least 2048 bits"), "{err}");
+        let (key, _) = Key::generate(Algorithm::PS256).unwrap();
+        let jwk = key.public_jwk().unwrap();
+        assert!(Key::from_jwk(Algorithm::PS256, &jwk).is_ok());
+        let mut private = jwk.clone();
+        private["d"] = serde_json::json!("AQAB");
+        assert!(Key::from_jwk(Algorithm::PS256, &private).is_err());
+        assert!(
+            Key::from_jwk(Algorithm::RS256, &jwk).is_err(),
+            "alg PS256 is not RS256"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod rules;
 mod tokens;
 mod wire;
 
-pub use algorithm::Algorithm;
+pub use algorithm::{Algorithm, Family};
 pub use claims::{Claims, UserId};
 pub use error::{KeyError, TokenError};
 pub use key::{Key, KeySet};

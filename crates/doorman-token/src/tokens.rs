@@ -595,4 +595,77 @@ mod tests {
         );
         assert_eq!(t.decode(&forged, NOW).err(), Some(TokenError::Invalid));
     }
+
+    /// Every asymmetric algorithm: tokens carry the key's kid and verify; the same token with
+    /// another algorithm's name in the header, or another key's kid, does not.
+    #[test]
+    fn every_asymmetric_algorithm_issues_and_verifies_by_kid() {
+        crate::install_crypto_provider();
+        for alg in crate::Algorithm::ALL.into_iter().filter(|a| !a.is_hmac()) {
+            let (key, _) = Key::generate(alg).unwrap();
+            let kid = key.kid().unwrap().to_owned();
+            let t = Tokens::new(KeySet::new(key), TokenRules::default());
+            let token = t.encode(&t.refresh_for_user("1", NOW)).unwrap();
+            assert!(t.verify(&token, TokenKind::Refresh, NOW).is_ok(), "{alg}");
+            let (_, payload_and_sig) = token.split_once('.').unwrap();
+            for header in [
+                format!(r#"{{"alg":"HS256","kid":"{kid}","typ":"JWT"}}"#),
+                format!(r#"{{"alg":"{alg}","kid":"someone-else","typ":"JWT"}}"#),
+                format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#),
+            ] {
+                use base64::Engine;
+                let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&header);
+                let tampered = format!("{h}.{payload_and_sig}");
+                assert_eq!(
+                    t.decode(&tampered, NOW).err(),
+                    Some(TokenError::Invalid),
+                    "{header}"
+                );
+            }
+        }
+    }
+
+    /// ECDSA signatures with r or s zero, or not below the group order, never verify
+    /// (the "psychic signatures" class of bugs, CVE-2022-21449).
+    #[test]
+    fn ecdsa_signatures_out_of_range_are_refused() {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        crate::install_crypto_provider();
+        // The P-256 group order n.
+        let n = hex_bytes("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+        let (key, _) = Key::generate(crate::Algorithm::ES256).unwrap();
+        let kid = key.kid().unwrap().to_owned();
+        let t = Tokens::new(KeySet::new(key), TokenRules::default());
+        let token = t.encode(&t.refresh_for_user("1", NOW)).unwrap();
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let good = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        let (r, s) = good.split_at(32);
+        let zero = [0u8; 32];
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        for (name, r, s) in [
+            ("r = s = 0", &zero[..], &zero[..]),
+            ("r = 0", &zero[..], s),
+            ("s = 0", r, &zero[..]),
+            ("r = n", &n[..], s),
+            ("s = n", r, &n[..]),
+            ("r = s = 1", &one[..], &one[..]),
+        ] {
+            let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([r, s].concat()));
+            assert_eq!(
+                t.decode(&forged, NOW).err(),
+                Some(TokenError::Invalid),
+                "{name}"
+            );
+        }
+        assert!(t.decode(&token, NOW).is_ok(), "{kid}");
+    }
+
+    fn hex_bytes(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
 }

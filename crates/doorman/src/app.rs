@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::accounts::{Accounts, PasswordHasher, StoreUserCheck};
 use crate::api::drf::View;
-use crate::api::{ApiError, hello, tokens};
+use crate::api::{ApiError, hello, tokens, wellknown};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -105,7 +105,10 @@ fn token_route(view: View) -> MethodRouter<AppState> {
 
 /// The router with every route and the fallback.
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new().route(HELLO, any(hello::hello));
+    let mut router = Router::new()
+        .route(HELLO, any(hello::hello))
+        .route(wellknown::JWKS_PATH, any(wellknown::jwks))
+        .route(wellknown::DISCOVERY_PATH, any(wellknown::discovery));
     for (path, view) in state.routes() {
         router = router.route(path, token_route(view));
     }

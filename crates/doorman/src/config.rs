@@ -116,10 +116,10 @@ pub enum KeyConfig {
         alg: Algorithm,
         secret: SecretString,
     },
-    /// Ed25519 from a configured PKCS#8 PEM.
-    Ed25519Pem { pem: SecretString },
-    /// Ed25519 generated on first start and kept in the data directory.
-    Ed25519Generated { path: PathBuf },
+    /// A key pair from a configured private key PEM (RS*, PS*, ES*, EdDSA).
+    Pem { alg: Algorithm, pem: SecretString },
+    /// A key pair generated on first start and kept in the data directory.
+    Generated { alg: Algorithm, path: PathBuf },
 }
 
 /// The validated configuration every part of doorman reads.
@@ -357,16 +357,16 @@ impl Validator<'_> {
         }
         match &s.signing_key {
             Some(pem) => {
-                let key = doorman_token::Key::ed25519_from_pkcs8_pem(pem.expose_secret()).map_err(
+                let key = doorman_token::Key::from_private_pem(alg, pem.expose_secret()).map_err(
                     |e| {
                         self.fail(
                             "signing_key",
-                            format!("expected an Ed25519 private key in PKCS#8 PEM: {e}"),
+                            format!("expected a {alg} private key in PEM: {e}"),
                         )
                     },
                 )?;
                 if let Some(public) = &s.verifying_key {
-                    let verifying = doorman_token::Key::ed25519_public_from_pem(public)
+                    let verifying = doorman_token::Key::from_public_pem(alg, public)
                         .map_err(|e| self.fail("verifying_key", e))?;
                     if verifying.kid() != key.kid() {
                         return Err(
@@ -374,16 +374,28 @@ impl Validator<'_> {
                         );
                     }
                 }
-                Ok(KeyConfig::Ed25519Pem { pem: pem.clone() })
+                Ok(KeyConfig::Pem {
+                    alg,
+                    pem: pem.clone(),
+                })
             }
             None if s.verifying_key.is_some() => Err(self.fail(
                 "signing_key",
                 "a verifying_key alone can't issue tokens; set the matching signing_key",
             )),
-            None => Ok(KeyConfig::Ed25519Generated {
-                path: s.data_dir.join("signing-key.pem"),
+            None => Ok(KeyConfig::Generated {
+                alg,
+                path: s.data_dir.join(generated_key_file(alg)),
             }),
         }
+    }
+}
+
+/// Where a generated key of `alg` lives in the data directory (EdDSA keeps its first name).
+fn generated_key_file(alg: Algorithm) -> String {
+    match alg {
+        Algorithm::EdDSA => "signing-key.pem".to_owned(),
+        other => format!("signing-key-{}.pem", other.as_str().to_lowercase()),
     }
 }
 
@@ -528,7 +540,13 @@ mod tests {
     fn defaults_are_simplejwts_with_a_generated_ed25519_key() {
         let c = load(None, &[], Overrides::default()).unwrap();
         assert_eq!(c.tokens, TokenRules::default());
-        assert!(matches!(c.key, KeyConfig::Ed25519Generated { .. }));
+        assert!(matches!(
+            c.key,
+            KeyConfig::Generated {
+                alg: Algorithm::EdDSA,
+                ..
+            }
+        ));
         assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
         assert!(c.database_url.starts_with("sqlite://"));
         assert!(!c.rotate_refresh_tokens && c.check_user_is_active);
@@ -596,6 +614,74 @@ mod tests {
             err.contains("doorman.toml") && err.contains("64 bytes"),
             "{err}"
         );
+    }
+
+    /// Clearly a test key, and useless: a 1024-bit RSA key, which doorman must refuse.
+    const TEST_ONLY_RSA_1024: &str = "-----BEGIN PRIVATE KEY-----\nMIICeAIBADANBgkqhkiG9w0BAQEFAASCAmIwggJeAgEAAoGBAKNrJ51s4TR3wVtm\nrqSjBRqWNWO09Y5+Uc7MH16waUALQ6s+t7SxRug+IqqYUHakAlIT4JXjpjoJpXTl\nUVMGxv9O+1G2L/Lg+zFq7968Wvjz79yW9BftItw0R1oWwaa6pconenbUwOEqQ25Q\nFUnn18zEjRecMFf6verCkr69X9lDAgMBAAECgYAj7eZK1Wp6R64qc1wIdJMlskrQ\nvjOS/bDs37Ix9mVdoFxjZSmsv6FQZIDosw5V119vPlGNgvzEG+TV26lSsNXFaDOA\n7wMrXdIOHytrfJEKWjhvoKjX8xzZy8zwnv37JIN6SUaSil3zy8h6wd00MQfNx8OU\ns6eJHJcyZzsZACmW2QJBANlnCGLOxez3FwJSTJvx8zJfj/hoFp1TLEXoUu7KriOf\nQiYG5pxsnjlAIGgoxudYd9xx50Ny4SQbeCplpX5qJ2cCQQDAbowwtwkC6i6/XE1a\nH/MYsfhHe1jQO3qwy+4fw3sYWxqsh3uqQhDF5/OptKb+OSynshKsD8N7SmVnal8r\nwuHFAkEAsqPzRB3cjadMBOBTiyD5Ub8sslX1nzkk/By3aPiqtyK6XDz3ajnmmeyT\ntIMtThRoCYCfI9FWJzFbQJtdrc7UqQJBAJwsG9Kdec7HyFC91HlEXMK6DUnWLWoy\nG4zItOVKfOhzZ96FxjOTkpFLglFEsBK6zCb9OnIyCPBSnKGljr+xVhECQQC/oIiX\npMVeuZaAflTojEs96lbEnBbquEexasGS+6akle0zzxu23SiBQm8aA5bmPznWE68c\ncHTC39JzJYpa+b/m\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn weak_or_mismatched_asymmetric_keys_are_refused_at_start() {
+        let err = load(
+            None,
+            &[
+                ("DOORMAN_ALGORITHM", "RS256"),
+                ("DOORMAN_SIGNING_KEY", TEST_ONLY_RSA_1024),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("signing_key") && err.contains("at least 2048 bits"),
+            "{err}"
+        );
+        doorman_token::install_crypto_provider();
+        let (_, p384) = doorman_token::Key::generate(Algorithm::ES384).unwrap();
+        let err = load(
+            None,
+            &[
+                ("DOORMAN_ALGORITHM", "ES256"),
+                ("DOORMAN_SIGNING_KEY", &p384),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("P-256"), "{err}");
+        let (_, es256) = doorman_token::Key::generate(Algorithm::ES256).unwrap();
+        let c = load(
+            None,
+            &[
+                ("DOORMAN_ALGORITHM", "ES256"),
+                ("DOORMAN_SIGNING_KEY", &es256),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(matches!(
+            c.key,
+            KeyConfig::Pem {
+                alg: Algorithm::ES256,
+                ..
+            }
+        ));
+        let c = load(
+            None,
+            &[("DOORMAN_ALGORITHM", "PS384")],
+            Overrides::default(),
+        )
+        .unwrap();
+        match c.key {
+            KeyConfig::Generated { alg, path } => {
+                assert_eq!(alg, Algorithm::PS384);
+                assert!(
+                    path.ends_with("signing-key-ps384.pem"),
+                    "{}",
+                    path.display()
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -681,12 +767,15 @@ mod tests {
         assert!(err.contains("--bind"), "{err}");
         let err = load(
             None,
-            &[("DOORMAN_ALGORITHM", "RS256")],
+            &[("DOORMAN_ALGORITHM", "RS257")],
             Overrides::default(),
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("algorithm") && err.contains("HS256"), "{err}");
+        assert!(
+            err.contains("algorithm") && err.contains("HS256") && err.contains("PS512"),
+            "{err}"
+        );
         let err = load(None, &[("DOORMAN_LEEWAY", "5m")], Overrides::default())
             .unwrap_err()
             .to_string();

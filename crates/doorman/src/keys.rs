@@ -1,11 +1,11 @@
-//! Turns the configured key choice into a `KeySet`: an HMAC secret, a configured Ed25519 PEM,
-//! or an Ed25519 key generated on first start and kept in the data directory, readable only by
-//! its owner, and reused on every later start.
+//! Turns the configured key choice into a `KeySet`: an HMAC secret, a configured private key
+//! PEM, or a key pair generated on first start (Ed25519 unless `algorithm` says otherwise) and
+//! kept in the data directory, readable only by its owner, and reused on every later start.
 
 use std::io::Write;
 use std::path::Path;
 
-use doorman_token::{Key, KeySet};
+use doorman_token::{Algorithm, Key, KeySet};
 use secrecy::ExposeSecret;
 
 use crate::config::KeyConfig;
@@ -23,13 +23,13 @@ pub fn load(config: &KeyConfig) -> Result<KeySet, KeyLoadError> {
     doorman_token::install_crypto_provider();
     let key = match config {
         KeyConfig::Hmac { alg, secret } => Key::hmac(*alg, secret.expose_secret().as_bytes())?,
-        KeyConfig::Ed25519Pem { pem } => Key::ed25519_from_pkcs8_pem(pem.expose_secret())?,
-        KeyConfig::Ed25519Generated { path } => load_or_generate(path)?,
+        KeyConfig::Pem { alg, pem } => Key::from_private_pem(*alg, pem.expose_secret())?,
+        KeyConfig::Generated { alg, path } => load_or_generate(*alg, path)?,
     };
     Ok(KeySet::new(key))
 }
 
-fn load_or_generate(path: &Path) -> Result<Key, KeyLoadError> {
+fn load_or_generate(alg: Algorithm, path: &Path) -> Result<Key, KeyLoadError> {
     let fail = |reason: String| KeyLoadError::File {
         path: path.display().to_string(),
         reason,
@@ -37,15 +37,15 @@ fn load_or_generate(path: &Path) -> Result<Key, KeyLoadError> {
     match std::fs::read_to_string(path) {
         Ok(pem) => {
             warn_if_readable_by_others(path);
-            let key = Key::ed25519_from_pkcs8_pem(&pem).map_err(|e| fail(e.to_string()))?;
-            tracing::info!(path = %path.display(), kid = key.kid().unwrap_or_default(), "using the Ed25519 signing key from the data directory");
+            let key = Key::from_private_pem(alg, &pem).map_err(|e| fail(e.to_string()))?;
+            tracing::info!(path = %path.display(), %alg, kid = key.kid().unwrap_or_default(), "using the signing key from the data directory");
             Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let (key, pem) = Key::generate_ed25519()?;
+            let (key, pem) = Key::generate(alg)?;
             write_private(path, pem.as_bytes())
                 .map_err(|e| fail(format!("could not write it: {e}")))?;
-            tracing::info!(path = %path.display(), kid = key.kid().unwrap_or_default(), "generated a new Ed25519 signing key (mode 0600); it is reused on every start");
+            tracing::info!(path = %path.display(), %alg, kid = key.kid().unwrap_or_default(), "generated a new signing key (mode 0600); it is reused on every start");
             Ok(key)
         }
         Err(e) => Err(fail(format!("could not read it: {e}"))),
@@ -106,7 +106,10 @@ mod tests {
     fn generated_key_is_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data/signing-key.pem");
-        let config = KeyConfig::Ed25519Generated { path: path.clone() };
+        let config = KeyConfig::Generated {
+            alg: Algorithm::EdDSA,
+            path: path.clone(),
+        };
         let first = load(&config).unwrap();
         #[cfg(unix)]
         {
@@ -134,7 +137,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signing-key.pem");
         std::fs::write(&path, "not a key").unwrap();
-        let err = load(&KeyConfig::Ed25519Generated { path: path.clone() }).unwrap_err();
+        let err = load(&KeyConfig::Generated {
+            alg: Algorithm::EdDSA,
+            path: path.clone(),
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("signing-key.pem"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a key");
     }

@@ -5,6 +5,7 @@ pub mod drf;
 pub mod error;
 pub mod hello;
 pub mod tokens;
+pub mod wellknown;
 
 use axum::body::Body;
 use axum::response::Response;

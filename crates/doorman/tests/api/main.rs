@@ -9,6 +9,7 @@ mod cli;
 mod contract;
 mod hello;
 mod interop;
+mod keys;
 mod outage;
 mod protocol;
 mod reference_app;

@@ -9,13 +9,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The versions `tests/contract/simplejwt-5.5.1.json` was recorded with.
-const PACKAGES: [&str; 6] = [
+const PACKAGES: [&str; 7] = [
     "django==5.2.19",
     "djangorestframework==3.18.3",
     "djangorestframework-simplejwt==5.5.1",
     "PyJWT==2.15.1",
     "gunicorn==27.0.1",
     "requests==2.34.2",
+    "cryptography==50.0.2",
 ];
 
 pub struct ReferenceApp {
@@ -110,6 +111,59 @@ fn ensure_venv(venv: &Path) -> Result<(), String> {
     result
 }
 
+/// The venv with the pinned Python packages, built on first use.
+async fn python_venv() -> Result<PathBuf, String> {
+    if Command::new("python3")
+        .args(["-m", "venv", "--help"])
+        .stdout(Stdio::null())
+        .status()
+        .map_or(true, |s| !s.success())
+    {
+        return Err("python3 with the venv module is not installed".into());
+    }
+    let venv = venv_dir();
+    tokio::task::spawn_blocking({
+        let venv = venv.clone();
+        move || ensure_venv(&venv)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r)
+    .map_err(|reason| format!("the Python packages could not be installed: {reason}"))?;
+    Ok(venv)
+}
+
+/// Python with PyJWT, `cryptography` and `requests`, for interop scripts that need no Django
+/// app; `None` after a loud skip (a failure under `DOORMAN_REQUIRE_ALL=1`).
+pub struct Python {
+    venv: PathBuf,
+}
+
+impl Python {
+    pub async fn get() -> Option<Python> {
+        match python_venv().await {
+            Ok(venv) => Some(Python { venv }),
+            Err(reason) => {
+                if std::env::var("DOORMAN_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+                    panic!("Python is required (DOORMAN_REQUIRE_ALL=1) but {reason}");
+                }
+                crate::helpers::loud_skip(&format!("a Python interop test, because {reason}"));
+                None
+            }
+        }
+    }
+
+    /// Runs a script on a blocking thread, so a doorman served by the test's runtime answers.
+    pub async fn run(&self, script: &Path, args: &[&str]) -> Output {
+        let mut command = Command::new(self.venv.join("bin/python"));
+        command.arg(script).args(args);
+        tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("python thread")
+            .expect("run python")
+    }
+}
+
 impl ReferenceApp {
     /// Starts the reference app on a free port with its own fresh database and users (alice,
     /// id 1; inactive, id 2), signing with `secret`; `rotate` turns on ROTATE_REFRESH_TOKENS
@@ -122,27 +176,10 @@ impl ReferenceApp {
                 reference.display()
             ));
         }
-        if Command::new("python3")
-            .args(["-m", "venv", "--help"])
-            .stdout(Stdio::null())
-            .status()
-            .map_or(true, |s| !s.success())
-        {
-            return unavailable("python3 with the venv module is not installed".into());
-        }
-        let venv = venv_dir();
-        let prepared = tokio::task::spawn_blocking({
-            let venv = venv.clone();
-            move || ensure_venv(&venv)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        if let Err(reason) = prepared {
-            return unavailable(format!(
-                "the Python packages could not be installed: {reason}"
-            ));
-        }
+        let venv = match python_venv().await {
+            Ok(venv) => venv,
+            Err(reason) => return unavailable(reason),
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("peer.sqlite3");
         let setup = Command::new("bash")

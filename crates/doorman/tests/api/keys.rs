@@ -1,0 +1,171 @@
+//! Every JOSE algorithm end to end, the JWKS and discovery documents, and interop with an
+//! independent implementation (PyJWT on `cryptography`).
+
+use doorman_token::{Algorithm, Key, KeySet, TokenKind, TokenRules, Tokens};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::reference_app::Python;
+
+fn header_of(token: &str) -> Value {
+    use base64::Engine;
+    let segment = token.split('.').next().unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(segment)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn jwks(app: &TestApp) -> (reqwest::header::HeaderMap, Value) {
+    let res = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let headers = res.headers().clone();
+    (headers, res.json().await.unwrap())
+}
+
+dual_test! {
+    /// With no key configured, the generated Ed25519 key signs, carries its kid, and is
+    /// published: a verifier holding only the JWKS accepts doorman's tokens.
+    async fn the_default_key_is_published_in_the_jwks() {
+        let app = spawn_app_with(&[("DOORMAN_SIGNING_KEY", "")]).await;
+        let (refresh, access) = app.login().await;
+        let header = header_of(&access);
+        assert_eq!(header["alg"], "EdDSA");
+        let (headers, body) = jwks(&app).await;
+        assert_eq!(headers["cache-control"], "public, max-age=300");
+        let keys = body["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1, "{body}");
+        let jwk = &keys[0];
+        assert_eq!(jwk["kty"], "OKP");
+        assert_eq!(jwk["crv"], "Ed25519");
+        assert_eq!((jwk["use"].as_str(), jwk["alg"].as_str()), (Some("sig"), Some("EdDSA")));
+        assert_eq!(jwk["kid"], header["kid"]);
+        assert!(jwk.get("d").is_none(), "{jwk}");
+
+        doorman_token::install_crypto_provider();
+        let verifier = Tokens::new(
+            KeySet::new(Key::from_jwk(Algorithm::EdDSA, jwk).unwrap()),
+            TokenRules::default(),
+        );
+        let now = doorman::unix_now();
+        assert!(verifier.verify(&access, TokenKind::Access, now).is_ok());
+        assert!(verifier.verify(&refresh, TokenKind::Refresh, now).is_ok());
+    }
+}
+
+dual_test! {
+    /// HS256 (the Django mode) publishes nothing: an HMAC secret never leaves the server.
+    async fn an_hmac_secret_is_never_published() {
+        let app = spawn_app().await;
+        let (_, body) = jwks(&app).await;
+        assert_eq!(body, serde_json::json!({"keys": []}));
+        let text = body.to_string();
+        assert!(!text.contains(TEST_SECRET));
+        let res = app
+            .client
+            .post(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(res.headers()["allow"], "GET, HEAD, OPTIONS");
+    }
+}
+
+dual_test! {
+    /// Each asymmetric algorithm, with a key doorman generates on first start: login, the
+    /// token's header, /hello/, refresh, and the JWKS entry.
+    async fn every_asymmetric_algorithm_serves_the_contract() {
+        for alg in Algorithm::ALL.into_iter().filter(|a| !a.is_hmac()) {
+            let app = spawn_app_with(&[
+                ("DOORMAN_SIGNING_KEY", ""),
+                ("DOORMAN_ALGORITHM", alg.as_str()),
+            ])
+            .await;
+            let (refresh, access) = app.login().await;
+            let header = header_of(&access);
+            assert_eq!(header["alg"], alg.as_str());
+            assert_eq!(header["typ"], "JWT");
+            assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK, "{alg}");
+            assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK, "{alg}");
+            let (_, body) = jwks(&app).await;
+            assert_eq!(body["keys"][0]["alg"], alg.as_str());
+            assert_eq!(body["keys"][0]["kid"], header["kid"]);
+        }
+    }
+}
+
+dual_test! {
+    async fn discovery_points_at_the_jwks() {
+        let app = spawn_app_with(&[
+            ("DOORMAN_SIGNING_KEY", ""),
+            ("DOORMAN_ISSUER", "https://auth.example.com"),
+        ])
+        .await;
+        let res = app
+            .client
+            .get(app.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["issuer"], "https://auth.example.com");
+        let jwks_uri = body["jwks_uri"].as_str().unwrap();
+        assert_eq!(jwks_uri, app.url("/.well-known/jwks.json"));
+        assert_eq!(body["id_token_signing_alg_values_supported"][0], "EdDSA");
+        let res = app.client.get(jwks_uri).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
+
+/// PyJWT with `cryptography` verifies doorman's tokens from the JWKS (found through the
+/// discovery document) for every asymmetric algorithm, and tokens PyJWT signs with the same
+/// key verify at doorman.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyjwt_and_doorman_verify_each_others_tokens() {
+    let Some(python) = Python::get().await else {
+        return;
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/jose.py");
+    doorman_token::install_crypto_provider();
+    for alg in Algorithm::ALL.into_iter().filter(|a| !a.is_hmac()) {
+        let (_, pem) = Key::generate(alg).unwrap();
+        let app = spawn_app_with(&[
+            ("DOORMAN_ALGORITHM", alg.as_str()),
+            ("DOORMAN_SIGNING_KEY", &pem),
+        ])
+        .await;
+        let pem_file = app.dir.path().join("key.pem");
+        std::fs::write(&pem_file, &pem).unwrap();
+        let (_, access) = app.login().await;
+        let out = python
+            .run(
+                &script,
+                &[&app.address, &access, &pem_file.display().to_string()],
+            )
+            .await;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{alg}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("verified doorman's {alg} token")),
+            "{stdout}"
+        );
+        let theirs = stdout.lines().last().unwrap().trim();
+        assert_eq!(header_of(theirs)["alg"], alg.as_str());
+        let (status, body) = status_body(app.get_hello(theirs).await).await;
+        assert_eq!(status, StatusCode::OK, "{alg}: PyJWT's token: {body}");
+    }
+}
