@@ -2,23 +2,33 @@
 //! same validation order and messages, with RFC 8725's stricter reading where simplejwt (or
 //! PyJWT) is lax or crashes.
 
+use std::sync::{Arc, RwLock};
+
 use serde_json::Value;
 
 use crate::wire::{self, encode_segment};
 use crate::{Claims, KeyError, KeySet, TokenError, TokenKind, TokenRules};
 
-/// Issues and verifies tokens with one key set under one set of rules.
-#[derive(Clone, Debug)]
+/// Issues and verifies tokens with one key set under one set of rules. The key set can be
+/// replaced while tokens are being issued and verified (key rotation); each operation uses
+/// one consistent snapshot.
+#[derive(Debug)]
 pub struct Tokens {
-    keys: KeySet,
+    keys: RwLock<Arc<Signing>>,
     rules: TokenRules,
-    /// The encoded header of every token we sign: PyJWT's layout, keys sorted, so that an HS256
-    /// header is exactly `{"alg":"HS256","typ":"JWT"}` as simplejwt emits it.
+}
+
+/// A key set and the encoded header its signing key puts on every token.
+#[derive(Debug)]
+struct Signing {
+    keys: Arc<KeySet>,
+    /// PyJWT's layout, keys sorted, so that an HS256 header is exactly
+    /// `{"alg":"HS256","typ":"JWT"}` as simplejwt emits it.
     header_segment: String,
 }
 
-impl Tokens {
-    pub fn new(keys: KeySet, rules: TokenRules) -> Tokens {
+impl Signing {
+    fn new(keys: KeySet) -> Signing {
         let signing = keys.signing();
         let header = match signing.kid() {
             Some(kid) => {
@@ -26,11 +36,27 @@ impl Tokens {
             }
             None => serde_json::json!({"alg": signing.alg().as_str(), "typ": "JWT"}),
         };
-        let header_segment = encode_segment(header.to_string().as_bytes());
+        Signing {
+            header_segment: encode_segment(header.to_string().as_bytes()),
+            keys: Arc::new(keys),
+        }
+    }
+}
+
+impl Clone for Tokens {
+    fn clone(&self) -> Tokens {
         Tokens {
-            keys,
+            keys: RwLock::new(self.snapshot()),
+            rules: self.rules.clone(),
+        }
+    }
+}
+
+impl Tokens {
+    pub fn new(keys: KeySet, rules: TokenRules) -> Tokens {
+        Tokens {
+            keys: RwLock::new(Arc::new(Signing::new(keys))),
             rules,
-            header_segment,
         }
     }
 
@@ -38,8 +64,21 @@ impl Tokens {
         &self.rules
     }
 
-    pub fn keys(&self) -> &KeySet {
-        &self.keys
+    /// The key set in use now.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.snapshot().keys.clone()
+    }
+
+    /// Swaps in a new key set (after a rotation): tokens are signed with its signing key and
+    /// verified against its keys from now on.
+    pub fn replace_keys(&self, keys: KeySet) {
+        let signing = Arc::new(Signing::new(keys));
+        // A poisoned lock only means a panic elsewhere while swapping an Arc; the Arc is whole.
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = signing;
+    }
+
+    fn snapshot(&self) -> Arc<Signing> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// `token_type, exp, iat, jti`: the claims every new token starts with, in simplejwt's order.
@@ -128,11 +167,13 @@ impl Tokens {
             payload.insert("iss", iss.as_str());
         }
         let body = serde_json::to_vec(payload.as_map()).map_err(|e| KeyError(e.to_string()))?;
-        let mut token = String::with_capacity(self.header_segment.len() + body.len() * 4 / 3 + 90);
-        token.push_str(&self.header_segment);
+        let signing = self.snapshot();
+        let mut token =
+            String::with_capacity(signing.header_segment.len() + body.len() * 4 / 3 + 90);
+        token.push_str(&signing.header_segment);
         token.push('.');
         token.push_str(&encode_segment(&body));
-        let signature = self.keys.signing().sign(token.as_bytes())?;
+        let signature = signing.keys.signing().sign(token.as_bytes())?;
         token.push('.');
         token.push_str(&signature);
         Ok(token)
@@ -143,7 +184,8 @@ impl Tokens {
     /// duplicate members, string times and `crit` are refused.
     pub fn decode(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let compact = wire::parse(token, self.rules.max_token_bytes)?;
-        let key = self
+        let signing = self.snapshot();
+        let key = signing
             .keys
             .find(compact.kid.as_deref())
             .ok_or(TokenError::Invalid)?;
@@ -357,7 +399,7 @@ mod tests {
             issuer: Some("doorman".into()),
             ..TokenRules::default()
         };
-        let t = Tokens::new(tokens().keys.clone(), rules);
+        let t = Tokens::new(KeySet::clone(&tokens().keys()), rules);
         let mut refresh = t.refresh_for_user("7", NOW);
         refresh.insert("scope", "read");
         let access = t.access_from_refresh(&refresh, NOW);
@@ -415,7 +457,7 @@ mod tests {
             leeway: std::time::Duration::from_secs(30),
             ..TokenRules::default()
         };
-        let t = Tokens::new(tokens().keys.clone(), rules);
+        let t = Tokens::new(KeySet::clone(&tokens().keys()), rules);
         let h = r#"{"alg":"HS256","typ":"JWT"}"#;
         assert!(
             t.decode(&sign_raw(h, &format!(r#"{{"exp":{}}}"#, NOW - 29)), NOW)
@@ -528,7 +570,7 @@ mod tests {
             issuer: Some("me".into()),
             ..TokenRules::default()
         };
-        let strict = Tokens::new(t.keys.clone(), rules);
+        let strict = Tokens::new(KeySet::clone(&t.keys()), rules);
         assert_eq!(strict.decode(&token, NOW).err(), Some(TokenError::Invalid));
         let ok = sign_raw(
             h,

@@ -63,7 +63,7 @@ impl AppState {
         } else if store.pending_migrations().await? > 0 {
             anyhow::bail!("the database has pending migrations; run `doorman migrate`");
         }
-        let keys = crate::keys::load(&config.key)?;
+        let keys = crate::keys::effective(&config.key, &store).await?;
         let tokens = Arc::new(Tokens::new(keys, config.tokens.clone()));
         let hasher = PasswordHasher::new(config.password_hash_workers);
         let accounts = Accounts::new(store.clone(), hasher);
@@ -183,13 +183,49 @@ impl Application {
             .config
             .prune_interval
             .map(|every| tokio::spawn(prune_expired(self.state.store.clone(), every)));
+        let key_refresh = matches!(
+            self.state.config.key,
+            crate::config::KeyConfig::Generated { .. }
+        )
+        .then(|| tokio::spawn(refresh_keys(self.state.clone())));
         let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
-        if let Some(task) = pruning {
+        for task in [pruning, key_refresh].into_iter().flatten() {
             task.abort();
         }
         served
+    }
+}
+
+/// Rereads the managed key set every `key_refresh_interval`, retires keys whose tokens have
+/// all expired, and swaps the set in when it changed (a rotation made by any instance or the
+/// CLI). A failure is logged and retried at the next tick; the keys in use stay.
+async fn refresh_keys(state: AppState) {
+    let mut ticks = tokio::time::interval(state.config.key_refresh_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let now = crate::unix_now();
+        if let Err(e) = state.store.retire_expired_keys(now).await {
+            tracing::warn!(error = %e, "could not retire expired signing keys");
+            continue;
+        }
+        match crate::keys::effective(&state.config.key, &state.store).await {
+            Ok(keys) => {
+                let in_use = state.tokens.keys();
+                if crate::keys::describe(&keys) != crate::keys::describe(&in_use) {
+                    tracing::info!(
+                        signing = keys.signing().kid().unwrap_or_default(),
+                        keys = keys.keys().count(),
+                        "the signing key set changed; using it now"
+                    );
+                    state.tokens.replace_keys(keys);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not reload the signing keys"),
+        }
     }
 }
 

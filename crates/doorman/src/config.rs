@@ -69,6 +69,8 @@ struct Settings {
     database_statement_timeout: Duration,
     #[serde(with = "values::duration")]
     prune_interval: Duration,
+    #[serde(with = "values::duration")]
+    key_refresh_interval: Duration,
 }
 
 impl Default for Settings {
@@ -104,6 +106,7 @@ impl Default for Settings {
             database_acquire_timeout: PoolSettings::default().acquire_timeout,
             database_statement_timeout: PoolSettings::default().statement_timeout,
             prune_interval: Duration::from_secs(3600),
+            key_refresh_interval: Duration::from_secs(10),
         }
     }
 }
@@ -144,6 +147,9 @@ pub struct Config {
     /// How often expired outstanding and blacklisted rows are deleted; `None` turns the
     /// background task off (`flush-expired-tokens` still works).
     pub prune_interval: Option<Duration>,
+    /// How often an instance rereads the managed key set, so that a rotation made anywhere
+    /// reaches it within this time.
+    pub key_refresh_interval: Duration,
 }
 
 /// Values given on the command line; they win over everything else.
@@ -268,6 +274,7 @@ impl Validator<'_> {
         for (key, timeout) in [
             ("database_acquire_timeout", s.database_acquire_timeout),
             ("database_statement_timeout", s.database_statement_timeout),
+            ("key_refresh_interval", s.key_refresh_interval),
         ] {
             if timeout.is_zero() {
                 return Err(self.fail(key, "expected a timeout longer than 0 seconds"));
@@ -308,6 +315,7 @@ impl Validator<'_> {
                 statement_timeout: s.database_statement_timeout,
             },
             prune_interval: Some(s.prune_interval).filter(|i| !i.is_zero()),
+            key_refresh_interval: s.key_refresh_interval,
         })
     }
 

@@ -9,6 +9,7 @@ use doorman_token::{Algorithm, Key, KeySet};
 use secrecy::ExposeSecret;
 
 use crate::config::KeyConfig;
+use crate::store::{KeyState, Store, StoredKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyLoadError {
@@ -16,6 +17,8 @@ pub enum KeyLoadError {
     File { path: String, reason: String },
     #[error("signing key: {0}")]
     Invalid(#[from] doorman_token::KeyError),
+    #[error("stored signing key {kid}: {reason}")]
+    Stored { kid: String, reason: String },
 }
 
 /// Loads (or, the first time, generates) the signing key.
@@ -24,12 +27,13 @@ pub fn load(config: &KeyConfig) -> Result<KeySet, KeyLoadError> {
     let key = match config {
         KeyConfig::Hmac { alg, secret } => Key::hmac(*alg, secret.expose_secret().as_bytes())?,
         KeyConfig::Pem { alg, pem } => Key::from_private_pem(*alg, pem.expose_secret())?,
-        KeyConfig::Generated { alg, path } => load_or_generate(*alg, path)?,
+        KeyConfig::Generated { alg, path } => load_or_generate(*alg, path)?.0,
     };
     Ok(KeySet::new(key))
 }
 
-fn load_or_generate(alg: Algorithm, path: &Path) -> Result<Key, KeyLoadError> {
+/// The key in the data directory, made on first use, with its PEM.
+pub fn load_or_generate(alg: Algorithm, path: &Path) -> Result<(Key, String), KeyLoadError> {
     let fail = |reason: String| KeyLoadError::File {
         path: path.display().to_string(),
         reason,
@@ -39,17 +43,69 @@ fn load_or_generate(alg: Algorithm, path: &Path) -> Result<Key, KeyLoadError> {
             warn_if_readable_by_others(path);
             let key = Key::from_private_pem(alg, &pem).map_err(|e| fail(e.to_string()))?;
             tracing::info!(path = %path.display(), %alg, kid = key.kid().unwrap_or_default(), "using the signing key from the data directory");
-            Ok(key)
+            Ok((key, pem))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let (key, pem) = Key::generate(alg)?;
             write_private(path, pem.as_bytes())
                 .map_err(|e| fail(format!("could not write it: {e}")))?;
             tracing::info!(path = %path.display(), %alg, kid = key.kid().unwrap_or_default(), "generated a new signing key (mode 0600); it is reused on every start");
-            Ok(key)
+            Ok((key, pem))
         }
         Err(e) => Err(fail(format!("could not read it: {e}"))),
     }
+}
+
+/// The managed key set (`doorman keys ...`) as stored, when it has a current key: that key
+/// signs; next keys, and retiring keys until their `retire_after`, verify. Retired keys and
+/// retiring keys past their time are left out.
+pub fn managed_key_set(stored: &[StoredKey], now: i64) -> Result<Option<KeySet>, KeyLoadError> {
+    let load = |k: &StoredKey| -> Result<Key, KeyLoadError> {
+        let alg: Algorithm = k.alg.parse().map_err(|e: String| KeyLoadError::Stored {
+            kid: k.kid.clone(),
+            reason: e,
+        })?;
+        let key = Key::from_private_pem(alg, k.private_pem.expose_secret()).map_err(|e| {
+            KeyLoadError::Stored {
+                kid: k.kid.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(key.with_kid(Some(k.kid.clone())))
+    };
+    let Some(current) = stored.iter().find(|k| k.state == KeyState::Current) else {
+        return Ok(None);
+    };
+    let mut set = KeySet::new(load(current)?);
+    for key in stored.iter().filter(|k| match k.state {
+        KeyState::Next => true,
+        KeyState::Retiring => k.retire_after.is_some_and(|t| t > now),
+        KeyState::Current | KeyState::Retired => false,
+    }) {
+        set = set.with_verify_only(load(key)?);
+    }
+    Ok(Some(set))
+}
+
+/// The keys doorman uses now: with a generated key (no `signing_key` configured), the managed
+/// set in the database once `doorman keys generate` has made one; otherwise the configured or
+/// generated key.
+pub async fn effective(config: &KeyConfig, store: &Store) -> anyhow::Result<KeySet> {
+    if matches!(config, KeyConfig::Generated { .. }) {
+        let stored = store.signing_keys().await?;
+        if let Some(set) = managed_key_set(&stored, crate::unix_now())? {
+            return Ok(set);
+        }
+    }
+    Ok(load(config)?)
+}
+
+/// A fingerprint of a key set: which key signs and which verify. Equal sets need no swap.
+pub fn describe(set: &KeySet) -> Vec<(String, bool)> {
+    set.keys()
+        .enumerate()
+        .map(|(i, k)| (k.kid().unwrap_or_default().to_owned(), i == 0))
+        .collect()
 }
 
 /// Creates the file with mode 0600 from the start (no window where it is world-readable), and

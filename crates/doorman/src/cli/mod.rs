@@ -2,6 +2,7 @@
 //! 2 usage error; errors go to stderr as one line.
 
 mod flush;
+mod keys;
 mod migrate;
 mod serve;
 mod token;
@@ -48,6 +49,9 @@ enum Command {
     /// Inspect tokens
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Manage the signing key set: generate, rotate, retire, list
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// A failure to report on stderr, with the exit code it maps to.
@@ -123,6 +127,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime.block_on(flush::run(&load(&cli.config, &overrides)?))
         }
         Command::Token(command) => token::run(cli.config.as_deref(), &overrides, command),
+        Command::Keys(command) => {
+            runtime.block_on(keys::run(&load(&cli.config, &overrides)?, command))
+        }
     }
 }
 

@@ -119,6 +119,108 @@ pub enum RotateOutcome {
     AlreadyBlacklisted,
 }
 
+/// Where a managed key is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published in the JWKS, verifies, does not sign yet.
+    Next,
+    /// Signs (one at a time).
+    Current,
+    /// Verifies until `retire_after`: every token it signed has expired by then.
+    Retiring,
+    /// Never used again.
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Current => "current",
+            KeyState::Retiring => "retiring",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    fn parse(text: &str) -> Result<KeyState, StoreError> {
+        match text {
+            "next" => Ok(KeyState::Next),
+            "current" => Ok(KeyState::Current),
+            "retiring" => Ok(KeyState::Retiring),
+            "retired" => Ok(KeyState::Retired),
+            other => Err(StoreError::Database(
+                format!("unknown key state {other:?}").into(),
+            )),
+        }
+    }
+}
+
+/// A managed signing key as stored: the private key PEM and its state.
+#[derive(Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    pub state: KeyState,
+    pub private_pem: secrecy::SecretString,
+    pub created_at: i64,
+    pub state_since: i64,
+    pub retire_after: Option<i64>,
+}
+
+impl fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("state", &self.state)
+            .field("private_pem", &"[redacted]")
+            .field("created_at", &self.created_at)
+            .field("state_since", &self.state_since)
+            .field("retire_after", &self.retire_after)
+            .finish()
+    }
+}
+
+#[derive(FromRow)]
+struct KeyRow {
+    kid: String,
+    alg: String,
+    state: String,
+    private_pem: String,
+    created_at: i64,
+    state_since: i64,
+    retire_after: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for StoredKey {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<StoredKey, StoreError> {
+        Ok(StoredKey {
+            kid: row.kid,
+            alg: row.alg,
+            state: KeyState::parse(&row.state)?,
+            private_pem: row.private_pem.into(),
+            created_at: row.created_at,
+            state_since: row.state_since,
+            retire_after: row.retire_after,
+        })
+    }
+}
+
+/// What `keys rotate` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyRotation {
+    /// `promoted` is now current; `retiring` (the old current, if any) verifies until its
+    /// retire_after.
+    Rotated {
+        promoted: String,
+        retiring: Option<String>,
+    },
+    /// There is no next key to promote.
+    NoNextKey,
+}
+
 /// A migration applied by [`Store::migrate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MigrationInfo {
@@ -335,6 +437,37 @@ impl Store {
     /// (simplejwt's `flushexpiredtokens`). Returns how many outstanding rows went.
     pub async fn flush_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         dispatch!(self, s => s.flush_expired(now).await)
+    }
+
+    /// Every managed key, oldest first, retired ones included.
+    pub async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        dispatch!(self, s => s.signing_keys().await)
+    }
+
+    /// Adds a key (a new `next` key, or the first `current` one).
+    pub async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        dispatch!(self, s => s.add_signing_key(key).await)
+    }
+
+    /// In one transaction: the current key becomes retiring until `retire_after`, and the
+    /// oldest next key becomes current.
+    pub async fn rotate_signing_keys(
+        &self,
+        now: i64,
+        retire_after: i64,
+    ) -> Result<KeyRotation, StoreError> {
+        dispatch!(self, s => s.rotate_signing_keys(now, retire_after).await)
+    }
+
+    /// Retires a next or retiring key at once; false when there is no such key or it is the
+    /// current one (rotate first).
+    pub async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.retire_signing_key(kid, now).await)
+    }
+
+    /// Retires the retiring keys whose tokens have all expired; returns how many.
+    pub async fn retire_expired_keys(&self, now: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.retire_expired_keys(now).await)
     }
 
     /// [`flush_expired`](Self::flush_expired) for the background pruning task: on PostgreSQL

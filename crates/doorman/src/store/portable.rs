@@ -19,6 +19,88 @@ macro_rules! portable_queries {
         }
 
         impl $store {
+            pub async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+                let rows: Vec<KeyRow> = sqlx::query_as(
+                    "SELECT kid, alg, state, private_pem, created_at, state_since, retire_after
+                     FROM signing_keys ORDER BY created_at, kid",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(StoredKey::try_from).collect()
+            }
+
+            pub async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+                use secrecy::ExposeSecret;
+                sqlx::query(
+                    "INSERT INTO signing_keys
+                     (kid, alg, state, private_pem, created_at, state_since, retire_after)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&key.kid)
+                .bind(&key.alg)
+                .bind(key.state.as_str())
+                .bind(key.private_pem.expose_secret())
+                .bind(key.created_at)
+                .bind(key.state_since)
+                .bind(key.retire_after)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            pub async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', state_since = $1
+                     WHERE kid = $2 AND state IN ('next', 'retiring')",
+                )
+                .bind(now)
+                .bind(kid)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            pub async fn retire_expired_keys(&self, now: i64) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', state_since = $1
+                     WHERE state = 'retiring' AND retire_after <= $1",
+                )
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            /// The rotation's writes, inside the caller's transaction.
+            async fn promote_next_key(
+                conn: &mut $conn,
+                now: i64,
+                retire_after: i64,
+            ) -> Result<KeyRotation, StoreError> {
+                let next: Option<String> = sqlx::query_scalar(
+                    "SELECT kid FROM signing_keys WHERE state = 'next'
+                     ORDER BY created_at, kid LIMIT 1",
+                )
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(promoted) = next else {
+                    return Ok(KeyRotation::NoNextKey);
+                };
+                let retiring: Option<String> = sqlx::query_scalar(
+                    "UPDATE signing_keys SET state = 'retiring', state_since = $1, retire_after = $2
+                     WHERE state = 'current' RETURNING kid",
+                )
+                .bind(now)
+                .bind(retire_after)
+                .fetch_optional(&mut *conn)
+                .await?;
+                sqlx::query("UPDATE signing_keys SET state = 'current', state_since = $1 WHERE kid = $2")
+                    .bind(now)
+                    .bind(&promoted)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(KeyRotation::Rotated { promoted, retiring })
+            }
         pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
             let row: UserRow = sqlx::query_as(
                 "INSERT INTO users (username, password, is_active, is_superuser, date_joined)

@@ -11,8 +11,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgPool, Pg
 use time::OffsetDateTime;
 
 use super::{
-    BlacklistOutcome, MigrationInfo, MigrationStatus, NewUser, OutstandingToken, PoolSettings,
-    RotateOutcome, StoreError, User, UserRow, newly_applied,
+    BlacklistOutcome, KeyRotation, KeyRow, MigrationInfo, MigrationStatus, NewUser,
+    OutstandingToken, PoolSettings, RotateOutcome, StoreError, StoredKey, User, UserRow,
+    newly_applied,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -50,6 +51,21 @@ impl PostgresStore {
         // Fail start-up (and the CLI) clearly when the database can't be reached at all.
         sqlx::query("SELECT 1").execute(&store.pool).await?;
         Ok(store)
+    }
+
+    pub async fn rotate_signing_keys(
+        &self,
+        now: i64,
+        retire_after: i64,
+    ) -> Result<KeyRotation, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // One rotation at a time across instances: the others wait, then see the new state.
+        sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let rotation = Self::promote_next_key(&mut tx, now, retire_after).await?;
+        tx.commit().await?;
+        Ok(rotation)
     }
 
     pub async fn close(&self) {

@@ -13,8 +13,9 @@ use sqlx::sqlite::{
 use time::OffsetDateTime;
 
 use super::{
-    BlacklistOutcome, MigrationInfo, MigrationStatus, NewUser, OutstandingToken, PoolSettings,
-    RotateOutcome, StoreError, User, UserRow, newly_applied,
+    BlacklistOutcome, KeyRotation, KeyRow, MigrationInfo, MigrationStatus, NewUser,
+    OutstandingToken, PoolSettings, RotateOutcome, StoreError, StoredKey, User, UserRow,
+    newly_applied,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -63,6 +64,17 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(SqliteStore { pool })
+    }
+
+    pub async fn rotate_signing_keys(
+        &self,
+        now: i64,
+        retire_after: i64,
+    ) -> Result<KeyRotation, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rotation = Self::promote_next_key(&mut tx, now, retire_after).await?;
+        tx.commit().await?;
+        Ok(rotation)
     }
 
     pub async fn close(&self) {

@@ -149,11 +149,28 @@ fn usage_errors_exit_2_and_help_exists_everywhere() {
         vec!["user", "set-password", "--help"],
         vec!["token", "decode", "--help"],
         vec!["flush-expired-tokens", "--help"],
+        vec!["keys", "--help"],
+        vec!["keys", "list", "--help"],
+        vec!["keys", "generate", "--help"],
+        vec!["keys", "rotate", "--help"],
+        vec!["keys", "retire", "--help"],
     ] {
         let out = doorman(dir.path()).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         assert!(stdout_of(&out).contains("Usage:"), "{args:?}");
     }
+    // An unknown algorithm for a new key is a usage error; an HMAC one is refused.
+    doorman(dir.path()).arg("migrate").assert().success();
+    for alg in ["XS256", "HS256"] {
+        let out = doorman(dir.path())
+            .args(["keys", "generate", "--alg", alg])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{alg}: {}", stderr_of(&out));
+    }
+    let out = doorman(dir.path()).args(["keys", "rotate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("no next key"), "{}", stderr_of(&out));
 }
 
 #[test]

@@ -205,6 +205,25 @@ pub async fn spawn_app() -> TestApp {
 
 /// As [`spawn_app`], with `DOORMAN_*` settings added or replaced (an empty value removes one).
 pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
+    let app = start_app(settings).await;
+    app.create_user(ALICE.0, ALICE.1, true).await;
+    app.create_user(INACTIVE.0, INACTIVE.1, false).await;
+    app
+}
+
+/// Another instance on `first`'s database and data directory (so also its generated key),
+/// with `settings` on top of the test defaults.
+pub async fn spawn_second_instance(first: &TestApp, settings: &[(&str, &str)]) -> TestApp {
+    let data_dir = first.data_dir().display().to_string();
+    let mut all = vec![
+        ("DOORMAN_DATABASE_URL", first.database_url.as_str()),
+        ("DOORMAN_DATA_DIR", data_dir.as_str()),
+    ];
+    all.extend_from_slice(settings);
+    start_app(&all).await
+}
+
+async fn start_app(settings: &[(&str, &str)]) -> TestApp {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
             doorman::telemetry::init("debug");
@@ -243,7 +262,7 @@ pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
     let address = format!("http://{}", app.local_addr().expect("local addr"));
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let test_app = TestApp {
+    TestApp {
         address,
         client: Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -253,13 +272,15 @@ pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
         database_url,
         dir,
         _database: database,
-    };
-    test_app.create_user(ALICE.0, ALICE.1, true).await;
-    test_app.create_user(INACTIVE.0, INACTIVE.1, false).await;
-    test_app
+    }
 }
 
 impl TestApp {
+    /// The data directory this instance was started with.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.state.config.data_dir.clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -169,3 +169,127 @@ async fn pyjwt_and_doorman_verify_each_others_tokens() {
         assert_eq!(status, StatusCode::OK, "{alg}: PyJWT's token: {body}");
     }
 }
+
+/// Lifetimes short enough to watch a retiring key retire by itself.
+/// Long enough that the old tokens are still valid after the rotation has spread (a few
+/// seconds on a loaded machine).
+const SHORT_LIVES: [(&str, &str); 4] = [
+    ("DOORMAN_ACCESS_TOKEN_LIFETIME", "8"),
+    ("DOORMAN_REFRESH_TOKEN_LIFETIME", "10"),
+    ("DOORMAN_SLIDING_TOKEN_LIFETIME", "8"),
+    ("DOORMAN_SLIDING_TOKEN_REFRESH_LIFETIME", "10"),
+];
+
+/// `doorman keys ...` against the app's database and data directory, with its lifetimes.
+fn keys_cli(app: &TestApp, args: &[&str]) -> String {
+    let mut cmd = assert_cmd::Command::cargo_bin("doorman").unwrap();
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DOORMAN_DATABASE_URL", &app.database_url)
+        .env("DOORMAN_DATA_DIR", app.data_dir())
+        .arg("keys")
+        .args(args);
+    for (k, v) in SHORT_LIVES {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "keys {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Waits (up to 15 s) until `check` holds.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "never: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn jwks_kids(app: &TestApp) -> Vec<String> {
+    let (_, body) = jwks(app).await;
+    body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn login_kid(app: &TestApp) -> String {
+    let (_, access) = app.login().await;
+    header_of(&access)["kid"].as_str().unwrap().to_owned()
+}
+
+dual_test! {
+    /// A rotation while clients hold tokens from the old key: the new key is published first,
+    /// then signs on every instance; everything signed by the old key keeps working until it
+    /// expires, after which the old key retires by itself.
+    multi_thread async fn rotation_keeps_held_tokens_working_until_they_expire() {
+        let mut settings = vec![("DOORMAN_SIGNING_KEY", ""), ("DOORMAN_KEY_REFRESH_INTERVAL", "1")];
+        settings.extend_from_slice(&SHORT_LIVES);
+        let a = spawn_app_with(&settings).await;
+        let (old_refresh, old_access) = a.login().await;
+        let old_kid = header_of(&old_access)["kid"].as_str().unwrap().to_owned();
+
+        let generated = keys_cli(&a, &["generate", "--alg", "ES256"]);
+        let new_kid = generated
+            .lines()
+            .find_map(|l| l.strip_prefix("Generated "))
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap()
+            .to_owned();
+        // A second instance starting now uses the managed set from the database.
+        let b = spawn_second_instance(&a, &settings).await;
+        for app in [&a, &b] {
+            eventually("the next key is published", || async {
+                jwks_kids(app).await == [old_kid.clone(), new_kid.clone()]
+            })
+            .await;
+            assert_eq!(login_kid(app).await, old_kid, "next must not sign yet");
+        }
+
+        let rotated = keys_cli(&a, &["rotate"]);
+        assert!(rotated.contains(&format!("{new_kid} is now the current key")), "{rotated}");
+        for app in [&a, &b] {
+            eventually("the new key signs", || async { login_kid(app).await == new_kid }).await;
+            // What clients hold from the old key still works everywhere.
+            assert_eq!(app.get_hello(&old_access).await.status(), StatusCode::OK);
+        }
+        let res = a.refresh(&old_refresh).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(header_of(body["access"].as_str().unwrap())["kid"], new_kid.as_str());
+
+        // Once every token the old key signed has expired, it retires by itself.
+        for app in [&a, &b] {
+            eventually("the old key retires", || async { jwks_kids(app).await == [new_kid.clone()] })
+                .await;
+        }
+        let listed = keys_cli(&a, &["list"]);
+        assert!(
+            listed.lines().any(|l| l.starts_with(&old_kid) && l.contains("retired")),
+            "{listed}"
+        );
+
+        // A next key retired by hand disappears from the JWKS at once.
+        let generated = keys_cli(&a, &["generate"]);
+        let spare = generated
+            .lines()
+            .find_map(|l| l.strip_prefix("Generated "))
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap()
+            .to_owned();
+        eventually("the spare key is published", || async { jwks_kids(&b).await.len() == 2 }).await;
+        keys_cli(&a, &["retire", &spare]);
+        eventually("the spare key is gone", || async { jwks_kids(&b).await == [new_kid.clone()] }).await;
+    }
+}
