@@ -19,6 +19,8 @@
 //! let app: Router = Router::new().route("/hello/", get(hello)).with_state(guard);
 //! ```
 
+#[cfg(feature = "jwks")]
+mod jwks;
 mod layer;
 mod rejection;
 
@@ -28,10 +30,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRef, FromRequestParts};
-use doorman_token::{Claims, TokenKind, Tokens, UserId};
+use doorman_token::{Claims, TokenError, TokenKind, Tokens, UserId};
 use http::HeaderMap;
 use http::request::Parts;
 
+#[cfg(feature = "jwks")]
+pub use jwks::{JwksError, JwksOptions, JwksSource};
 pub use layer::{RequireToken, RequireTokenLayer};
 pub use rejection::Rejection;
 
@@ -68,6 +72,8 @@ pub struct Guard {
     tokens: Arc<Tokens>,
     header_types: Arc<[String]>,
     users: Option<Arc<dyn UserCheck>>,
+    #[cfg(feature = "jwks")]
+    jwks: Option<Arc<JwksSource>>,
 }
 
 impl Guard {
@@ -82,7 +88,33 @@ impl Guard {
             tokens,
             header_types: Arc::from(["Bearer".to_owned()]),
             users: None,
+            #[cfg(feature = "jwks")]
+            jwks: None,
         }
+    }
+
+    /// A guard that verifies with the keys of a JWKS URL (doorman's
+    /// `/.well-known/jwks.json`), fetching it again after a key rotation.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), doorman_guard::JwksError> {
+    /// use doorman_guard::{Guard, JwksOptions, JwksSource};
+    /// use doorman_token::TokenRules;
+    ///
+    /// let jwks = JwksSource::fetch(
+    ///     "https://auth.example.com/.well-known/jwks.json",
+    ///     TokenRules::default(),
+    ///     JwksOptions::default(),
+    /// )
+    /// .await?;
+    /// let guard = Guard::from_jwks(jwks);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "jwks")]
+    pub fn from_jwks(source: Arc<JwksSource>) -> Guard {
+        let mut guard = Guard::from_shared(source.tokens().clone());
+        guard.jwks = Some(source);
+        guard
     }
 
     /// The accepted `Authorization` schemes (simplejwt's `AUTH_HEADER_TYPES`, case-sensitive);
@@ -108,10 +140,7 @@ impl Guard {
     /// simplejwt's `JWTAuthentication.authenticate` followed by DRF's `IsAuthenticated`.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, Rejection> {
         let raw = self.raw_token(headers)?;
-        let claims = self
-            .tokens
-            .verify(raw, TokenKind::Access, now())
-            .map_err(Rejection::InvalidToken)?;
+        let claims = self.verify(raw).await.map_err(Rejection::InvalidToken)?;
         let user_claim = &self.tokens.rules().user_id_claim;
         let user_id = match claims.user_id(user_claim) {
             None => return Err(Rejection::NoUserIdentification),
@@ -129,6 +158,31 @@ impl Guard {
             })?;
         }
         Ok(Authenticated { claims, user_id })
+    }
+
+    /// Verifies an access token; with a JWKS, a token naming a key the set doesn't hold yet
+    /// (a rotation) is retried once after the set is fetched again (within the cooldown).
+    async fn verify(&self, raw: &str) -> Result<Claims, TokenError> {
+        let verified = self.tokens.verify(raw, TokenKind::Access, now());
+        #[cfg(feature = "jwks")]
+        if let Some(jwks) = &self.jwks {
+            return match verified {
+                Err(TokenError::Invalid) if jwks.refresh_for(raw).await => {
+                    self.tokens.verify(raw, TokenKind::Access, now())
+                }
+                Ok(claims) => {
+                    // Keep the set fresh (keys retired at the issuer) without delaying callers.
+                    if jwks.is_stale() {
+                        let jwks = jwks.clone();
+                        let raw = raw.to_owned();
+                        tokio::spawn(async move { jwks.refresh_for(&raw).await });
+                    }
+                    Ok(claims)
+                }
+                other => other,
+            };
+        }
+        verified
     }
 
     /// The token from the header: split on any whitespace; another scheme counts as no

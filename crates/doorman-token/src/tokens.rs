@@ -77,6 +77,17 @@ impl Tokens {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = signing;
     }
 
+    /// Whether the token is well-formed but names a `kid` this key set doesn't hold: the cue
+    /// for a verifier that learns keys from a JWKS to fetch it again. Checks no signature.
+    pub fn names_unknown_key(&self, token: &str) -> bool {
+        match wire::parse(token, self.rules.max_token_bytes) {
+            Ok(compact) => {
+                compact.kid.is_some() && self.keys().find(compact.kid.as_deref()).is_none()
+            }
+            Err(_) => false,
+        }
+    }
+
     fn snapshot(&self) -> Arc<Signing> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

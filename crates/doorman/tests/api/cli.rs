@@ -168,9 +168,16 @@ fn usage_errors_exit_2_and_help_exists_everywhere() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{alg}: {}", stderr_of(&out));
     }
-    let out = doorman(dir.path()).args(["keys", "rotate"]).output().unwrap();
+    let out = doorman(dir.path())
+        .args(["keys", "rotate"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr_of(&out).contains("no next key"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("no next key"),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 #[test]

@@ -293,3 +293,90 @@ dual_test! {
         eventually("the spare key is gone", || async { jwks_kids(&b).await == [new_kid.clone()] }).await;
     }
 }
+
+dual_test! {
+    /// examples/resource-server, guarded by doorman-guard with doorman's JWKS, keeps accepting
+    /// doorman's tokens through a key rotation (fetching the JWKS again for the new kid), and
+    /// a flood of tokens naming made-up kids costs at most one fetch per cooldown.
+    multi_thread async fn a_resource_server_follows_doorman_through_a_rotation() {
+        let mut settings = vec![("DOORMAN_SIGNING_KEY", ""), ("DOORMAN_KEY_REFRESH_INTERVAL", "1")];
+        settings.extend_from_slice(&SHORT_LIVES);
+        let app = spawn_app_with(&settings).await;
+        let source = doorman_guard::JwksSource::fetch(
+            app.url("/.well-known/jwks.json"),
+            TokenRules::default(),
+            doorman_guard::JwksOptions {
+                cooldown: std::time::Duration::from_secs(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let orders = format!("http://{}/orders/", listener.local_addr().unwrap());
+        tokio::spawn(axum::serve(listener, resource_server::router_with(source.clone())).into_future());
+        let get = |token: String| {
+            let client = app.client.clone();
+            let orders = orders.clone();
+            async move {
+                let res = client.get(orders).bearer_auth(token).send().await.unwrap();
+                let status = res.status();
+                (status, res.text().await.unwrap())
+            }
+        };
+
+        let (_, old_access) = app.login().await;
+        let (status, body) = get(old_access.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, r#"{"user_id":1,"orders":[]}"#);
+        let (status, body) = get("not-a-token".into()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("token_not_valid"), "{body}");
+
+        keys_cli(&app, &["generate", "--alg", "ES256"]);
+        keys_cli(&app, &["rotate"]);
+        let new_kid = keys_cli(&app, &["list"])
+            .lines()
+            .find(|l| l.contains(" current "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap()
+            .to_owned();
+        eventually("doorman signs with the new key", || async { login_kid(&app).await == new_kid }).await;
+        let (_, new_access) = app.login().await;
+        // Past the cooldown since the first fetch, the unknown kid makes it fetch again.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let before = source.fetches();
+        let (status, body) = get(new_access.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(source.fetches(), before + 1);
+        let (status, _) = get(old_access.clone()).await;
+        assert_eq!(status, StatusCode::OK, "the old key still verifies");
+
+        // Fifty tokens naming made-up kids, right after a fetch: no fetch at all.
+        let (_, payload_and_sig) = new_access.split_once('.').unwrap();
+        let fetched = source.fetches();
+        for i in 0..50 {
+            use base64::Engine;
+            let header = format!(r#"{{"alg":"ES256","kid":"made-up-{i}","typ":"JWT"}}"#);
+            let forged = format!(
+                "{}.{payload_and_sig}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header)
+            );
+            let (status, _) = get(forged).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(source.fetches(), fetched, "a kid flood within the cooldown fetched");
+        // After the cooldown, one more flood costs exactly one fetch.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        for i in 0..50 {
+            use base64::Engine;
+            let header = format!(r#"{{"alg":"ES256","kid":"other-{i}","typ":"JWT"}}"#);
+            let forged = format!(
+                "{}.{payload_and_sig}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header)
+            );
+            get(forged).await;
+        }
+        assert_eq!(source.fetches(), fetched + 1);
+    }
+}
