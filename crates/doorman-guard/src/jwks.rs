@@ -166,5 +166,8 @@ async fn download(
     let first = keys.next().ok_or_else(|| JwksError::NoKeys {
         url: url.to_owned(),
     })?;
-    Ok(keys.fold(KeySet::new(first), KeySet::with_verify_only))
+    // A JWKS repeating a kid keeps the first key under it.
+    Ok(keys.fold(KeySet::new(first), |set, key| {
+        set.clone().with_verify_only(key).unwrap_or(set)
+    }))
 }

@@ -127,6 +127,83 @@ impl Key {
         Ok(key)
     }
 
+    /// A signing key from a private JWK (RFC 7517/7518: `kty` RSA with `n e d p q dp dq qi`,
+    /// EC with `crv x y d`, OKP Ed25519 with `x d`), and the PKCS#8 PEM it converts to. The
+    /// JWK's `alg` is required and decides; its `kid`, when present, is kept.
+    pub fn from_private_jwk(jwk: &serde_json::Value) -> Result<(Key, String), KeyError> {
+        let field = |name: &str| -> Result<Vec<u8>, KeyError> {
+            let text = jwk
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| KeyError(format!("the JWK has no {name:?} member")))?;
+            URL_SAFE_NO_PAD
+                .decode(text)
+                .map_err(|_| KeyError(format!("the JWK's {name:?} is not base64url")))
+        };
+        let alg: Algorithm = jwk
+            .get("alg")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| KeyError("the JWK has no \"alg\"; add the algorithm it is for".into()))?
+            .parse()
+            .map_err(KeyError)?;
+        let rejected = |e: aws_lc_rs::error::KeyRejected| {
+            KeyError(format!("the JWK is not a valid {alg} private key: {e}"))
+        };
+        let der: Vec<u8> = match (alg.family(), jwk.get("kty").and_then(|k| k.as_str())) {
+            (Family::Rsa, Some("RSA")) => {
+                let components = aws_lc_rs::rsa::KeyPairComponents {
+                    public_key: aws_lc_rs::rsa::PublicKeyComponents {
+                        n: field("n")?,
+                        e: field("e")?,
+                    },
+                    d: field("d")?,
+                    p: field("p")?,
+                    q: field("q")?,
+                    dP: field("dp")?,
+                    dQ: field("dq")?,
+                    qInv: field("qi")?,
+                };
+                let pair =
+                    aws_lc_rs::rsa::KeyPair::from_components(&components).map_err(rejected)?;
+                let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> = pair
+                    .as_der()
+                    .map_err(|_| KeyError("could not serialize the RSA key".into()))?;
+                der.as_ref().to_vec()
+            }
+            (Family::Ec, Some("EC")) => {
+                let point = [vec![0x04], field("x")?, field("y")?].concat();
+                EcdsaKeyPair::from_private_key_and_public_key(ec_signing(alg), &field("d")?, &point)
+                    .map_err(rejected)?
+                    .to_pkcs8v1()
+                    .map_err(|_| KeyError("could not serialize the EC key".into()))?
+                    .as_ref()
+                    .to_vec()
+            }
+            (Family::Ed, Some("OKP")) => {
+                Ed25519KeyPair::from_seed_and_public_key(&field("d")?, &field("x")?)
+                    .map_err(rejected)?
+                    .to_pkcs8v1()
+                    .map_err(|_| KeyError("could not serialize the Ed25519 key".into()))?
+                    .as_ref()
+                    .to_vec()
+            }
+            (Family::Hmac, _) => {
+                return Err(KeyError(format!(
+                    "{alg} takes a shared secret, not a JWK key pair"
+                )));
+            }
+            (_, kty) => return Err(KeyError(format!("a {kty:?} JWK does not suit {alg}"))),
+        };
+        let pem = pem_encode("PRIVATE KEY", &der);
+        let key = Key::from_private_pem(alg, &pem)?;
+        let kid = jwk.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+        let key = match kid {
+            Some(kid) => key.with_kid(Some(kid)),
+            None => key,
+        };
+        Ok((key, pem))
+    }
+
     /// A verify-only key for `alg` from a public key PEM (`PUBLIC KEY`, or `RSA PUBLIC KEY`).
     pub fn from_public_pem(alg: Algorithm, pem: &str) -> Result<Key, KeyError> {
         let bytes = pem.as_bytes();
@@ -354,6 +431,7 @@ fn thumbprint(jwk: &Jwk) -> Result<String, KeyError> {
 pub struct KeySet {
     signing: Key,
     verify_only: Vec<Key>,
+    mixed_allowed: bool,
 }
 
 impl KeySet {
@@ -361,13 +439,34 @@ impl KeySet {
         KeySet {
             signing,
             verify_only: Vec::new(),
+            mixed_allowed: false,
         }
     }
 
-    /// Adds a key that verifies but never signs.
-    pub fn with_verify_only(mut self, key: Key) -> KeySet {
-        self.verify_only.push(key);
+    /// Lets HMAC secrets and key pairs verify side by side (e.g. during a move from HS256 to
+    /// EdDSA). Off by default: a deployment that mixes them invites key confusion.
+    pub fn allowing_mixed_families(mut self) -> KeySet {
+        self.mixed_allowed = true;
         self
+    }
+
+    /// Adds a key that verifies but never signs. An HMAC secret beside key pairs (or the
+    /// reverse) is refused unless mixing was allowed, and so is a second key with the same id.
+    pub fn with_verify_only(mut self, key: Key) -> Result<KeySet, KeyError> {
+        if !self.mixed_allowed && key.alg.is_hmac() != self.signing.alg.is_hmac() {
+            return Err(KeyError(format!(
+                "a {} key can't join a key set signing with {}: HMAC secrets and key pairs don't mix",
+                key.alg, self.signing.alg
+            )));
+        }
+        if self.keys().any(|k| k.kid == key.kid) {
+            return Err(KeyError(format!(
+                "two keys with the id {:?}",
+                key.kid.as_deref().unwrap_or("")
+            )));
+        }
+        self.verify_only.push(key);
+        Ok(self)
     }
 
     pub fn signing(&self) -> &Key {
@@ -460,6 +559,77 @@ mod tests {
                 .unwrap()
                 .public_jwk()
                 .is_none()
+        );
+    }
+
+    /// Private JWKs as RFC 7517 and other libraries write them: RSA (RFC 7515 A.2's key),
+    /// EC P-256 (RFC 7515 A.3's), and Ed25519 (RFC 8037 A.1's).
+    #[test]
+    fn private_jwks_from_the_rfcs_load_and_sign() {
+        crate::install_crypto_provider();
+        let ed = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA",
+            "d": "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        let (key, pem) = Key::from_private_jwk(&ed).unwrap();
+        assert_eq!(
+            key.kid(),
+            Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
+        );
+        assert!(Key::from_private_pem(Algorithm::EdDSA, &pem).is_ok());
+        let ec = serde_json::json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "mine",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+            "d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"});
+        let (key, _) = Key::from_private_jwk(&ec).unwrap();
+        assert_eq!(key.kid(), Some("mine"));
+        let sig = key.sign(b"m").unwrap();
+        assert!(key.verify(&sig, b"m"));
+        let mut wrong = ec.clone();
+        wrong["d"] = serde_json::json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE");
+        assert!(
+            Key::from_private_jwk(&wrong).is_err(),
+            "d that doesn't match x, y"
+        );
+        let mut no_alg = ec.clone();
+        no_alg.as_object_mut().unwrap().remove("alg");
+        assert!(Key::from_private_jwk(&no_alg).is_err());
+        // A generated RSA key's PEM, through its JWK form and back.
+        let (rsa, _) = Key::generate(Algorithm::RS256).unwrap();
+        let public = rsa.public_jwk().unwrap();
+        assert!(
+            Key::from_private_jwk(&public).is_err(),
+            "a public JWK can't sign"
+        );
+    }
+
+    #[test]
+    fn hmac_and_key_pairs_never_mix_unless_allowed() {
+        crate::install_crypto_provider();
+        let (pair, _) = Key::generate(Algorithm::EdDSA).unwrap();
+        let (other, _) = Key::generate(Algorithm::ES256).unwrap();
+        let secret = Key::hmac(Algorithm::HS256, &[7; 32]).unwrap();
+        assert!(
+            KeySet::new(pair.clone())
+                .with_verify_only(secret.clone())
+                .is_err()
+        );
+        assert!(
+            KeySet::new(secret.clone())
+                .with_verify_only(pair.clone())
+                .is_err()
+        );
+        assert!(KeySet::new(pair.clone()).with_verify_only(other).is_ok());
+        assert!(
+            KeySet::new(pair.clone())
+                .with_verify_only(pair.clone())
+                .is_err(),
+            "same kid"
+        );
+        assert!(
+            KeySet::new(pair)
+                .allowing_mixed_families()
+                .with_verify_only(secret)
+                .is_ok()
         );
     }
 

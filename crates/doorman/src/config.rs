@@ -47,7 +47,10 @@ struct Settings {
     update_last_login: Flag,
     algorithm: Option<String>,
     signing_key: Option<SecretString>,
+    signing_key_file: Option<PathBuf>,
+    signing_key_id: Option<String>,
     verifying_key: Option<String>,
+    verifying_key_file: Option<PathBuf>,
     audience: Option<String>,
     issuer: Option<String>,
     #[serde(with = "values::duration")]
@@ -90,7 +93,10 @@ impl Default for Settings {
             update_last_login: Flag(false),
             algorithm: None,
             signing_key: None,
+            signing_key_file: None,
+            signing_key_id: None,
             verifying_key: None,
+            verifying_key_file: None,
             audience: None,
             issuer: None,
             leeway: Duration::ZERO,
@@ -119,8 +125,13 @@ pub enum KeyConfig {
         alg: Algorithm,
         secret: SecretString,
     },
-    /// A key pair from a configured private key PEM (RS*, PS*, ES*, EdDSA).
-    Pem { alg: Algorithm, pem: SecretString },
+    /// A key pair from a configured private key (PEM, or a JWK converted to PEM), with a
+    /// configured `kid` or, by default, the key's thumbprint.
+    Pem {
+        alg: Algorithm,
+        pem: SecretString,
+        kid: Option<String>,
+    },
     /// A key pair generated on first start and kept in the data directory.
     Generated { alg: Algorithm, path: PathBuf },
 }
@@ -319,17 +330,86 @@ impl Validator<'_> {
         })
     }
 
+    /// A key given inline or as a file: `(text, the setting it came from)`.
+    fn key_text(
+        &self,
+        inline: Option<SecretString>,
+        file: Option<&Path>,
+        names: (&'static str, &'static str),
+    ) -> Result<Option<(SecretString, &'static str)>, ConfigError> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(self.fail(
+                names.1,
+                format!("set either {} or {}, not both", names.0, names.1),
+            )),
+            (Some(text), None) => Ok(Some((text, names.0))),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    self.fail(names.1, format!("could not read {}: {e}", path.display()))
+                })?;
+                // A secret file usually ends with a newline that is not part of the secret.
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                let text = text.strip_suffix('\r').unwrap_or(text);
+                Ok(Some((SecretString::from(text.to_owned()), names.1)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
     fn key_config(&self, s: &Settings) -> Result<KeyConfig, ConfigError> {
         use secrecy::ExposeSecret;
-        let alg = match &s.algorithm {
-            None if s.signing_key.is_some() => Algorithm::HS256,
-            None => Algorithm::EdDSA,
-            Some(name) => name
+        let signing = self.key_text(
+            s.signing_key.clone(),
+            s.signing_key_file.as_deref(),
+            ("signing_key", "signing_key_file"),
+        )?;
+        let verifying = self
+            .key_text(
+                s.verifying_key.clone().map(SecretString::from),
+                s.verifying_key_file.as_deref(),
+                ("verifying_key", "verifying_key_file"),
+            )?
+            .map(|(text, name)| (text.expose_secret().to_owned(), name));
+        // A JWK names its algorithm; a PEM or a secret needs `algorithm` (HS256 by default for
+        // a secret, as in simplejwt).
+        let jwk: Option<serde_json::Value> = match &signing {
+            Some((text, name)) if text.expose_secret().trim_start().starts_with('{') => Some(
+                serde_json::from_str(text.expose_secret())
+                    .map_err(|e| self.fail(name, format!("not a JWK: {e}")))?,
+            ),
+            _ => None,
+        };
+        let jwk_alg = jwk
+            .as_ref()
+            .and_then(|j| j.get("alg"))
+            .and_then(|a| a.as_str())
+            .map(str::to_owned);
+        let alg = match (&s.algorithm, &jwk_alg, &signing) {
+            (None, Some(named), _) => named
+                .parse::<Algorithm>()
+                .map_err(|e| self.fail("signing_key", e))?,
+            (None, None, Some((text, name))) if text.expose_secret().contains("-----BEGIN") => {
+                return Err(self.fail(
+                    name,
+                    "is a PEM key, but `algorithm` is not set (it would be taken for an HS256 secret); set algorithm, e.g. ES256",
+                ));
+            }
+            (None, None, Some(_)) => Algorithm::HS256,
+            (None, None, None) => Algorithm::EdDSA,
+            (Some(name), _, _) => name
                 .parse::<Algorithm>()
                 .map_err(|e| self.fail("algorithm", e))?,
         };
+        if let Some(named) = &jwk_alg
+            && named != alg.as_str()
+        {
+            return Err(self.fail(
+                "algorithm",
+                format!("is {alg}, but the signing key's JWK is for {named}"),
+            ));
+        }
         if alg.is_hmac() {
-            let Some(secret) = &s.signing_key else {
+            let Some((secret, name)) = &signing else {
                 return Err(self.fail(
                     "signing_key",
                     format!("{alg} needs a shared secret of at least {} bytes (e.g. Django's SECRET_KEY)", alg.min_secret_bytes()),
@@ -338,7 +418,7 @@ impl Validator<'_> {
             let bytes = secret.expose_secret().as_bytes();
             if bytes.len() < alg.min_secret_bytes() {
                 return Err(self.fail(
-                    "signing_key",
+                    name,
                     format!(
                         "an {alg} secret must be at least {} bytes (RFC 7518 §3.2), this one has {}",
                         alg.min_secret_bytes(),
@@ -348,14 +428,20 @@ impl Validator<'_> {
             }
             if is_placeholder(secret.expose_secret()) {
                 return Err(self.fail(
-                    "signing_key",
+                    name,
                     "this is a well-known example secret; generate a random one",
                 ));
             }
-            if s.verifying_key.is_some() {
+            if let Some((_, name)) = &verifying {
                 return Err(self.fail(
-                    "verifying_key",
+                    name,
                     format!("{alg} uses the signing key to verify; leave verifying_key unset"),
+                ));
+            }
+            if s.signing_key_id.is_some() {
+                return Err(self.fail(
+                    "signing_key_id",
+                    "an HS key has no kid in simplejwt's token layout; leave it unset",
                 ));
             }
             return Ok(KeyConfig::Hmac {
@@ -363,31 +449,51 @@ impl Validator<'_> {
                 secret: secret.clone(),
             });
         }
-        match &s.signing_key {
-            Some(pem) => {
-                let key = doorman_token::Key::from_private_pem(alg, pem.expose_secret()).map_err(
-                    |e| {
-                        self.fail(
-                            "signing_key",
-                            format!("expected a {alg} private key in PEM: {e}"),
-                        )
-                    },
-                )?;
-                if let Some(public) = &s.verifying_key {
-                    let verifying = doorman_token::Key::from_public_pem(alg, public)
-                        .map_err(|e| self.fail("verifying_key", e))?;
-                    if verifying.kid() != key.kid() {
-                        return Err(
-                            self.fail("verifying_key", "is not the public half of signing_key")
-                        );
+        match &signing {
+            Some((text, name)) => {
+                let (key, pem) = match &jwk {
+                    Some(jwk) => {
+                        doorman_token::Key::from_private_jwk(jwk).map_err(|e| self.fail(name, e))?
                     }
+                    None => {
+                        let key = doorman_token::Key::from_private_pem(alg, text.expose_secret())
+                            .map_err(|e| {
+                            self.fail(name, format!("expected a {alg} private key in PEM: {e}"))
+                        })?;
+                        (key, text.expose_secret().to_owned())
+                    }
+                };
+                if let Some((public, name)) = &verifying {
+                    let verifying = if public.trim_start().starts_with('{') {
+                        let jwk: serde_json::Value = serde_json::from_str(public)
+                            .map_err(|e| self.fail(name, format!("not a JWK: {e}")))?;
+                        doorman_token::Key::from_jwk(alg, &jwk)
+                    } else {
+                        doorman_token::Key::from_public_pem(alg, public)
+                    }
+                    .map_err(|e| self.fail(name, e))?;
+                    if verifying.public_jwk().map(strip_meta) != key.public_jwk().map(strip_meta) {
+                        return Err(self.fail(name, "is not the public half of the signing key"));
+                    }
+                }
+                let kid = s.signing_key_id.clone().or_else(|| {
+                    jwk.is_some()
+                        .then(|| key.kid().map(str::to_owned))
+                        .flatten()
+                });
+                if kid
+                    .as_deref()
+                    .is_some_and(|k| k.is_empty() || k.len() > 256)
+                {
+                    return Err(self.fail("signing_key_id", "expected 1 to 256 characters"));
                 }
                 Ok(KeyConfig::Pem {
                     alg,
-                    pem: pem.clone(),
+                    pem: pem.into(),
+                    kid,
                 })
             }
-            None if s.verifying_key.is_some() => Err(self.fail(
+            None if verifying.is_some() => Err(self.fail(
                 "signing_key",
                 "a verifying_key alone can't issue tokens; set the matching signing_key",
             )),
@@ -397,6 +503,14 @@ impl Validator<'_> {
             }),
         }
     }
+}
+
+/// A public JWK without `kid`, to compare two keys' public halves.
+fn strip_meta(mut jwk: serde_json::Value) -> serde_json::Value {
+    if let Some(map) = jwk.as_object_mut() {
+        map.remove("kid");
+    }
+    jwk
 }
 
 /// Where a generated key of `alg` lives in the data directory (EdDSA keeps its first name).
@@ -670,6 +784,7 @@ mod tests {
             c.key,
             KeyConfig::Pem {
                 alg: Algorithm::ES256,
+                kid: None,
                 ..
             }
         ));
@@ -690,6 +805,104 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn keys_from_files_and_jwks_and_their_mistakes() {
+        doorman_token::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let (key, pem) = doorman_token::Key::generate(Algorithm::ES256).unwrap();
+        // A PEM without `algorithm` would be taken for an HS256 secret: refused.
+        let err = load(None, &[("DOORMAN_SIGNING_KEY", &pem)], Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("algorithm is not set") || err.contains("`algorithm` is not set"),
+            "{err}"
+        );
+
+        let pem_file = dir.path().join("key.pem");
+        std::fs::write(&pem_file, &pem).unwrap();
+        let path = pem_file.display().to_string();
+        let c = load(
+            None,
+            &[
+                ("DOORMAN_ALGORITHM", "ES256"),
+                ("DOORMAN_SIGNING_KEY_FILE", &path),
+                ("DOORMAN_SIGNING_KEY_ID", "2026-11"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(matches!(&c.key, KeyConfig::Pem { kid: Some(k), .. } if k == "2026-11"));
+        let err = load(
+            None,
+            &[
+                ("DOORMAN_ALGORITHM", "ES256"),
+                ("DOORMAN_SIGNING_KEY_FILE", &path),
+                ("DOORMAN_SIGNING_KEY", &pem),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not both"), "{err}");
+
+        // A private JWK file names its algorithm and kid (RFC 7515 A.3's key).
+        let jwk_file = dir.path().join("key.jwk");
+        std::fs::write(
+            &jwk_file,
+            r#"{"kty":"EC","crv":"P-256","alg":"ES256","kid":"mine",
+                "x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                "d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#,
+        )
+        .unwrap();
+        let jwk_path = jwk_file.display().to_string();
+        let c = load(
+            None,
+            &[("DOORMAN_SIGNING_KEY_FILE", &jwk_path)],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(
+            matches!(&c.key, KeyConfig::Pem { alg: Algorithm::ES256, kid: Some(k), .. } if k == "mine")
+        );
+        let err = load(
+            None,
+            &[
+                ("DOORMAN_ALGORITHM", "EdDSA"),
+                ("DOORMAN_SIGNING_KEY_FILE", &jwk_path),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("JWK is for ES256"), "{err}");
+
+        // verifying_key must be the signing key's public half (PEM or JWK).
+        let public = key.public_jwk().unwrap().to_string();
+        let err = load(
+            None,
+            &[
+                ("DOORMAN_SIGNING_KEY_FILE", &jwk_path),
+                ("DOORMAN_VERIFYING_KEY", &public),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not the public half"), "{err}");
+        let c = load(
+            None,
+            &[
+                ("DOORMAN_ALGORITHM", "ES256"),
+                ("DOORMAN_SIGNING_KEY", &pem),
+                ("DOORMAN_VERIFYING_KEY", &public),
+            ],
+            Overrides::default(),
+        );
+        assert!(c.is_ok(), "{:?}", c.err());
     }
 
     #[test]

@@ -26,7 +26,13 @@ pub fn load(config: &KeyConfig) -> Result<KeySet, KeyLoadError> {
     doorman_token::install_crypto_provider();
     let key = match config {
         KeyConfig::Hmac { alg, secret } => Key::hmac(*alg, secret.expose_secret().as_bytes())?,
-        KeyConfig::Pem { alg, pem } => Key::from_private_pem(*alg, pem.expose_secret())?,
+        KeyConfig::Pem { alg, pem, kid } => {
+            let key = Key::from_private_pem(*alg, pem.expose_secret())?;
+            match kid {
+                Some(kid) => key.with_kid(Some(kid.clone())),
+                None => key,
+            }
+        }
         KeyConfig::Generated { alg, path } => load_or_generate(*alg, path)?.0,
     };
     Ok(KeySet::new(key))
@@ -82,7 +88,7 @@ pub fn managed_key_set(stored: &[StoredKey], now: i64) -> Result<Option<KeySet>,
         KeyState::Retiring => k.retire_after.is_some_and(|t| t > now),
         KeyState::Current | KeyState::Retired => false,
     }) {
-        set = set.with_verify_only(load(key)?);
+        set = set.with_verify_only(load(key)?)?;
     }
     Ok(Some(set))
 }

@@ -16,13 +16,19 @@ const ALLOW: &str = "GET, HEAD, OPTIONS";
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
-/// How long clients may cache the JWKS. Shorter than any rotation overlap doorman uses (a
-/// retiring key verifies for at least the access token lifetime, 5 minutes by default).
+/// How long clients may cache the JWKS at most.
 pub const JWKS_MAX_AGE_SECS: u64 = 300;
+
+/// The JWKS's `max-age`: at most 5 minutes, and never longer than the access token lifetime,
+/// so it stays shorter than a rotation's overlap (a retiring key verifies for at least the
+/// longest token lifetime).
+fn max_age(state: &AppState) -> u64 {
+    JWKS_MAX_AGE_SECS.min(state.config.tokens.access_token_lifetime.as_secs().max(1))
+}
 
 pub async fn jwks(State(state): State<AppState>, request: Request<Body>) -> Response {
     let body = state.tokens.keys().jwks();
-    cacheable(answer(request.method(), body))
+    cacheable(answer(request.method(), body), max_age(&state))
 }
 
 pub async fn discovery(State(state): State<AppState>, request: Request<Body>) -> Response {
@@ -44,7 +50,7 @@ pub async fn discovery(State(state): State<AppState>, request: Request<Body>) ->
         "id_token_signing_alg_values_supported": [alg],
         "token_endpoint_auth_methods_supported": ["none"],
     });
-    cacheable(answer(request.method(), body))
+    cacheable(answer(request.method(), body), max_age(&state))
 }
 
 fn answer(method: &Method, body: Value) -> Response {
@@ -55,9 +61,9 @@ fn answer(method: &Method, body: Value) -> Response {
     finish(result, None, ALLOW, "")
 }
 
-fn cacheable(mut response: Response) -> Response {
+fn cacheable(mut response: Response, max_age: u64) -> Response {
     if response.status().is_success()
-        && let Ok(value) = HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_SECS}"))
+        && let Ok(value) = HeaderValue::from_str(&format!("public, max-age={max_age}"))
     {
         response.headers_mut().insert(header::CACHE_CONTROL, value);
     }

@@ -237,6 +237,8 @@ dual_test! {
         let mut settings = vec![("DOORMAN_SIGNING_KEY", ""), ("DOORMAN_KEY_REFRESH_INTERVAL", "1")];
         settings.extend_from_slice(&SHORT_LIVES);
         let a = spawn_app_with(&settings).await;
+        // The JWKS may not be cached longer than the 8 s access tokens live.
+        assert_eq!(jwks(&a).await.0["cache-control"], "public, max-age=8");
         let (old_refresh, old_access) = a.login().await;
         let old_kid = header_of(&old_access)["kid"].as_str().unwrap().to_owned();
 
@@ -378,5 +380,42 @@ dual_test! {
             get(forged).await;
         }
         assert_eq!(source.fetches(), fetched + 1);
+    }
+}
+
+/// Keys made by `cryptography` and written as private JWK files (RSA with its CRT members,
+/// EC, OKP) sign doorman's tokens: PyJWT verifies them with the matching public PEM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_jwk_files_from_another_implementation_sign_doormans_tokens() {
+    let Some(python) = Python::get().await else {
+        return;
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/jwk.py");
+    for alg in ["RS256", "PS512", "ES256", "ES384", "EdDSA"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().display().to_string();
+        let out = python.run(&script, &["make", alg, &out_dir]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let jwk_file = dir.path().join("private.jwk").display().to_string();
+        let app = spawn_app_with(&[
+            ("DOORMAN_SIGNING_KEY", ""),
+            ("DOORMAN_SIGNING_KEY_FILE", &jwk_file),
+        ])
+        .await;
+        let (_, access) = app.login().await;
+        assert_eq!(header_of(&access)["alg"], alg);
+        let out = python
+            .run(&script, &["verify", alg, &out_dir, &access])
+            .await;
+        assert!(
+            out.status.success(),
+            "{alg}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
