@@ -62,7 +62,20 @@ pub fn run(
     }
     if args.verify {
         let config = Config::load(file, overrides).map_err(Failure::runtime)?;
-        let keys = crate::keys::load(&config.key)?;
+        // The managed key set when there is one (a database holding `doorman keys` keys),
+        // else the configured or generated key.
+        let managed = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let store =
+                    crate::store::Store::connect_with(&config.database_url, &config.pool).await?;
+                crate::keys::effective(&config.key, &store).await
+            });
+        let keys = match managed {
+            Ok(keys) => keys,
+            Err(_) => crate::keys::load(&config.key)?,
+        };
         let tokens = Tokens::new(keys, config.tokens.clone());
         let claims = tokens
             .decode(&token, now)
