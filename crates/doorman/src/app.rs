@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::accounts::{Accounts, PasswordHasher, StoreUserCheck};
 use crate::api::drf::View;
-use crate::api::{ApiError, hello, tokens, wellknown};
+use crate::api::{ApiError, health, hello, tokens, wellknown};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -108,11 +108,15 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route(HELLO, any(hello::hello))
         .route(wellknown::JWKS_PATH, any(wellknown::jwks))
-        .route(wellknown::DISCOVERY_PATH, any(wellknown::discovery));
+        .route(wellknown::DISCOVERY_PATH, any(wellknown::discovery))
+        .route(health::HEALTHZ, any(health::healthz))
+        .route(health::READYZ, any(health::readyz));
     for (path, view) in state.routes() {
         router = router.route(path, token_route(view));
     }
-    crate::serve::with_layers(router.fallback(fallback)).with_state(state)
+    let limits = crate::serve::Limits::from(&*state.config);
+    let app = crate::serve::with_layers(router.fallback(fallback)).with_state(state);
+    crate::serve::limited(app, &limits)
 }
 
 /// Django's `APPEND_SLASH`: a known path without its slash is redirected (301, for every

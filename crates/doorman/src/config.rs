@@ -74,6 +74,10 @@ struct Settings {
     prune_interval: Duration,
     #[serde(with = "values::duration")]
     key_refresh_interval: Duration,
+    #[serde(with = "values::count")]
+    max_concurrent_requests: usize,
+    #[serde(with = "values::duration")]
+    request_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -113,6 +117,8 @@ impl Default for Settings {
             database_statement_timeout: PoolSettings::default().statement_timeout,
             prune_interval: Duration::from_secs(3600),
             key_refresh_interval: Duration::from_secs(10),
+            max_concurrent_requests: 1024,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -161,6 +167,11 @@ pub struct Config {
     /// How often an instance rereads the managed key set, so that a rotation made anywhere
     /// reaches it within this time.
     pub key_refresh_interval: Duration,
+    /// Requests handled at once; beyond it doorman answers 503 with `Retry-After` at once
+    /// instead of queueing without bound.
+    pub max_concurrent_requests: usize,
+    /// The deadline of one request (503 past it).
+    pub request_timeout: Duration,
 }
 
 /// Values given on the command line; they win over everything else.
@@ -286,6 +297,7 @@ impl Validator<'_> {
             ("database_acquire_timeout", s.database_acquire_timeout),
             ("database_statement_timeout", s.database_statement_timeout),
             ("key_refresh_interval", s.key_refresh_interval),
+            ("request_timeout", s.request_timeout),
         ] {
             if timeout.is_zero() {
                 return Err(self.fail(key, "expected a timeout longer than 0 seconds"));
@@ -302,6 +314,9 @@ impl Validator<'_> {
                     })?,
             ),
         };
+        if s.max_concurrent_requests == 0 {
+            return Err(self.fail("max_concurrent_requests", "expected at least 1"));
+        }
         let workers = match s.password_hash_workers {
             0 => std::thread::available_parallelism().map_or(2, usize::from),
             n => n,
@@ -327,6 +342,8 @@ impl Validator<'_> {
             },
             prune_interval: Some(s.prune_interval).filter(|i| !i.is_zero()),
             key_refresh_interval: s.key_refresh_interval,
+            max_concurrent_requests: s.max_concurrent_requests,
+            request_timeout: s.request_timeout,
         })
     }
 

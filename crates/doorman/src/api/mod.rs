@@ -3,6 +3,7 @@
 
 pub mod drf;
 pub mod error;
+pub mod health;
 pub mod hello;
 pub mod tokens;
 pub mod wellknown;

@@ -81,41 +81,46 @@ impl<'de> Deserialize<'de> for StringList {
 }
 
 /// Reads a duration: whole seconds (`300`, `"300"`) or numbers with units (`"5m"`, `"1d"`,
-/// `"1h30m"`; units s, m, h, d, w).
+/// `"1h30m"`, `"250ms"`; units ms, s, m, h, d, w).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let mut total: u64 = 0;
+    let mut total_ms: u64 = 0;
     let mut digits = String::new();
-    for c in text.chars() {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
         if c.is_ascii_digit() {
             digits.push(c);
             continue;
         }
-        let unit: u64 = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 604_800,
+        let unit_ms: u64 = match c {
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            's' => 1_000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            'w' => 604_800_000,
             _ => return None,
         };
         let n: u64 = digits.parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
+        total_ms = total_ms.checked_add(n.checked_mul(unit_ms)?)?;
         digits.clear();
     }
     if !digits.is_empty() || text.is_empty() {
         return None;
     }
-    Some(Duration::from_secs(total))
+    Some(Duration::from_millis(total_ms))
 }
 
 pub mod duration {
     use super::*;
 
-    const EXPECTED: &str = "seconds or a duration like \"5m\", \"1h30m\" or \"1d\"";
+    const EXPECTED: &str = "seconds or a duration like \"5m\", \"1h30m\", \"1d\" or \"250ms\"";
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         struct V;
@@ -179,6 +184,12 @@ mod tests {
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("2s500ms"),
+            Some(Duration::from_millis(2_500))
+        );
         for bad in ["", "5", "m", "5x", "-5", "1.5h", "5m3"] {
             if bad == "5" {
                 continue;

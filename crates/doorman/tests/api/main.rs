@@ -10,6 +10,7 @@ mod contract;
 mod hello;
 mod interop;
 mod keys;
+mod ops;
 mod outage;
 mod protocol;
 mod reference_app;

@@ -193,6 +193,14 @@ async fn postgres_outage_and_recovery() {
         assert!(took < Duration::from_secs(4), "a 503 took {took:?}");
     }
 
+    // Readiness says so, for the load balancer; liveness does not.
+    let (status, body, took) = timed(app.client.get(app.url("/readyz"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["database"], "unreachable");
+    assert!(took < Duration::from_secs(4), "/readyz took {took:?}");
+    let (status, _, _) = timed(app.client.get(app.url("/healthz"))).await;
+    assert_eq!(status, StatusCode::OK);
+
     cluster.start();
 
     // Back without a restart of doorman.
@@ -212,6 +220,8 @@ async fn postgres_outage_and_recovery() {
     let (status, body, _) = timed(refresh_request()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body, _) = timed(hello()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body, _) = timed(app.client.get(app.url("/readyz"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = status_body(app.refresh(&revoked).await).await;
     assert_eq!(
