@@ -78,6 +78,9 @@ struct Settings {
     max_concurrent_requests: usize,
     #[serde(with = "values::duration")]
     request_timeout: Duration,
+    trusted_proxies: StringList,
+    cors_allowed_origins: StringList,
+    cors_allow_credentials: Flag,
 }
 
 impl Default for Settings {
@@ -119,6 +122,9 @@ impl Default for Settings {
             key_refresh_interval: Duration::from_secs(10),
             max_concurrent_requests: 1024,
             request_timeout: Duration::from_secs(30),
+            trusted_proxies: StringList(Vec::new()),
+            cors_allowed_origins: StringList(Vec::new()),
+            cors_allow_credentials: Flag(false),
         }
     }
 }
@@ -172,6 +178,11 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     /// The deadline of one request (503 past it).
     pub request_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Browser origins allowed by CORS (`*` only without credentials).
+    pub cors_allowed_origins: Vec<String>,
+    pub cors_allow_credentials: bool,
 }
 
 /// Values given on the command line; they win over everything else.
@@ -314,6 +325,46 @@ impl Validator<'_> {
                     })?,
             ),
         };
+        let trusted_proxies = s
+            .trusted_proxies
+            .0
+            .iter()
+            .map(|text| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        self.fail(
+                            "trusted_proxies",
+                            format!("expected addresses or networks like 10.0.0.0/8 or ::1, got {text:?}"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for origin in &s.cors_allowed_origins.0 {
+            if origin == "*" {
+                if s.cors_allow_credentials.0 {
+                    return Err(self.fail(
+                        "cors_allowed_origins",
+                        "\"*\" can't go with cors_allow_credentials; list the origins",
+                    ));
+                }
+                continue;
+            }
+            let valid = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https")
+                    && !rest.is_empty()
+                    && !rest.contains('/')
+                    && rest.bytes().all(|b| b.is_ascii_graphic())
+            });
+            if !valid {
+                return Err(self.fail(
+                    "cors_allowed_origins",
+                    format!(
+                        "expected origins like https://app.example.com (no path), got {origin:?}"
+                    ),
+                ));
+            }
+        }
         if s.max_concurrent_requests == 0 {
             return Err(self.fail("max_concurrent_requests", "expected at least 1"));
         }
@@ -344,6 +395,9 @@ impl Validator<'_> {
             key_refresh_interval: s.key_refresh_interval,
             max_concurrent_requests: s.max_concurrent_requests,
             request_timeout: s.request_timeout,
+            trusted_proxies,
+            cors_allowed_origins: s.cors_allowed_origins.0,
+            cors_allow_credentials: s.cors_allow_credentials.0,
         })
     }
 
@@ -920,6 +974,62 @@ mod tests {
             Overrides::default(),
         );
         assert!(c.is_ok(), "{:?}", c.err());
+    }
+
+    #[test]
+    fn proxies_and_cors_are_checked() {
+        let c = load(
+            None,
+            &[
+                ("DOORMAN_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+                (
+                    "DOORMAN_CORS_ALLOWED_ORIGINS",
+                    "https://app.example.com,http://localhost:3000",
+                ),
+                ("DOORMAN_CORS_ALLOW_CREDENTIALS", "true"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.cors_allowed_origins.len(), 2);
+        for (name, value, expect) in [
+            ("DOORMAN_TRUSTED_PROXIES", "10.0.0.0/33", "trusted_proxies"),
+            (
+                "DOORMAN_TRUSTED_PROXIES",
+                "proxy.internal",
+                "trusted_proxies",
+            ),
+            (
+                "DOORMAN_CORS_ALLOWED_ORIGINS",
+                "app.example.com",
+                "cors_allowed_origins",
+            ),
+            (
+                "DOORMAN_CORS_ALLOWED_ORIGINS",
+                "https://app.example.com/path",
+                "cors_allowed_origins",
+            ),
+        ] {
+            let err = load(None, &[(name, value)], Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expect) && err.contains(name), "{err}");
+        }
+        let err = load(
+            None,
+            &[
+                ("DOORMAN_CORS_ALLOWED_ORIGINS", "*"),
+                ("DOORMAN_CORS_ALLOW_CREDENTIALS", "true"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("can't go with cors_allow_credentials"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,6 +18,11 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::ApiError;
 
+pub mod access;
+pub mod client;
+
+pub use client::{ClientAddr, TrustedProxies};
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The limits every request runs under (the `max_concurrent_requests` and `request_timeout`
@@ -28,6 +33,12 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// How long one request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// Whose forwarding headers name the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
+    pub cors_allowed_origins: Vec<HeaderValue>,
+    /// Whether those origins may send credentials (cookies, HTTP auth).
+    pub cors_allow_credentials: bool,
 }
 
 impl From<&crate::config::Config> for Limits {
@@ -35,8 +46,37 @@ impl From<&crate::config::Config> for Limits {
         Limits {
             max_concurrent_requests: config.max_concurrent_requests,
             request_timeout: config.request_timeout,
+            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+            cors_allowed_origins: config
+                .cors_allowed_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect(),
+            cors_allow_credentials: config.cors_allow_credentials,
         }
     }
+}
+
+/// CORS for browser clients on other origins: an explicit allow-list (never `*` with
+/// credentials; the configuration refuses that), preflights answered here.
+fn cors(limits: &Limits) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if limits.cors_allowed_origins.is_empty() {
+        return None;
+    }
+    let origins = if limits.cors_allowed_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(limits.cors_allowed_origins.clone())
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([http::Method::GET, http::Method::POST, http::Method::OPTIONS])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+            .allow_credentials(limits.cors_allow_credentials)
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Headers every response carries (nginx's usual `add_header` set): no MIME sniffing, no
@@ -60,7 +100,15 @@ pub fn limited(app: Router, limits: &Limits) -> Router {
         .concurrency_limit(limits.max_concurrent_requests.max(1))
         .timeout(limits.request_timeout)
         .service(app);
-    Router::new().fallback_service(guarded)
+    let router = Router::new().fallback_service(guarded);
+    let router = match cors(limits) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.layer(axum::middleware::from_fn_with_state(
+        limits.trusted_proxies.clone(),
+        access::log,
+    ))
 }
 
 /// Wraps the router in the layers every request passes (the last added runs first).

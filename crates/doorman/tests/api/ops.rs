@@ -106,3 +106,185 @@ dual_test! {
         );
     }
 }
+
+dual_test! {
+    /// CORS only for the listed origins: preflights answered, other origins get no CORS
+    /// headers, and without configuration there are none at all.
+    async fn cors_allows_only_the_listed_origins() {
+        let app = spawn_app_with(&[("DOORMAN_CORS_ALLOWED_ORIGINS", "https://app.example.com")]).await;
+        let preflight = |origin: &'static str| {
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url("/api/token/"))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type")
+                .send()
+        };
+        let res = preflight("https://app.example.com").await.unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        let h = res.headers();
+        assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+        assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+        assert!(h["access-control-allow-headers"].to_str().unwrap().contains("content-type"));
+        assert!(h.get("access-control-allow-credentials").is_none());
+        let res = preflight("https://evil.example.net").await.unwrap();
+        assert!(res.headers().get("access-control-allow-origin").is_none());
+
+        let res = app
+            .client
+            .post(app.url("/api/token/"))
+            .header("origin", "https://app.example.com")
+            .json(&json!({"username": "alice", "password": "alice-password-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example.com");
+
+        let plain = spawn_app().await;
+        let res = plain
+            .client
+            .get(plain.url("/hello/"))
+            .header("origin", "https://app.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert!(res.headers().get("access-control-allow-origin").is_none());
+    }
+}
+
+/// The server's own log, read from a real `doorman serve` process: one access line per
+/// request with the client address taken from a trusted proxy's X-Forwarded-For, and not a
+/// trace of a password, a token or an Authorization header anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_and_no_secrets_in_logs() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let binary = assert_cmd::cargo::cargo_bin("doorman");
+    let run = |args: &[&str], stdin: &str| {
+        assert_cmd::Command::new(&binary)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
+            .args(args)
+            .write_stdin(stdin.to_owned())
+            .assert()
+            .success();
+    };
+    run(&["migrate"], "");
+    run(
+        &["user", "create", "logan", "--password-stdin"],
+        "logan-secret-password-1\n",
+    );
+    let mut child = std::process::Command::new(&binary)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
+        .env("DOORMAN_TRUSTED_PROXIES", "127.0.0.1")
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let base = loop {
+        let line = lines_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
+        let entry: Value = serde_json::from_str(&line).unwrap();
+        log.push(line);
+        if let Some(addr) = entry["addr"].as_str() {
+            break format!("http://{addr}");
+        }
+    };
+    let client = reqwest::Client::new();
+    let login = |password: &'static str| {
+        client
+            .post(format!("{base}/api/token/"))
+            .header("x-forwarded-for", "198.51.100.7")
+            .json(&json!({"username": "logan", "password": password}))
+            .send()
+    };
+    let pair: Value = login("logan-secret-password-1")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        login("logan-wrong-password-9").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let access = pair["access"].as_str().unwrap().to_owned();
+    let refresh = pair["refresh"].as_str().unwrap().to_owned();
+    let res = client
+        .get(format!("{base}/hello/"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    client
+        .post(format!("{base}/api/token/refresh/"))
+        .json(&json!({"refresh": refresh}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(format!("{base}/hello/"))
+        .bearer_auth("not.a.token")
+        .send()
+        .await
+        .unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    log.extend(lines_rx.iter());
+    let all = log.join("\n");
+
+    for secret in [
+        "logan-secret-password-1",
+        "logan-wrong-password-9",
+        access.as_str(),
+        refresh.as_str(),
+        "not.a.token",
+        "Bearer",
+        TEST_SECRET,
+    ] {
+        assert!(!all.contains(secret), "the log holds {secret:?}:\n{all}");
+    }
+    let access_lines: Vec<Value> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["target"] == "doorman::access")
+        .collect();
+    assert_eq!(access_lines.len(), 5, "{all}");
+    let hello = access_lines
+        .iter()
+        .find(|e| e["request_id"] == request_id.as_str())
+        .unwrap_or_else(|| panic!("no access line for {request_id}:\n{all}"));
+    assert_eq!(hello["method"], "GET");
+    assert_eq!(hello["path"], "/hello/");
+    assert_eq!(hello["status"], 200);
+    assert!(hello["latency_ms"].as_f64().is_some());
+    // The peer is 127.0.0.1, a trusted proxy here; the client is the one it forwarded for.
+    let logins: Vec<&Value> = access_lines
+        .iter()
+        .filter(|e| e["path"] == "/api/token/")
+        .collect();
+    assert_eq!(logins.len(), 2);
+    assert!(
+        logins.iter().all(|e| e["client"] == "198.51.100.7"),
+        "{all}"
+    );
+    assert_eq!(hello["client"], "127.0.0.1");
+}
