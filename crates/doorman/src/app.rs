@@ -29,6 +29,7 @@ pub struct AppState {
     pub store: Store,
     pub accounts: Accounts,
     pub guard: Guard,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl axum::extract::FromRef<AppState> for Guard {
@@ -65,7 +66,9 @@ impl AppState {
         }
         let keys = crate::keys::effective(&config.key, &store).await?;
         let tokens = Arc::new(Tokens::new(keys, config.tokens.clone()));
-        let hasher = PasswordHasher::new(config.password_hash_workers);
+        let metrics = crate::metrics::Metrics::new();
+        let hasher =
+            PasswordHasher::new(config.password_hash_workers).with_metrics(metrics.clone());
         let accounts = Accounts::new(store.clone(), hasher);
         let guard = Guard::from_shared(tokens.clone())
             .with_header_types(config.auth_header_types.clone())
@@ -80,6 +83,7 @@ impl AppState {
             store,
             accounts,
             guard,
+            metrics,
         })
     }
 
@@ -110,13 +114,24 @@ pub fn router(state: AppState) -> Router {
         .route(wellknown::JWKS_PATH, any(wellknown::jwks))
         .route(wellknown::DISCOVERY_PATH, any(wellknown::discovery))
         .route(health::HEALTHZ, any(health::healthz))
-        .route(health::READYZ, any(health::readyz));
+        .route(health::READYZ, any(health::readyz))
+        .route(health::METRICS, any(health::metrics));
     for (path, view) in state.routes() {
         router = router.route(path, token_route(view));
     }
     let limits = crate::serve::Limits::from(&*state.config);
+    let routes: Vec<&'static str> = [HELLO, wellknown::JWKS_PATH, wellknown::DISCOVERY_PATH]
+        .into_iter()
+        .chain([health::HEALTHZ, health::READYZ, health::METRICS])
+        .chain(state.routes().map(|(path, _)| path))
+        .collect();
+    let observed = crate::serve::access::Observed::new(
+        limits.trusted_proxies.clone(),
+        state.metrics.clone(),
+        routes,
+    );
     let app = crate::serve::with_layers(router.fallback(fallback)).with_state(state);
-    crate::serve::limited(app, &limits)
+    crate::serve::limited(app, &limits, observed)
 }
 
 /// Django's `APPEND_SLASH`: a known path without its slash is redirected (301, for every

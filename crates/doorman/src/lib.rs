@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod keys;
+pub mod metrics;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

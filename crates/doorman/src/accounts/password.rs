@@ -72,6 +72,9 @@ pub enum PasswordError {
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     argon2: Argon2<'static>,
+    /// Hashes waiting for a slot, and where to report it.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl PasswordHasher {
@@ -81,7 +84,15 @@ impl PasswordHasher {
         PasswordHasher {
             permits: Arc::new(Semaphore::new(permits)),
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, OWASP_PARAMS),
+            waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            metrics: None,
         }
+    }
+
+    /// Reports the queue depth and each hash's wait for a slot.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> PasswordHasher {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// A new argon2id PHC string for the password, with a random salt.
@@ -132,12 +143,22 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PasswordError::PoolClosed)?;
+        use std::sync::atomic::Ordering;
+        let started = std::time::Instant::now();
+        let depth = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(metrics) = &self.metrics {
+            metrics.hash_queue(depth);
+        }
+        let permit = self.permits.clone().acquire_owned().await;
+        let depth = self
+            .waiting
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        if let Some(metrics) = &self.metrics {
+            metrics.hash_queue(depth);
+            metrics.hash_waited(started.elapsed());
+        }
+        let permit = permit.map_err(|_| PasswordError::PoolClosed)?;
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;

@@ -12,6 +12,26 @@ use crate::app::AppState;
 
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
+pub const METRICS: &str = "/metrics";
+
+/// Prometheus text exposition of doorman's metrics.
+pub async fn metrics(State(state): State<AppState>, request: Request<Body>) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return answer(request.method(), StatusCode::OK, Value::Null);
+    }
+    let text = state.metrics.render(state.store.pool_stats());
+    let mut response = Response::new(Body::from(text));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
 
 pub async fn healthz(request: Request<Body>) -> Response {
     answer(request.method(), StatusCode::OK, json!({"status": "ok"}))

@@ -22,7 +22,16 @@ pub async fn hello(State(state): State<AppState>, request: Request<Body>) -> Res
         Err(e) => return finish(Err(e.into()), None, ALLOW, &www),
     };
     let result = match state.guard.authenticate(headers).await {
-        Err(rejection) => Err(ApiError::Auth(rejection)),
+        Err(rejection) => {
+            match &rejection {
+                doorman_guard::Rejection::InvalidToken(e) => state.metrics.token_refused(e),
+                doorman_guard::Rejection::UserNotFound | doorman_guard::Rejection::UserInactive => {
+                    state.metrics.token_rejected("user")
+                }
+                _ => {}
+            }
+            Err(ApiError::Auth(rejection))
+        }
         Ok(_) => match *request.method() {
             Method::GET | Method::HEAD => Ok(Answer::plain(json!({"message": "Hello, World!"}))),
             Method::OPTIONS => Ok(Answer::plain(drf::options_metadata(View::Hello))),

@@ -33,7 +33,40 @@ pub async fn endpoint(state: State<AppState>, view: View, request: Request<Body>
         Method::OPTIONS => Ok(Answer::plain(drf::options_metadata(view))),
         ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
     };
+    count(&state, view, &result);
     finish(result, indent, ALLOW, &www)
+}
+
+/// The metrics of one token view's outcome.
+fn count(state: &AppState, view: View, result: &Result<Answer, ApiError>) {
+    let metrics = &state.metrics;
+    match (view, result) {
+        (_, Err(ApiError::Token(e))) => metrics.token_refused(e),
+        (View::TokenObtainPair | View::TokenObtainSliding, Err(ApiError::NoActiveAccount)) => {
+            metrics.login(false);
+        }
+        (View::TokenObtainPair, Ok(answer)) if answer.carries_tokens => {
+            metrics.login(true);
+            metrics.token_issued("refresh");
+            metrics.token_issued("access");
+        }
+        (View::TokenObtainSliding, Ok(answer)) if answer.carries_tokens => {
+            metrics.login(true);
+            metrics.token_issued("sliding");
+        }
+        (View::TokenRefresh, Ok(answer)) if answer.carries_tokens => {
+            metrics.token_refreshed();
+            metrics.token_issued("access");
+            if answer.body.get("refresh").is_some() {
+                metrics.token_issued("refresh");
+            }
+        }
+        (View::TokenRefreshSliding, Ok(answer)) if answer.carries_tokens => {
+            metrics.token_refreshed();
+            metrics.token_issued("sliding");
+        }
+        _ => {}
+    }
 }
 
 async fn post(

@@ -9,15 +9,40 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::client::{ClientAddr, TrustedProxies};
+use crate::metrics::Metrics;
+
+/// What the access middleware needs: whose forwarding headers to believe, where to count,
+/// and doorman's routes (a path outside them is counted as `other`).
+#[derive(Clone)]
+pub struct Observed {
+    proxies: TrustedProxies,
+    metrics: Metrics,
+    routes: std::sync::Arc<[&'static str]>,
+}
+
+impl Observed {
+    pub fn new(proxies: TrustedProxies, metrics: Metrics, routes: Vec<&'static str>) -> Observed {
+        Observed {
+            proxies,
+            metrics,
+            routes: routes.into(),
+        }
+    }
+
+    fn route(&self, path: &str) -> &'static str {
+        self.routes
+            .iter()
+            .find(|r| **r == path)
+            .copied()
+            .unwrap_or("other")
+    }
+}
 
 /// Longest path written to the log; longer ones are cut (and marked).
 const MAX_LOGGED_PATH: usize = 200;
 
-pub async fn log(
-    State(proxies): State<TrustedProxies>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn log(State(observed): State<Observed>, mut request: Request, next: Next) -> Response {
+    let proxies = &observed.proxies;
     let started = Instant::now();
     let peer = request
         .extensions()
@@ -29,7 +54,14 @@ pub async fn log(
     }
     let method = request.method().clone();
     let path = logged_path(request.uri().path());
+    let route = observed.route(request.uri().path());
     let response = next.run(request).await;
+    observed.metrics.request(
+        method.as_str(),
+        route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     let request_id = response
         .headers()
         .get("x-request-id")

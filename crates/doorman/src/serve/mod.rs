@@ -93,7 +93,7 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 
 /// Puts one concurrency limit and one deadline around the whole application (a `Router`
 /// layer would give every route its own), answering 503 JSON when either trips.
-pub fn limited(app: Router, limits: &Limits) -> Router {
+pub fn limited(app: Router, limits: &Limits, observed: access::Observed) -> Router {
     let guarded = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(overloaded_or_late))
         .load_shed()
@@ -105,10 +105,7 @@ pub fn limited(app: Router, limits: &Limits) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
-    router.layer(axum::middleware::from_fn_with_state(
-        limits.trusted_proxies.clone(),
-        access::log,
-    ))
+    router.layer(axum::middleware::from_fn_with_state(observed, access::log))
 }
 
 /// Wraps the router in the layers every request passes (the last added runs first).

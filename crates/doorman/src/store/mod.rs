@@ -208,6 +208,14 @@ impl TryFrom<KeyRow> for StoredKey {
     }
 }
 
+/// How many connections the pool holds, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub open: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
 /// What `keys rotate` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyRotation {
@@ -337,6 +345,10 @@ impl Store {
             Store::Sqlite(_) => "sqlite",
             Store::Postgres(_) => "postgres",
         }
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        dispatch!(self, s => s.pool_stats())
     }
 
     /// Closes every pooled connection (at shutdown).

@@ -68,6 +68,14 @@ impl PostgresStore {
         Ok(rotation)
     }
 
+    pub fn pool_stats(&self) -> super::PoolStats {
+        super::PoolStats {
+            open: self.pool.size(),
+            idle: self.pool.num_idle(),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

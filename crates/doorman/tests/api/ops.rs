@@ -288,3 +288,50 @@ async fn access_log_lines_and_no_secrets_in_logs() {
     );
     assert_eq!(hello["client"], "127.0.0.1");
 }
+
+dual_test! {
+    /// Prometheus metrics count what happened: requests by route and status (unknown paths as
+    /// `other`), logins, tokens issued, refreshed and refused by reason, the password-hash
+    /// queue, and the database pool.
+    async fn metrics_count_requests_logins_and_tokens() {
+        let app = spawn_app().await;
+        let (refresh, access) = app.login().await;
+        assert_eq!(
+            app.post_token(&json!({"username": "alice", "password": "nope-nope-1"})).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK);
+        assert_eq!(app.get_hello("not-a-token").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK);
+        assert_eq!(app.refresh(&access).await.status(), StatusCode::UNAUTHORIZED);
+        app.client.get(app.url("/nope/secret-path")).send().await.unwrap();
+
+        let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let text = res.text().await.unwrap();
+        let value = |series: &str| -> f64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+                .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        };
+        assert_eq!(value(r#"doorman_http_requests_total{method="POST",route="/api/token/",status="200"}"#), 1.0);
+        assert_eq!(value(r#"doorman_http_requests_total{method="POST",route="/api/token/",status="401"}"#), 1.0);
+        assert_eq!(value(r#"doorman_http_requests_total{method="GET",route="/hello/",status="200"}"#), 1.0);
+        assert_eq!(value(r#"doorman_http_requests_total{method="GET",route="other",status="404"}"#), 1.0);
+        assert!(!text.contains("secret-path"), "raw paths must not become labels");
+        assert_eq!(value(r#"doorman_logins_total{outcome="succeeded"}"#), 1.0);
+        assert_eq!(value(r#"doorman_logins_total{outcome="failed"}"#), 1.0);
+        assert_eq!(value(r#"doorman_tokens_issued_total{type="access"}"#), 2.0);
+        assert_eq!(value(r#"doorman_tokens_issued_total{type="refresh"}"#), 1.0);
+        assert_eq!(value("doorman_tokens_refreshed_total"), 1.0);
+        assert_eq!(value(r#"doorman_tokens_rejected_total{reason="invalid"}"#), 1.0);
+        assert_eq!(value(r#"doorman_tokens_rejected_total{reason="wrong_type"}"#), 1.0);
+        // Two logins hashed: each waited for a slot once.
+        assert!(value("doorman_password_hash_wait_seconds_count") >= 2.0);
+        assert_eq!(value("doorman_password_hash_queue_depth"), 0.0);
+        assert!(value(r#"doorman_db_pool_connections{state="open"}"#) >= 1.0);
+        assert!(value("doorman_db_pool_max_connections") >= 1.0);
+        assert!(text.contains("doorman_http_request_duration_seconds_bucket"), "{text}");
+    }
+}

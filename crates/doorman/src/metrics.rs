@@ -1,0 +1,156 @@
+//! Prometheus metrics, served at `/metrics`. The recorder belongs to the application (no
+//! process-global recorder), so several doorman instances in one process (as in the tests)
+//! keep separate counts.
+//!
+//! Label values are bounded: routes are doorman's own paths (anything else is `other`),
+//! statuses are numbers, rejection reasons come from a fixed list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::metrics::{Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+const META: Metadata<'static> = Metadata::new("doorman", Level::INFO, Some("doorman::metrics"));
+
+/// Latency buckets, in seconds: from a cached verify (sub-millisecond) to a slow login.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let builder = PrometheusBuilder::new();
+        let builder = builder
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        Metrics {
+            recorder: Arc::new(recorder),
+            handle,
+        }
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>) -> ::metrics::Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &META)
+    }
+
+    fn histogram(&self, name: &'static str, labels: Vec<Label>) -> ::metrics::Histogram {
+        self.recorder
+            .register_histogram(&Key::from_parts(name, labels), &META)
+    }
+
+    fn gauge(&self, name: &'static str, labels: Vec<Label>) -> ::metrics::Gauge {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &META)
+    }
+
+    /// One request answered: `route` is a doorman path or `other`.
+    pub fn request(&self, method: &str, route: &'static str, status: u16, latency: Duration) {
+        let labels = || {
+            vec![
+                Label::new("method", method.to_owned()),
+                Label::new("route", route),
+                Label::new("status", status.to_string()),
+            ]
+        };
+        self.counter("doorman_http_requests_total", labels())
+            .increment(1);
+        self.histogram("doorman_http_request_duration_seconds", labels())
+            .record(latency.as_secs_f64());
+    }
+
+    /// Tokens handed out: `kind` is refresh, access or sliding.
+    pub fn token_issued(&self, kind: &'static str) {
+        self.counter(
+            "doorman_tokens_issued_total",
+            vec![Label::new("type", kind)],
+        )
+        .increment(1);
+    }
+
+    /// A successful refresh (or sliding refresh).
+    pub fn token_refreshed(&self) {
+        self.counter("doorman_tokens_refreshed_total", vec![])
+            .increment(1);
+    }
+
+    /// A token refused, labelled by why.
+    pub fn token_refused(&self, error: &doorman_token::TokenError) {
+        use doorman_token::TokenError;
+        let reason = match error {
+            TokenError::Invalid => "invalid",
+            TokenError::Expired | TokenError::ClaimExpired(_) => "expired",
+            TokenError::Blacklisted => "blacklisted",
+            TokenError::WrongType | TokenError::NoType => "wrong_type",
+            TokenError::NoId | TokenError::MissingClaim(_) => "missing_claim",
+        };
+        self.token_rejected(reason);
+    }
+
+    /// A token refused, by a reason from a fixed list (expired, invalid, blacklisted, ...).
+    pub fn token_rejected(&self, reason: &'static str) {
+        self.counter(
+            "doorman_tokens_rejected_total",
+            vec![Label::new("reason", reason)],
+        )
+        .increment(1);
+    }
+
+    pub fn login(&self, succeeded: bool) {
+        let outcome = if succeeded { "succeeded" } else { "failed" };
+        self.counter("doorman_logins_total", vec![Label::new("outcome", outcome)])
+            .increment(1);
+    }
+
+    /// A password hash waited `wait` for a slot of the hashing pool.
+    pub fn hash_waited(&self, wait: Duration) {
+        self.histogram("doorman_password_hash_wait_seconds", vec![])
+            .record(wait.as_secs_f64());
+    }
+
+    /// Hashes waiting for a slot right now.
+    pub fn hash_queue(&self, depth: usize) {
+        self.gauge("doorman_password_hash_queue_depth", vec![])
+            .set(depth as f64);
+    }
+
+    /// The text exposition, with the database pool gauges brought up to date first.
+    pub fn render(&self, pool: crate::store::PoolStats) -> String {
+        self.gauge(
+            "doorman_db_pool_connections",
+            vec![Label::new("state", "open")],
+        )
+        .set(f64::from(pool.open));
+        self.gauge(
+            "doorman_db_pool_connections",
+            vec![Label::new("state", "idle")],
+        )
+        .set(pool.idle as f64);
+        self.gauge("doorman_db_pool_max_connections", vec![])
+            .set(f64::from(pool.max));
+        self.handle.render()
+    }
+}
