@@ -1032,6 +1032,51 @@ mod tests {
         );
     }
 
+    /// Every setting's name, from serde's own list (`deny_unknown_fields` names them all when
+    /// it refuses an unknown one), so this can't drift from `Settings`.
+    fn every_setting_name() -> Vec<&'static str> {
+        let err = figment::Figment::new()
+            .merge(figment::providers::Toml::string("no_such_setting = 1"))
+            .extract::<Settings>()
+            .unwrap_err();
+        match err.kind {
+            figment::error::Kind::UnknownField(_, expected) => expected.to_vec(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// deploy/doorman.toml lists every setting, and each listed default is accepted.
+    #[test]
+    fn the_sample_settings_file_lists_every_setting() {
+        let sample = include_str!("../../../deploy/doorman.toml");
+        let listed: Vec<(&str, &str)> = sample
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter_map(|l| l.split_once(" = "))
+            .filter(|(name, _)| name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .collect();
+        let names: std::collections::BTreeSet<&str> = listed.iter().map(|(n, _)| *n).collect();
+        let all: std::collections::BTreeSet<&str> = every_setting_name().into_iter().collect();
+        assert!(all.len() > 30, "{all:?}");
+        assert_eq!(names, all, "deploy/doorman.toml and the settings differ");
+        // The defaults as written load (the example values need files or keys, so are skipped).
+        for (name, value) in listed {
+            let value = value.split("  #").next().unwrap().trim();
+            if value.contains("...")
+                || value.contains("/etc/")
+                || value.contains("example")
+                || value.contains("2026")
+            {
+                continue;
+            }
+            let toml = format!("{name} = {value}\n");
+            assert!(
+                load(Some(&toml), &[], Overrides::default()).is_ok(),
+                "{toml}"
+            );
+        }
+    }
+
     #[test]
     fn pool_and_pruning_settings() {
         let c = load(None, &[], Overrides::default()).unwrap();

@@ -1,6 +1,7 @@
 //! The command line: one subcommand group per file. Exit codes: 0 ok, 1 runtime failure,
 //! 2 usage error; errors go to stderr as one line.
 
+mod check;
 mod flush;
 mod keys;
 mod migrate;
@@ -49,6 +50,8 @@ enum Command {
     /// Inspect tokens
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Check the configuration; --deploy also looks for what is unwise in production
+    Check(check::CheckArgs),
     /// Manage the signing key set: generate, rotate, retire, list
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -127,6 +130,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime.block_on(flush::run(&load(&cli.config, &overrides)?))
         }
         Command::Token(command) => token::run(cli.config.as_deref(), &overrides, command),
+        Command::Check(args) => check::run(&load(&cli.config, &overrides)?, args),
         Command::Keys(command) => {
             runtime.block_on(keys::run(&load(&cli.config, &overrides)?, command))
         }

@@ -154,6 +154,7 @@ fn usage_errors_exit_2_and_help_exists_everywhere() {
         vec!["keys", "generate", "--help"],
         vec!["keys", "rotate", "--help"],
         vec!["keys", "retire", "--help"],
+        vec!["check", "--help"],
     ] {
         let out = doorman(dir.path()).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -444,4 +445,72 @@ fn serve_generates_its_key_once_and_says_so() {
         "{second}"
     );
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), pem);
+}
+
+/// `doorman check --deploy`: quiet on the safe defaults, warnings for what is legal but
+/// unwise, and an error (exit 1) for private keys others can read.
+#[test]
+fn check_deploy_reports_unwise_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    doorman(dir.path()).arg("migrate").assert().success();
+    let out = doorman(dir.path())
+        .args(["check", "--deploy"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stdout_of(&out).contains("System check identified 0 issue(s)"),
+        "{}",
+        stdout_of(&out)
+    );
+
+    let out = doorman(dir.path())
+        .args(["check", "--deploy"])
+        .env(
+            "DOORMAN_SIGNING_KEY",
+            "doorman-check-test-secret-0123456789ab",
+        )
+        .env("DOORMAN_BIND", "0.0.0.0:8000")
+        .env("DOORMAN_CORS_ALLOWED_ORIGINS", "*")
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "warnings alone exit 0: {}",
+        stderr_of(&out)
+    );
+    let report = stdout_of(&out);
+    for expected in [
+        "WARNING algorithm: HS256 shares its secret",
+        "WARNING signing_key: the secret is short or repetitive",
+        "WARNING bind: serving plain HTTP on 0.0.0.0:8000",
+        "WARNING cors_allowed_origins: \"*\"",
+        "WARNING RUST_LOG: debug or trace",
+        "System check identified 5 issue(s) (0 error(s))",
+    ] {
+        assert!(
+            report.contains(expected),
+            "{expected:?} missing from:\n{report}"
+        );
+    }
+
+    use std::os::unix::fs::PermissionsExt;
+    let data = dir.path().join("data");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = doorman(dir.path())
+        .args(["check", "--deploy"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout_of(&out).contains("ERROR data_dir") && stdout_of(&out).contains("mode 0755"),
+        "{}",
+        stdout_of(&out)
+    );
+    let out = doorman(dir.path()).arg("check").output().unwrap();
+    assert!(
+        out.status.success(),
+        "without --deploy only the configuration is checked"
+    );
 }

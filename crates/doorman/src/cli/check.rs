@@ -1,0 +1,194 @@
+//! `doorman check [--deploy]`: loads the effective configuration (which alone catches most
+//! mistakes) and, with `--deploy`, looks for what is legal but unwise in production, like
+//! Django's `check --deploy`. Errors exit 1; warnings are reported and exit 0.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use clap::Args;
+
+use super::Failure;
+use crate::config::{Config, KeyConfig};
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Also check what matters on a server exposed to real users
+    #[arg(long)]
+    deploy: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One finding, with the setting to look at.
+#[derive(Debug)]
+pub struct Finding {
+    pub severity: Severity,
+    pub setting: &'static str,
+    pub message: String,
+}
+
+pub fn run(config: &Config, args: CheckArgs) -> Result<(), Failure> {
+    let findings = if args.deploy {
+        deploy_findings(config, std::env::var("RUST_LOG").ok().as_deref())
+    } else {
+        Vec::new()
+    };
+    for f in &findings {
+        let label = match f.severity {
+            Severity::Warning => "WARNING",
+            Severity::Error => "ERROR",
+        };
+        println!("{label} {}: {}", f.setting, f.message);
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    println!(
+        "System check identified {} issue(s) ({} error(s)).",
+        findings.len(),
+        errors
+    );
+    if errors > 0 {
+        return Err(Failure::runtime(format!(
+            "{errors} deployment error(s); see above"
+        )));
+    }
+    Ok(())
+}
+
+/// What `--deploy` reports for this configuration and log filter.
+pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut warn = |setting, message: String| {
+        findings.push(Finding {
+            severity: Severity::Warning,
+            setting,
+            message,
+        });
+    };
+    match &config.key {
+        KeyConfig::Hmac { alg, secret } => {
+            use secrecy::ExposeSecret;
+            warn(
+                "algorithm",
+                format!(
+                    "{alg} shares its secret with every service that verifies tokens; unless a Django \
+                     deployment must accept them, a key pair (EdDSA, ES256) lets others verify with the JWKS alone"
+                ),
+            );
+            let secret = secret.expose_secret();
+            let distinct: std::collections::BTreeSet<char> = secret.chars().collect();
+            if secret.len() < 50 || distinct.len() < 5 {
+                warn(
+                    "signing_key",
+                    "the secret is short or repetitive; use at least 50 random characters (Django's own check asks the same)".into(),
+                );
+            }
+        }
+        KeyConfig::Pem { .. } | KeyConfig::Generated { .. } => {}
+    }
+    let public_bind = !config.bind.ip().is_loopback();
+    if public_bind && config.trusted_proxies.is_empty() {
+        warn(
+            "bind",
+            format!(
+                "serving plain HTTP on {} with no trusted proxy in front; put doorman behind a \
+                 TLS-terminating proxy (and list it in trusted_proxies)",
+                config.bind
+            ),
+        );
+    }
+    if config
+        .trusted_proxies
+        .iter()
+        .any(|net| net.prefix_len() == 0)
+    {
+        warn(
+            "trusted_proxies",
+            "trusts every address: any client can claim any address with X-Forwarded-For".into(),
+        );
+    }
+    if config.cors_allowed_origins.iter().any(|o| o == "*") {
+        warn(
+            "cors_allowed_origins",
+            "\"*\" lets every web site call the API from its users' browsers".into(),
+        );
+    }
+    if let Some(origin) = config
+        .cors_allowed_origins
+        .iter()
+        .find(|o| o.starts_with("http://") && !is_local_origin(o))
+    {
+        warn(
+            "cors_allowed_origins",
+            format!("{origin} is plain HTTP; tokens sent to it can be read on the way"),
+        );
+    }
+    if log_filter.is_some_and(|f| f.contains("debug") || f.contains("trace")) {
+        warn(
+            "RUST_LOG",
+            "debug or trace logging is on; it is verbose and slower in production".into(),
+        );
+    }
+    if !config.tokens.leeway.is_zero() {
+        warn(
+            "leeway",
+            format!(
+                "{} s of clock skew accepted; keep clocks in sync (NTP) and this at 0",
+                config.tokens.leeway.as_secs()
+            ),
+        );
+    }
+    for (setting, path) in key_files(config) {
+        if let Some(problem) = readable_by_others(&path) {
+            findings.push(Finding {
+                severity: Severity::Error,
+                setting,
+                message: format!("{}: {problem}", path.display()),
+            });
+        }
+    }
+    findings
+}
+
+fn is_local_origin(origin: &str) -> bool {
+    let host = origin
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .unwrap_or("");
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The files and directories that hold private key material.
+fn key_files(config: &Config) -> Vec<(&'static str, std::path::PathBuf)> {
+    let mut files = vec![("data_dir", config.data_dir.clone())];
+    if let KeyConfig::Generated { path, .. } = &config.key {
+        files.push(("data_dir", path.clone()));
+    }
+    files
+}
+
+/// "readable by group or others (mode 0644)" for a key file or its directory, if so.
+fn readable_by_others(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "readable by group or others (mode {mode:04o}); it holds private keys: chmod go-rwx"
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
