@@ -13,7 +13,6 @@ use axum::routing::{MethodRouter, any};
 use doorman_guard::Guard;
 use doorman_token::Tokens;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
-use tokio::net::TcpListener;
 
 use crate::accounts::{Accounts, PasswordHasher, StoreUserCheck};
 use crate::api::drf::View;
@@ -157,7 +156,7 @@ async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
 
 /// A bound, ready-to-run server.
 pub struct Application {
-    listener: TcpListener,
+    listener: crate::serve::listen::Listener,
     router: Router,
     state: AppState,
 }
@@ -169,7 +168,7 @@ impl Application {
     }
 
     pub async fn build_with(config: Config, migrate: bool) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(config.bind)
+        let listener = crate::serve::listen::Listener::open(&config.bind, config.unix_socket_mode)
             .await
             .map_err(|e| anyhow::anyhow!("could not listen on {}: {e}", config.bind))?;
         let state = AppState::build(config, migrate).await?;
@@ -181,22 +180,26 @@ impl Application {
         })
     }
 
+    /// The TCP address listened on (an error for a Unix socket).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where it listens, for the log: `http://127.0.0.1:8000/` or `unix:/run/doorman.sock`.
+    pub fn listening_on(&self) -> String {
+        self.listener.describe()
     }
 
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes, then finishes the requests in flight (up to
+    /// `shutdown_timeout`).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
         let pruning = self
             .state
             .config
@@ -207,9 +210,14 @@ impl Application {
             crate::config::KeyConfig::Generated { .. }
         )
         .then(|| tokio::spawn(refresh_keys(self.state.clone())));
-        let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let config = &self.state.config;
+        let limits = crate::serve::listen::ConnectionLimits {
+            header_read_timeout: config.header_read_timeout,
+            max_header_bytes: config.max_header_bytes,
+            shutdown_timeout: config.shutdown_timeout,
+        };
+        let served =
+            crate::serve::listen::serve(self.listener, self.router, limits, shutdown).await;
         for task in [pruning, key_refresh].into_iter().flatten() {
             task.abort();
         }

@@ -81,6 +81,13 @@ struct Settings {
     trusted_proxies: StringList,
     cors_allowed_origins: StringList,
     cors_allow_credentials: Flag,
+    unix_socket_mode: String,
+    #[serde(with = "values::duration")]
+    header_read_timeout: Duration,
+    #[serde(with = "values::count")]
+    max_header_bytes: usize,
+    #[serde(with = "values::duration")]
+    shutdown_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -125,6 +132,10 @@ impl Default for Settings {
             trusted_proxies: StringList(Vec::new()),
             cors_allowed_origins: StringList(Vec::new()),
             cors_allow_credentials: Flag(false),
+            unix_socket_mode: "660".to_owned(),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -151,7 +162,7 @@ pub enum KeyConfig {
 /// The validated configuration every part of doorman reads.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub bind: SocketAddr,
+    pub bind: Bind,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub tokens: TokenRules,
@@ -183,6 +194,40 @@ pub struct Config {
     /// Browser origins allowed by CORS (`*` only without credentials).
     pub cors_allowed_origins: Vec<String>,
     pub cors_allow_credentials: bool,
+    /// Permissions of a Unix socket doorman creates (e.g. 0o660: the proxy's group may connect).
+    pub unix_socket_mode: u32,
+    /// Time allowed to send a request's headers (slow clients are cut off after it).
+    pub header_read_timeout: Duration,
+    /// Largest request head; beyond it the answer is 431.
+    pub max_header_bytes: usize,
+    /// How long a graceful stop waits for the requests in flight.
+    pub shutdown_timeout: Duration,
+}
+
+/// Where to listen: `127.0.0.1:8000`, or `unix:/run/doorman.sock`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bind {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Bind {
+    /// The TCP address, if it is one.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Bind::Tcp(addr) => Some(*addr),
+            Bind::Unix(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Bind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bind::Tcp(addr) => write!(f, "{addr}"),
+            Bind::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
 }
 
 /// Values given on the command line; they win over everything else.
@@ -250,12 +295,30 @@ impl Validator<'_> {
     }
 
     fn validate(&self, s: Settings) -> Result<Config, ConfigError> {
-        let bind: SocketAddr = s.bind.parse().map_err(|_| {
-            self.fail(
-                "bind",
-                format!("expected an address like 127.0.0.1:8000, got {:?}", s.bind),
-            )
-        })?;
+        let bind = match s.bind.strip_prefix("unix:") {
+            Some(path) if path.starts_with('/') => Bind::Unix(PathBuf::from(path)),
+            _ => Bind::Tcp(s.bind.parse().map_err(|_| {
+                self.fail(
+                    "bind",
+                    format!(
+                        "expected an address like 127.0.0.1:8000 or unix:/run/doorman.sock, got {:?}",
+                        s.bind
+                    ),
+                )
+            })?),
+        };
+        let unix_socket_mode = u32::from_str_radix(s.unix_socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                self.fail(
+                    "unix_socket_mode",
+                    format!(
+                        "expected an octal mode like 660, got {:?}",
+                        s.unix_socket_mode
+                    ),
+                )
+            })?;
         if s.leeway > Duration::from_secs(60) {
             return Err(self.fail(
                 "leeway",
@@ -309,6 +372,8 @@ impl Validator<'_> {
             ("database_statement_timeout", s.database_statement_timeout),
             ("key_refresh_interval", s.key_refresh_interval),
             ("request_timeout", s.request_timeout),
+            ("header_read_timeout", s.header_read_timeout),
+            ("shutdown_timeout", s.shutdown_timeout),
         ] {
             if timeout.is_zero() {
                 return Err(self.fail(key, "expected a timeout longer than 0 seconds"));
@@ -398,6 +463,10 @@ impl Validator<'_> {
             trusted_proxies,
             cors_allowed_origins: s.cors_allowed_origins.0,
             cors_allow_credentials: s.cors_allow_credentials.0,
+            unix_socket_mode,
+            header_read_timeout: s.header_read_timeout,
+            max_header_bytes: s.max_header_bytes.clamp(8 * 1024, 1024 * 1024),
+            shutdown_timeout: s.shutdown_timeout,
         })
     }
 
@@ -741,6 +810,7 @@ mod tests {
             }
         ));
         assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.unix_socket_mode, 0o660);
         assert!(c.database_url.starts_with("sqlite://"));
         assert!(!c.rotate_refresh_tokens && c.check_user_is_active);
     }
@@ -757,13 +827,13 @@ mod tests {
         ];
         let c = load(Some(file), &e, Overrides::default()).unwrap();
         assert_eq!(c.tokens.access_token_lifetime, Duration::from_secs(3600));
-        assert_eq!(c.bind.port(), 2);
+        assert_eq!(c.bind.tcp().unwrap().port(), 2);
         let o = Overrides {
             bind: Some("127.0.0.1:3".into()),
             ..Overrides::default()
         };
         let c = load(Some(file), &e, o).unwrap();
-        assert_eq!(c.bind.port(), 3);
+        assert_eq!(c.bind.tcp().unwrap().port(), 3);
         assert_eq!(c.tokens.access_token_lifetime, Duration::from_secs(3600));
     }
 

@@ -92,7 +92,10 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
         }
         KeyConfig::Pem { .. } | KeyConfig::Generated { .. } => {}
     }
-    let public_bind = !config.bind.ip().is_loopback();
+    let public_bind = config
+        .bind
+        .tcp()
+        .is_some_and(|addr| !addr.ip().is_loopback());
     if public_bind && config.trusted_proxies.is_empty() {
         warn(
             "bind",

@@ -108,9 +108,14 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(serve::ServeArgs {
+        workers: Some(n), ..
+    }) = &cli.command
+    {
+        runtime.worker_threads(usize::from(*n));
+    }
+    let runtime = runtime.enable_all().build()?;
     let overrides = Overrides {
         bind: None,
         database_url: cli.database_url.clone(),

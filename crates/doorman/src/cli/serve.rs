@@ -16,6 +16,9 @@ pub struct ServeArgs {
     /// Refuse to start with pending migrations instead of applying them
     #[arg(long)]
     no_migrate: bool,
+    /// Async worker threads (default: one per core); password hashing has its own pool
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
 }
 
 pub async fn run(
@@ -27,10 +30,13 @@ pub async fn run(
     overrides.bind = args.bind;
     let config = Config::load(file, &overrides).map_err(Failure::runtime)?;
     let app = Application::build_with(config, !args.no_migrate).await?;
-    let addr = app.local_addr()?;
     let stop = crate::serve::shutdown_signal()
         .map_err(|e| Failure::runtime(format!("could not install the signal handlers: {e}")))?;
-    tracing::info!(%addr, "doorman is listening on http://{addr}/");
+    let on = app.listening_on();
+    match app.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "doorman is listening on {on}"),
+        Err(_) => tracing::info!(socket = %on, "doorman is listening on {on}"),
+    }
     app.run_until_stopped(stop).await?;
     tracing::info!("doorman stopped");
     Ok(())

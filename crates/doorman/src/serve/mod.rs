@@ -20,6 +20,7 @@ use crate::api::ApiError;
 
 pub mod access;
 pub mod client;
+pub mod listen;
 
 pub use client::{ClientAddr, TrustedProxies};
 

@@ -160,6 +160,11 @@ fn usage_errors_exit_2_and_help_exists_everywhere() {
         assert!(out.status.success(), "{args:?}");
         assert!(stdout_of(&out).contains("Usage:"), "{args:?}");
     }
+    let out = doorman(dir.path())
+        .args(["serve", "--workers", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     // An unknown algorithm for a new key is a usage error; an HMAC one is refused.
     doorman(dir.path()).arg("migrate").assert().success();
     for alg in ["XS256", "HS256"] {
@@ -402,7 +407,7 @@ fn serve_generates_its_key_once_and_says_so() {
             .current_dir(dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(["serve", "--bind", "127.0.0.1:0", "--workers", "2"])
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();

@@ -16,4 +16,5 @@ mod protocol;
 mod reference_app;
 mod rotation;
 mod scale;
+mod server;
 mod tokens;

@@ -1,0 +1,161 @@
+//! The server itself, below the API: a Unix socket, slow clients cut off after the header
+//! deadline without holding up others, and oversized request heads refused with 431.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use doorman::Application;
+use doorman::config::{Config, Overrides};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::*;
+
+/// A bound server from these settings (plus a fresh data dir), not running yet.
+async fn start(dir: &std::path::Path, settings: &[(&str, &str)]) -> Application {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert(
+        "DOORMAN_DATA_DIR".into(),
+        dir.join("data").display().to_string(),
+    );
+    env.insert("DOORMAN_SIGNING_KEY".into(), TEST_SECRET.into());
+    for (k, v) in settings {
+        env.insert((*k).into(), (*v).into());
+    }
+    let config = Config::load_from(None, &env, &Overrides::default()).unwrap();
+    Application::build(config).await.unwrap()
+}
+
+async fn read_all(stream: &mut (impl AsyncReadExt + Unpin)) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn serves_on_a_unix_socket_with_its_mode_and_removes_it_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("doorman.sock");
+    let bind = format!("unix:{}", socket.display());
+    let app = start(
+        dir.path(),
+        &[("DOORMAN_BIND", &bind), ("DOORMAN_UNIX_SOCKET_MODE", "600")],
+    )
+    .await;
+    assert!(app.local_addr().is_err());
+    assert_eq!(app.listening_on(), bind);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stop_rx.await;
+    }));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: doorman\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_all(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(!socket.exists(), "the socket file is removed at exit");
+}
+
+/// Fifty connections dribbling a request head one byte at a time: ordinary requests are still
+/// answered at once, and the dribblers are cut off after header_read_timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_without_holding_up_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(
+        dir.path(),
+        &[
+            ("DOORMAN_BIND", "127.0.0.1:0"),
+            ("DOORMAN_HEADER_READ_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    let addr = app.local_addr().unwrap();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    let mut dribblers = Vec::new();
+    for _ in 0..50 {
+        dribblers.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let started = Instant::now();
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+                .iter()
+                .cycle()
+            {
+                if stream.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            // Cut off: the server closed it (with or without a 408 first).
+            let mut rest = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut rest)).await;
+            started.elapsed()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        let res = client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    for dribbler in dribblers {
+        let lasted = dribbler.await.unwrap();
+        assert!(
+            lasted < Duration::from_secs(5),
+            "a dribbling client stayed connected {lasted:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_gets_431() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(
+        dir.path(),
+        &[
+            ("DOORMAN_BIND", "127.0.0.1:0"),
+            ("DOORMAN_MAX_HEADER_BYTES", "16384"),
+        ],
+    )
+    .await;
+    let addr = app.local_addr().unwrap();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let client = reqwest::Client::new();
+    let res = client
+        .get(format!("http://{addr}/healthz"))
+        .header("x-padding", "a".repeat(8 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "8 KiB of headers fit");
+    let res = client
+        .get(format!("http://{addr}/healthz"))
+        .header("x-padding", "a".repeat(20 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 431);
+}
