@@ -211,10 +211,19 @@ impl Application {
         )
         .then(|| tokio::spawn(refresh_keys(self.state.clone())));
         let config = &self.state.config;
+        let tls = match &config.tls {
+            Some(files) => {
+                let tls = crate::serve::tls::Tls::new(files).map_err(std::io::Error::other)?;
+                tls.reload_on_sighup()?;
+                Some(tls)
+            }
+            None => None,
+        };
         let limits = crate::serve::listen::ConnectionLimits {
             header_read_timeout: config.header_read_timeout,
             max_header_bytes: config.max_header_bytes,
             shutdown_timeout: config.shutdown_timeout,
+            tls,
         };
         let served =
             crate::serve::listen::serve(self.listener, self.router, limits, shutdown).await;

@@ -88,6 +88,8 @@ struct Settings {
     max_header_bytes: usize,
     #[serde(with = "values::duration")]
     shutdown_timeout: Duration,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -136,6 +138,8 @@ impl Default for Settings {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             shutdown_timeout: Duration::from_secs(30),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -202,6 +206,15 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// How long a graceful stop waits for the requests in flight.
     pub shutdown_timeout: Duration,
+    /// TLS from PEM files (certificate chain, private key); reloaded on SIGHUP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the TLS certificate chain and key are (PEM).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Where to listen: `127.0.0.1:8000`, or `unix:/run/doorman.sock`.
@@ -430,6 +443,26 @@ impl Validator<'_> {
                 ));
             }
         }
+        let tls = match (&s.tls_cert_file, &s.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                };
+                crate::serve::tls::load(&files).map_err(|e| self.fail("tls_cert_file", e))?;
+                Some(files)
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(self.fail("tls_key_file", "tls_cert_file is set; set its key too"));
+            }
+            (None, Some(_)) => {
+                return Err(self.fail(
+                    "tls_cert_file",
+                    "tls_key_file is set; set the certificate too",
+                ));
+            }
+        };
         if s.max_concurrent_requests == 0 {
             return Err(self.fail("max_concurrent_requests", "expected at least 1"));
         }
@@ -467,6 +500,7 @@ impl Validator<'_> {
             header_read_timeout: s.header_read_timeout,
             max_header_bytes: s.max_header_bytes.clamp(8 * 1024, 1024 * 1024),
             shutdown_timeout: s.shutdown_timeout,
+            tls,
         })
     }
 
@@ -1044,6 +1078,35 @@ mod tests {
             Overrides::default(),
         );
         assert!(c.is_ok(), "{:?}", c.err());
+    }
+
+    #[test]
+    fn tls_files_must_come_in_pairs_and_load() {
+        let err = load(
+            None,
+            &[("DOORMAN_TLS_CERT_FILE", "/nonexistent/cert.pem")],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("tls_key_file") && err.contains("set its key too"),
+            "{err}"
+        );
+        let err = load(
+            None,
+            &[
+                ("DOORMAN_TLS_CERT_FILE", "/nonexistent/cert.pem"),
+                ("DOORMAN_TLS_KEY_FILE", "/nonexistent/key.pem"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("tls_cert_file") && err.contains("/nonexistent/cert.pem"),
+            "{err}"
+        );
     }
 
     #[test]

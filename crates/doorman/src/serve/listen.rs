@@ -39,6 +39,8 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
     /// How long a graceful stop waits for requests in flight.
     pub shutdown_timeout: Duration,
+    /// TLS on every connection, when configured.
+    pub tls: Option<super::tls::Tls>,
 }
 
 /// hyper refuses read buffers under 8 KiB.
@@ -135,7 +137,17 @@ pub async fn serve(
                         request.extensions_mut().insert(ConnectInfo(peer));
                         request
                     });
-                    spawn_connection(&builder, &graceful, stream, app);
+                    match &limits.tls {
+                        None => spawn_connection(&builder, &graceful, stream, app),
+                        Some(tls) => spawn_tls_connection(
+                            &builder,
+                            &graceful,
+                            tls.acceptor(),
+                            limits.header_read_timeout,
+                            stream,
+                            app,
+                        ),
+                    }
                 }
                 Ok(Accepted::Unix(stream)) => {
                     spawn_connection(&builder, &graceful, stream, app.clone());
@@ -171,6 +183,46 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
         Listener::Tcp(l) => l.accept().await.map(|(s, peer)| Accepted::Tcp(s, peer)),
         Listener::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Accepted::Unix(s)),
     }
+}
+
+/// The TLS handshake runs in the connection's own task, under the header deadline, so a slow
+/// or silent client can't hold the accept loop. Responses get `Strict-Transport-Security`.
+fn spawn_tls_connection<S>(
+    builder: &Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+    stream: tokio::net::TcpStream,
+    app: S,
+) where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = builder.clone();
+    let watcher = graceful.watcher();
+    let app = app.map_response(|mut response: axum::response::Response| {
+        response.headers_mut().insert(
+            http::header::STRICT_TRANSPORT_SECURITY,
+            http::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+        response
+    });
+    tokio::spawn(async move {
+        let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+        else {
+            return;
+        };
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(app))
+            .into_owned();
+        let _ = watcher.watch(connection).await;
+    });
 }
 
 fn spawn_connection<I, S>(

@@ -21,6 +21,7 @@ use crate::api::ApiError;
 pub mod access;
 pub mod client;
 pub mod listen;
+pub mod tls;
 
 pub use client::{ClientAddr, TrustedProxies};
 

@@ -159,3 +159,78 @@ async fn an_oversized_request_head_gets_431() {
         .unwrap();
     assert_eq!(res.status(), 431);
 }
+
+/// A throwaway certificate for localhost: (certificate PEM, private key PEM).
+fn throwaway_certificate() -> (String, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    (certified.cert.pem(), certified.signing_key.serialize_pem())
+}
+
+fn https_client(ca_pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+        .resolve("localhost", addr)
+        .build()
+        .unwrap()
+}
+
+/// TLS from PEM files with HTTP/2 by ALPN and HSTS; SIGHUP swaps the certificate for new
+/// connections while an open one carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_http2_and_a_certificate_reload_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert1, key1) = throwaway_certificate();
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&cert_file, &cert1).unwrap();
+    std::fs::write(&key_file, &key1).unwrap();
+    let (cert_path, key_path) = (
+        cert_file.display().to_string(),
+        key_file.display().to_string(),
+    );
+    let app = start(
+        dir.path(),
+        &[
+            ("DOORMAN_BIND", "127.0.0.1:0"),
+            ("DOORMAN_TLS_CERT_FILE", &cert_path),
+            ("DOORMAN_TLS_KEY_FILE", &key_path),
+        ],
+    )
+    .await;
+    let addr = app.local_addr().unwrap();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let url = format!("https://localhost:{}/healthz", addr.port());
+
+    let old = https_client(&cert1, addr);
+    let res = old.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), reqwest::Version::HTTP_2, "ALPN picks HTTP/2");
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    // Plain HTTP on the TLS port gets nowhere.
+    assert!(
+        reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .is_err()
+    );
+
+    let (cert2, key2) = throwaway_certificate();
+    std::fs::write(&cert_file, &cert2).unwrap();
+    std::fs::write(&key_file, &key2).unwrap();
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
+    let new = https_client(&cert2, addr);
+    let started = Instant::now();
+    while new.get(&url).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The open HTTP/2 connection from before the reload still serves requests...
+    assert_eq!(old.get(&url).send().await.unwrap().status(), 200);
+    // ...while a new connection is offered only the new certificate.
+    assert!(https_client(&cert1, addr).get(&url).send().await.is_err());
+}
