@@ -110,11 +110,20 @@ fn token_route(view: View) -> MethodRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route(HELLO, any(hello::hello))
-        .route(wellknown::JWKS_PATH, any(wellknown::jwks))
-        .route(wellknown::DISCOVERY_PATH, any(wellknown::discovery))
+        .route(
+            wellknown::JWKS_PATH,
+            any(wellknown::jwks).layer(crate::serve::compression()),
+        )
+        .route(
+            wellknown::DISCOVERY_PATH,
+            any(wellknown::discovery).layer(crate::serve::compression()),
+        )
         .route(health::HEALTHZ, any(health::healthz))
         .route(health::READYZ, any(health::readyz))
-        .route(health::METRICS, any(health::metrics));
+        .route(
+            health::METRICS,
+            any(health::metrics).layer(crate::serve::compression()),
+        );
     for (path, view) in state.routes() {
         router = router.route(path, token_route(view));
     }
@@ -129,6 +138,12 @@ pub fn router(state: AppState) -> Router {
         state.metrics.clone(),
         routes,
     );
+    if let Some(files) = &state.config.static_files {
+        router = router.nest_service(
+            files.url.trim_end_matches('/'),
+            crate::serve::static_files(files),
+        );
+    }
     let app = crate::serve::with_layers(router.fallback(fallback)).with_state(state);
     crate::serve::limited(app, &limits, observed)
 }

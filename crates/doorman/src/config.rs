@@ -90,6 +90,9 @@ struct Settings {
     shutdown_timeout: Duration,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    static_root: Option<PathBuf>,
+    static_url: String,
+    static_cache_control: String,
 }
 
 impl Default for Settings {
@@ -140,6 +143,9 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(30),
             tls_cert_file: None,
             tls_key_file: None,
+            static_root: None,
+            static_url: "/static/".to_owned(),
+            static_cache_control: "public, max-age=3600".to_owned(),
         }
     }
 }
@@ -208,6 +214,17 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// TLS from PEM files (certificate chain, private key); reloaded on SIGHUP.
     pub tls: Option<TlsFiles>,
+    /// Static files (Django's STATIC_ROOT / STATIC_URL), when configured.
+    pub static_files: Option<StaticFiles>,
+}
+
+/// A directory served under a URL prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticFiles {
+    pub root: PathBuf,
+    /// Like `/static/`: starts and ends with a slash.
+    pub url: String,
+    pub cache_control: String,
 }
 
 /// Where the TLS certificate chain and key are (PEM).
@@ -463,6 +480,45 @@ impl Validator<'_> {
                 ));
             }
         };
+        let static_files = match &s.static_root {
+            None => None,
+            Some(root) => {
+                if !root.is_dir() {
+                    return Err(self.fail(
+                        "static_root",
+                        format!("{} is not a directory", root.display()),
+                    ));
+                }
+                let url = &s.static_url;
+                let reserved = [
+                    "/api/",
+                    "/hello/",
+                    "/.well-known/",
+                    "/healthz/",
+                    "/readyz/",
+                    "/metrics/",
+                ];
+                if !(url.starts_with('/') && url.ends_with('/') && url.len() > 1)
+                    || reserved
+                        .iter()
+                        .any(|r| url.starts_with(r) || r.starts_with(url.as_str()))
+                    || !url.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    return Err(self.fail(
+                        "static_url",
+                        format!("expected a prefix like /static/ that no doorman route uses, got {url:?}"),
+                    ));
+                }
+                if http::HeaderValue::from_str(&s.static_cache_control).is_err() {
+                    return Err(self.fail("static_cache_control", "expected a header value"));
+                }
+                Some(StaticFiles {
+                    root: root.clone(),
+                    url: url.clone(),
+                    cache_control: s.static_cache_control.clone(),
+                })
+            }
+        };
         if s.max_concurrent_requests == 0 {
             return Err(self.fail("max_concurrent_requests", "expected at least 1"));
         }
@@ -501,6 +557,7 @@ impl Validator<'_> {
             max_header_bytes: s.max_header_bytes.clamp(8 * 1024, 1024 * 1024),
             shutdown_timeout: s.shutdown_timeout,
             tls,
+            static_files,
         })
     }
 
@@ -1197,6 +1254,7 @@ mod tests {
             let value = value.split("  #").next().unwrap().trim();
             if value.contains("...")
                 || value.contains("/etc/")
+                || value.contains("/var/")
                 || value.contains("example")
                 || value.contains("2026")
             {

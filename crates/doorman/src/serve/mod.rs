@@ -93,6 +93,58 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
     ),
 ];
 
+/// The static files service (nginx's job): ETag and Last-Modified revalidation, Range,
+/// precompressed `.br`/`.gz` siblings by Accept-Encoding, MIME types, the configured
+/// Cache-Control; no directory listing or index pages, no path traversal, JSON 404s.
+pub fn static_files(files: &crate::config::StaticFiles) -> axum::routing::MethodRouter {
+    use tower_http::services::ServeDir;
+    let not_found = tower::service_fn(|_request: axum::extract::Request| async {
+        Ok::<_, std::convert::Infallible>(ApiError::NotFound.into_response())
+    });
+    let serve = ServeDir::new(&files.root)
+        .append_index_html_on_directories(false)
+        .precompressed_br()
+        .precompressed_gzip()
+        .fallback(not_found);
+    let cache_control =
+        HeaderValue::from_str(&files.cache_control).unwrap_or(HeaderValue::from_static("no-cache"));
+    axum::routing::get_service(
+        ServiceBuilder::new()
+            .layer(compression())
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                cache_control,
+            ))
+            .service(serve),
+    )
+}
+
+/// Compression for the routes where it pays: the JWKS, discovery, metrics and static files.
+/// The simplejwt views stay uncompressed (and without `Vary`), as the contract records them,
+/// and their answers carry tokens, which compression would expose to BREACH-style attacks.
+pub fn compression() -> tower_http::compression::CompressionLayer<CompressWhereSafe> {
+    tower_http::compression::CompressionLayer::new().compress_when(CompressWhereSafe)
+}
+
+/// Compresses answers where it pays and is safe: not tiny ones, and never those carrying
+/// tokens (`Cache-Control: no-store`).
+#[derive(Clone, Copy, Debug)]
+pub struct CompressWhereSafe;
+
+impl tower_http::compression::Predicate for CompressWhereSafe {
+    fn should_compress<B>(&self, response: &http::Response<B>) -> bool
+    where
+        B: http_body::Body,
+    {
+        use tower_http::compression::predicate::DefaultPredicate;
+        let carries_secrets = response
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .is_some_and(|v| v.as_bytes().starts_with(b"no-store"));
+        !carries_secrets && DefaultPredicate::new().should_compress(response)
+    }
+}
+
 /// Puts one concurrency limit and one deadline around the whole application (a `Router`
 /// layer would give every route its own), answering 503 JSON when either trips.
 pub fn limited(app: Router, limits: &Limits, observed: access::Observed) -> Router {

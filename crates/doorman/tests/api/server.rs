@@ -234,3 +234,132 @@ async fn tls_with_http2_and_a_certificate_reload_on_sighup() {
     // ...while a new connection is offered only the new certificate.
     assert!(https_client(&cert1, addr).get(&url).send().await.is_err());
 }
+
+/// Static files as nginx serves them: MIME type, Cache-Control, ETag and Last-Modified with
+/// 304s, Range, the precompressed sibling for gzip clients; no listing, no traversal, JSON 404.
+#[tokio::test]
+async fn static_files_are_served_like_nginx_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("static");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("app.css"), "body { color: teal; }\n").unwrap();
+    std::fs::write(root.join("app.css.gz"), b"\x1f\x8bprecompressed").unwrap();
+    std::fs::write(root.join("sub/index.html"), "<p>hi</p>").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "do not serve").unwrap();
+    let root_text = root.display().to_string();
+    let app = start(
+        dir.path(),
+        &[
+            ("DOORMAN_BIND", "127.0.0.1:0"),
+            ("DOORMAN_STATIC_ROOT", &root_text),
+            ("DOORMAN_STATIC_CACHE_CONTROL", "public, max-age=600"),
+        ],
+    )
+    .await;
+    let addr = app.local_addr().unwrap();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/static/app.css");
+
+    let res = client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert_eq!(h["cache-control"], "public, max-age=600");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(res.text().await.unwrap(), "body { color: teal; }\n");
+    let last_modified = h["last-modified"].clone();
+    let res = client
+        .get(&url)
+        .header("if-modified-since", last_modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+    if let Some(etag) = h.get("etag") {
+        let res = client
+            .get(&url)
+            .header("if-none-match", etag.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 304);
+    }
+    let res = client
+        .get(&url)
+        .header("range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.text().await.unwrap(), "body");
+    let res = client
+        .get(&url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert_eq!(
+        res.bytes().await.unwrap().as_ref(),
+        b"\x1f\x8bprecompressed"
+    );
+
+    for path in [
+        "/static/sub/",
+        "/static/sub",
+        "/static/../secret.txt",
+        "/static/%2e%2e/secret.txt",
+        "/static/nope.css",
+    ] {
+        let res = client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = res.text().await.unwrap();
+        assert!(
+            !body.contains("do not serve") && !body.contains("<p>hi</p>"),
+            "{path}: {body}"
+        );
+        assert!(
+            status == 404 || status == 301 || status == 400,
+            "{path}: {status}"
+        );
+        if status == 404 {
+            assert_eq!(body, r#"{"detail":"Not found."}"#, "{path}");
+        }
+    }
+}
+
+/// Answers are compressed for clients that ask, except those carrying tokens (BREACH).
+#[tokio::test]
+async fn compression_where_it_helps_and_never_on_tokens() {
+    let app = spawn_app_with(&[("DOORMAN_SIGNING_KEY", "")]).await;
+    let res = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let res = app
+        .client
+        .post(app.url("/api/token/"))
+        .header("accept-encoding", "gzip, br")
+        .json(&serde_json::json!({"username": "alice", "password": "alice-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().get("content-encoding").is_none(),
+        "token answers stay uncompressed"
+    );
+    assert!(
+        res.headers().get("vary").is_none(),
+        "and without Vary, as simplejwt answers"
+    );
+}
