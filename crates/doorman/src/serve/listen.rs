@@ -164,6 +164,10 @@ pub async fn serve(
         let _ = std::fs::remove_file(path);
     }
     drop(listener);
+    // A connection accepted just before the stop may not have sent its request yet; graceful
+    // shutdown would close it as idle. Give such requests a moment to arrive first (another
+    // process sharing an inherited socket takes the new connections meanwhile).
+    tokio::time::sleep(limits.shutdown_timeout.min(Duration::from_secs(1))).await;
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(limits.shutdown_timeout) => {

@@ -363,3 +363,118 @@ async fn compression_where_it_helps_and_never_on_tokens() {
         "and without Vary, as simplejwt answers"
     );
 }
+
+/// A doorman process on a listening socket handed down as systemd does (`LISTEN_FDS`, fd 3).
+fn doorman_on_inherited_socket(
+    dir: &std::path::Path,
+    socket: &std::net::TcpListener,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use command_fds::{CommandFdExt, FdMapping};
+    use std::io::{BufRead, BufReader};
+    let fd = std::os::fd::OwnedFd::from(socket.try_clone().unwrap());
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("doorman"));
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
+        .env("LISTEN_FDS", "1")
+        .args(["serve"])
+        .stderr(std::process::Stdio::piped())
+        .fd_mappings(vec![FdMapping {
+            parent_fd: fd,
+            child_fd: 3,
+        }])
+        .unwrap();
+    let mut child = command.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100))
+            && line.contains(needle)
+        {
+            return;
+        }
+    }
+    panic!("never logged {needle:?}");
+}
+
+/// Replacing doorman under load: the listening socket is held outside (as systemd's socket
+/// activation does), a new process starts on it, the old one gets SIGTERM, stops accepting and
+/// finishes what it has. A steady stream of requests throughout sees no failure at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_process_on_an_inherited_socket_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_cmd::Command::cargo_bin("doorman")
+        .unwrap()
+        .current_dir(dir.path())
+        .env_clear()
+        .arg("migrate")
+        .assert()
+        .success();
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (mut old, old_log) = doorman_on_inherited_socket(dir.path(), &socket);
+    wait_for_line(&old_log, "doorman is listening");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let stop = stop.clone();
+        load.push(tokio::spawn(async move {
+            // A new connection per request, so requests reach whichever process accepts.
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match client.get(format!("http://{addr}/healthz")).send().await {
+                    Ok(res) if res.status() == 200 => ok += 1,
+                    Ok(res) => failed.push(res.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut new, new_log) = doorman_on_inherited_socket(dir.path(), &socket);
+    wait_for_line(&new_log, "doorman is listening");
+    std::process::Command::new("kill")
+        .args(["-TERM", &old.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        old.wait().unwrap().success(),
+        "the old process stops cleanly"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for task in load {
+        let (o, f) = task.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &new.id().to_string()])
+        .status();
+    let _ = new.wait();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+    assert!(ok > 50, "only {ok} requests went through");
+}
