@@ -90,6 +90,7 @@ struct Settings {
     shutdown_timeout: Duration,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    log_format: String,
     static_root: Option<PathBuf>,
     static_url: String,
     static_cache_control: String,
@@ -143,6 +144,7 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(30),
             tls_cert_file: None,
             tls_key_file: None,
+            log_format: "auto".to_owned(),
             static_root: None,
             static_url: "/static/".to_owned(),
             static_cache_control: "public, max-age=3600".to_owned(),
@@ -216,6 +218,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Static files (Django's STATIC_ROOT / STATIC_URL), when configured.
     pub static_files: Option<StaticFiles>,
+    /// Log lines as JSON, as text, or JSON unless on a terminal.
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 /// A directory served under a URL prefix.
@@ -558,6 +562,10 @@ impl Validator<'_> {
             shutdown_timeout: s.shutdown_timeout,
             tls,
             static_files,
+            log_format: s
+                .log_format
+                .parse()
+                .map_err(|e: String| self.fail("log_format", e))?,
         })
     }
 
@@ -1135,6 +1143,27 @@ mod tests {
             Overrides::default(),
         );
         assert!(c.is_ok(), "{:?}", c.err());
+    }
+
+    #[test]
+    fn log_format_is_one_of_three() {
+        use crate::telemetry::LogFormat;
+        let c = load(None, &[], Overrides::default()).unwrap();
+        assert_eq!(c.log_format, LogFormat::Auto);
+        let c = load(
+            None,
+            &[("DOORMAN_LOG_FORMAT", "json")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        let err = load(None, &[("DOORMAN_LOG_FORMAT", "xml")], Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("log_format") && err.contains("auto, json or text"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -519,3 +519,33 @@ fn check_deploy_reports_unwise_settings() {
         "without --deploy only the configuration is checked"
     );
 }
+
+/// `log_format = "text"` gives human lines even when stderr is not a terminal (JSON is the
+/// default there, as the access-log test reads).
+#[test]
+fn log_format_text_is_honoured() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("doorman"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DOORMAN_LOG_FORMAT", "text")
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("doorman is listening"))
+        .expect("a listening line");
+    assert!(!listening.trim_start().starts_with('{'), "{listening}");
+    assert!(listening.contains("INFO"), "{listening}");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    for _ in lines {}
+    assert!(child.wait().unwrap().success());
+}
