@@ -493,6 +493,29 @@ impl Store {
     }
 }
 
+/// Every up migration the build knows, with whether and when the database applied it
+/// (`applied` holds version and Unix time of the applied ones).
+fn statuses(
+    migrator: &sqlx::migrate::Migrator,
+    applied: &[(i64, Option<i64>)],
+) -> Vec<MigrationStatus> {
+    migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| {
+            let installed = applied.iter().find(|(version, _)| *version == m.version);
+            MigrationStatus {
+                version: m.version,
+                description: m.description.to_string(),
+                applied: installed.is_some(),
+                applied_at: installed
+                    .and_then(|(_, at)| *at)
+                    .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok()),
+            }
+        })
+        .collect()
+}
+
 /// The migrations now applied that were pending before.
 fn newly_applied(before: &[MigrationStatus], after: Vec<MigrationStatus>) -> Vec<MigrationInfo> {
     after

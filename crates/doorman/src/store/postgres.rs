@@ -104,21 +104,7 @@ impl PostgresStore {
             }
             None => Vec::new(),
         };
-        Ok(MIGRATOR
-            .iter()
-            .filter(|m| m.migration_type.is_up_migration())
-            .map(|m| {
-                let installed = applied.iter().find(|(version, _)| *version == m.version);
-                MigrationStatus {
-                    version: m.version,
-                    description: m.description.to_string(),
-                    applied: installed.is_some(),
-                    applied_at: installed
-                        .and_then(|(_, at)| *at)
-                        .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok()),
-                }
-            })
-            .collect())
+        Ok(super::statuses(&MIGRATOR, &applied))
     }
 
     pub async fn blacklist(

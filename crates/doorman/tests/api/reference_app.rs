@@ -235,15 +235,13 @@ impl ReferenceApp {
     }
 
     /// Runs a Python script with the venv's interpreter (it has `requests`).
-    /// Runs a script with the venv's Python on a blocking thread, so that a doorman served by
-    /// the test's own runtime keeps answering it.
+    /// Runs a script with the venv's Python (see [`Python::run`]).
     pub async fn python(&self, script: &Path, args: &[&str]) -> Output {
-        let mut command = Command::new(self.venv.join("bin/python"));
-        command.arg(script).args(args);
-        tokio::task::spawn_blocking(move || command.output())
-            .await
-            .expect("python thread")
-            .expect("run python")
+        Python {
+            venv: self.venv.clone(),
+        }
+        .run(script, args)
+        .await
     }
 }
 
