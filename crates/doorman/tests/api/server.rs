@@ -478,3 +478,38 @@ async fn replacing_the_process_on_an_inherited_socket_fails_no_request() {
     );
     assert!(ok > 50, "only {ok} requests went through");
 }
+
+/// A kept-alive connection that goes quiet after a request is closed once the header deadline
+/// passes without the next request, so idle clients can't pile up connections.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(
+        dir.path(),
+        &[
+            ("DOORMAN_BIND", "127.0.0.1:0"),
+            ("DOORMAN_HEADER_READ_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    let addr = app.local_addr().unwrap();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let n = stream.read(&mut buffer).await.unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200 OK"));
+    // Kept alive, then silent: the server hangs up within the deadline (plus slack).
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection stayed open past 5 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
