@@ -171,7 +171,7 @@ async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
 
 /// A bound, ready-to-run server.
 pub struct Application {
-    listener: crate::serve::listen::Listener,
+    listeners: Vec<crate::serve::listen::Listener>,
     router: Router,
     state: AppState,
 }
@@ -183,26 +183,38 @@ impl Application {
     }
 
     pub async fn build_with(config: Config, migrate: bool) -> anyhow::Result<Application> {
-        let listener = crate::serve::listen::Listener::open(&config.bind, config.unix_socket_mode)
+        let listeners = crate::serve::listen::open_all(&config.bind, config.unix_socket_mode)
             .await
-            .map_err(|e| anyhow::anyhow!("could not listen on {}: {e}", config.bind))?;
+            .map_err(|e| anyhow::anyhow!("could not listen on {e}"))?;
         let state = AppState::build(config, migrate).await?;
         let router = router(state.clone());
         Ok(Application {
-            listener,
+            listeners,
             router,
             state,
         })
     }
 
-    /// The TCP address listened on (an error for a Unix socket).
+    /// The first TCP address listened on (an error when there is none).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.local_addrs()
+            .into_iter()
+            .next()
+            .ok_or_else(|| std::io::Error::other("not listening on TCP"))
     }
 
-    /// Where it listens, for the log: `http://127.0.0.1:8000/` or `unix:/run/doorman.sock`.
+    /// Every TCP address listened on.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Where it listens, for the log: `http://127.0.0.1:8000/, unix:/run/doorman.sock`.
     pub fn listening_on(&self) -> String {
-        self.listener.describe()
+        let all: Vec<String> = self.listeners.iter().map(|l| l.describe()).collect();
+        all.join(", ")
     }
 
     pub fn state(&self) -> &AppState {
@@ -241,7 +253,7 @@ impl Application {
             tls,
         };
         let served =
-            crate::serve::listen::serve(self.listener, self.router, limits, shutdown).await;
+            crate::serve::listen::serve(self.listeners, self.router, limits, shutdown).await;
         for task in [pruning, key_refresh].into_iter().flatten() {
             task.abort();
         }

@@ -30,7 +30,7 @@ const ENV_NOT_SETTINGS: [&str; 3] = ["CONFIG", "REQUIRE_ALL", "LOG"];
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct Settings {
-    bind: String,
+    bind: StringList,
     data_dir: PathBuf,
     database_url: Option<String>,
     #[serde(with = "values::duration")]
@@ -100,7 +100,7 @@ impl Default for Settings {
     fn default() -> Self {
         let rules = TokenRules::default();
         Settings {
-            bind: "127.0.0.1:8000".to_owned(),
+            bind: StringList(vec!["127.0.0.1:8000".to_owned()]),
             data_dir: PathBuf::from("doorman-data"),
             database_url: None,
             access_token_lifetime: rules.access_token_lifetime,
@@ -174,7 +174,8 @@ pub enum KeyConfig {
 /// The validated configuration every part of doorman reads.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub bind: Bind,
+    /// Where to listen (at least one).
+    pub bind: Vec<Bind>,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub tokens: TokenRules,
@@ -329,18 +330,25 @@ impl Validator<'_> {
     }
 
     fn validate(&self, s: Settings) -> Result<Config, ConfigError> {
-        let bind = match s.bind.strip_prefix("unix:") {
-            Some(path) if path.starts_with('/') => Bind::Unix(PathBuf::from(path)),
-            _ => Bind::Tcp(s.bind.parse().map_err(|_| {
-                self.fail(
-                    "bind",
-                    format!(
-                        "expected an address like 127.0.0.1:8000 or unix:/run/doorman.sock, got {:?}",
-                        s.bind
-                    ),
-                )
-            })?),
-        };
+        let bind = s
+            .bind
+            .0
+            .iter()
+            .map(|text| match text.strip_prefix("unix:") {
+                Some(path) if path.starts_with('/') => Ok(Bind::Unix(PathBuf::from(path))),
+                _ => text.parse().map(Bind::Tcp).map_err(|_| {
+                    self.fail(
+                        "bind",
+                        format!(
+                            "expected addresses like 127.0.0.1:8000, [::1]:8000 or unix:/run/doorman.sock, got {text:?}"
+                        ),
+                    )
+                }),
+            })
+            .collect::<Result<Vec<Bind>, _>>()?;
+        if bind.is_empty() {
+            return Err(self.fail("bind", "expected at least one address"));
+        }
         let unix_socket_mode = u32::from_str_radix(s.unix_socket_mode.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o777)
@@ -908,7 +916,7 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.bind, [Bind::Tcp("127.0.0.1:8000".parse().unwrap())]);
         assert_eq!(c.unix_socket_mode, 0o660);
         assert!(c.database_url.starts_with("sqlite://"));
         assert!(!c.rotate_refresh_tokens && c.check_user_is_active);
@@ -926,13 +934,13 @@ mod tests {
         ];
         let c = load(Some(file), &e, Overrides::default()).unwrap();
         assert_eq!(c.tokens.access_token_lifetime, Duration::from_secs(3600));
-        assert_eq!(c.bind.tcp().unwrap().port(), 2);
+        assert_eq!(c.bind[0].tcp().unwrap().port(), 2);
         let o = Overrides {
             bind: Some("127.0.0.1:3".into()),
             ..Overrides::default()
         };
         let c = load(Some(file), &e, o).unwrap();
-        assert_eq!(c.bind.tcp().unwrap().port(), 3);
+        assert_eq!(c.bind[0].tcp().unwrap().port(), 3);
         assert_eq!(c.tokens.access_token_lifetime, Duration::from_secs(3600));
     }
 

@@ -92,17 +92,21 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
         }
         KeyConfig::Pem { .. } | KeyConfig::Generated { .. } => {}
     }
-    let public_bind = config
+    let public: Vec<String> = config
         .bind
-        .tcp()
-        .is_some_and(|addr| !addr.ip().is_loopback());
-    if public_bind && config.trusted_proxies.is_empty() {
+        .iter()
+        .filter_map(|b| b.tcp())
+        .filter(|addr| !addr.ip().is_loopback())
+        .map(|addr| addr.to_string())
+        .collect();
+    if !public.is_empty() && config.trusted_proxies.is_empty() && config.tls.is_none() {
         warn(
             "bind",
             format!(
-                "serving plain HTTP on {} with no trusted proxy in front; put doorman behind a \
-                 TLS-terminating proxy (and list it in trusted_proxies)",
-                config.bind
+                "serving plain HTTP on {} with no trusted proxy in front; set tls_cert_file and \
+                 tls_key_file, or put doorman behind a TLS-terminating proxy (and list it in \
+                 trusted_proxies)",
+                public.join(", ")
             ),
         );
     }

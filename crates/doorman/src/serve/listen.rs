@@ -47,28 +47,8 @@ pub struct ConnectionLimits {
 const MIN_HEADER_BYTES: usize = 8192;
 
 impl Listener {
-    /// The socket systemd (or `systemfd`) passed in `LISTEN_FDS` when there is one, else a new
-    /// one for `bind`. A Unix socket replaces a stale socket file and gets `mode`.
+    /// A new socket for `bind`. A Unix socket replaces a stale socket file and gets `mode`.
     pub async fn open(bind: &Bind, unix_mode: u32) -> std::io::Result<Listener> {
-        let mut inherited = listenfd::ListenFd::from_env();
-        if inherited.len() > 0 {
-            if let Ok(Some(listener)) = inherited.take_tcp_listener(0) {
-                listener.set_nonblocking(true)?;
-                return Ok(Listener::Tcp(TcpListener::from_std(listener)?));
-            }
-            if let Ok(Some(listener)) = inherited.take_unix_listener(0) {
-                listener.set_nonblocking(true)?;
-                let path = listener
-                    .local_addr()?
-                    .as_pathname()
-                    .map(PathBuf::from)
-                    .unwrap_or_default();
-                return Ok(Listener::Unix {
-                    listener: UnixListener::from_std(listener)?,
-                    path,
-                });
-            }
-        }
         match bind {
             Bind::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).await?)),
             Bind::Unix(path) => {
@@ -107,10 +87,47 @@ impl Listener {
     }
 }
 
-/// Serves `app` until `shutdown` completes, then stops accepting and gives the requests in
-/// flight up to `shutdown_timeout` to finish.
+/// Opens every configured listener (or takes every socket systemd passed in `LISTEN_FDS`).
+pub async fn open_all(binds: &[Bind], unix_mode: u32) -> std::io::Result<Vec<Listener>> {
+    let inherited = listenfd::ListenFd::from_env();
+    if inherited.len() > 0 {
+        let mut inherited = inherited;
+        let mut listeners = Vec::new();
+        for index in 0..inherited.len() {
+            if let Ok(Some(listener)) = inherited.take_tcp_listener(index) {
+                listener.set_nonblocking(true)?;
+                listeners.push(Listener::Tcp(TcpListener::from_std(listener)?));
+            } else if let Ok(Some(listener)) = inherited.take_unix_listener(index) {
+                listener.set_nonblocking(true)?;
+                let path = listener
+                    .local_addr()?
+                    .as_pathname()
+                    .map(PathBuf::from)
+                    .unwrap_or_default();
+                listeners.push(Listener::Unix {
+                    listener: UnixListener::from_std(listener)?,
+                    path,
+                });
+            }
+        }
+        if !listeners.is_empty() {
+            return Ok(listeners);
+        }
+    }
+    let mut listeners = Vec::with_capacity(binds.len());
+    for bind in binds {
+        let listener = Listener::open(bind, unix_mode)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{bind}: {e}")))?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serves `app` on every listener until `shutdown` completes, then stops accepting and gives
+/// the requests in flight up to `shutdown_timeout` to finish.
 pub async fn serve(
-    listener: Listener,
+    listeners: Vec<Listener>,
     app: Router,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -125,11 +142,50 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
+    let graceful = std::sync::Arc::new(GracefulShutdown::new());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        loops.spawn(accept_loop(
+            listener,
+            app.clone(),
+            builder.clone(),
+            graceful.clone(),
+            limits.clone(),
+            stopped.clone(),
+        ));
+    }
+    shutdown.await;
+    let _ = stop.send(true);
+    while loops.join_next().await.is_some() {}
+    // A connection accepted just before the stop may not have sent its request yet; graceful
+    // shutdown would close it as idle. Give such requests a moment to arrive first (another
+    // process sharing an inherited socket takes the new connections meanwhile).
+    tokio::time::sleep(limits.shutdown_timeout.min(Duration::from_secs(1))).await;
+    let Ok(graceful) = std::sync::Arc::try_unwrap(graceful) else {
+        return Ok(());
+    };
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.shutdown_timeout) => {
+            tracing::warn!("requests still in flight at shutdown_timeout; closing them");
+        }
+    }
+    Ok(())
+}
+
+/// Accepts on one listener until told to stop; a Unix socket file is removed then.
+async fn accept_loop(
+    listener: Listener,
+    app: Router,
+    builder: Builder<TokioExecutor>,
+    graceful: std::sync::Arc<GracefulShutdown>,
+    limits: ConnectionLimits,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            _ = stopped.changed() => break,
             accepted = accept(&listener) => match accepted {
                 Ok(Accepted::Tcp(stream, peer)) => {
                     let _ = stream.set_nodelay(true);
@@ -163,18 +219,6 @@ pub async fn serve(
     if let Listener::Unix { path, .. } = &listener {
         let _ = std::fs::remove_file(path);
     }
-    drop(listener);
-    // A connection accepted just before the stop may not have sent its request yet; graceful
-    // shutdown would close it as idle. Give such requests a moment to arrive first (another
-    // process sharing an inherited socket takes the new connections meanwhile).
-    tokio::time::sleep(limits.shutdown_timeout.min(Duration::from_secs(1))).await;
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(limits.shutdown_timeout) => {
-            tracing::warn!("requests still in flight at shutdown_timeout; closing them");
-        }
-    }
-    Ok(())
 }
 
 enum Accepted {

@@ -513,3 +513,38 @@ async fn idle_keep_alive_connections_are_closed() {
         started.elapsed()
     );
 }
+
+/// Several binds at once: two TCP ports and a Unix socket, all serving the same application.
+#[tokio::test]
+async fn several_binds_serve_the_same_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("d.sock");
+    let binds = format!("127.0.0.1:0, [::1]:0, unix:{}", socket.display());
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    let binds = if ipv6 {
+        binds
+    } else {
+        binds.replace(", [::1]:0", ", 127.0.0.1:0")
+    };
+    let app = start(dir.path(), &[("DOORMAN_BIND", &binds)]).await;
+    let addrs = app.local_addrs();
+    assert_eq!(addrs.len(), 2, "{addrs:?}");
+    assert!(
+        app.listening_on().contains("unix:"),
+        "{}",
+        app.listening_on()
+    );
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    for addr in addrs {
+        let res = reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{addr}");
+    }
+    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_all(&mut stream).await.starts_with("HTTP/1.1 200 OK"));
+}
