@@ -119,11 +119,14 @@ pub fn router(state: AppState) -> Router {
             any(wellknown::discovery).layer(crate::serve::compression()),
         )
         .route(health::HEALTHZ, any(health::healthz))
-        .route(health::READYZ, any(health::readyz))
-        .route(
+        .route(health::READYZ, any(health::readyz));
+    // With an admin bind, metrics are served there only.
+    if state.config.admin_bind.is_none() {
+        router = router.route(
             health::METRICS,
             any(health::metrics).layer(crate::serve::compression()),
         );
+    }
     for (path, view) in state.routes() {
         router = router.route(path, token_route(view));
     }
@@ -146,6 +149,19 @@ pub fn router(state: AppState) -> Router {
     }
     let app = crate::serve::with_layers(router.fallback(fallback)).with_state(state);
     crate::serve::limited(app, &limits, observed)
+}
+
+/// The admin listener's routes (`admin_bind`): metrics and the health checks, nothing else.
+pub fn admin_router(state: AppState) -> Router {
+    let router = Router::new()
+        .route(
+            health::METRICS,
+            any(health::metrics).layer(crate::serve::compression()),
+        )
+        .route(health::HEALTHZ, any(health::healthz))
+        .route(health::READYZ, any(health::readyz))
+        .fallback(|| async { ApiError::NotFound.into_response() });
+    crate::serve::with_layers(router).with_state(state)
 }
 
 /// Django's `APPEND_SLASH`: a known path without its slash is redirected (301, for every
@@ -172,6 +188,7 @@ async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
 /// A bound, ready-to-run server.
 pub struct Application {
     listeners: Vec<crate::serve::listen::Listener>,
+    admin_listeners: Vec<crate::serve::listen::Listener>,
     router: Router,
     state: AppState,
 }
@@ -186,10 +203,18 @@ impl Application {
         let listeners = crate::serve::listen::open_all(&config.bind, config.unix_socket_mode)
             .await
             .map_err(|e| anyhow::anyhow!("could not listen on {e}"))?;
+        let mut admin_listeners = Vec::new();
+        if let Some(admin) = &config.admin_bind {
+            let listener = crate::serve::listen::Listener::open(admin, config.unix_socket_mode)
+                .await
+                .map_err(|e| anyhow::anyhow!("could not listen on {admin} (admin_bind): {e}"))?;
+            admin_listeners.push(listener);
+        }
         let state = AppState::build(config, migrate).await?;
         let router = router(state.clone());
         Ok(Application {
             listeners,
+            admin_listeners,
             router,
             state,
         })
@@ -201,6 +226,13 @@ impl Application {
             .into_iter()
             .next()
             .ok_or_else(|| std::io::Error::other("not listening on TCP"))
+    }
+
+    /// The admin listener's TCP address (`admin_bind`), if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listeners
+            .iter()
+            .find_map(|l| l.local_addr().ok())
     }
 
     /// Every TCP address listened on.
@@ -252,13 +284,46 @@ impl Application {
             shutdown_timeout: config.shutdown_timeout,
             tls,
         };
-        let served =
-            crate::serve::listen::serve(self.listeners, self.router, limits, shutdown).await;
+        // One stop signal for the API listeners and the admin one.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let signal = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let stopped_too = stopped.clone();
+        let admin = if self.admin_listeners.is_empty() {
+            None
+        } else {
+            let admin_router = admin_router(self.state.clone());
+            let admin_limits = limits.clone();
+            let listeners = self.admin_listeners;
+            Some(tokio::spawn(crate::serve::listen::serve(
+                listeners,
+                admin_router,
+                admin_limits,
+                wait_for_stop(stopped_too),
+            )))
+        };
+        let served = crate::serve::listen::serve(
+            self.listeners,
+            self.router,
+            limits,
+            wait_for_stop(stopped),
+        )
+        .await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        signal.abort();
         for task in [pruning, key_refresh].into_iter().flatten() {
             task.abort();
         }
         served
     }
+}
+
+async fn wait_for_stop(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 /// Rereads the managed key set every `key_refresh_interval`, retires keys whose tokens have

@@ -91,6 +91,7 @@ struct Settings {
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     log_format: String,
+    admin_bind: Option<String>,
     static_root: Option<PathBuf>,
     static_url: String,
     static_cache_control: String,
@@ -145,6 +146,7 @@ impl Default for Settings {
             tls_cert_file: None,
             tls_key_file: None,
             log_format: "auto".to_owned(),
+            admin_bind: None,
             static_root: None,
             static_url: "/static/".to_owned(),
             static_cache_control: "public, max-age=3600".to_owned(),
@@ -221,6 +223,9 @@ pub struct Config {
     pub static_files: Option<StaticFiles>,
     /// Log lines as JSON, as text, or JSON unless on a terminal.
     pub log_format: crate::telemetry::LogFormat,
+    /// A separate listener for `/metrics` (and the health checks); `/metrics` then leaves the
+    /// API listeners.
+    pub admin_bind: Option<Bind>,
 }
 
 /// A directory served under a URL prefix.
@@ -570,6 +575,18 @@ impl Validator<'_> {
             shutdown_timeout: s.shutdown_timeout,
             tls,
             static_files,
+            admin_bind: match &s.admin_bind {
+                None => None,
+                Some(text) => Some(match text.strip_prefix("unix:") {
+                    Some(path) if path.starts_with('/') => Bind::Unix(PathBuf::from(path)),
+                    _ => Bind::Tcp(text.parse().map_err(|_| {
+                        self.fail(
+                            "admin_bind",
+                            format!("expected an address like 127.0.0.1:9000, got {text:?}"),
+                        )
+                    })?),
+                }),
+            },
             log_format: s
                 .log_format
                 .parse()

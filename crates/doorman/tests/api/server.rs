@@ -548,3 +548,52 @@ async fn several_binds_serve_the_same_application() {
         .unwrap();
     assert!(read_all(&mut stream).await.starts_with("HTTP/1.1 200 OK"));
 }
+
+/// With `admin_bind`, metrics move to their own listener: the API port no longer serves them,
+/// and the admin port serves nothing but metrics and health.
+#[tokio::test]
+async fn metrics_move_to_the_admin_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(
+        dir.path(),
+        &[
+            ("DOORMAN_BIND", "127.0.0.1:0"),
+            ("DOORMAN_ADMIN_BIND", "127.0.0.1:0"),
+        ],
+    )
+    .await;
+    let api = app.local_addr().unwrap();
+    let admin = app.admin_addr().unwrap();
+    assert_ne!(api, admin);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stop_rx.await;
+    }));
+    let get = |addr: std::net::SocketAddr, path: &'static str| async move {
+        reqwest::get(format!("http://{addr}{path}")).await.unwrap()
+    };
+    assert_eq!(get(api, "/healthz").await.status(), 200);
+    assert_eq!(get(api, "/metrics").await.status(), 404);
+    let res = get(admin, "/metrics").await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"doorman_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert_eq!(get(admin, "/readyz").await.status(), 200);
+    assert_eq!(get(admin, "/hello/").await.status(), 404);
+    // One stop signal ends both listeners.
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(admin).await.is_err(),
+        "the admin port is closed"
+    );
+}
