@@ -19,6 +19,27 @@ macro_rules! portable_queries {
         }
 
         impl $store {
+            pub fn pool_stats(&self) -> super::PoolStats {
+                super::PoolStats {
+                    open: self.pool.size(),
+                    idle: self.pool.num_idle(),
+                    max: self.pool.options().get_max_connections(),
+                }
+            }
+
+            pub async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            /// Applies pending migrations (`MIGRATOR` is the backend module's own set; on
+            /// PostgreSQL sqlx holds an advisory lock around the run, so instances starting
+            /// together migrate once).
+            pub async fn migrate(&self) -> Result<Vec<MigrationInfo>, StoreError> {
+                let before = self.migration_status().await?;
+                MIGRATOR.run(&self.pool).await?;
+                Ok(newly_applied(&before, self.migration_status().await?))
+            }
+
             pub async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
                 let rows: Vec<KeyRow> = sqlx::query_as(
                     "SELECT kid, alg, state, private_pem, created_at, state_since, retire_after

@@ -68,26 +68,6 @@ impl PostgresStore {
         Ok(rotation)
     }
 
-    pub fn pool_stats(&self) -> super::PoolStats {
-        super::PoolStats {
-            open: self.pool.size(),
-            idle: self.pool.num_idle(),
-            max: self.pool.options().get_max_connections(),
-        }
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    pub async fn migrate(&self) -> Result<Vec<MigrationInfo>, StoreError> {
-        let before = self.migration_status().await?;
-        // sqlx takes an advisory lock around the run, so instances starting together migrate
-        // once.
-        MIGRATOR.run(&self.pool).await?;
-        Ok(newly_applied(&before, self.migration_status().await?))
-    }
-
     pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
         let table: Option<String> =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")

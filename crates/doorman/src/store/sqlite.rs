@@ -77,24 +77,6 @@ impl SqliteStore {
         Ok(rotation)
     }
 
-    pub fn pool_stats(&self) -> super::PoolStats {
-        super::PoolStats {
-            open: self.pool.size(),
-            idle: self.pool.num_idle(),
-            max: self.pool.options().get_max_connections(),
-        }
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    pub async fn migrate(&self) -> Result<Vec<MigrationInfo>, StoreError> {
-        let before = self.migration_status().await?;
-        MIGRATOR.run(&self.pool).await?;
-        Ok(newly_applied(&before, self.migration_status().await?))
-    }
-
     pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
         // sqlx creates its bookkeeping table on the first run; before that nothing is applied.
         let table: Option<String> = sqlx::query_scalar(
