@@ -91,6 +91,8 @@ struct Settings {
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     log_format: String,
+    #[serde(with = "values::count")]
+    max_body_bytes: usize,
     admin_bind: Option<String>,
     static_root: Option<PathBuf>,
     static_url: String,
@@ -146,6 +148,7 @@ impl Default for Settings {
             tls_cert_file: None,
             tls_key_file: None,
             log_format: "auto".to_owned(),
+            max_body_bytes: crate::api::MAX_BODY_BYTES,
             admin_bind: None,
             static_root: None,
             static_url: "/static/".to_owned(),
@@ -206,6 +209,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `unix` in `trusted_proxies`: peers on the Unix socket (nginx) are trusted proxies too.
+    pub trust_unix_socket_peers: bool,
     /// Browser origins allowed by CORS (`*` only without credentials).
     pub cors_allowed_origins: Vec<String>,
     pub cors_allow_credentials: bool,
@@ -223,6 +228,8 @@ pub struct Config {
     pub static_files: Option<StaticFiles>,
     /// Log lines as JSON, as text, or JSON unless on a terminal.
     pub log_format: crate::telemetry::LogFormat,
+    /// Largest request body an API view reads (413 beyond it).
+    pub max_body_bytes: usize,
     /// A separate listener for `/metrics` (and the health checks); `/metrics` then leaves the
     /// API listeners.
     pub admin_bind: Option<Bind>,
@@ -437,10 +444,12 @@ impl Validator<'_> {
                     })?,
             ),
         };
+        let trust_unix_socket_peers = s.trusted_proxies.0.iter().any(|t| t == "unix");
         let trusted_proxies = s
             .trusted_proxies
             .0
             .iter()
+            .filter(|t| *t != "unix")
             .map(|text| {
                 text.parse::<ipnet::IpNet>()
                     .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
@@ -567,6 +576,7 @@ impl Validator<'_> {
             max_concurrent_requests: s.max_concurrent_requests,
             request_timeout: s.request_timeout,
             trusted_proxies,
+            trust_unix_socket_peers,
             cors_allowed_origins: s.cors_allowed_origins.0,
             cors_allow_credentials: s.cors_allow_credentials.0,
             unix_socket_mode,
@@ -575,6 +585,7 @@ impl Validator<'_> {
             shutdown_timeout: s.shutdown_timeout,
             tls,
             static_files,
+            max_body_bytes: s.max_body_bytes.clamp(1024, 16 * 1024 * 1024),
             admin_bind: match &s.admin_bind {
                 None => None,
                 Some(text) => Some(match text.strip_prefix("unix:") {
@@ -1236,7 +1247,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(!c.trust_unix_socket_peers);
         assert_eq!(c.cors_allowed_origins.len(), 2);
+        let c = load(
+            None,
+            &[("DOORMAN_TRUSTED_PROXIES", "unix, 10.0.0.0/8")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.trust_unix_socket_peers && c.trusted_proxies.len() == 1);
         for (name, value, expect) in [
             ("DOORMAN_TRUSTED_PROXIES", "10.0.0.0/33", "trusted_proxies"),
             (

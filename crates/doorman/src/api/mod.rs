@@ -15,7 +15,7 @@ use serde_json::Value;
 
 pub use error::ApiError;
 
-/// Largest request body doorman reads on an API view; token requests are a few hundred bytes.
+/// The default of `max_body_bytes`: token requests are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A JSON response rendered like DRF's `JSONRenderer` (compact, or indented on request).
@@ -39,9 +39,9 @@ pub fn negotiate(
     drf::negotiate(headers.get(header::ACCEPT))
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`].
-pub async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
+/// Reads the whole body, refusing more than `limit` bytes (413).
+pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)
 }

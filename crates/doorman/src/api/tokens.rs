@@ -75,7 +75,7 @@ async fn post(
     content_type: Option<&http::HeaderValue>,
     body: Body,
 ) -> Result<Answer, ApiError> {
-    let bytes = read_body(body).await?;
+    let bytes = read_body(body, state.config.max_body_bytes).await?;
     let data = drf::parse_request_data(content_type, &bytes)?;
     match view {
         View::TokenObtainPair => obtain_pair(state, &data).await,

@@ -48,7 +48,10 @@ pub async fn log(State(observed): State<Observed>, mut request: Request, next: N
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip());
-    let client = peer.map(|peer| proxies.client(peer, request.headers()));
+    let client = match peer {
+        Some(peer) => Some(proxies.client(peer, request.headers())),
+        None => proxies.client_over_unix(request.headers()),
+    };
     if let Some(client) = client {
         request.extensions_mut().insert(ClientAddr(client));
     }

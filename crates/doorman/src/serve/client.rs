@@ -13,18 +13,49 @@ use ipnet::IpNet;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
-/// The proxies whose forwarding headers are believed.
+/// The proxies whose forwarding headers are believed: networks, and (with the entry `unix`
+/// in `trusted_proxies`) whatever connects over doorman's Unix socket, such as nginx.
 #[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(Arc<[IpNet]>);
+pub struct TrustedProxies {
+    nets: Arc<[IpNet]>,
+    unix: bool,
+}
 
 impl TrustedProxies {
     pub fn new(nets: Vec<IpNet>) -> TrustedProxies {
-        TrustedProxies(nets.into())
+        TrustedProxies {
+            nets: nets.into(),
+            unix: false,
+        }
+    }
+
+    /// Also believe peers on the Unix socket.
+    pub fn trusting_unix_socket(mut self, unix: bool) -> TrustedProxies {
+        self.unix = unix;
+        self
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client behind a Unix-socket peer: the rightmost untrusted forwarded address when
+    /// that peer is trusted, else unknown.
+    pub fn client_over_unix(&self, headers: &HeaderMap) -> Option<IpAddr> {
+        if !self.unix {
+            return None;
+        }
+        let chain = forwarded_for(headers);
+        let mut client = None;
+        for hop in chain.iter().rev() {
+            let hop = canonical(*hop);
+            client = Some(hop);
+            if !self.trusts(hop) {
+                break;
+            }
+        }
+        client
     }
 
     /// The client behind `peer`: walking the forwarding chain from the nearest hop, the first
@@ -160,6 +191,15 @@ mod tests {
             "nothing before `unknown` is believed"
         );
         assert_eq!(proxies.client(proxy, &HeaderMap::new()), proxy);
+        // Over the Unix socket: believed only when `unix` is trusted.
+        let via_nginx = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7")]);
+        assert_eq!(proxies.client_over_unix(&via_nginx), None);
+        let with_unix = proxies.clone().trusting_unix_socket(true);
+        assert_eq!(
+            with_unix.client_over_unix(&via_nginx),
+            Some("198.51.100.7".parse::<IpAddr>().unwrap())
+        );
+        assert_eq!(with_unix.client_over_unix(&HeaderMap::new()), None);
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(
             proxies.client(mapped, &headers(&[("x-forwarded-for", "192.0.2.1")])),

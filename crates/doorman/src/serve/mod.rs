@@ -48,7 +48,8 @@ impl From<&crate::config::Config> for Limits {
         Limits {
             max_concurrent_requests: config.max_concurrent_requests,
             request_timeout: config.request_timeout,
-            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone())
+                .trusting_unix_socket(config.trust_unix_socket_peers),
             cors_allowed_origins: config
                 .cors_allowed_origins
                 .iter()

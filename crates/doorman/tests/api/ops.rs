@@ -50,6 +50,15 @@ dual_test! {
             );
             assert!(h.contains_key("x-request-id"), "{status}");
         }
+        // A request id the client (or a proxy) sent is kept and echoed.
+        let res = app
+            .client
+            .get(app.url("/healthz"))
+            .header("x-request-id", "trace-me-0042")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-request-id"], "trace-me-0042");
     }
 }
 
@@ -333,5 +342,19 @@ dual_test! {
         assert!(value(r#"doorman_db_pool_connections{state="open"}"#) >= 1.0);
         assert!(value("doorman_db_pool_max_connections") >= 1.0);
         assert!(text.contains("doorman_http_request_duration_seconds_bucket"), "{text}");
+    }
+}
+
+dual_test! {
+    /// A body over `max_body_bytes` is refused with 413 JSON before any parsing.
+    async fn bodies_over_the_limit_get_413() {
+        let app = spawn_app_with(&[("DOORMAN_MAX_BODY_BYTES", "2048")]).await;
+        let small = json!({"username": "alice", "password": "alice-password-1"});
+        assert_eq!(app.post_token(&small).await.status(), StatusCode::OK);
+        let big = json!({"username": "alice", "password": "x".repeat(3000)});
+        let res = app.post_token(&big).await;
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body: Value = res.json().await.unwrap();
+        assert!(body["detail"].is_string(), "{body}");
     }
 }
