@@ -330,18 +330,40 @@ async fn wait_for_stop(mut stopped: tokio::sync::watch::Receiver<bool>) {
 /// all expired, and swaps the set in when it changed (a rotation made by any instance or the
 /// CLI). A failure is logged and retried at the next tick; the keys in use stay.
 async fn refresh_keys(state: AppState) {
+    use crate::store::KeyState;
     let mut ticks = tokio::time::interval(state.config.key_refresh_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
+    // What the stored set looked like when last applied: keys are parsed again only when it
+    // changes, and an instance without a managed set keeps its configured or generated key.
+    let mut applied: Option<Vec<(String, KeyState, bool)>> = None;
     loop {
         ticks.tick().await;
         let now = crate::unix_now();
-        if let Err(e) = state.store.retire_expired_keys(now).await {
+        let stored = match state.store.signing_keys().await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload the signing keys");
+                continue;
+            }
+        };
+        let expired = |k: &crate::store::StoredKey| {
+            k.state == KeyState::Retiring && k.retire_after.is_none_or(|t| t <= now)
+        };
+        if stored.iter().any(expired)
+            && let Err(e) = state.store.retire_expired_keys(now).await
+        {
             tracing::warn!(error = %e, "could not retire expired signing keys");
+        }
+        let shape: Vec<(String, KeyState, bool)> = stored
+            .iter()
+            .map(|k| (k.kid.clone(), k.state, expired(k)))
+            .collect();
+        if applied.as_ref() == Some(&shape) {
             continue;
         }
-        match crate::keys::effective(&state.config.key, &state.store).await {
-            Ok(keys) => {
+        match crate::keys::managed_key_set(&stored, now) {
+            Ok(Some(keys)) => {
                 let in_use = state.tokens.keys();
                 if crate::keys::describe(&keys) != crate::keys::describe(&in_use) {
                     tracing::info!(
@@ -352,8 +374,13 @@ async fn refresh_keys(state: AppState) {
                     state.tokens.replace_keys(keys);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "could not reload the signing keys"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load the stored signing keys");
+                continue;
+            }
         }
+        applied = Some(shape);
     }
 }
 

@@ -259,6 +259,14 @@ pub enum Bind {
 }
 
 impl Bind {
+    /// `host:port`, or `unix:` followed by an absolute path.
+    fn parse(text: &str) -> Option<Bind> {
+        match text.strip_prefix("unix:") {
+            Some(path) if path.starts_with('/') => Some(Bind::Unix(PathBuf::from(path))),
+            _ => text.parse().ok().map(Bind::Tcp),
+        }
+    }
+
     /// The TCP address, if it is one.
     pub fn tcp(&self) -> Option<SocketAddr> {
         match self {
@@ -346,16 +354,15 @@ impl Validator<'_> {
             .bind
             .0
             .iter()
-            .map(|text| match text.strip_prefix("unix:") {
-                Some(path) if path.starts_with('/') => Ok(Bind::Unix(PathBuf::from(path))),
-                _ => text.parse().map(Bind::Tcp).map_err(|_| {
+            .map(|text| {
+                Bind::parse(text).ok_or_else(|| {
                     self.fail(
                         "bind",
                         format!(
                             "expected addresses like 127.0.0.1:8000, [::1]:8000 or unix:/run/doorman.sock, got {text:?}"
                         ),
                     )
-                }),
+                })
             })
             .collect::<Result<Vec<Bind>, _>>()?;
         if bind.is_empty() {
@@ -588,15 +595,12 @@ impl Validator<'_> {
             max_body_bytes: s.max_body_bytes.clamp(1024, 16 * 1024 * 1024),
             admin_bind: match &s.admin_bind {
                 None => None,
-                Some(text) => Some(match text.strip_prefix("unix:") {
-                    Some(path) if path.starts_with('/') => Bind::Unix(PathBuf::from(path)),
-                    _ => Bind::Tcp(text.parse().map_err(|_| {
-                        self.fail(
-                            "admin_bind",
-                            format!("expected an address like 127.0.0.1:9000, got {text:?}"),
-                        )
-                    })?),
-                }),
+                Some(text) => Some(Bind::parse(text).ok_or_else(|| {
+                    self.fail(
+                        "admin_bind",
+                        format!("expected an address like 127.0.0.1:9000, got {text:?}"),
+                    )
+                })?),
             },
             log_format: s
                 .log_format

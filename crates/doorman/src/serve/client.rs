@@ -46,9 +46,15 @@ impl TrustedProxies {
         if !self.unix {
             return None;
         }
-        let chain = forwarded_for(headers);
+        self.behind_trusted(headers)
+    }
+
+    /// Walking the forwarding chain from the nearest hop: the first address that is not a
+    /// trusted proxy (the rightmost untrusted one, which a client can't forge), or the
+    /// farthest hop when all are trusted; `None` for an empty chain.
+    fn behind_trusted(&self, headers: &HeaderMap) -> Option<IpAddr> {
         let mut client = None;
-        for hop in chain.iter().rev() {
+        for hop in forwarded_for(headers).iter().rev() {
             let hop = canonical(*hop);
             client = Some(hop);
             if !self.trusts(hop) {
@@ -66,15 +72,7 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        let chain = forwarded_for(headers);
-        let mut client = peer;
-        for hop in chain.iter().rev() {
-            client = canonical(*hop);
-            if !self.trusts(client) {
-                break;
-            }
-        }
-        client
+        self.behind_trusted(headers).unwrap_or(peer)
     }
 }
 

@@ -28,9 +28,9 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects lazily: the pool opens connections on demand, so doorman starts (and keeps
-    /// verifying access tokens) while PostgreSQL is down, and recovers by itself when it is
-    /// back. The first query says whether the database is there.
+    /// Opens the pool and checks once that PostgreSQL answers (so a start-up against a missing
+    /// database fails with a clear error). Connections are opened on demand afterwards, so a
+    /// running doorman rides out an outage and reconnects by itself when the database is back.
     pub async fn connect(
         database_url: &str,
         settings: &PoolSettings,

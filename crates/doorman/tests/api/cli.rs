@@ -402,11 +402,13 @@ fn serve_generates_its_key_once_and_says_so() {
     use std::os::unix::fs::PermissionsExt;
 
     let dir = tempfile::tempdir().unwrap();
-    let start = || -> (String, std::process::ExitStatus) {
+    // `linger`: how long it serves before SIGTERM (the key set is rechecked every 250 ms).
+    let start = |linger: std::time::Duration| -> (String, std::process::ExitStatus) {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("doorman"))
             .current_dir(dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DOORMAN_KEY_REFRESH_INTERVAL", "250ms")
             .args(["serve", "--bind", "127.0.0.1:0", "--workers", "2"])
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -417,7 +419,8 @@ fn serve_generates_its_key_once_and_says_so() {
             log.push_str(&line);
             log.push('\n');
             if line.contains("doorman is listening") {
-                // SIGTERM at once: a graceful stop, exit status 0.
+                std::thread::sleep(linger);
+                // SIGTERM: a graceful stop, exit status 0.
                 std::process::Command::new("kill")
                     .args(["-TERM", &child.id().to_string()])
                     .status()
@@ -427,7 +430,7 @@ fn serve_generates_its_key_once_and_says_so() {
         assert!(log.contains("doorman stopped"), "{log}");
         (log, child.wait().unwrap())
     };
-    let (first, status) = start();
+    let (first, status) = start(std::time::Duration::ZERO);
     assert!(status.success(), "{first}");
     assert!(
         first.contains("generated a new signing key") && first.contains("\"alg\":\"EdDSA\""),
@@ -442,11 +445,15 @@ fn serve_generates_its_key_once_and_says_so() {
     assert_eq!(mode & 0o777, 0o600, "{}", key_file.display());
     let pem = std::fs::read_to_string(&key_file).unwrap();
 
-    let (second, status) = start();
+    // Serving a while, with several key-set checks: the key is read (and logged) once.
+    let (second, status) = start(std::time::Duration::from_millis(1500));
     assert!(status.success(), "{second}");
     assert!(!second.contains("generated a new"), "{second}");
-    assert!(
-        second.contains("using the signing key from the data directory"),
+    assert_eq!(
+        second
+            .matches("using the signing key from the data directory")
+            .count(),
+        1,
         "{second}"
     );
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), pem);

@@ -86,23 +86,27 @@ macro_rules! dual_test {
 /// Runs a test body on `backend`, or skips it loudly when that backend is unreachable.
 pub async fn run_on(backend: Backend, body: impl std::future::Future<Output = ()>) {
     if backend == Backend::Postgres && !postgres_reachable() {
-        let reason = format!("PostgreSQL is unreachable at {}", postgres_admin_url());
-        if std::env::var("DOORMAN_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-            panic!("DOORMAN_REQUIRE_ALL=1 but {reason}");
-        }
-        loud_skip(&format!(
-            "the PostgreSQL half of this test, because {reason}"
-        ));
+        skip_or_fail(
+            "the PostgreSQL half of this test",
+            &format!("PostgreSQL is unreachable at {}", postgres_admin_url()),
+        );
         return;
     }
     BACKEND.scope(backend, body).await;
 }
 
-/// Says a test was skipped on the real stderr: the test harness captures `eprintln!` of
-/// passing tests, and a skip must not go unnoticed.
-pub fn loud_skip(what: &str) {
+/// A test that can't run here: a failure under `DOORMAN_REQUIRE_ALL=1` (set by `.ci/run`),
+/// else a skip said on the real stderr (the harness captures `eprintln!` of passing tests,
+/// and a skip must not go unnoticed).
+pub fn skip_or_fail(what: &str, reason: &str) {
+    if std::env::var("DOORMAN_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+        panic!("DOORMAN_REQUIRE_ALL=1 but {what} can't run: {reason}");
+    }
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {what} ***\n");
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: {what}, because {reason} ***\n"
+    );
 }
 
 /// The server PostgreSQL test databases are created on.

@@ -48,10 +48,7 @@ fn venv_dir() -> PathBuf {
 
 /// Reports why the reference app can't run: a loud skip, or a failure under DOORMAN_REQUIRE_ALL.
 fn unavailable(reason: String) -> Option<ReferenceApp> {
-    if std::env::var("DOORMAN_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-        panic!("the Django reference app is required (DOORMAN_REQUIRE_ALL=1) but {reason}");
-    }
-    crate::helpers::loud_skip(&format!("Django interop test, because {reason}"));
+    crate::helpers::skip_or_fail("a Django interop test", &reason);
     None
 }
 
@@ -144,10 +141,7 @@ impl Python {
         match python_venv().await {
             Ok(venv) => Some(Python { venv }),
             Err(reason) => {
-                if std::env::var("DOORMAN_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-                    panic!("Python is required (DOORMAN_REQUIRE_ALL=1) but {reason}");
-                }
-                crate::helpers::loud_skip(&format!("a Python interop test, because {reason}"));
+                crate::helpers::skip_or_fail("a Python interop test", &reason);
                 None
             }
         }
