@@ -7,6 +7,7 @@ mod helpers;
 mod attacks;
 mod cli;
 mod contract;
+mod deploy;
 mod hello;
 mod interop;
 mod keys;
