@@ -75,6 +75,9 @@ impl AppState {
                 store.clone(),
                 config.check_user_is_active,
                 config.accept_tokens_during_outage,
+                config.user_cache_ttl,
+                config.user_cache_size,
+                &metrics,
             ));
         Ok(AppState {
             config: Arc::new(config),

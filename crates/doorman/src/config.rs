@@ -62,6 +62,10 @@ struct Settings {
     sliding_token_refresh_exp_claim: String,
     check_user_is_active: Flag,
     accept_tokens_during_outage: Flag,
+    #[serde(with = "values::duration")]
+    user_cache_ttl: Duration,
+    #[serde(with = "values::count")]
+    user_cache_size: usize,
     #[serde(with = "values::count")]
     password_hash_workers: usize,
     #[serde(with = "values::count")]
@@ -130,6 +134,8 @@ impl Default for Settings {
             sliding_token_refresh_exp_claim: rules.sliding_token_refresh_exp_claim,
             check_user_is_active: Flag(true),
             accept_tokens_during_outage: Flag(true),
+            user_cache_ttl: Duration::from_secs(1),
+            user_cache_size: 100_000,
             password_hash_workers: 0,
             database_max_connections: 0,
             database_acquire_timeout: PoolSettings::default().acquire_timeout,
@@ -194,6 +200,12 @@ pub struct Config {
     /// When the database can't be reached, a valid access token is accepted without the user
     /// lookup (and the outage logged) instead of answering 503.
     pub accept_tokens_during_outage: bool,
+    /// How long an instance reuses a user lookup for authenticated requests, i.e. the longest a
+    /// deactivated or deleted user's access tokens keep working on any instance; `None`: every
+    /// request looks the user up.
+    pub user_cache_ttl: Option<Duration>,
+    /// Most users the cache holds at once.
+    pub user_cache_size: u64,
     pub password_hash_workers: usize,
     pub pool: PoolSettings,
     /// How often expired outstanding and blacklisted rows are deleted; `None` turns the
@@ -440,6 +452,12 @@ impl Validator<'_> {
                 return Err(self.fail(key, "expected a timeout longer than 0 seconds"));
             }
         }
+        if s.user_cache_ttl > Duration::from_secs(60) {
+            return Err(self.fail(
+                "user_cache_ttl",
+                "expected at most 60 seconds (it bounds how long a deactivated user keeps access)",
+            ));
+        }
         let max_connections = match s.database_max_connections {
             0 => None,
             n => Some(
@@ -572,6 +590,8 @@ impl Validator<'_> {
             auth_header_types: s.auth_header_types.0,
             check_user_is_active: s.check_user_is_active.0,
             accept_tokens_during_outage: s.accept_tokens_during_outage.0,
+            user_cache_ttl: Some(s.user_cache_ttl).filter(|t| !t.is_zero()),
+            user_cache_size: u64::try_from(s.user_cache_size).unwrap_or(u64::MAX),
             password_hash_workers: workers,
             pool: PoolSettings {
                 max_connections,

@@ -125,6 +125,14 @@ impl Metrics {
             .increment(1);
     }
 
+    /// The counter of `/hello/` user checks answered from `source`: `cache` or `database`.
+    pub fn user_lookups(&self, source: &'static str) -> ::metrics::Counter {
+        self.counter(
+            "doorman_user_lookups_total",
+            vec![Label::new("source", source)],
+        )
+    }
+
     /// A password hash waited `wait` for a slot of the hashing pool.
     pub fn hash_waited(&self, wait: Duration) {
         self.histogram("doorman_password_hash_wait_seconds", vec![])

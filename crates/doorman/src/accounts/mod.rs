@@ -151,6 +151,12 @@ pub fn validate_password(password: &SecretString) -> Result<(), AccountsError> {
 /// The per-request user check behind `/hello/` (simplejwt's `get_user`): the user must exist
 /// and, with `CHECK_USER_IS_ACTIVE`, be active.
 ///
+/// The answer for a user is kept for `user_cache_ttl` (1 s by default; bounded in size), so a
+/// steady stream of requests costs one lookup per user per second instead of one per request.
+/// That time is also the bound on staleness: a user deactivated or deleted anywhere (CLI,
+/// another instance) is refused by every instance within it. Not-found answers are kept too,
+/// so tokens of a deleted user don't each cost a lookup.
+///
 /// When the database can't be reached, a token that passed every other check is accepted
 /// without the lookup (unless `accept_tokens_during_outage` is off, which answers 503): access
 /// tokens live minutes, and an outage must not take down every service that verifies them.
@@ -162,6 +168,10 @@ pub struct StoreUserCheck {
     accept_during_outage: bool,
     /// Unix milliseconds until which lookups are skipped; 0 when the database is up.
     skip_until_ms: AtomicI64,
+    /// user id -> what the lookup found (`None`: no such user; `Some(active)`).
+    cache: Option<moka::sync::Cache<i64, Option<bool>>>,
+    from_cache: metrics::Counter,
+    from_database: metrics::Counter,
 }
 
 /// How long lookups are skipped after the database failed to answer one.
@@ -173,21 +183,24 @@ impl UserCheck for StoreUserCheck {
         user_id: i64,
     ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
         Box::pin(async move {
+            if let Some(found) = self.cache.as_ref().and_then(|c| c.get(&user_id)) {
+                self.from_cache.increment(1);
+                return self.judge(found);
+            }
             if now_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
                 return self.during_outage();
             }
             match self.store.user_by_id(user_id).await {
                 Ok(found) => {
+                    self.from_database.increment(1);
                     if self.skip_until_ms.swap(0, Ordering::Relaxed) != 0 {
                         tracing::info!("the database answers again; user lookups resumed");
                     }
-                    match found {
-                        None => Err(UserRefusal::NotFound),
-                        Some(user) if self.check_is_active && !user.is_active => {
-                            Err(UserRefusal::Inactive)
-                        }
-                        Some(_) => Ok(()),
+                    let found = found.map(|user| user.is_active);
+                    if let Some(cache) = &self.cache {
+                        cache.insert(user_id, found);
                     }
+                    self.judge(found)
                 }
                 Err(StoreError::Unavailable(e)) => {
                     let until = now_ms().saturating_add(millis(OUTAGE_BACKOFF));
@@ -210,17 +223,37 @@ impl UserCheck for StoreUserCheck {
 }
 
 impl StoreUserCheck {
+    /// `cache_ttl` `None` looks the user up on every request.
     pub fn shared(
         store: Store,
         check_is_active: bool,
         accept_during_outage: bool,
+        cache_ttl: Option<Duration>,
+        cache_size: u64,
+        metrics: &crate::metrics::Metrics,
     ) -> Arc<dyn UserCheck> {
         Arc::new(StoreUserCheck {
             store,
             check_is_active,
             accept_during_outage,
             skip_until_ms: AtomicI64::new(0),
+            cache: cache_ttl.map(|ttl| {
+                moka::sync::Cache::builder()
+                    .max_capacity(cache_size)
+                    .time_to_live(ttl)
+                    .build()
+            }),
+            from_cache: metrics.user_lookups("cache"),
+            from_database: metrics.user_lookups("database"),
         })
+    }
+
+    fn judge(&self, found: Option<bool>) -> Result<(), UserRefusal> {
+        match found {
+            None => Err(UserRefusal::NotFound),
+            Some(false) if self.check_is_active => Err(UserRefusal::Inactive),
+            Some(_) => Ok(()),
+        }
     }
 
     fn during_outage(&self) -> Result<(), UserRefusal> {

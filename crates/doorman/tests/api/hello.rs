@@ -138,8 +138,8 @@ dual_test! {
 }
 
 dual_test! {
-    async fn deactivating_a_user_stops_their_access_token_at_once() {
-        let app = spawn_app().await;
+    async fn without_the_user_cache_deactivation_stops_access_at_once() {
+        let app = spawn_app_with(&[("DOORMAN_USER_CACHE_TTL", "0")]).await;
         let (_, access) = app.login().await;
         assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK);
         app.state.store.set_active("alice", false).await.unwrap();
@@ -151,6 +151,105 @@ dual_test! {
                 r#"{"detail":"User is inactive","code":"user_inactive"}"#
             )
         );
+    }
+}
+
+/// `doorman_user_lookups_total{source="..."}` from the instance's /metrics.
+async fn user_lookups(app: &TestApp, source: &str) -> u64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("doorman_user_lookups_total{{source=\"{source}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// Polls `/hello/` on every instance until each answers `expected` (a 401 body); the time
+/// that took.
+async fn until_refused(apps: &[&TestApp], access: &str, expected: &str) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    for app in apps {
+        loop {
+            let (s, b) = status_body(app.get_hello(access).await).await;
+            if b == expected {
+                assert_eq!(s, StatusCode::UNAUTHORIZED);
+                break;
+            }
+            // Until then: the answer from before the change (accepted, or refused otherwise).
+            assert!(
+                s == StatusCode::OK || s == StatusCode::UNAUTHORIZED,
+                "{s} {b}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "still accepted after 5 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    started.elapsed()
+}
+
+dual_test! {
+    /// The user cache: a steady stream of /hello/ costs no lookup per request, and a user
+    /// deactivated, then deleted, by the CLI (another process, as an operator would) is
+    /// refused by both instances within user_cache_ttl (1 s).
+    multi_thread async fn user_cache_saves_lookups_and_bounds_staleness_to_one_second() {
+        let a = spawn_app().await;
+        let b = spawn_second_instance(&a, &[]).await;
+        let (_, access) = a.login().await;
+        assert_eq!(b.get_hello(&access).await.status(), StatusCode::OK);
+
+        let (cached, asked) = (user_lookups(&a, "cache").await, user_lookups(&a, "database").await);
+        let started = std::time::Instant::now();
+        for _ in 0..50 {
+            assert_eq!(a.get_hello(&access).await.status(), StatusCode::OK);
+        }
+        let seconds = started.elapsed().as_secs();
+        let asked = user_lookups(&a, "database").await - asked;
+        let cached = user_lookups(&a, "cache").await - cached;
+        assert!(asked <= seconds + 1, "{asked} lookups in {seconds} s");
+        assert_eq!(asked + cached, 50);
+
+        let cli = |args: &[&str]| {
+            let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("doorman"))
+                .current_dir(a.dir.path())
+                .env_clear()
+                .env("DOORMAN_DATABASE_URL", &a.database_url)
+                .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        };
+        // Both instances hold alice as active right now.
+        assert_eq!(a.get_hello(&access).await.status(), StatusCode::OK);
+        assert_eq!(b.get_hello(&access).await.status(), StatusCode::OK);
+        cli(&["user", "deactivate", "alice"]);
+        let took = until_refused(
+            &[&a, &b],
+            &access,
+            r#"{"detail":"User is inactive","code":"user_inactive"}"#,
+        )
+        .await;
+        // 1 s of cache, plus a little for the requests themselves on a busy machine.
+        assert!(took < std::time::Duration::from_millis(1300), "{took:?}");
+
+        cli(&["user", "delete", "alice"]);
+        let took = until_refused(
+            &[&a, &b],
+            &access,
+            r#"{"detail":"User not found","code":"user_not_found"}"#,
+        )
+        .await;
+        assert!(took < std::time::Duration::from_millis(1300), "{took:?}");
     }
 }
 
