@@ -20,15 +20,27 @@ use crate::api::{ApiError, health, hello, tokens, wellknown};
 use crate::config::Config;
 use crate::store::Store;
 
-/// Everything a request may need, built once at start-up and shared by reference.
+/// Everything a request may need, built once at start-up and shared by reference: axum clones
+/// the state for every request (often several times), so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub config: Arc<Config>,
     pub tokens: Arc<Tokens>,
     pub store: Store,
     pub accounts: Accounts,
     pub guard: Guard,
     pub metrics: crate::metrics::Metrics,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl axum::extract::FromRef<AppState> for Guard {
@@ -79,14 +91,14 @@ impl AppState {
                 config.user_cache_size,
                 &metrics,
             ));
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             config: Arc::new(config),
             tokens,
             store,
             accounts,
             guard,
             metrics,
-        })
+        })))
     }
 
     fn routes(&self) -> impl Iterator<Item = (&'static str, View)> + '_ {
