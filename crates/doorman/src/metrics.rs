@@ -24,7 +24,16 @@ const LATENCY_BUCKETS: [f64; 14] = [
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    /// The request counter and latency histogram of each (method, route, status) seen so far,
+    /// so that a request costs a map lookup, not label strings and two registrations. Bounded
+    /// like the labels: methods and routes are fixed lists, statuses are numbers.
+    requests: Arc<std::sync::RwLock<RequestHandles>>,
 }
+
+type RequestHandles = std::collections::HashMap<
+    (&'static str, &'static str, u16),
+    (::metrics::Counter, ::metrics::Histogram),
+>;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -35,6 +44,24 @@ impl std::fmt::Debug for Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// The method as a label: the standard ones by name, anything else `other` (a client picks
+/// the method, and labels must stay a fixed set).
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
     }
 }
 
@@ -49,6 +76,7 @@ impl Metrics {
         Metrics {
             recorder: Arc::new(recorder),
             handle,
+            requests: Arc::default(),
         }
     }
 
@@ -68,18 +96,44 @@ impl Metrics {
     }
 
     /// One request answered: `route` is a doorman path or `other`.
-    pub fn request(&self, method: &str, route: &'static str, status: u16, latency: Duration) {
-        let labels = || {
-            vec![
-                Label::new("method", method.to_owned()),
-                Label::new("route", route),
-                Label::new("status", status.to_string()),
-            ]
+    pub fn request(
+        &self,
+        method: &http::Method,
+        route: &'static str,
+        status: u16,
+        latency: Duration,
+    ) {
+        let method = method_label(method);
+        let key = (method, route, status);
+        let found = self
+            .requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let (count, latency_histogram) = match found {
+            Some(handles) => handles,
+            None => {
+                let labels = || {
+                    vec![
+                        Label::new("method", method),
+                        Label::new("route", route),
+                        Label::new("status", status.to_string()),
+                    ]
+                };
+                let handles = (
+                    self.counter("doorman_http_requests_total", labels()),
+                    self.histogram("doorman_http_request_duration_seconds", labels()),
+                );
+                self.requests
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, handles.clone());
+                handles
+            }
         };
-        self.counter("doorman_http_requests_total", labels())
-            .increment(1);
-        self.histogram("doorman_http_request_duration_seconds", labels())
-            .record(latency.as_secs_f64());
+        count.increment(1);
+        latency_histogram.record(latency.as_secs_f64());
     }
 
     /// Tokens handed out: `kind` is refresh, access or sliding.

@@ -60,7 +60,7 @@ pub async fn log(State(observed): State<Observed>, mut request: Request, next: N
     let route = observed.route(request.uri().path());
     let response = next.run(request).await;
     observed.metrics.request(
-        method.as_str(),
+        &method,
         route,
         response.status().as_u16(),
         started.elapsed(),
