@@ -14,7 +14,6 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::api::ApiError;
 
@@ -172,8 +171,9 @@ pub fn with_layers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Route
             HeaderValue::from_static(value),
         ));
     }
+    // No TraceLayer: the access log is the per-request line, and a span per request cost
+    // throughput without adding to it.
     router
-        .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([
