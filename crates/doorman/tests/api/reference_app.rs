@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The versions `tests/contract/simplejwt-5.5.1.json` was recorded with.
-const PACKAGES: [&str; 7] = [
-    "django==5.2.19",
-    "djangorestframework==3.18.3",
-    "djangorestframework-simplejwt==5.5.1",
-    "PyJWT==2.15.1",
-    "gunicorn==27.0.1",
-    "requests==2.34.2",
-    "cryptography==50.0.2",
-];
+/// The versions `tests/contract/simplejwt-5.5.1.json` was recorded with (bench/run installs the
+/// same file for the benchmark's Django peer).
+const REQUIREMENTS: &str = include_str!("../interop/requirements.txt");
+
+fn packages() -> Vec<&'static str> {
+    REQUIREMENTS
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
 
 pub struct ReferenceApp {
     pub base_url: String,
@@ -70,7 +70,7 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 /// Creates the venv once, whichever test gets there first (a lock directory serializes them).
 fn ensure_venv(venv: &Path) -> Result<(), String> {
     // The marker names the packages, so a change of pins reinstalls instead of trusting the venv.
-    let wanted = PACKAGES.join("\n");
+    let wanted = packages().join("\n");
     let ready = |v: &Path| {
         v.join("bin/gunicorn").exists()
             && std::fs::read_to_string(v.join(".doorman-ready")).is_ok_and(|m| m == wanted)
@@ -101,7 +101,7 @@ fn ensure_venv(venv: &Path) -> Result<(), String> {
         }
         run(Command::new(venv.join("bin/pip"))
             .args(["install", "-q"])
-            .args(PACKAGES))?;
+            .args(packages()))?;
         std::fs::write(venv.join(".doorman-ready"), &wanted).map_err(|e| e.to_string())
     })();
     let _ = std::fs::remove_dir(&lock);

@@ -1,0 +1,585 @@
+#!/usr/bin/env python3
+"""doorman's benchmark: doorman, a no-auth axum ceiling and the Django + simplejwt reference app
+under gunicorn, measured in one run on this machine with wrk, and doorman's figures given as
+ratios against the peers measured in the same run.
+
+Started by bench/run, which builds the release binaries, installs wrk and the Django packages,
+then runs this with the paths. Prints a table, the targets, and one `BENCH {json}` line per
+measurement (also written to --out).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HS256_SECRET = "doorman-bench-only-hs256-secret-0123456789abcdef"  # a test key, never deployed
+PASSWORD = "bench-password-1"
+CORES = os.cpu_count() or 1
+
+
+def log(*parts):
+    print("#", *parts, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def http(method, url, body=None, token=None, timeout=60):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as res:
+            return res.status, res.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def answers_http(port):
+    """True once something on the port answers an HTTP request (any status)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            return s.recv(16).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+def process_tree(pid):
+    """pid and its descendants."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return pids
+
+
+def status_kb(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Server:
+    """A server process (and its children, for gunicorn) on a loopback port."""
+
+    def __init__(self, name, cmd, env, cwd, port, logfile):
+        self.name, self.port = name, port
+        self.log = open(logfile, "ab")
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=self.log, stderr=self.log,
+            preexec_fn=raise_fd_limit, start_new_session=True)
+        deadline = time.time() + 60
+        while not answers_http(port):
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{name} exited with {self.proc.returncode}; see {logfile}")
+            if time.time() > deadline:
+                raise SystemExit(f"{name} did not answer on port {port}; see {logfile}")
+            time.sleep(0.05)
+
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_mb(self, field="VmRSS"):
+        """Resident memory of the whole process tree (VmHWM: each process's peak)."""
+        return sum(status_kb(p, field) for p in process_tree(self.proc.pid)) / 1024
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        self.log.close()
+
+
+# --- wrk scripts -------------------------------------------------------------------------------
+
+REPORT_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,' ..
+    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def lua_string(s):
+    return json.dumps(s)  # a JSON string literal is a valid Lua string literal here (ASCII)
+
+
+def script_get(path, token):
+    return (f'wrk.method = "GET"\nwrk.path = {lua_string(path)}\n'
+            f'wrk.headers["Authorization"] = {lua_string("Bearer " + token)}\n' + REPORT_LUA)
+
+
+def script_post(path, body):
+    return (f'wrk.method = "POST"\nwrk.path = {lua_string(path)}\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.body = {lua_string(json.dumps(body))}\n' + REPORT_LUA)
+
+
+def script_rotating_refresh(path, seeds_per_thread):
+    """Refresh with rotation: every refresh token is good once, so each thread keeps a pool of
+    live tokens, spends one per request and puts back the one each answer carries."""
+    seeds = ",\n".join(lua_string(" ".join(s)) for s in seeds_per_thread)
+    return f"""
+local seeds = {{ {seeds} }}
+local n = 0
+setup = function(thread) n = n + 1; thread:set("seed", seeds[n]) end
+local pool = {{}}
+init = function(args) for t in string.gmatch(seed, "%S+") do table.insert(pool, t) end end
+request = function()
+  local t = table.remove(pool) or "no-live-token-left"
+  return wrk.format("POST", {lua_string(path)}, {{["Content-Type"] = "application/json"}},
+                    '{{"refresh": "' .. t .. '"}}')
+end
+response = function(status, headers, body)
+  local t = string.match(body, '"refresh"%s*:%s*"([^"]+)"')
+  if t then table.insert(pool, t) end
+end
+""" + REPORT_LUA
+
+
+def wrk(base, script, connections, seconds, threads=2, workdir=None):
+    path = os.path.join(workdir, f"wrk-{time.time_ns()}.lua")
+    with open(path, "w") as f:
+        f.write(script)
+    threads = min(threads, connections)
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+         "--timeout", "30s", "-s", path, base],
+        capture_output=True, text=True, preexec_fn=raise_fd_limit)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("WRK ")), None)
+    if line is None:
+        raise SystemExit(f"wrk failed: {out.stdout}\n{out.stderr}")
+    r = json.loads(line[4:])
+    secs = r["duration_us"] / 1e6
+    errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    return {
+        "rps": round(r["requests"] / secs, 1),
+        "ok_rps": round(max(r["requests"] - r["status"] - r["timeout"], 0) / secs, 1),
+        "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000, "max_ms": r["max_us"] / 1000,
+        "requests": r["requests"], "errors": errors,
+    }
+
+
+# --- the servers -------------------------------------------------------------------------------
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.work = tempfile.mkdtemp(prefix="doorman-bench-")
+        self.results = []
+        self.out = open(args.out, "w") if args.out else None
+
+    def record(self, server, workload, connections, r, **extra):
+        entry = {"server": server, "workload": workload, "connections": connections, **r, **extra}
+        self.results.append(entry)
+        line = "BENCH " + json.dumps(entry)
+        print(line, flush=True)
+        if self.out:
+            self.out.write(json.dumps(entry) + "\n")
+            self.out.flush()
+
+    def find(self, server, workload, connections=64):
+        for e in self.results:
+            if (e["server"], e["workload"], e.get("connections")) == (server, workload, connections):
+                return e
+        return None
+
+    # doorman ------------------------------------------------------------------------------------
+
+    def doorman_env(self, name, extra):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOORMAN_")}
+        env.update({
+            "DOORMAN_DATA_DIR": os.path.join(self.work, name),
+            "DOORMAN_LOG_FORMAT": "json",
+            "DOORMAN_PRUNE_INTERVAL": "0",
+        })
+        env.update(extra)
+        return env
+
+    def doorman(self, name, extra=None, prepare=True):
+        env = self.doorman_env(name, extra or {})
+        binary = self.args.doorman
+        if prepare:
+            subprocess.run([binary, "migrate"], env=env, check=True, capture_output=True)
+            subprocess.run([binary, "user", "create", "bench", "--password-stdin"], env=env,
+                           input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+        port = free_port()
+        env["DOORMAN_BIND"] = f"127.0.0.1:{port}"
+        return Server(f"doorman-{name}", [binary, "serve"], env, self.work, port,
+                      os.path.join(self.work, f"doorman-{name}.log"))
+
+    def login(self, server, path="/api/token/", username="bench", password=PASSWORD):
+        status, body = http("POST", server.base() + path,
+                            {"username": username, "password": password})
+        if status != 200:
+            raise SystemExit(f"login at {server.name} answered {status}: {body[:200]}")
+        return json.loads(body)
+
+    def logins(self, server, count):
+        with ThreadPoolExecutor(max_workers=2 * CORES) as pool:
+            return [p["refresh"] for p in pool.map(lambda _: self.login(server), range(count))]
+
+    def workloads(self, server_name, server, access, refresh, rotating_seeds=None,
+                  only=None):
+        """The standard set, as far as `only` allows; `rotating_seeds(n)` makes n refresh
+        tokens for a rotation run."""
+        c_levels = self.args.connections
+        plan = [
+            ("hello", lambda c: script_get("/hello/", access)),
+            ("verify", lambda c: script_post("/api/token/verify/", {"token": access})),
+            ("refresh", lambda c: script_post("/api/token/refresh/", {"refresh": refresh})),
+        ]
+        for workload, make in plan:
+            if only and workload not in only:
+                continue
+            for c in c_levels:
+                r = wrk(server.base(), make(c), c, self.args.seconds, workdir=self.work)
+                self.record(server_name, workload, c, r, rss_peak_mb=round(server.rss_mb("VmHWM"), 1))
+
+    def rotating(self, server_name, server, mint):
+        for c in self.args.connections:
+            threads = min(2, c)
+            per_thread = c // threads + 8
+            seeds = [mint(per_thread) for _ in range(threads)]
+            r = wrk(server.base(), script_rotating_refresh("/api/token/refresh/", seeds), c,
+                    self.args.seconds, threads=threads, workdir=self.work)
+            self.record(server_name, "refresh_rotate", c, r,
+                        rss_peak_mb=round(server.rss_mb("VmHWM"), 1))
+
+    def login_runs(self, server_name, server, username, password):
+        body = {"username": username, "password": password}
+        for c in self.args.connections:
+            r = wrk(server.base(), script_post("/api/token/", body), c, self.args.seconds,
+                    workdir=self.work)
+            self.record(server_name, "login", c, r, rss_peak_mb=round(server.rss_mb("VmHWM"), 1))
+
+    def run_doorman(self):
+        log("doorman, HS256")
+        hs = self.doorman("hs256", {"DOORMAN_SIGNING_KEY": HS256_SECRET})
+        idle = hs.rss_mb()
+        pair = self.login(hs)
+        self.record("doorman", "idle_rss", None, {"rss_mb": round(idle, 1)})
+        self.workloads("doorman", hs, pair["access"], pair["refresh"])
+        # /hello/ p99 alone, then during a login flood, back to back.
+        c = 64
+        alone = wrk(hs.base(), script_get("/hello/", pair["access"]), c, self.args.seconds,
+                    workdir=self.work)
+        flood = subprocess.Popen(
+            ["wrk", "-t", "1", "-c", "64", "-d", f"{self.args.seconds + 2}s", "--timeout", "30s",
+             "-s", self.write_script(script_post("/api/token/", {"username": "bench",
+                                                                  "password": PASSWORD})),
+             hs.base()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        during = wrk(hs.base(), script_get("/hello/", pair["access"]), c, self.args.seconds,
+                     workdir=self.work)
+        flood_out, _ = flood.communicate()
+        flood_line = next((l for l in flood_out.splitlines() if l.startswith("WRK ")), "WRK {}")
+        self.record("doorman", "hello_alone", c, alone)
+        self.record("doorman", "hello_during_login_flood", c, during,
+                    flood=json.loads(flood_line[4:]))
+        self.login_runs("doorman", hs, "bench", PASSWORD)
+        self.record("doorman", "idle_rss_after_load", None, {"rss_mb": round(hs.rss_mb(), 1)})
+        hs.stop()
+
+        log("doorman, start-up on the existing database")
+        times = []
+        for _ in range(self.args.startups):
+            times.append(self.startup_ms("hs256", {"DOORMAN_SIGNING_KEY": HS256_SECRET}))
+        self.record("doorman", "startup", None, {
+            "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
+            "runs": len(times)})
+
+        log("doorman, EdDSA")
+        ed = self.doorman("eddsa", {"DOORMAN_ALGORITHM": "EdDSA"})
+        pair = self.login(ed)
+        for c in self.args.connections:
+            r = wrk(ed.base(), script_get("/hello/", pair["access"]), c, self.args.seconds,
+                    workdir=self.work)
+            self.record("doorman", "hello_eddsa", c, r, rss_peak_mb=round(ed.rss_mb("VmHWM"), 1))
+        ed.stop()
+
+        log("doorman, rotation + blacklist")
+        rot = self.doorman("rotate", {
+            "DOORMAN_SIGNING_KEY": HS256_SECRET, "DOORMAN_ROTATE_REFRESH_TOKENS": "true",
+            "DOORMAN_BLACKLIST_AFTER_ROTATION": "true"})
+        self.rotating("doorman", rot, lambda n: self.logins(rot, n))
+        rot.stop()
+
+        log("doorman, 10 000 idle keep-alive connections")
+        conns = self.doorman("conns", {"DOORMAN_SIGNING_KEY": HS256_SECRET,
+                                       "DOORMAN_HEADER_READ_TIMEOUT": "120s"})
+        before = conns.rss_mb()
+        held = asyncio.run(hold_connections(conns.port, self.args.idle_connections,
+                                            lambda: conns.rss_mb()))
+        self.record("doorman", "idle_connections", None, {
+            "connections": held["open"], "rss_mb": round(held["rss_mb"], 1),
+            "rss_before_mb": round(before, 1)})
+        conns.stop()
+
+    def write_script(self, text):
+        path = os.path.join(self.work, f"wrk-{time.time_ns()}.lua")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def startup_ms(self, name, extra):
+        env = self.doorman_env(name, extra)
+        port = free_port()
+        env["DOORMAN_BIND"] = f"127.0.0.1:{port}"
+        started = time.perf_counter()
+        proc = subprocess.Popen([self.args.doorman, "serve"], env=env, cwd=self.work,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not answers_http(port):
+            if proc.poll() is not None or time.perf_counter() - started > 30:
+                raise SystemExit("doorman did not start")
+            time.sleep(0.001)
+        took = (time.perf_counter() - started) * 1000
+        proc.terminate()
+        proc.wait()
+        return took
+
+    # the peers ----------------------------------------------------------------------------------
+
+    def run_ceiling(self):
+        log("ceiling (axum, no authentication)")
+        port = free_port()
+        ceiling = Server("ceiling", [self.args.ceiling, f"127.0.0.1:{port}"], dict(os.environ),
+                         self.work, port, os.path.join(self.work, "ceiling.log"))
+        for c in self.args.connections:
+            r = wrk(ceiling.base(), script_get("/hello/", "unused"), c, self.args.seconds,
+                    workdir=self.work)
+            self.record("ceiling", "hello", c, r, rss_peak_mb=round(ceiling.rss_mb("VmHWM"), 1))
+        ceiling.stop()
+
+    def django(self, name, rotate):
+        venv, app = self.args.django_venv, self.args.django_app
+        env = dict(os.environ)
+        env.update({"PEER_DB": os.path.join(self.work, f"django-{name}.sqlite3"),
+                    "PEER_ROTATE": "1" if rotate else "0", "PYTHONDONTWRITEBYTECODE": "1"})
+        py = os.path.join(venv, "bin/python")
+        subprocess.run([py, "manage.py", "migrate", "-v", "0"], cwd=app, env=env, check=True)
+        subprocess.run([py, "manage.py", "shell", "-c",
+                        "from django.contrib.auth.models import User\n"
+                        f"User.objects.create_user('alice', password='{PASSWORD}')"],
+                       cwd=app, env=env, check=True)
+        port = free_port()
+        workers = 2 * CORES + 1
+        server = Server(f"django-{name}", [
+            os.path.join(venv, "bin/gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
+            "--backlog", "2048", "--timeout", "60", "peerapi.wsgi"],
+            env, app, port, os.path.join(self.work, f"django-{name}.log"))
+        server.env, server.py = env, py
+        return server
+
+    def django_mint(self, server, count):
+        """Refresh tokens for alice as simplejwt's login makes them (OutstandingToken rows
+        included), minted in one process instead of `count` PBKDF2 logins."""
+        code = ("from django.contrib.auth.models import User\n"
+                "from rest_framework_simplejwt.tokens import RefreshToken\n"
+                "u = User.objects.get(username='alice')\n"
+                f"print(' '.join(str(RefreshToken.for_user(u)) for _ in range({count})))")
+        out = subprocess.run([server.py, "manage.py", "shell", "-c", code],
+                             cwd=self.args.django_app, env=server.env, check=True,
+                             capture_output=True, text=True)
+        return out.stdout.split()
+
+    def run_django(self):
+        log(f"Django + simplejwt under gunicorn ({2 * CORES + 1} workers)")
+        dj = self.django("plain", rotate=False)
+        pair = self.login(dj, username="alice")
+        self.record("django", "idle_rss", None, {"rss_mb": round(dj.rss_mb(), 1)})
+        self.workloads("django", dj, pair["access"], pair["refresh"])
+        self.login_runs("django", dj, "alice", PASSWORD)
+        dj.stop()
+        dj = self.django("rotate", rotate=True)
+        self.rotating("django", dj, lambda n: self.django_mint(dj, n))
+        dj.stop()
+
+    def hash_time(self):
+        out = subprocess.run([self.args.hash_time], capture_output=True, text=True, check=True)
+        ms = float(out.stdout.strip())
+        self.record("doorman", "single_hash", None, {"ms": ms})
+        return ms
+
+
+async def hold_connections(port, count, rss):
+    """Opens `count` keep-alive connections, makes one request on each, holds them open, and
+    reads the server's RSS while they are all held."""
+    raise_fd_limit()
+    held = []
+
+    async def one():
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(l.split(b":")[1]) for l in head.split(b"\r\n")
+                           if l.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            held.append(writer)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+
+    for start in range(0, count, 500):
+        await asyncio.gather(*(one() for _ in range(min(500, count - start))))
+    await asyncio.sleep(1)
+    result = {"open": len(held), "rss_mb": rss()}
+    for w in held:
+        w.close()
+    return result
+
+
+# --- the report --------------------------------------------------------------------------------
+
+def ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+def report(run):
+    res = run.results
+    print()
+    print(f"## Results ({CORES} cores, {run.args.seconds} s per run, wrk -t2, keep-alive)")
+    print()
+    print("| server | workload | conns | req/s | ok req/s | p50 ms | p99 ms | max ms | errors | peak RSS MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for e in res:
+        if "rps" in e and e["workload"] not in ("hello_alone", "hello_during_login_flood"):
+            print(f"| {e['server']} | {e['workload']} | {e['connections']} | {e['rps']:.0f} | "
+                  f"{e['ok_rps']:.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['max_ms']:.1f} | "
+                  f"{e['errors']} | {e.get('rss_peak_mb', '')} |")
+    print()
+
+    def ok(server, workload, c=64):
+        e = run.find(server, workload, c)
+        return e["ok_rps"] if e else None
+
+    targets = []
+
+    def target(name, value, limit, higher_is_better=True, unit="x"):
+        if value is None:
+            targets.append((name, "not measured", limit, "n/a"))
+            return
+        met = value >= limit if higher_is_better else value <= limit
+        sign = ">=" if higher_is_better else "<="
+        targets.append((name, f"{value}{unit}", f"{sign} {limit}{unit}", "met" if met else "MISSED"))
+
+    c = 64
+    target("/hello/ HS256 / ceiling", ratio(ok("doorman", "hello"), ok("ceiling", "hello")), 0.90)
+    target("/hello/ EdDSA / ceiling", ratio(ok("doorman", "hello_eddsa"), ok("ceiling", "hello")), 0.90)
+    target("/hello/ HS256 / Django", ratio(ok("doorman", "hello"), ok("django", "hello")), 50)
+    target("/hello/ EdDSA / Django", ratio(ok("doorman", "hello_eddsa"), ok("django", "hello")), 50)
+    target("verify / ceiling", ratio(ok("doorman", "verify"), ok("ceiling", "hello")), 0.85)
+    target("refresh rotation+blacklist (SQLite) / Django",
+           ratio(ok("doorman", "refresh_rotate"), ok("django", "refresh_rotate")), 20)
+    hash_ms = next((e["ms"] for e in res if e["workload"] == "single_hash"), None)
+    if hash_ms:
+        ideal = CORES / (hash_ms / 1000)
+        target(f"login / (cores / single hash = {ideal:.1f}/s)", ratio(ok("doorman", "login"), ideal), 0.9)
+    alone = run.find("doorman", "hello_alone", c)
+    during = run.find("doorman", "hello_during_login_flood", c)
+    target("/hello/ p99 during login flood / idle p99",
+           ratio(during and during["p99_ms"], alone and alone["p99_ms"]), 2, higher_is_better=False)
+    idle = next((e["rss_mb"] for e in res if e["workload"] == "idle_rss" and e["server"] == "doorman"), None)
+    target("RSS idle", idle, 20, higher_is_better=False, unit=" MB")
+    conns = next((e for e in res if e["workload"] == "idle_connections"), None)
+    target(f"RSS with {conns['connections'] if conns else '?'} idle keep-alive connections",
+           conns and conns["rss_mb"], 150, higher_is_better=False, unit=" MB")
+    start = next((e for e in res if e["workload"] == "startup"), None)
+    target("start-up to first answer (median)", start and start["median_ms"], 100,
+           higher_is_better=False, unit=" ms")
+
+    print(f"## Targets (c={c}, ratios of successful requests per second from this run)")
+    print()
+    print("| target | measured | wanted | |")
+    print("|---|---:|---:|---|")
+    for name, value, limit, verdict in targets:
+        print(f"| {name} | {value} | {limit} | {verdict} |")
+    print()
+    extra = []
+    if alone and during:
+        extra.append(f"/hello/ p99 idle {alone['p99_ms']:.2f} ms, during the login flood "
+                     f"{during['p99_ms']:.2f} ms ({during['ok_rps']:.0f} req/s then)")
+    if hash_ms:
+        extra.append(f"single argon2id check: {hash_ms:.1f} ms")
+    if start:
+        extra.append(f"start-up: median {start['median_ms']} ms, max {start['max_ms']} ms "
+                     f"over {start['runs']} runs")
+    for line in extra:
+        print(f"- {line}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--doorman", required=True)
+    p.add_argument("--ceiling", required=True)
+    p.add_argument("--hash-time", required=True)
+    p.add_argument("--django-venv")
+    p.add_argument("--django-app")
+    p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--connections", default="16,64,256")
+    p.add_argument("--idle-connections", type=int, default=10000)
+    p.add_argument("--startups", type=int, default=10)
+    p.add_argument("--out")
+    args = p.parse_args()
+    args.connections = [int(c) for c in args.connections.split(",")]
+    raise_fd_limit()
+    run = Run(args)
+    try:
+        run.hash_time()
+        run.run_ceiling()
+        run.run_doorman()
+        if args.django_venv:
+            run.run_django()
+        else:
+            log("Django peer skipped (no --django-venv)")
+    finally:
+        shutil.rmtree(run.work, ignore_errors=True)
+    report(run)
+
+
+if __name__ == "__main__":
+    main()
