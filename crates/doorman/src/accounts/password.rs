@@ -176,7 +176,7 @@ impl PasswordHasher {
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The threads password hashes run on: as many as hashes may run at once, started up front and
-/// kept, at a lower scheduling priority (nice 10) than the threads answering requests.
+/// kept, at the lowest scheduling priority (nice 19), below the threads answering requests.
 ///
 /// Why not tokio's blocking pool: each argon2id check takes 19 MiB, and spread over the blocking
 /// pool's changing threads glibc kept a heap arena's worth on each (540 MB of RSS after a login
@@ -200,7 +200,7 @@ impl HashThreads {
                 .spawn(move || {
                     // Best effort: an unprivileged thread may always lower its own priority.
                     let _ =
-                        rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+                        rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
                     loop {
                         let job = match receiver.lock() {
                             Ok(jobs) => jobs.recv(),
@@ -365,7 +365,7 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            assert_eq!(nice, 10);
+            assert_eq!(nice, 19);
             threads.insert(name.unwrap());
         }
         assert!(threads.len() <= 2, "{threads:?}");
