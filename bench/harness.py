@@ -303,23 +303,27 @@ class Run:
         pair = self.login(hs)
         self.record("doorman", "idle_rss", None, {"rss_mb": round(idle, 1)})
         self.workloads("doorman", hs, pair["access"], pair["refresh"])
-        # /hello/ p99 alone, then during a login flood, back to back.
+        # /hello/ p99 alone, then during a login flood, back to back; three pairs, as one p99
+        # on a shared 2-core machine moves a lot from run to run.
         c = 64
-        alone = wrk(hs.base(), script_get("/hello/", pair["access"]), c, self.args.seconds,
-                    workdir=self.work)
-        flood = subprocess.Popen(
-            ["wrk", "-t", "1", "-c", "64", "-d", f"{self.args.seconds + 2}s", "--timeout", "30s",
-             "-s", self.write_script(script_post("/api/token/", {"username": "bench",
-                                                                  "password": PASSWORD})),
-             hs.base()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1)
-        during = wrk(hs.base(), script_get("/hello/", pair["access"]), c, self.args.seconds,
-                     workdir=self.work)
-        flood_out, _ = flood.communicate()
-        flood_line = next((l for l in flood_out.splitlines() if l.startswith("WRK ")), "WRK {}")
-        self.record("doorman", "hello_alone", c, alone)
-        self.record("doorman", "hello_during_login_flood", c, during,
-                    flood=json.loads(flood_line[4:]))
+        for _ in range(self.args.flood_pairs):
+            alone = wrk(hs.base(), script_get("/hello/", pair["access"]), c, self.args.seconds,
+                        workdir=self.work)
+            flood = subprocess.Popen(
+                ["wrk", "-t", "1", "-c", "64", "-d", f"{self.args.seconds + 2}s",
+                 "--timeout", "30s",
+                 "-s", self.write_script(script_post("/api/token/", {
+                     "username": "bench", "password": PASSWORD})),
+                 hs.base()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(1)
+            during = wrk(hs.base(), script_get("/hello/", pair["access"]), c, self.args.seconds,
+                         workdir=self.work)
+            flood_out, _ = flood.communicate()
+            flood_line = next((l for l in flood_out.splitlines() if l.startswith("WRK ")),
+                              "WRK {}")
+            self.record("doorman", "hello_alone", c, alone)
+            self.record("doorman", "hello_during_login_flood", c, during,
+                        flood=json.loads(flood_line[4:]))
         self.login_runs("doorman", hs, "bench", PASSWORD)
         self.record("doorman", "idle_rss_after_load", None, {"rss_mb": round(hs.rss_mb(), 1)})
         hs.stop()
@@ -440,8 +444,8 @@ class Run:
 
     def hash_time(self):
         out = subprocess.run([self.args.hash_time], capture_output=True, text=True, check=True)
-        ms = float(out.stdout.strip())
-        self.record("doorman", "single_hash", None, {"ms": ms})
+        ms, parallel = (float(x) for x in out.stdout.split())
+        self.record("doorman", "single_hash", None, {"ms": ms, "all_cores_per_s": parallel})
         return ms
 
 
@@ -515,14 +519,18 @@ def report(run):
     target("verify / ceiling", ratio(ok("doorman", "verify"), ok("ceiling", "hello")), 0.85)
     target("refresh rotation+blacklist (SQLite) / Django",
            ratio(ok("doorman", "refresh_rotate"), ok("django", "refresh_rotate")), 20)
-    hash_ms = next((e["ms"] for e in res if e["workload"] == "single_hash"), None)
+    hashing = next((e for e in res if e["workload"] == "single_hash"), None)
+    hash_ms = hashing and hashing["ms"]
     if hash_ms:
         ideal = CORES / (hash_ms / 1000)
         target(f"login / (cores / single hash = {ideal:.1f}/s)", ratio(ok("doorman", "login"), ideal), 0.9)
-    alone = run.find("doorman", "hello_alone", c)
-    during = run.find("doorman", "hello_during_login_flood", c)
-    target("/hello/ p99 during login flood / idle p99",
-           ratio(during and during["p99_ms"], alone and alone["p99_ms"]), 2, higher_is_better=False)
+        target(f"login / (hashes on all cores at once = {hashing['all_cores_per_s']:.1f}/s)",
+               ratio(ok("doorman", "login"), hashing["all_cores_per_s"]), 0.9)
+    alones = [e for e in res if e["workload"] == "hello_alone"]
+    durings = [e for e in res if e["workload"] == "hello_during_login_flood"]
+    flood_ratios = [ratio(d["p99_ms"], a["p99_ms"]) for a, d in zip(alones, durings)]
+    target(f"/hello/ p99 during login flood / idle p99 (median of {len(flood_ratios)} pairs)",
+           statistics.median(flood_ratios) if flood_ratios else None, 2, higher_is_better=False)
     idle = next((e["rss_mb"] for e in res if e["workload"] == "idle_rss" and e["server"] == "doorman"), None)
     target("RSS idle", idle, 20, higher_is_better=False, unit=" MB")
     conns = next((e for e in res if e["workload"] == "idle_connections"), None)
@@ -540,9 +548,10 @@ def report(run):
         print(f"| {name} | {value} | {limit} | {verdict} |")
     print()
     extra = []
-    if alone and during:
-        extra.append(f"/hello/ p99 idle {alone['p99_ms']:.2f} ms, during the login flood "
-                     f"{during['p99_ms']:.2f} ms ({during['ok_rps']:.0f} req/s then)")
+    for a, d in zip(alones, durings):
+        extra.append(f"/hello/ p99 idle {a['p99_ms']:.2f} ms, during the login flood "
+                     f"{d['p99_ms']:.2f} ms ({d['ok_rps']:.0f} req/s then, "
+                     f"{d['flood'].get('requests', 0)} logins)")
     if hash_ms:
         extra.append(f"single argon2id check: {hash_ms:.1f} ms")
     if start:
@@ -563,6 +572,7 @@ def main():
     p.add_argument("--connections", default="16,64,256")
     p.add_argument("--idle-connections", type=int, default=10000)
     p.add_argument("--startups", type=int, default=10)
+    p.add_argument("--flood-pairs", type=int, default=3)
     p.add_argument("--out")
     args = p.parse_args()
     args.connections = [int(c) for c in args.connections.split(",")]
