@@ -76,11 +76,24 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Kills the child at the end of the test, also when an assertion fails first.
+/// Stops the child at the end of the test, also when an assertion fails first: SIGTERM (nginx's
+/// master then stops its workers; SIGKILL would leave them running), SIGKILL after 5 s.
 struct Running(std::process::Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
