@@ -178,7 +178,13 @@ async fn verify(state: &AppState, data: &RequestData) -> Result<Answer, ApiError
     let [raw] = fields(data, ["token"])?;
     let claims = state.tokens.decode(&raw, unix_now())?;
     state.tokens.check(&claims, None)?;
-    let is_access = state.tokens.check(&claims, Some(TokenKind::Access)).is_ok();
+    // Known to be an access token only when the type claim is in use and says so.
+    let is_access = state
+        .tokens
+        .rules()
+        .token_type_claim
+        .as_deref()
+        .is_some_and(|claim| claims.str(claim) == Some(TokenKind::Access.as_str()));
     if !is_access
         && let Some(jti) = state.tokens.jti(&claims)
         && state.store.is_blacklisted(jti).await?

@@ -201,6 +201,22 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A bound server from exactly these settings (plus a fresh data dir and [`TEST_SECRET`]), not
+/// running yet; unlike [`spawn_app_with`], an empty value is passed on as empty.
+pub async fn bound_app(dir: &std::path::Path, settings: &[(&str, &str)]) -> Application {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert(
+        "DOORMAN_DATA_DIR".into(),
+        dir.join("data").display().to_string(),
+    );
+    env.insert("DOORMAN_SIGNING_KEY".into(), TEST_SECRET.into());
+    for (k, v) in settings {
+        env.insert((*k).into(), (*v).into());
+    }
+    let config = Config::load_from(None, &env, &Overrides::default()).unwrap();
+    Application::build(config).await.unwrap()
+}
+
 /// The default test server: HS256 with [`TEST_SECRET`], simplejwt's defaults otherwise, and
 /// the reference app's users (alice id 1, inactive id 2).
 pub async fn spawn_app() -> TestApp {

@@ -1,29 +1,11 @@
 //! The server itself, below the API: a Unix socket, slow clients cut off after the header
 //! deadline without holding up others, and oversized request heads refused with 431.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use doorman::Application;
-use doorman::config::{Config, Overrides};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
-
-/// A bound server from these settings (plus a fresh data dir), not running yet.
-async fn start(dir: &std::path::Path, settings: &[(&str, &str)]) -> Application {
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    env.insert(
-        "DOORMAN_DATA_DIR".into(),
-        dir.join("data").display().to_string(),
-    );
-    env.insert("DOORMAN_SIGNING_KEY".into(), TEST_SECRET.into());
-    for (k, v) in settings {
-        env.insert((*k).into(), (*v).into());
-    }
-    let config = Config::load_from(None, &env, &Overrides::default()).unwrap();
-    Application::build(config).await.unwrap()
-}
 
 async fn read_all(stream: &mut (impl AsyncReadExt + Unpin)) -> String {
     let mut out = Vec::new();
@@ -36,7 +18,7 @@ async fn serves_on_a_unix_socket_with_its_mode_and_removes_it_at_exit() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("doorman.sock");
     let bind = format!("unix:{}", socket.display());
-    let app = start(
+    let app = bound_app(
         dir.path(),
         &[("DOORMAN_BIND", &bind), ("DOORMAN_UNIX_SOCKET_MODE", "600")],
     )
@@ -70,7 +52,7 @@ async fn serves_on_a_unix_socket_with_its_mode_and_removes_it_at_exit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_without_holding_up_others() {
     let dir = tempfile::tempdir().unwrap();
-    let app = start(
+    let app = bound_app(
         dir.path(),
         &[
             ("DOORMAN_BIND", "127.0.0.1:0"),
@@ -133,7 +115,7 @@ async fn slow_clients_are_cut_off_without_holding_up_others() {
 #[tokio::test]
 async fn an_oversized_request_head_gets_431() {
     let dir = tempfile::tempdir().unwrap();
-    let app = start(
+    let app = bound_app(
         dir.path(),
         &[
             ("DOORMAN_BIND", "127.0.0.1:0"),
@@ -188,7 +170,7 @@ async fn tls_with_http2_and_a_certificate_reload_on_sighup() {
         cert_file.display().to_string(),
         key_file.display().to_string(),
     );
-    let app = start(
+    let app = bound_app(
         dir.path(),
         &[
             ("DOORMAN_BIND", "127.0.0.1:0"),
@@ -247,7 +229,7 @@ async fn static_files_are_served_like_nginx_would() {
     std::fs::write(root.join("sub/index.html"), "<p>hi</p>").unwrap();
     std::fs::write(dir.path().join("secret.txt"), "do not serve").unwrap();
     let root_text = root.display().to_string();
-    let app = start(
+    let app = bound_app(
         dir.path(),
         &[
             ("DOORMAN_BIND", "127.0.0.1:0"),
@@ -484,7 +466,7 @@ async fn replacing_the_process_on_an_inherited_socket_fails_no_request() {
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let app = start(
+    let app = bound_app(
         dir.path(),
         &[
             ("DOORMAN_BIND", "127.0.0.1:0"),
@@ -526,7 +508,7 @@ async fn several_binds_serve_the_same_application() {
     } else {
         binds.replace(", [::1]:0", ", 127.0.0.1:0")
     };
-    let app = start(dir.path(), &[("DOORMAN_BIND", &binds)]).await;
+    let app = bound_app(dir.path(), &[("DOORMAN_BIND", &binds)]).await;
     let addrs = app.local_addrs();
     assert_eq!(addrs.len(), 2, "{addrs:?}");
     assert!(
@@ -554,7 +536,7 @@ async fn several_binds_serve_the_same_application() {
 #[tokio::test]
 async fn metrics_move_to_the_admin_bind() {
     let dir = tempfile::tempdir().unwrap();
-    let app = start(
+    let app = bound_app(
         dir.path(),
         &[
             ("DOORMAN_BIND", "127.0.0.1:0"),
@@ -604,7 +586,7 @@ async fn metrics_move_to_the_admin_bind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_gets_its_413_and_the_connection_lives_on() {
     let dir = tempfile::tempdir().unwrap();
-    let app = start(dir.path(), &[("DOORMAN_BIND", "127.0.0.1:0")]).await;
+    let app = bound_app(dir.path(), &[("DOORMAN_BIND", "127.0.0.1:0")]).await;
     let addr = app.local_addr().unwrap();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

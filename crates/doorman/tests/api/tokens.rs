@@ -499,3 +499,64 @@ dual_test! {
         app.login_as("carol", "carol-password-1").await;
     }
 }
+
+/// Verify skips the blacklist lookup only for tokens whose type claim says "access". With the
+/// type claim turned off (`token_type_claim = ""`) nothing says so: a blacklisted refresh
+/// token must still fail verify.
+#[tokio::test]
+async fn verify_checks_the_blacklist_when_token_types_are_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = bound_app(
+        dir.path(),
+        &[
+            ("DOORMAN_BIND", "127.0.0.1:0"),
+            ("DOORMAN_TOKEN_TYPE_CLAIM", ""),
+        ],
+    )
+    .await;
+    app.state()
+        .accounts
+        .create_user(ALICE.0, ALICE.1.to_owned().into(), false, true)
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.local_addr().unwrap());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| client.post(format!("{base}{path}")).json(&body).send();
+    let pair: Value = post(
+        "/api/token/",
+        json!({"username": ALICE.0, "password": ALICE.1}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(pair["refresh"].is_string(), "{pair}");
+    assert!(
+        payload(pair["refresh"].as_str().unwrap())
+            .get("token_type")
+            .is_none()
+    );
+    let res = post("/api/token/blacklist/", json!({"refresh": pair["refresh"]}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (s, b) = status_body(
+        post("/api/token/verify/", json!({"token": pair["refresh"]}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, b.as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            r#"{"non_field_errors":["Token is blacklisted"]}"#
+        )
+    );
+    let res = post("/api/token/verify/", json!({"token": pair["access"]}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
