@@ -240,21 +240,6 @@ macro_rules! portable_queries {
             Ok(())
         }
 
-        /// True when this call added the row; false when the token was already blacklisted (or has no
-        /// outstanding row to point at).
-        async fn insert_blacklisted(conn: &mut $conn, jti: &str) -> Result<bool, StoreError> {
-            let done = sqlx::query(
-                "INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
-                 SELECT id, $1 FROM outstanding_tokens WHERE jti = $2
-                 ON CONFLICT (token_id) DO NOTHING",
-            )
-            .bind(OffsetDateTime::now_utc().unix_timestamp())
-            .bind(jti)
-            .execute(&mut *conn)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        }
-
         async fn is_blacklisted(conn: &mut $conn, jti: &str) -> Result<bool, StoreError> {
             let found: Option<i64> = sqlx::query_scalar(
                 "SELECT b.id FROM blacklisted_tokens b JOIN outstanding_tokens o ON o.id = b.token_id

@@ -178,3 +178,17 @@ pub(super) fn is_unavailable(error: &(dyn DatabaseError + 'static)) -> bool {
                 .any(|class| code.starts_with(class))
         })
 }
+/// True when this call added the row; false when the token was already blacklisted (or has no
+/// outstanding row to point at).
+async fn insert_blacklisted(conn: &mut PgConnection, jti: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
+         SELECT id, $1 FROM outstanding_tokens WHERE jti = $2
+         ON CONFLICT (token_id) DO NOTHING",
+    )
+    .bind(OffsetDateTime::now_utc().unix_timestamp())
+    .bind(jti)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,517 @@
+//! Group commit for SQLite's race-deciding writes (rotations and blacklistings).
+//!
+//! SQLite has one writer, and with `synchronous = FULL` every commit waits for the disk, so one
+//! transaction per rotation caps rotations at the disk's sync rate whatever the load. Here the
+//! writes queue for one task, which takes whatever has queued while the previous commit was on
+//! its way to disk and applies it in one `BEGIN IMMEDIATE` transaction with one commit, in a
+//! fixed handful of statements whatever the group's size (each takes the group as a JSON
+//! array). No write is answered before the commit that holds it is on disk, and no write waits
+//! for a timer: a lone write commits at once.
+//!
+//! The queue is first come, first served, and the outcomes are decided in queue order, so the
+//! group gives every write the answer it would have had in a transaction of its own: of racing
+//! rotations of one token exactly one wins, whether the others are in its group or a later
+//! one. A failing statement takes the whole group's transaction down; the group is then rolled
+//! back and committed write by write, so the failing write gets its error and its neighbours
+//! commit.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::{SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{BlacklistOutcome, OutstandingToken, RotateOutcome, StoreError};
+
+/// Most writes in one transaction; more wait for the next one.
+const MAX_GROUP: usize = 256;
+/// Writes that may wait for the writer before callers wait to queue.
+const QUEUE: usize = 4096;
+
+/// A queued write, its answer once known, and where the answer goes.
+pub(super) enum Write {
+    Blacklist {
+        token: OutstandingToken,
+        answer: Answer<BlacklistOutcome>,
+    },
+    Rotate {
+        old: OutstandingToken,
+        new: OutstandingToken,
+        blacklist_old: bool,
+        answer: Answer<RotateOutcome>,
+    },
+}
+
+pub(super) struct Answer<T> {
+    to: oneshot::Sender<Result<T, StoreError>>,
+    result: Option<Result<T, StoreError>>,
+}
+
+impl<T> Answer<T> {
+    fn send(self, fallback: impl FnOnce() -> StoreError) {
+        let result = self.result.unwrap_or_else(|| Err(fallback()));
+        // The caller may have given up waiting (its request was cancelled): the write stands.
+        let _ = self.to.send(result);
+    }
+}
+
+/// A write to queue, and where its answer will arrive.
+pub(super) fn blacklist(token: OutstandingToken) -> (Write, Receiver<BlacklistOutcome>) {
+    let (to, from) = oneshot::channel();
+    let answer = Answer { to, result: None };
+    (Write::Blacklist { token, answer }, from)
+}
+
+pub(super) fn rotate(
+    old: OutstandingToken,
+    new: OutstandingToken,
+    blacklist_old: bool,
+) -> (Write, Receiver<RotateOutcome>) {
+    let (to, from) = oneshot::channel();
+    let answer = Answer { to, result: None };
+    let write = Write::Rotate {
+        old,
+        new,
+        blacklist_old,
+        answer,
+    };
+    (write, from)
+}
+
+pub(super) type Receiver<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+/// The queue's sending end, shared by every clone of the store.
+#[derive(Clone, Debug)]
+pub(super) struct GroupCommit {
+    queue: mpsc::Sender<Write>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    groups: AtomicU64,
+    writes: AtomicU64,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the database writer has stopped".into())
+}
+
+impl GroupCommit {
+    /// Starts the writer task; it ends when the last clone of the store is dropped.
+    pub(super) fn start(pool: SqlitePool) -> GroupCommit {
+        let (queue, waiting) = mpsc::channel(QUEUE);
+        let stats = Arc::new(Stats::default());
+        tokio::spawn(writer(pool, waiting, stats.clone()));
+        GroupCommit { queue, stats }
+    }
+
+    /// Queues a write and waits until the transaction that holds it has committed.
+    pub(super) async fn apply<T>(
+        &self,
+        (write, answer): (Write, Receiver<T>),
+    ) -> Result<T, StoreError> {
+        self.queue.send(write).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Transactions committed and writes they held, since start.
+    pub(super) fn stats(&self) -> (u64, u64) {
+        (
+            self.stats.groups.load(Ordering::Relaxed),
+            self.stats.writes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Write {
+    fn answer(self, fallback: impl FnOnce() -> StoreError) {
+        match self {
+            Write::Blacklist { answer, .. } => answer.send(fallback),
+            Write::Rotate { answer, .. } => answer.send(fallback),
+        }
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        match self {
+            Write::Blacklist { answer, .. } => answer.result = Some(Err(error)),
+            Write::Rotate { answer, .. } => answer.result = Some(Err(error)),
+        }
+    }
+
+    /// The token whose being blacklisted decides this write.
+    fn decided_by(&self) -> &OutstandingToken {
+        match self {
+            Write::Blacklist { token, .. } => token,
+            Write::Rotate { old, .. } => old,
+        }
+    }
+
+    /// Whether this write blacklists the deciding token (a rotation without
+    /// `blacklist_after_rotation` only checks it).
+    fn blacklists(&self) -> bool {
+        match self {
+            Write::Blacklist { .. } => true,
+            Write::Rotate { blacklist_old, .. } => *blacklist_old,
+        }
+    }
+
+    /// Sets the answer given whether the deciding token was blacklisted before this write;
+    /// returns the token to record as outstanding when the write goes ahead (a rotation's
+    /// successor).
+    fn decide(&mut self, was_blacklisted: bool) -> Option<&OutstandingToken> {
+        match self {
+            Write::Blacklist { answer, .. } => {
+                answer.result = Some(Ok(if was_blacklisted {
+                    BlacklistOutcome::AlreadyBlacklisted
+                } else {
+                    BlacklistOutcome::Added
+                }));
+                None
+            }
+            Write::Rotate { new, answer, .. } => {
+                if was_blacklisted {
+                    answer.result = Some(Ok(RotateOutcome::AlreadyBlacklisted));
+                    None
+                } else {
+                    answer.result = Some(Ok(RotateOutcome::Rotated));
+                    Some(new)
+                }
+            }
+        }
+    }
+}
+
+async fn writer(pool: SqlitePool, mut waiting: mpsc::Receiver<Write>, stats: Arc<Stats>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while waiting.recv_many(&mut group, MAX_GROUP).await > 0 {
+        match commit(&pool, &mut group).await {
+            Ok(()) => {
+                stats.groups.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .writes
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                for write in group.drain(..) {
+                    write.answer(stopped);
+                }
+            }
+            Err(e) => {
+                // Nothing of the group was committed: every write in it gets the error, the
+                // answers found before the failure included.
+                let unavailable = matches!(e, StoreError::Unavailable(_));
+                let message = e.to_string();
+                for mut write in group.drain(..) {
+                    let cause = message.clone().into();
+                    write.fail(if unavailable {
+                        StoreError::Unavailable(cause)
+                    } else {
+                        StoreError::Database(cause)
+                    });
+                    write.answer(stopped);
+                }
+            }
+        }
+    }
+}
+
+/// Commits the group, each write answered: `Err` only when the transaction itself could not
+/// be had or committed (nothing committed).
+async fn commit(pool: &SqlitePool, group: &mut [Write]) -> Result<(), StoreError> {
+    match transaction(pool, group).await {
+        Ok(()) => Ok(()),
+        Err(Failed::Transaction(e)) => Err(e),
+        Err(Failed::Write(e)) if group.len() == 1 => {
+            group[0].fail(e);
+            Ok(())
+        }
+        Err(Failed::Write(_)) => {
+            for write in group.iter_mut() {
+                if let Err(Failed::Transaction(e) | Failed::Write(e)) =
+                    transaction(pool, std::slice::from_mut(write)).await
+                {
+                    write.fail(e);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+enum Failed {
+    /// Beginning, committing or rolling back failed.
+    Transaction(StoreError),
+    /// A statement of the group's failed; the transaction was rolled back.
+    Write(StoreError),
+}
+
+async fn transaction(pool: &SqlitePool, group: &mut [Write]) -> Result<(), Failed> {
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| Failed::Transaction(e.into()))?;
+    match apply(&mut tx, group).await {
+        Ok(()) => tx.commit().await.map_err(|e| Failed::Transaction(e.into())),
+        Err(e) => {
+            tx.rollback()
+                .await
+                .map_err(|e| Failed::Transaction(e.into()))?;
+            Err(Failed::Write(e))
+        }
+    }
+}
+
+/// The group's writes, in four statements:
+/// 1. the outstanding rows of the tokens to blacklist are created where missing (simplejwt's
+///    get-or-create);
+/// 2. which of the deciding tokens are blacklisted already is read;
+/// 3. in queue order, each write is decided: it goes ahead unless its token was blacklisted
+///    before it (already, or by an earlier write of the group), and a write that blacklists
+///    marks its token for the writes after it;
+/// 4. the tokens of the writes that went ahead are blacklisted, and the rotations' successors
+///    recorded.
+async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), StoreError> {
+    let to_blacklist: Vec<&OutstandingToken> = group
+        .iter()
+        .filter(|w| w.blacklists())
+        .map(Write::decided_by)
+        .collect();
+    record_outstanding(conn, &to_blacklist).await?;
+
+    let deciding: Vec<&str> = group.iter().map(|w| w.decided_by().jti.as_str()).collect();
+    let mut blacklisted: HashSet<String> = sqlx::query_scalar(
+        "SELECT o.jti FROM blacklisted_tokens b JOIN outstanding_tokens o ON o.id = b.token_id
+         WHERE o.jti IN (SELECT value FROM json_each($1))",
+    )
+    .bind(json(&deciding)?)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+
+    let mut newly_blacklisted = Vec::new();
+    let mut successors = Vec::new();
+    for write in group.iter_mut() {
+        let jti = write.decided_by().jti.clone();
+        let was_blacklisted = blacklisted.contains(&jti);
+        let blacklists = write.blacklists();
+        if let Some(successor) = write.decide(was_blacklisted) {
+            successors.push(successor.clone());
+        }
+        if !was_blacklisted && blacklists {
+            blacklisted.insert(jti.clone());
+            newly_blacklisted.push(jti);
+        }
+    }
+
+    if !newly_blacklisted.is_empty() {
+        let added = sqlx::query(
+            "INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
+             SELECT id, $1 FROM outstanding_tokens WHERE jti IN (SELECT value FROM json_each($2))
+             ON CONFLICT (token_id) DO NOTHING",
+        )
+        .bind(time::OffsetDateTime::now_utc().unix_timestamp())
+        .bind(json(&newly_blacklisted)?)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        // The write lock is held, so what was read in step 2 still stands.
+        if added != newly_blacklisted.len() as u64 {
+            return Err(StoreError::Database(
+                format!(
+                    "blacklisted {added} tokens of {} (a write outside the lock?)",
+                    newly_blacklisted.len()
+                )
+                .into(),
+            ));
+        }
+    }
+    record_outstanding(conn, &successors.iter().collect::<Vec<_>>()).await
+}
+
+/// Get-or-create of outstanding rows, in one statement. An owner that does not exist is stored
+/// as NULL, as one write at a time does it.
+async fn record_outstanding(
+    conn: &mut SqliteConnection,
+    tokens: &[&OutstandingToken],
+) -> Result<(), StoreError> {
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(&str, Option<i64>, Option<i64>, i64)> = tokens
+        .iter()
+        .map(|t| {
+            (
+                t.jti.as_str(),
+                t.user_id,
+                t.created_at.map(time::OffsetDateTime::unix_timestamp),
+                t.expires_at.unix_timestamp(),
+            )
+        })
+        .collect();
+    // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
+    sqlx::query(
+        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at)
+         SELECT json_extract(t.value, '$[0]'),
+                (SELECT id FROM users WHERE id = json_extract(t.value, '$[1]')),
+                json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]')
+         FROM json_each($1) AS t WHERE true
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(json(&rows)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Database(Box::new(e)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    async fn pool() -> (SqlitePool, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("db").display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        match store {
+            Store::Sqlite(s) => (s.pool, dir),
+            Store::Postgres(_) => panic!("not SQLite"),
+        }
+    }
+
+    fn token(jti: &str) -> OutstandingToken {
+        OutstandingToken {
+            jti: jti.to_string(),
+            user_id: None,
+            created_at: None,
+            expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(5),
+        }
+    }
+
+    enum Waiting {
+        Blacklist(Receiver<BlacklistOutcome>),
+        Rotate(Receiver<RotateOutcome>),
+    }
+
+    /// Writes that race on the same tokens, in every mix of kinds.
+    fn writes() -> (Vec<Write>, Vec<Waiting>) {
+        let mut writes = Vec::new();
+        let mut waiting = Vec::new();
+        let rotate_ = |old: &str, new: &str, blacklist_old: bool| {
+            let (w, r) = rotate(token(old), token(new), blacklist_old);
+            (w, Waiting::Rotate(r))
+        };
+        let list = vec![
+            rotate_("a", "b", true),
+            rotate_("a", "c", true),
+            rotate_("b", "d", true),
+            rotate_("e", "f", false),
+            rotate_("e", "g", false),
+            {
+                let (w, r) = blacklist(token("e"));
+                (w, Waiting::Blacklist(r))
+            },
+            rotate_("e", "h", false),
+            rotate_("e", "i", true),
+            {
+                let (w, r) = blacklist(token("old"));
+                (w, Waiting::Blacklist(r))
+            },
+            rotate_("old", "j", true),
+            {
+                let (w, r) = blacklist(token("k"));
+                (w, Waiting::Blacklist(r))
+            },
+            {
+                let (w, r) = blacklist(token("k"));
+                (w, Waiting::Blacklist(r))
+            },
+        ];
+        for (w, r) in list {
+            writes.push(w);
+            waiting.push(r);
+        }
+        (writes, waiting)
+    }
+
+    async fn answers(waiting: Vec<Waiting>) -> Vec<String> {
+        let mut out = Vec::new();
+        for w in waiting {
+            out.push(match w {
+                Waiting::Blacklist(r) => format!("{:?}", r.await.unwrap().unwrap()),
+                Waiting::Rotate(r) => format!("{:?}", r.await.unwrap().unwrap()),
+            });
+        }
+        out
+    }
+
+    async fn tables(pool: &SqlitePool) -> Vec<(String, bool)> {
+        sqlx::query_as(
+            "SELECT o.jti, b.id IS NOT NULL FROM outstanding_tokens o
+             LEFT JOIN blacklisted_tokens b ON b.token_id = o.id ORDER BY o.jti",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    }
+
+    /// One group gives every write the answer, and leaves the tables as, the same writes one
+    /// transaction each.
+    #[tokio::test]
+    async fn a_group_decides_as_the_writes_one_by_one_would() {
+        let (one_by_one, _a) = pool().await;
+        let (grouped, _b) = pool().await;
+        for pool in [&one_by_one, &grouped] {
+            sqlx::query(
+                "INSERT INTO outstanding_tokens (jti, expires_at) VALUES ('old', 9999999999);
+                 INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
+                 SELECT id, 0 FROM outstanding_tokens WHERE jti = 'old'",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        let (mut writes, waiting) = super::tests::writes();
+        for write in &mut writes {
+            commit(&one_by_one, std::slice::from_mut(write))
+                .await
+                .unwrap();
+        }
+        for write in writes {
+            write.answer(stopped);
+        }
+        let expected = answers(waiting).await;
+        assert_eq!(
+            expected,
+            [
+                "Rotated",
+                "AlreadyBlacklisted",
+                "Rotated",
+                "Rotated",
+                "Rotated",
+                "Added",
+                "AlreadyBlacklisted",
+                "AlreadyBlacklisted",
+                "AlreadyBlacklisted",
+                "AlreadyBlacklisted",
+                "Added",
+                "AlreadyBlacklisted",
+            ]
+        );
+
+        let (mut writes, waiting) = super::tests::writes();
+        commit(&grouped, &mut writes).await.unwrap();
+        for write in writes {
+            write.answer(stopped);
+        }
+        assert_eq!(answers(waiting).await, expected);
+        assert_eq!(tables(&grouped).await, tables(&one_by_one).await);
+    }
+}
