@@ -162,8 +162,8 @@ pub fn router(state: AppState) -> Router {
             crate::serve::static_files(files),
         );
     }
-    let app = crate::serve::with_layers(router.fallback(fallback)).with_state(state);
-    crate::serve::limited(app, &limits, observed)
+    let app = router.fallback(fallback).with_state(state);
+    crate::serve::stack(app, &limits, observed)
 }
 
 /// The admin listener's routes (`admin_bind`): metrics and the health checks, nothing else.
@@ -176,7 +176,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route(health::HEALTHZ, any(health::healthz))
         .route(health::READYZ, any(health::readyz))
         .fallback(|| async { ApiError::NotFound.into_response() });
-    crate::serve::with_layers(router).with_state(state)
+    crate::serve::admin_stack(router.with_state(state))
 }
 
 /// Django's `APPEND_SLASH`: a known path without its slash is redirected (301, for every

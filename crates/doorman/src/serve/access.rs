@@ -2,86 +2,111 @@
 //! client address (through trusted proxies) and request id. Never a header value or a body, so
 //! tokens and passwords can't reach the log.
 
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::Request;
+use http::{HeaderValue, Method};
 
 use super::client::{ClientAddr, TrustedProxies};
 use crate::metrics::Metrics;
 
-/// What the access middleware needs: whose forwarding headers to believe, where to count,
-/// and doorman's routes (a path outside them is counted as `other`).
+/// What the access log needs: whose forwarding headers to believe, where to count, and
+/// doorman's routes (a path outside them is counted as `other`). Cloned per request, so one
+/// `Arc`.
 #[derive(Clone)]
-pub struct Observed {
+pub struct Observed(Arc<Inner>);
+
+struct Inner {
     proxies: TrustedProxies,
     metrics: Metrics,
-    routes: std::sync::Arc<[&'static str]>,
+    routes: Vec<&'static str>,
+}
+
+/// What is kept of a request until its response is logged.
+pub struct Seen {
+    started: Instant,
+    method: Method,
+    path: String,
+    route: &'static str,
+    client: Option<IpAddr>,
 }
 
 impl Observed {
     pub fn new(proxies: TrustedProxies, metrics: Metrics, routes: Vec<&'static str>) -> Observed {
-        Observed {
+        Observed(Arc::new(Inner {
             proxies,
             metrics,
-            routes: routes.into(),
-        }
+            routes,
+        }))
     }
 
     fn route(&self, path: &str) -> &'static str {
-        self.routes
+        self.0
+            .routes
             .iter()
             .find(|r| **r == path)
             .copied()
             .unwrap_or("other")
     }
+
+    /// Notes the request, and tells the handlers who the client is ([`ClientAddr`]).
+    pub fn see(&self, request: &mut Request, started: Instant) -> Seen {
+        let proxies = &self.0.proxies;
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        let client = match peer {
+            Some(peer) => Some(proxies.client(peer, request.headers())),
+            None => proxies.client_over_unix(request.headers()),
+        };
+        if let Some(client) = client {
+            request.extensions_mut().insert(ClientAddr(client));
+        }
+        Seen {
+            started,
+            method: request.method().clone(),
+            path: logged_path(request.uri().path()),
+            route: self.route(request.uri().path()),
+            client,
+        }
+    }
+
+    /// Counts the request and writes its line.
+    pub fn record(&self, seen: Seen, status: u16, request_id: &HeaderValue) {
+        let elapsed = seen.started.elapsed();
+        self.0
+            .metrics
+            .request(&seen.method, seen.route, status, elapsed);
+        tracing::info!(
+            target: "doorman::access",
+            method = %seen.method,
+            path = %seen.path,
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            client = %OrDash(seen.client),
+            request_id = request_id.to_str().unwrap_or("-"),
+            "request"
+        );
+    }
+}
+
+struct OrDash(Option<IpAddr>);
+
+impl fmt::Display for OrDash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// Longest path written to the log; longer ones are cut (and marked).
 const MAX_LOGGED_PATH: usize = 200;
-
-pub async fn log(State(observed): State<Observed>, mut request: Request, next: Next) -> Response {
-    let proxies = &observed.proxies;
-    let started = Instant::now();
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip());
-    let client = match peer {
-        Some(peer) => Some(proxies.client(peer, request.headers())),
-        None => proxies.client_over_unix(request.headers()),
-    };
-    if let Some(client) = client {
-        request.extensions_mut().insert(ClientAddr(client));
-    }
-    let method = request.method().clone();
-    let path = logged_path(request.uri().path());
-    let route = observed.route(request.uri().path());
-    let response = next.run(request).await;
-    observed.metrics.request(
-        &method,
-        route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    tracing::info!(
-        target: "doorman::access",
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        client = %client.map_or_else(|| "-".to_owned(), |c| c.to_string()),
-        request_id,
-        "request"
-    );
-    response
-}
 
 fn logged_path(path: &str) -> String {
     if path.len() <= MAX_LOGGED_PATH {

@@ -8,23 +8,20 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::api::ApiError;
 
 pub mod access;
 pub mod client;
+pub mod edge;
 pub mod listen;
 pub mod tls;
 
 pub use client::{ClientAddr, TrustedProxies};
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The limits every request runs under (the `max_concurrent_requests` and `request_timeout`
 /// settings).
@@ -81,18 +78,6 @@ fn cors(limits: &Limits) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// Headers every response carries (nginx's usual `add_header` set): no MIME sniffing, no
-/// referrer leaks, no framing, and a CSP that lets nothing load (doorman serves JSON).
-const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::REFERRER_POLICY, "no-referrer"),
-    (header::X_FRAME_OPTIONS, "DENY"),
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    ),
-];
-
 /// The static files service (nginx's job): ETag and Last-Modified revalidation, Range,
 /// precompressed `.br`/`.gz` siblings by Accept-Encoding, MIME types, the configured
 /// Cache-Control; no directory listing or index pages, no path traversal, JSON 404s.
@@ -145,41 +130,30 @@ impl tower_http::compression::Predicate for CompressWhereSafe {
     }
 }
 
-/// Puts one concurrency limit and one deadline around the whole application (a `Router`
-/// layer would give every route its own), answering 503 JSON when either trips.
-pub fn limited(app: Router, limits: &Limits, observed: access::Observed) -> Router {
-    let guarded = ServiceBuilder::new()
+/// The whole application as one service stack, applied once (each `Router::layer` would box
+/// again per request and give every route its own limits): the edge (request id, security
+/// headers, access log and metrics), CORS, load shedding, one concurrency limit and one
+/// deadline (503 JSON when either trips), and panics turned into JSON 500s.
+pub fn stack(app: Router, limits: &Limits, observed: access::Observed) -> Router {
+    let stack = ServiceBuilder::new()
+        .layer(edge::EdgeLayer::new(Some(observed)))
+        .option_layer(cors(limits))
         .layer(HandleErrorLayer::new(overloaded_or_late))
         .load_shed()
         .concurrency_limit(limits.max_concurrent_requests.max(1))
         .timeout(limits.request_timeout)
+        .layer(CatchPanicLayer::custom(panic_response))
         .service(app);
-    let router = Router::new().fallback_service(guarded);
-    let router = match cors(limits) {
-        Some(cors) => router.layer(cors),
-        None => router,
-    };
-    router.layer(axum::middleware::from_fn_with_state(observed, access::log))
+    Router::new().fallback_service(stack)
 }
 
-/// Wraps the router in the layers every request passes (the last added runs first).
-pub fn with_layers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    let mut router = router.layer(CatchPanicLayer::custom(panic_response));
-    for (name, value) in SECURITY_HEADERS {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(
-            name,
-            HeaderValue::from_static(value),
-        ));
-    }
-    // No TraceLayer: the access log is the per-request line, and a span per request cost
-    // throughput without adding to it.
-    router
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            http::header::AUTHORIZATION,
-            http::header::COOKIE,
-        ]))
+/// The admin listener's stack: the edge without the access log, and panics as JSON 500s.
+pub fn admin_stack(app: Router) -> Router {
+    let stack = ServiceBuilder::new()
+        .layer(edge::EdgeLayer::new(None))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .service(app);
+    Router::new().fallback_service(stack)
 }
 
 /// The load shedder refused the request (every slot busy) or the deadline passed: 503 JSON, with

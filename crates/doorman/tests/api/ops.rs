@@ -80,6 +80,9 @@ dual_test! {
                     .unwrap();
                 let status = res.status();
                 let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                // Shed or not, the answer carries the edge's headers.
+                assert_eq!(res.headers()["x-content-type-options"], "nosniff", "{status}");
+                assert!(res.headers().contains_key("x-request-id"), "{status}");
                 (status, retry, res.text().await.unwrap())
             }));
         }
