@@ -83,8 +83,8 @@ impl Observed {
             .request(&seen.method, seen.route, status, elapsed);
         tracing::info!(
             target: "doorman::access",
-            method = %seen.method,
-            path = %seen.path,
+            method = seen.method.as_str(),
+            path = seen.path.as_str(),
             status,
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             client = %OrDash(seen.client),
