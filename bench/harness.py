@@ -397,6 +397,18 @@ class Run:
                     workdir=self.work)
             self.record("ceiling", "hello", c, r, rss_peak_mb=round(ceiling.rss_mb("VmHWM"), 1))
         ceiling.stop()
+        # The same idle connections on the bare HTTP stack: what hyper itself holds per
+        # connection, for comparison with doorman's figure.
+        port = free_port()
+        ceiling = Server("ceiling", [self.args.ceiling, f"127.0.0.1:{port}"], dict(os.environ),
+                         self.work, port, os.path.join(self.work, "ceiling.log"))
+        before = ceiling.rss_mb()
+        held = asyncio.run(hold_connections(port, self.args.idle_connections,
+                                            lambda: ceiling.rss_mb()))
+        self.record("ceiling", "idle_connections", None, {
+            "connections": held["open"], "rss_mb": round(held["rss_mb"], 1),
+            "rss_before_mb": round(before, 1)})
+        ceiling.stop()
 
     def django(self, name, rotate):
         venv, app = self.args.django_venv, self.args.django_app
@@ -533,7 +545,10 @@ def report(run):
            statistics.median(flood_ratios) if flood_ratios else None, 2, higher_is_better=False)
     idle = next((e["rss_mb"] for e in res if e["workload"] == "idle_rss" and e["server"] == "doorman"), None)
     target("RSS idle", idle, 20, higher_is_better=False, unit=" MB")
-    conns = next((e for e in res if e["workload"] == "idle_connections"), None)
+    conns = next((e for e in res if e["workload"] == "idle_connections"
+                  and e["server"] == "doorman"), None)
+    bare = next((e for e in res if e["workload"] == "idle_connections"
+                 and e["server"] == "ceiling"), None)
     target(f"RSS with {conns['connections'] if conns else '?'} idle keep-alive connections",
            conns and conns["rss_mb"], 150, higher_is_better=False, unit=" MB")
     start = next((e for e in res if e["workload"] == "startup"), None)
@@ -557,6 +572,12 @@ def report(run):
     if start:
         extra.append(f"start-up: median {start['median_ms']} ms, max {start['max_ms']} ms "
                      f"over {start['runs']} runs")
+    if conns and bare:
+        def per(e):
+            return (e["rss_mb"] - e["rss_before_mb"]) * 1024 / max(e["connections"], 1)
+        extra.append(f"{conns['connections']} idle keep-alive connections: doorman "
+                     f"{conns['rss_mb']} MB ({per(conns):.1f} KiB each), the no-auth ceiling "
+                     f"{bare['rss_mb']} MB ({per(bare):.1f} KiB each)")
     for line in extra:
         print(f"- {line}")
 
