@@ -156,6 +156,44 @@ fn https_client(ca_pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
         .unwrap()
 }
 
+/// Plain TCP serves each connection in the HTTP its first bytes speak: HTTP/1.1, HTTP/2 with
+/// prior knowledge (h2c), and a request whose first line arrives a byte at a time (too little
+/// to tell at first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_tcp_serves_http1_h2c_and_a_first_line_split_into_bytes() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), res.version()),
+        (200, reqwest::Version::HTTP_11)
+    );
+
+    let h2c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let res = h2c.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), res.version()),
+        (200, reqwest::Version::HTTP_2)
+    );
+
+    let addr = app
+        .address
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    for byte in &request[..6] {
+        stream.write_all(&[*byte]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stream.write_all(&request[6..]).await.unwrap();
+    let answer = read_all(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 /// TLS from PEM files with HTTP/2 by ALPN and HSTS; SIGHUP swaps the certificate for new
 /// connections while an open one carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,6 +225,18 @@ async fn tls_with_http2_and_a_certificate_reload_on_sighup() {
     let res = old.get(&url).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.version(), reqwest::Version::HTTP_2, "ALPN picks HTTP/2");
+    // A client that offers only HTTP/1.1 gets it.
+    let http1 = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert1.as_bytes()).unwrap()])
+        .resolve("localhost", addr)
+        .http1_only()
+        .build()
+        .unwrap();
+    let res = http1.get(&url).send().await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), res.version()),
+        (200, reqwest::Version::HTTP_11)
+    );
     assert_eq!(
         res.headers()["strict-transport-security"],
         "max-age=31536000; includeSubDomains"
