@@ -230,6 +230,31 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
     }
 }
 
+/// What a connection serves: the router, with the connection's own extras (peer address, HSTS).
+trait ConnectionService:
+    tower::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> ConnectionService for S where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// The HTTP version a connection speaks, when known before hyper reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Protocol {
@@ -282,14 +307,7 @@ impl Protocols {
     fn spawn<I, S>(&self, protocol: Protocol, io: I, app: S, watcher: Watcher)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: tower::Service<
-                http::Request<hyper::body::Incoming>,
-                Response = axum::response::Response,
-                Error = std::convert::Infallible,
-            > + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
+        S: ConnectionService,
     {
         let io = TokioIo::new(io);
         let service = TowerToHyperService::new(app);
@@ -332,14 +350,7 @@ fn spawn_tcp_connection<S>(
     stream: tokio::net::TcpStream,
     app: S,
 ) where
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: ConnectionService,
 {
     let protocols = protocols.clone();
     let watcher = graceful.watcher();
@@ -367,14 +378,7 @@ fn spawn_tls_connection<S>(
     stream: tokio::net::TcpStream,
     app: S,
 ) where
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: ConnectionService,
 {
     let protocols = protocols.clone();
     let watcher = graceful.watcher();
