@@ -2,13 +2,14 @@
 //! client address (through trusted proxies) and request id. Never a header value or a body, so
 //! tokens and passwords can't reach the log.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::Request;
-use http::{HeaderValue, Method};
+use http::{HeaderValue, Method, Uri};
 
 use super::client::{ClientAddr, TrustedProxies};
 use crate::metrics::Metrics;
@@ -29,7 +30,8 @@ struct Inner {
 pub struct Seen {
     started: Instant,
     method: Method,
-    path: String,
+    /// Cloning a parsed URI shares its bytes, so no copy of the path is made per request.
+    uri: Uri,
     route: &'static str,
     client: Option<IpAddr>,
 }
@@ -69,7 +71,7 @@ impl Observed {
         Seen {
             started,
             method: request.method().clone(),
-            path: logged_path(request.uri().path()),
+            uri: request.uri().clone(),
             route: self.route(request.uri().path()),
             client,
         }
@@ -84,7 +86,7 @@ impl Observed {
         tracing::info!(
             target: "doorman::access",
             method = seen.method.as_str(),
-            path = seen.path.as_str(),
+            path = &*logged_path(seen.uri.path()),
             status,
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             client = %OrDash(seen.client),
@@ -108,13 +110,33 @@ impl fmt::Display for OrDash {
 /// Longest path written to the log; longer ones are cut (and marked).
 const MAX_LOGGED_PATH: usize = 200;
 
-fn logged_path(path: &str) -> String {
+fn logged_path(path: &str) -> Cow<'_, str> {
     if path.len() <= MAX_LOGGED_PATH {
-        return path.to_owned();
+        return Cow::Borrowed(path);
     }
     let mut cut = MAX_LOGGED_PATH;
     while !path.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}...", &path[..cut])
+    Cow::Owned(format!("{}...", &path[..cut]))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// A long path is cut at `MAX_LOGGED_PATH` bytes, on a character boundary, and marked; a
+    /// short one is logged as it is, uncopied.
+    #[test]
+    fn long_paths_are_cut_on_a_character_boundary() {
+        assert!(matches!(logged_path("/hello/"), Cow::Borrowed("/hello/")));
+        let long = format!("/{}", "é".repeat(150));
+        let cut = logged_path(&long);
+        let kept = cut
+            .strip_suffix("...")
+            .unwrap_or_else(|| panic!("not marked: {cut}"));
+        assert!(kept.len() <= MAX_LOGGED_PATH && kept.len() >= MAX_LOGGED_PATH - 1);
+        assert!(long.starts_with(kept));
+    }
 }
