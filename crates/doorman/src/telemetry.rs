@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
+mod json_lines;
+
 /// How log lines look (the `log_format` setting).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
@@ -216,7 +218,11 @@ where
         LogFormat::Text => false,
     };
     if json {
-        builder.json().flatten_event(true).try_init().is_ok()
+        builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(json_lines::JsonLines)
+            .try_init()
+            .is_ok()
     } else {
         builder.try_init().is_ok()
     }
