@@ -21,9 +21,22 @@ const JSON: &str = "application/json";
 /// Negotiates the response for `Accept` (absent means `*/*`). Returns the indent that
 /// `application/json; indent=N` asks for (clamped to 1..=8; 0 means none), or 406.
 pub fn negotiate(accept: Option<&HeaderValue>) -> Result<Option<usize>, DrfError> {
-    let header = accept.map_or_else(|| "*/*".to_owned(), |v| latin1(v.as_bytes()));
+    match accept.map(HeaderValue::as_bytes) {
+        // What nearly every API client sends (or nothing): JSON, no indent. Settled here
+        // without parsing, as it comes on every request.
+        None | Some(COMMON_ANYTHING | COMMON_JSON) => Ok(None),
+        Some(header) => negotiate_header(&latin1(header)),
+    }
+}
+
+/// `Accept: */*`, as curl, requests and most HTTP libraries send it.
+const COMMON_ANYTHING: &[u8] = b"*/*";
+/// `Accept: application/json`, as API clients set it.
+const COMMON_JSON: &[u8] = JSON.as_bytes();
+
+fn negotiate_header(header: &str) -> Result<Option<usize>, DrfError> {
     let renderer = MediaType::parse(JSON);
-    let accepted: Vec<MediaType> = accept_list(&header)
+    let accepted: Vec<MediaType> = accept_list(header)
         .iter()
         .map(|token| MediaType::parse(token))
         .collect();
@@ -131,6 +144,13 @@ mod tests {
     #[test]
     fn missing_accept_is_anything() {
         assert_eq!(negotiate(None).unwrap(), None);
+        // The headers settled without parsing get what the parse gives them.
+        for common in ["*/*", "application/json"] {
+            assert_eq!(with(common).unwrap(), None);
+            assert_eq!(negotiate_header(common).unwrap(), None);
+        }
+        assert_eq!(with("*/*; indent=4").unwrap(), Some(4));
+        assert!(matches!(with("*/**"), Err(DrfError::NotAcceptable)));
         assert!(format_override(None).is_ok());
         assert!(matches!(
             format_override(Some("format=api")),
