@@ -122,7 +122,7 @@ fn token_route(view: View) -> MethodRouter<AppState> {
 }
 
 /// The router with every route and the fallback.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> crate::serve::App {
     let mut router = Router::new()
         .route(HELLO, any(hello::hello))
         .route(
@@ -167,7 +167,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The admin listener's routes (`admin_bind`): metrics and the health checks, nothing else.
-pub fn admin_router(state: AppState) -> Router {
+pub fn admin_router(state: AppState) -> crate::serve::App {
     let router = Router::new()
         .route(
             health::METRICS,
@@ -204,7 +204,7 @@ async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
 pub struct Application {
     listeners: Vec<crate::serve::listen::Listener>,
     admin_listeners: Vec<crate::serve::listen::Listener>,
-    router: Router,
+    router: crate::serve::App,
     state: AppState,
 }
 

@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use http::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -128,7 +130,7 @@ pub async fn open_all(binds: &[Bind], unix_mode: u32) -> std::io::Result<Vec<Lis
 /// the requests in flight up to `shutdown_timeout` to finish.
 pub async fn serve(
     listeners: Vec<Listener>,
-    app: Router,
+    app: super::App,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -168,7 +170,7 @@ pub async fn serve(
 /// Accepts on one listener until told to stop; a Unix socket file is removed then.
 async fn accept_loop(
     listener: Listener,
-    app: Router,
+    app: super::App,
     protocols: Protocols,
     graceful: std::sync::Arc<GracefulShutdown>,
     limits: ConnectionLimits,
@@ -180,7 +182,8 @@ async fn accept_loop(
             accepted = accept(&listener) => match accepted {
                 Ok(Accepted::Tcp(stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let app = app.clone().map_request(move |mut request: http::Request<_>| {
+                    let app = app.clone().map_request(move |request: Request<Incoming>| {
+                        let mut request = request.map(Body::new);
                         request.extensions_mut().insert(ConnectInfo(peer));
                         request
                     });
@@ -203,7 +206,10 @@ async fn accept_loop(
                     }
                 }
                 Ok(Accepted::Unix(stream)) => {
-                    protocols.spawn(Protocol::Detect, stream, app.clone(), graceful.watcher());
+                    let app = app
+                        .clone()
+                        .map_request(|request: Request<Incoming>| request.map(Body::new));
+                    protocols.spawn(Protocol::Detect, stream, app, graceful.watcher());
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.

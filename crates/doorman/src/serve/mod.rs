@@ -3,6 +3,7 @@
 //! security headers on every response, and the signals that stop the server gracefully.
 
 use std::any::Any;
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
@@ -130,11 +131,16 @@ impl tower_http::compression::Predicate for CompressWhereSafe {
     }
 }
 
+/// What every connection serves: the router inside its service stack, boxed once. (Wrapped
+/// in another `Router` instead, each request paid a second route lookup and another boxed
+/// service call on its way in.)
+pub type App = tower::util::BoxCloneSyncService<axum::extract::Request, Response, Infallible>;
+
 /// The whole application as one service stack, applied once (each `Router::layer` would box
 /// again per request and give every route its own limits): the edge (request id, security
 /// headers, access log and metrics), CORS, load shedding, one concurrency limit and one
 /// deadline (503 JSON when either trips), and panics turned into JSON 500s.
-pub fn stack(app: Router, limits: &Limits, observed: access::Observed) -> Router {
+pub fn stack(app: Router, limits: &Limits, observed: access::Observed) -> App {
     let stack = ServiceBuilder::new()
         .layer(edge::EdgeLayer::new(Some(observed)))
         .option_layer(cors(limits))
@@ -144,16 +150,17 @@ pub fn stack(app: Router, limits: &Limits, observed: access::Observed) -> Router
         .timeout(limits.request_timeout)
         .layer(CatchPanicLayer::custom(panic_response))
         .service(app);
-    Router::new().fallback_service(stack)
+    App::new(stack)
 }
 
 /// The admin listener's stack: the edge without the access log, and panics as JSON 500s.
-pub fn admin_stack(app: Router) -> Router {
+pub fn admin_stack(app: Router) -> App {
     let stack = ServiceBuilder::new()
         .layer(edge::EdgeLayer::new(None))
+        .map_response(IntoResponse::into_response)
         .layer(CatchPanicLayer::custom(panic_response))
         .service(app);
-    Router::new().fallback_service(stack)
+    App::new(stack)
 }
 
 /// The load shedder refused the request (every slot busy) or the deadline passed: 503 JSON, with
