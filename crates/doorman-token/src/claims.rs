@@ -1,11 +1,15 @@
 //! A token's payload: an ordered JSON object, because simplejwt's claim order is part of the
 //! contract (`token_type, exp, iat, jti, user_id`) and refresh copies unknown claims through.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
-/// The decoded (or to-be-encoded) payload of a token, in claim order.
+/// The decoded (or to-be-encoded) payload of a token, in claim order. Shared, copied on the
+/// first change: every request with a cached token gets its claims, and a clone of the map
+/// was a dozen allocations each time.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Claims(Map<String, Value>);
+pub struct Claims(Arc<Map<String, Value>>);
 
 /// The user a token names, as found in its user-id claim. simplejwt 5.5.1 emits a string; older
 /// versions and other issuers emit a number; both name the same row.
@@ -20,11 +24,11 @@ pub enum UserId {
 
 impl Claims {
     pub fn new() -> Self {
-        Claims(Map::new())
+        Claims::default()
     }
 
     pub fn from_map(map: Map<String, Value>) -> Self {
-        Claims(map)
+        Claims(Arc::new(map))
     }
 
     pub fn as_map(&self) -> &Map<String, Value> {
@@ -32,7 +36,7 @@ impl Claims {
     }
 
     pub fn into_map(self) -> Map<String, Value> {
-        self.0
+        Arc::unwrap_or_clone(self.0)
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -41,7 +45,7 @@ impl Claims {
 
     /// Sets a claim; an existing claim keeps its position, a new one goes last (as a Python dict).
     pub fn insert(&mut self, name: &str, value: impl Into<Value>) {
-        self.0.insert(name.to_owned(), value.into());
+        Arc::make_mut(&mut self.0).insert(name.to_owned(), value.into());
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -156,5 +160,20 @@ mod tests {
         c.insert("z", 4);
         let keys: Vec<_> = c.as_map().keys().cloned().collect();
         assert_eq!(keys, ["a", "b", "z"]);
+    }
+
+    /// Clones share the map until one changes: the change is that clone's alone.
+    #[test]
+    fn a_changed_clone_leaves_the_original_alone() {
+        let original = claims(json!({"exp": 10, "jti": "a"}));
+        let mut copy = original.clone();
+        copy.insert("exp", 20);
+        copy.insert("new", true);
+        assert_eq!(
+            original.as_map(),
+            claims(json!({"exp": 10, "jti": "a"})).as_map()
+        );
+        assert_eq!(copy.get("exp"), Some(&json!(20)));
+        assert_eq!(original.clone().into_map().len(), 2);
     }
 }

@@ -31,7 +31,7 @@ struct Signing {
     /// token's bytes alone (structure, key, algorithm, signature); the time claims, `iss` and
     /// `aud` are checked on every use, and the type, the blacklist and the user by the caller
     /// as before.
-    verified: moka::sync::Cache<Arc<str>, Arc<Claims>>,
+    verified: moka::sync::Cache<Arc<str>, Claims>,
 }
 
 impl std::fmt::Debug for Signing {
@@ -222,7 +222,7 @@ impl Tokens {
         let signing = self.snapshot();
         if let Some(claims) = signing.verified.get(token) {
             self.check_registered(&claims, now)?;
-            return Ok(Claims::clone(&claims));
+            return Ok(claims);
         }
         let compact = wire::parse(token, self.rules.max_token_bytes)?;
         let key = signing
@@ -237,9 +237,7 @@ impl Tokens {
         }
         let claims = Claims::from_map(compact.payload);
         self.check_registered(&claims, now)?;
-        signing
-            .verified
-            .insert(Arc::from(token), Arc::new(claims.clone()));
+        signing.verified.insert(Arc::from(token), claims.clone());
         Ok(claims)
     }
 
@@ -709,6 +707,11 @@ mod tests {
                 Some(TokenError::WrongType)
             );
             assert_eq!(t.decode(&token, exp).err(), Some(TokenError::Expired));
+            // A caller changing its claims (a sliding refresh) leaves the cached ones alone.
+            let mut changed = t.decode(&token, NOW).unwrap();
+            changed.insert("exp", exp + 1000);
+            assert_eq!(t.decode(&token, exp).err(), Some(TokenError::Expired));
+            assert_eq!(t.expires_at(&t.decode(&token, NOW).unwrap()), Some(exp));
             // One flipped signature character: not the cached string, so checked, and refused.
             let mut tampered = token.clone().into_bytes();
             let last = tampered.len() - 2;
