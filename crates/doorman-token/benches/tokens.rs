@@ -23,8 +23,9 @@
 //!   the `token_type` compared. Missing claims fail deserialization.
 //!
 //! - `verify/<alg>/doorman-first-sight`: the same on a `Tokens` that has not seen the token
-//!   before. For key-pair algorithms `verify/<alg>/doorman` repeats one token, so it measures
-//!   the verified-token cache (time claims and type still checked); this is the full check.
+//!   before: the full check, and the token's entry in the verified-token cache. As
+//!   `verify/<alg>/doorman` repeats one token, it measures a cache hit (time claims and type
+//!   still checked).
 //!
 //! Both verify the same doorman-issued token, and both read the clock once per call.
 #![allow(clippy::expect_used)]

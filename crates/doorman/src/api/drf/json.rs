@@ -299,9 +299,14 @@ impl Parser<'_> {
                 Some(c) if u32::from(c) <= 0x1f => {
                     return Err(self.err("Invalid control character at", i));
                 }
-                Some(c) => {
-                    text.push(c);
-                    i += 1;
+                Some(_) => {
+                    // The whole run up to the next quote, backslash or control character.
+                    let run = self.s[i..]
+                        .iter()
+                        .take_while(|c| !matches!(c, '"' | '\\') && u32::from(**c) > 0x1f)
+                        .count();
+                    text.extend(&self.s[i..i + run]);
+                    i += run;
                     continue;
                 }
             }
@@ -477,6 +482,18 @@ mod tests {
             panic!("not a str")
         };
         assert_eq!(lone.surrogate, Some(0xDC00));
+        // Plain runs between escapes, at both ends and none at all, are kept whole.
+        for (json, text) in [
+            (r#""ab\"cd\\ef\tgh\u00e9ij""#, "ab\"cd\\ef\tghéij"),
+            (r#""\n""#, "\n"),
+            (r#""""#, ""),
+            ("\"é✓🦀 plain\"", "é✓🦀 plain"),
+        ] {
+            let PyValue::Str(got) = loads(json).unwrap() else {
+                panic!("not a str: {json}")
+            };
+            assert_eq!(got.text, text, "{json}");
+        }
     }
 
     #[test]
