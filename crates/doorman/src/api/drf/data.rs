@@ -94,10 +94,20 @@ pub fn parse_request_data(
     if body.is_empty() {
         return Ok(RequestData::default());
     }
+    // What nearly every API client sends: JSON in UTF-8, settled without parsing the header.
+    if content_type.is_some_and(|v| v.as_bytes() == Parser::Json.media_type().as_bytes()) {
+        return Ok(RequestData {
+            body: parse_json(body, Charset::Utf8)?,
+        });
+    }
     // WSGI hands header values over as Latin-1 text.
     let raw = content_type
         .map(|v| latin1(v.as_bytes()))
         .unwrap_or_default();
+    parse_with_content_type(raw, body)
+}
+
+fn parse_with_content_type(raw: String, body: &[u8]) -> Result<RequestData, DrfError> {
     let unsupported = || DrfError::UnsupportedMediaType(raw.clone());
     // Django reads the charset when it builds the request; a header it can't parse is a 500
     // there. doorman refuses it as an unsupported media type.
@@ -193,6 +203,25 @@ mod tests {
 
     fn parse(content_type: &str, body: &[u8]) -> Result<RequestData, DrfError> {
         parse_request_data(Some(&HeaderValue::from_str(content_type).unwrap()), body)
+    }
+
+    /// `Content-Type: application/json`, settled without parsing the header, reads every body
+    /// as the full negotiation does.
+    #[test]
+    fn plain_json_reads_as_the_full_negotiation_would() {
+        let bodies: [&[u8]; 6] = [
+            br#"{"token": "a.b.c", "n": 1}"#,
+            b"[1, 2]",
+            b"{\"a\": ",
+            b"\xff\xfe{}",
+            b"token=a.b.c",
+            br#"{"a": "\u00e9", "a": "last"}"#,
+        ];
+        for body in bodies {
+            let fast = parse("application/json", body);
+            let full = parse_with_content_type("application/json".to_owned(), body);
+            assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{body:?}");
+        }
     }
 
     #[test]
