@@ -2,9 +2,14 @@
 //! the token header, decides how a signature is checked) and, for key pairs, carries a `kid`
 //! (the RFC 7638 thumbprint unless configured) and its public JWK for the JWKS.
 
+use std::sync::Arc;
+
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
+    RSA_PKCS1_SHA256, RSA_PKCS1_SHA384, RSA_PKCS1_SHA512, RSA_PSS_SHA256, RSA_PSS_SHA384,
+    RSA_PSS_SHA512, RsaEncoding, RsaKeyPair,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,9 +29,71 @@ pub struct Key {
     alg: Algorithm,
     kid: Option<String>,
     encoding: Option<EncodingKey>,
+    /// A key pair's private half, parsed once; `None` for HMAC and for verify-only keys.
+    prepared: Option<Prepared>,
     decoding: DecodingKey,
     /// The public JWK (no `kid`, `use` or `alg` yet); `None` for HMAC, which has no public half.
     public: Option<Jwk>,
+}
+
+/// A private key, parsed as jsonwebtoken's aws-lc-rs signers parse the same bytes, but once:
+/// they parse it again for every signature, and for RSA (with its key checks) and Ed25519 that
+/// cost about as much as the signature itself.
+#[derive(Clone)]
+enum Prepared {
+    Rsa(Arc<RsaKeyPair>, &'static dyn RsaEncoding),
+    Ec(Arc<EcdsaKeyPair>),
+    Ed(Arc<Ed25519KeyPair>),
+}
+
+impl Prepared {
+    fn new(alg: Algorithm, encoding: &EncodingKey) -> Result<Prepared, KeyError> {
+        let der = encoding.as_bytes();
+        let unusable =
+            |e: &dyn std::fmt::Display| KeyError(format!("not a usable {alg} private key: {e}"));
+        Ok(match alg.family() {
+            Family::Rsa => Prepared::Rsa(
+                Arc::new(RsaKeyPair::from_der(der).map_err(|e| unusable(&e))?),
+                rsa_encoding(alg),
+            ),
+            Family::Ec => Prepared::Ec(Arc::new(
+                EcdsaKeyPair::from_pkcs8(ec_signing(alg), der).map_err(|e| unusable(&e))?,
+            )),
+            Family::Ed => Prepared::Ed(Arc::new(
+                Ed25519KeyPair::from_pkcs8(der).map_err(|e| unusable(&e))?,
+            )),
+            Family::Hmac => return Err(KeyError(format!("{alg} has no key pair"))),
+        })
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let failed = |e: aws_lc_rs::error::Unspecified| KeyError(format!("signing failed: {e}"));
+        match self {
+            Prepared::Rsa(pair, encoding) => {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(*encoding, &SystemRandom::new(), message, &mut signature)
+                    .map_err(failed)?;
+                Ok(signature)
+            }
+            Prepared::Ec(pair) => Ok(pair
+                .sign(&SystemRandom::new(), message)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec()),
+            Prepared::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
+        }
+    }
+}
+
+fn rsa_encoding(alg: Algorithm) -> &'static dyn RsaEncoding {
+    match alg {
+        Algorithm::RS384 => &RSA_PKCS1_SHA384,
+        Algorithm::RS512 => &RSA_PKCS1_SHA512,
+        Algorithm::PS256 => &RSA_PSS_SHA256,
+        Algorithm::PS384 => &RSA_PSS_SHA384,
+        Algorithm::PS512 => &RSA_PSS_SHA512,
+        _ => &RSA_PKCS1_SHA256,
+    }
 }
 
 impl std::fmt::Debug for Key {
@@ -58,6 +125,7 @@ impl Key {
             alg,
             kid: None,
             encoding: Some(EncodingKey::from_secret(secret)),
+            prepared: None,
             decoding: DecodingKey::from_secret(secret),
             public: None,
         })
@@ -286,10 +354,15 @@ impl Key {
         let decoding = DecodingKey::from_jwk(&public)
             .map_err(|e| KeyError(format!("not a usable {alg} public key: {e}")))?;
         let kid = thumbprint(&public)?;
+        let prepared = encoding
+            .as_ref()
+            .map(|encoding| Prepared::new(alg, encoding))
+            .transpose()?;
         Ok(Key {
             alg,
             kid: Some(kid),
             encoding,
+            prepared,
             decoding,
             public: Some(public),
         })
@@ -371,8 +444,11 @@ impl Key {
             .encoding
             .as_ref()
             .ok_or_else(|| KeyError("this key can only verify".into()))?;
-        jsonwebtoken::crypto::sign(message, encoding, self.alg.to_jwt())
-            .map_err(|e| KeyError(format!("signing failed: {e}")))
+        match &self.prepared {
+            Some(prepared) => Ok(URL_SAFE_NO_PAD.encode(prepared.sign(message)?)),
+            None => jsonwebtoken::crypto::sign(message, encoding, self.alg.to_jwt())
+                .map_err(|e| KeyError(format!("signing failed: {e}"))),
+        }
     }
 
     /// Checks a base64url signature; any failure (bad encoding included) is `false`.
