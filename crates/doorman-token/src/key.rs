@@ -28,60 +28,67 @@ pub const MIN_RSA_BITS: usize = 2048;
 pub struct Key {
     alg: Algorithm,
     kid: Option<String>,
-    encoding: Option<EncodingKey>,
-    /// A key pair's private half, parsed once; `None` for HMAC and for verify-only keys.
-    prepared: Option<Prepared>,
+    /// The signing half; `None` for a verify-only key.
+    signer: Option<Signer>,
     decoding: DecodingKey,
     /// The public JWK (no `kid`, `use` or `alg` yet); `None` for HMAC, which has no public half.
     public: Option<Jwk>,
 }
 
-/// A private key, parsed as jsonwebtoken's aws-lc-rs signers parse the same bytes, but once:
-/// they parse it again for every signature, and for RSA (with its key checks) and Ed25519 that
-/// cost about as much as the signature itself.
+/// The signing half. An HMAC secret signs through jsonwebtoken; a private key is parsed once,
+/// as jsonwebtoken's aws-lc-rs signers parse the same bytes: they parse it again for every
+/// signature, and for RSA (with its key checks) and Ed25519 that cost about as much as the
+/// signature itself.
 #[derive(Clone)]
-enum Prepared {
+enum Signer {
+    Hmac(EncodingKey),
     Rsa(Arc<RsaKeyPair>, &'static dyn RsaEncoding),
     Ec(Arc<EcdsaKeyPair>),
     Ed(Arc<Ed25519KeyPair>),
 }
 
-impl Prepared {
-    fn new(alg: Algorithm, encoding: &EncodingKey) -> Result<Prepared, KeyError> {
+impl Signer {
+    fn new(alg: Algorithm, encoding: EncodingKey) -> Result<Signer, KeyError> {
         let der = encoding.as_bytes();
         let unusable =
             |e: &dyn std::fmt::Display| KeyError(format!("not a usable {alg} private key: {e}"));
         Ok(match alg.family() {
-            Family::Rsa => Prepared::Rsa(
+            Family::Hmac => Signer::Hmac(encoding),
+            Family::Rsa => Signer::Rsa(
                 Arc::new(RsaKeyPair::from_der(der).map_err(|e| unusable(&e))?),
                 rsa_encoding(alg),
             ),
-            Family::Ec => Prepared::Ec(Arc::new(
+            Family::Ec => Signer::Ec(Arc::new(
                 EcdsaKeyPair::from_pkcs8(ec_signing(alg), der).map_err(|e| unusable(&e))?,
             )),
-            Family::Ed => Prepared::Ed(Arc::new(
+            Family::Ed => Signer::Ed(Arc::new(
                 Ed25519KeyPair::from_pkcs8(der).map_err(|e| unusable(&e))?,
             )),
-            Family::Hmac => return Err(KeyError(format!("{alg} has no key pair"))),
         })
     }
 
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let failed = |e: aws_lc_rs::error::Unspecified| KeyError(format!("signing failed: {e}"));
-        match self {
-            Prepared::Rsa(pair, encoding) => {
+    /// The base64url signature of `message`.
+    fn sign(&self, alg: Algorithm, message: &[u8]) -> Result<String, KeyError> {
+        let failed = |e: &dyn std::fmt::Display| KeyError(format!("signing failed: {e}"));
+        let signature = match self {
+            Signer::Hmac(secret) => {
+                return jsonwebtoken::crypto::sign(message, secret, alg.to_jwt())
+                    .map_err(|e| failed(&e));
+            }
+            Signer::Rsa(pair, encoding) => {
                 let mut signature = vec![0; pair.public_modulus_len()];
                 pair.sign(*encoding, &SystemRandom::new(), message, &mut signature)
-                    .map_err(failed)?;
-                Ok(signature)
+                    .map_err(|e| failed(&e))?;
+                signature
             }
-            Prepared::Ec(pair) => Ok(pair
+            Signer::Ec(pair) => pair
                 .sign(&SystemRandom::new(), message)
-                .map_err(failed)?
+                .map_err(|e| failed(&e))?
                 .as_ref()
-                .to_vec()),
-            Prepared::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
-        }
+                .to_vec(),
+            Signer::Ed(pair) => pair.sign(message).as_ref().to_vec(),
+        };
+        Ok(URL_SAFE_NO_PAD.encode(signature))
     }
 }
 
@@ -102,7 +109,7 @@ impl std::fmt::Debug for Key {
         f.debug_struct("Key")
             .field("alg", &self.alg)
             .field("kid", &self.kid)
-            .field("can_sign", &self.encoding.is_some())
+            .field("can_sign", &self.signer.is_some())
             .finish()
     }
 }
@@ -124,8 +131,7 @@ impl Key {
         Ok(Key {
             alg,
             kid: None,
-            encoding: Some(EncodingKey::from_secret(secret)),
-            prepared: None,
+            signer: Some(Signer::Hmac(EncodingKey::from_secret(secret))),
             decoding: DecodingKey::from_secret(secret),
             public: None,
         })
@@ -354,15 +360,13 @@ impl Key {
         let decoding = DecodingKey::from_jwk(&public)
             .map_err(|e| KeyError(format!("not a usable {alg} public key: {e}")))?;
         let kid = thumbprint(&public)?;
-        let prepared = encoding
-            .as_ref()
-            .map(|encoding| Prepared::new(alg, encoding))
+        let signer = encoding
+            .map(|encoding| Signer::new(alg, encoding))
             .transpose()?;
         Ok(Key {
             alg,
             kid: Some(kid),
-            encoding,
-            prepared,
+            signer,
             decoding,
             public: Some(public),
         })
@@ -426,7 +430,7 @@ impl Key {
     }
 
     pub fn can_sign(&self) -> bool {
-        self.encoding.is_some()
+        self.signer.is_some()
     }
 
     /// The public JWK as a JWKS lists it (`kty`, the public members, `use: sig`, `alg`,
@@ -440,15 +444,10 @@ impl Key {
     }
 
     pub(crate) fn sign(&self, message: &[u8]) -> Result<String, KeyError> {
-        let encoding = self
-            .encoding
+        self.signer
             .as_ref()
-            .ok_or_else(|| KeyError("this key can only verify".into()))?;
-        match &self.prepared {
-            Some(prepared) => Ok(URL_SAFE_NO_PAD.encode(prepared.sign(message)?)),
-            None => jsonwebtoken::crypto::sign(message, encoding, self.alg.to_jwt())
-                .map_err(|e| KeyError(format!("signing failed: {e}"))),
-        }
+            .ok_or_else(|| KeyError("this key can only verify".into()))?
+            .sign(self.alg, message)
     }
 
     /// Checks a base64url signature; any failure (bad encoding included) is `false`.
