@@ -23,15 +23,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 
-def cpu_seconds(pid):
-    """(user, user + system) CPU seconds of the process so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    user, system = int(fields[11]), int(fields[12])
-    return user / tick, (user + system) / tick
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,9 +47,9 @@ def main():
         for r in range(args.rounds):
             for i, server in enumerate(servers):
                 for workload, script in server.scripts:
-                    before = cpu_seconds(server.proc.pid)
+                    before = h.cpu_seconds(server.proc.pid)
                     w = h.wrk(server.base(), script, 64, args.seconds, workdir=run.work)
-                    after = cpu_seconds(server.proc.pid)
+                    after = h.cpu_seconds(server.proc.pid)
                     n = max(w["requests"], 1)
                     row = (w["ok_rps"], (after[0] - before[0]) * 1e6 / n,
                            (after[1] - before[1]) * 1e6 / n, w["errors"])

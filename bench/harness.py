@@ -94,6 +94,37 @@ def status_kb(pid, field):
     return 0
 
 
+
+def cpu_seconds(pid):
+    """(user, user + system) CPU seconds one process has used so far (all its threads)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    user, system = int(fields[11]), int(fields[12])
+    return user / tick, (user + system) / tick
+
+
+def preemptions(pid):
+    """Involuntary context switches of all of a process's threads so far: how often the
+    scheduler took a core away from it while it still had work."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith("nonvoluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
 class Server:
     """A server process (and its children, for gunicorn) on a loopback port."""
 
@@ -117,6 +148,25 @@ class Server:
     def rss_mb(self, field="VmRSS"):
         """Resident memory of the whole process tree (VmHWM: each process's peak)."""
         return sum(status_kb(p, field) for p in process_tree(self.proc.pid)) / 1024
+
+    def usage(self):
+        """(user CPU s, total CPU s, involuntary context switches) of the process tree."""
+        tree = process_tree(self.proc.pid)
+        cpu = [cpu_seconds(p) for p in tree]
+        return (sum(c[0] for c in cpu), sum(c[1] for c in cpu),
+                sum(preemptions(p) for p in tree))
+
+    def load(self, script, connections, seconds, threads=2, workdir=None):
+        """wrk against this server, with the server's CPU per request (user, and user +
+        system) and how often per 1000 requests its threads were preempted."""
+        before = self.usage()
+        r = wrk(self.base(), script, connections, seconds, threads=threads, workdir=workdir)
+        after = self.usage()
+        n = max(r["requests"], 1)
+        r["cpu_us_per_req"] = round((after[1] - before[1]) * 1e6 / n, 2)
+        r["user_us_per_req"] = round((after[0] - before[0]) * 1e6 / n, 2)
+        r["preempted_per_1k"] = round((after[2] - before[2]) * 1000 / n, 1)
+        return r
 
     def stop(self):
         if self.proc.poll() is None:
@@ -276,7 +326,7 @@ class Run:
             if only and workload not in only:
                 continue
             for c in c_levels:
-                r = wrk(server.base(), make(c), c, self.args.seconds, workdir=self.work)
+                r = server.load(make(c), c, self.args.seconds, workdir=self.work)
                 self.record(server_name, workload, c, r, rss_peak_mb=round(server.rss_mb("VmHWM"), 1))
 
     def rotating(self, server_name, server, mint):
@@ -284,16 +334,16 @@ class Run:
             threads = min(2, c)
             per_thread = c // threads + 8
             seeds = [mint(per_thread) for _ in range(threads)]
-            r = wrk(server.base(), script_rotating_refresh("/api/token/refresh/", seeds), c,
-                    self.args.seconds, threads=threads, workdir=self.work)
+            r = server.load(script_rotating_refresh("/api/token/refresh/", seeds), c,
+                            self.args.seconds, threads=threads, workdir=self.work)
             self.record(server_name, "refresh_rotate", c, r,
                         rss_peak_mb=round(server.rss_mb("VmHWM"), 1))
 
     def login_runs(self, server_name, server, username, password):
         body = {"username": username, "password": password}
         for c in self.args.connections:
-            r = wrk(server.base(), script_post("/api/token/", body), c, self.args.seconds,
-                    workdir=self.work)
+            r = server.load(script_post("/api/token/", body), c, self.args.seconds,
+                            workdir=self.work)
             self.record(server_name, "login", c, r, rss_peak_mb=round(server.rss_mb("VmHWM"), 1))
 
     def run_doorman(self):
@@ -340,8 +390,8 @@ class Run:
         ed = self.doorman("eddsa", {"DOORMAN_ALGORITHM": "EdDSA"})
         pair = self.login(ed)
         for c in self.args.connections:
-            r = wrk(ed.base(), script_get("/hello/", pair["access"]), c, self.args.seconds,
-                    workdir=self.work)
+            r = ed.load(script_get("/hello/", pair["access"]), c, self.args.seconds,
+                        workdir=self.work)
             self.record("doorman", "hello_eddsa", c, r, rss_peak_mb=round(ed.rss_mb("VmHWM"), 1))
         ed.stop()
 
@@ -393,8 +443,8 @@ class Run:
         ceiling = Server("ceiling", [self.args.ceiling, f"127.0.0.1:{port}"], dict(os.environ),
                          self.work, port, os.path.join(self.work, "ceiling.log"))
         for c in self.args.connections:
-            r = wrk(ceiling.base(), script_get("/hello/", "unused"), c, self.args.seconds,
-                    workdir=self.work)
+            r = ceiling.load(script_get("/hello/", "unused"), c, self.args.seconds,
+                             workdir=self.work)
             self.record("ceiling", "hello", c, r, rss_peak_mb=round(ceiling.rss_mb("VmHWM"), 1))
         ceiling.stop()
         # The same idle connections on the bare HTTP stack: what hyper itself holds per
@@ -500,13 +550,15 @@ def report(run):
     print()
     print(f"## Results ({CORES} cores, {run.args.seconds} s per run, wrk -t2, keep-alive)")
     print()
-    print("| server | workload | conns | req/s | ok req/s | p50 ms | p99 ms | max ms | errors | peak RSS MB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| server | workload | conns | req/s | ok req/s | p50 ms | p99 ms | max ms | errors "
+          "| peak RSS MB | server CPU us/req | preempted /1k req |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for e in res:
         if "rps" in e and e["workload"] not in ("hello_alone", "hello_during_login_flood"):
             print(f"| {e['server']} | {e['workload']} | {e['connections']} | {e['rps']:.0f} | "
                   f"{e['ok_rps']:.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['max_ms']:.1f} | "
-                  f"{e['errors']} | {e.get('rss_peak_mb', '')} |")
+                  f"{e['errors']} | {e.get('rss_peak_mb', '')} | {e.get('cpu_us_per_req', '')} | "
+                  f"{e.get('preempted_per_1k', '')} |")
     print()
 
     def ok(server, workload, c=64):
@@ -567,6 +619,17 @@ def report(run):
         extra.append(f"/hello/ p99 idle {a['p99_ms']:.2f} ms, during the login flood "
                      f"{d['p99_ms']:.2f} ms ({d['ok_rps']:.0f} req/s then, "
                      f"{d['flood'].get('requests', 0)} logins)")
+    bare_hello = run.find("ceiling", "hello", c)
+    for workload in ("hello", "hello_eddsa", "verify"):
+        e = run.find("doorman", workload, c)
+        if e and bare_hello and e.get("cpu_us_per_req") and bare_hello.get("cpu_us_per_req"):
+            extra.append(
+                f"server CPU per request at c={c}, {workload}: doorman {e['cpu_us_per_req']} us "
+                f"({e['user_us_per_req']} us user), the ceiling's /hello/ "
+                f"{bare_hello['cpu_us_per_req']} us ({bare_hello['user_us_per_req']} us user): "
+                f"{ratio(bare_hello['cpu_us_per_req'], e['cpu_us_per_req'])}x the ceiling's "
+                f"efficiency; preempted {e['preempted_per_1k']} vs "
+                f"{bare_hello['preempted_per_1k']} times per 1000 requests")
     if hash_ms:
         extra.append(f"single argon2id check: {hash_ms:.1f} ms")
     if start:
