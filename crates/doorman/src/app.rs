@@ -279,6 +279,12 @@ impl Application {
             .config
             .prune_interval
             .map(|every| tokio::spawn(prune_expired(self.state.store.clone(), every)));
+        let metrics_upkeep = tokio::spawn(
+            self.state
+                .metrics
+                .clone()
+                .keep_up(crate::metrics::UPKEEP_EVERY),
+        );
         let key_refresh = matches!(
             self.state.config.key,
             crate::config::KeyConfig::Generated { .. }
@@ -330,6 +336,7 @@ impl Application {
             let _ = admin.await;
         }
         signal.abort();
+        metrics_upkeep.abort();
         for task in [pruning, key_refresh].into_iter().flatten() {
             task.abort();
         }

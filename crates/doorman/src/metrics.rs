@@ -15,6 +15,10 @@ use metrics_exporter_prometheus::{
 
 const META: Metadata<'static> = Metadata::new("doorman", Level::INFO, Some("doorman::metrics"));
 
+/// How often the latency samples recorded since the last upkeep are folded into their buckets
+/// (see [`Metrics::keep_up`]).
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Latency buckets, in seconds: from a cached verify (sub-millisecond) to a slow login.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -197,6 +201,20 @@ impl Metrics {
     pub fn hash_queue(&self, depth: usize) {
         self.gauge("doorman_password_hash_queue_depth", vec![])
             .set(depth as f64);
+    }
+
+    /// Folds the histogram samples recorded so far into their buckets every `every`, for as
+    /// long as it runs. The exporter keeps each sample until a scrape of `/metrics` or an
+    /// upkeep drains it, and the recorder is built without the exporter's own upkeep task: an
+    /// instance nobody scrapes grew by about 20 bytes per request, without end (10 MB per
+    /// 500 000 requests at full load).
+    pub async fn keep_up(self, every: Duration) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.handle.run_upkeep();
+        }
     }
 
     /// The text exposition, with the database pool gauges brought up to date first.
