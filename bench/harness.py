@@ -44,6 +44,23 @@ def raise_fd_limit():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+# With --pin: the servers on the first core, wrk on the others, so that neither is preempted
+# by the other. Throughput then follows each server's own CPU per request.
+PIN = False
+
+
+def server_process():
+    raise_fd_limit()
+    if PIN:
+        os.sched_setaffinity(0, {0})
+
+
+def load_process():
+    raise_fd_limit()
+    if PIN:
+        os.sched_setaffinity(0, set(range(1, CORES)))
+
+
 def http(method, url, body=None, token=None, timeout=60):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
@@ -133,7 +150,7 @@ class Server:
         self.log = open(logfile, "ab")
         self.proc = subprocess.Popen(
             cmd, env=env, cwd=cwd, stdout=self.log, stderr=self.log,
-            preexec_fn=raise_fd_limit, start_new_session=True)
+            preexec_fn=server_process, start_new_session=True)
         deadline = time.time() + 60
         while not answers_http(port):
             if self.proc.poll() is not None:
@@ -238,7 +255,7 @@ def wrk(base, script, connections, seconds, threads=2, workdir=None):
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
          "--timeout", "30s", "-s", path, base],
-        capture_output=True, text=True, preexec_fn=raise_fd_limit)
+        capture_output=True, text=True, preexec_fn=load_process)
     line = next((l for l in out.stdout.splitlines() if l.startswith("WRK ")), None)
     if line is None:
         raise SystemExit(f"wrk failed: {out.stdout}\n{out.stderr}")
@@ -364,7 +381,8 @@ class Run:
                  "--timeout", "30s",
                  "-s", self.write_script(script_post("/api/token/", {
                      "username": "bench", "password": PASSWORD})),
-                 hs.base()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 hs.base()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                preexec_fn=load_process)
             time.sleep(1)
             during = wrk(hs.base(), script_get("/hello/", pair["access"]), c, self.args.seconds,
                          workdir=self.work)
@@ -550,6 +568,10 @@ def report(run):
     print()
     print(f"## Results ({CORES} cores, {run.args.seconds} s per run, wrk -t2, keep-alive)")
     print()
+    if PIN:
+        print("Pinned (--pin): every server on core 0, wrk on the others. The login and flood "
+              "targets assume the server has all cores; read them from an unpinned run.")
+        print()
     print("| server | workload | conns | req/s | ok req/s | p50 ms | p99 ms | max ms | errors "
           "| peak RSS MB | server CPU us/req | preempted /1k req |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -658,7 +680,12 @@ def main():
     p.add_argument("--startups", type=int, default=10)
     p.add_argument("--flood-pairs", type=int, default=3)
     p.add_argument("--out")
+    p.add_argument("--pin", action="store_true",
+                   help="servers on the first core, wrk on the others (needs 2+ cores): "
+                        "throughput then follows each server's own CPU per request")
     args = p.parse_args()
+    global PIN
+    PIN = args.pin and CORES > 1
     args.connections = [int(c) for c in args.connections.split(",")]
     raise_fd_limit()
     run = Run(args)
