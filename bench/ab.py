@@ -47,12 +47,8 @@ def main():
         for r in range(args.rounds):
             for i, server in enumerate(servers):
                 for workload, script in server.scripts:
-                    before = h.cpu_seconds(server.proc.pid)
-                    w = h.wrk(server.base(), script, 64, args.seconds, workdir=run.work)
-                    after = h.cpu_seconds(server.proc.pid)
-                    n = max(w["requests"], 1)
-                    row = (w["ok_rps"], (after[0] - before[0]) * 1e6 / n,
-                           (after[1] - before[1]) * 1e6 / n, w["errors"])
+                    w = server.load(script, 64, args.seconds, workdir=run.work)
+                    row = (w["ok_rps"], w["user_us_per_req"], w["cpu_us_per_req"], w["errors"])
                     results.setdefault((i, workload), []).append(row)
                     h.log(f"round {r + 1}: {args.binaries[i]} {workload} {row[0]:.0f} req/s, "
                           f"{row[1]:.2f} us user / {row[2]:.2f} us total per request")

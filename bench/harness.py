@@ -457,11 +457,14 @@ class Run:
 
     # the peers ----------------------------------------------------------------------------------
 
+    def ceiling(self):
+        port = free_port()
+        return Server("ceiling", [self.args.ceiling, f"127.0.0.1:{port}"], dict(os.environ),
+                      self.work, port, os.path.join(self.work, "ceiling.log"))
+
     def run_ceiling(self):
         log("ceiling (axum, no authentication)")
-        port = free_port()
-        ceiling = Server("ceiling", [self.args.ceiling, f"127.0.0.1:{port}"], dict(os.environ),
-                         self.work, port, os.path.join(self.work, "ceiling.log"))
+        ceiling = self.ceiling()
         for c in self.args.connections:
             r = ceiling.load(script_get("/hello/", "unused"), c, self.args.seconds,
                              workdir=self.work)
@@ -469,11 +472,9 @@ class Run:
         ceiling.stop()
         # The same idle connections on the bare HTTP stack: what hyper itself holds per
         # connection, for comparison with doorman's figure.
-        port = free_port()
-        ceiling = Server("ceiling", [self.args.ceiling, f"127.0.0.1:{port}"], dict(os.environ),
-                         self.work, port, os.path.join(self.work, "ceiling.log"))
+        ceiling = self.ceiling()
         before = ceiling.rss_mb()
-        held = asyncio.run(hold_connections(port, self.args.idle_connections,
+        held = asyncio.run(hold_connections(ceiling.port, self.args.idle_connections,
                                             lambda: ceiling.rss_mb()))
         self.record("ceiling", "idle_connections", None, {
             "connections": held["open"], "rss_mb": round(held["rss_mb"], 1),
@@ -535,10 +536,7 @@ class Run:
         log(f"paired: {rounds} rounds of {seconds} s per server and workload, c={c}")
         servers = []
         try:
-            port = free_port()
-            ceiling = Server("ceiling", [self.args.ceiling, f"127.0.0.1:{port}"],
-                             dict(os.environ), self.work, port,
-                             os.path.join(self.work, "ceiling-paired.log"))
+            ceiling = self.ceiling()
             servers.append(ceiling)
             hs = self.doorman("paired-hs256", {"DOORMAN_SIGNING_KEY": HS256_SECRET})
             servers.append(hs)
