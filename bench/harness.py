@@ -678,11 +678,17 @@ def report(run):
         "all_cores_per_s": statistics.mean(e["all_cores_per_s"] for e in around),
         "timings": len(around)}
     hash_ms = hashing and hashing["ms"]
+    # Login at c=64, else (--quick, --connections) at the most connections measured.
+    logins = sorted((e for e in res if (e["server"], e["workload"]) == ("doorman", "login")),
+                    key=lambda e: (e["connections"] == c, e["connections"]))
+    login = logins[-1] if logins else None
+    at = "" if not login or login["connections"] == c else f" at c={login['connections']}"
     if hash_ms:
         ideal = CORES / (hash_ms / 1000)
-        target(f"login / (cores / single hash = {ideal:.1f}/s)", ratio(ok("doorman", "login"), ideal), 0.9)
-        target(f"login / (hashes on all cores at once = {hashing['all_cores_per_s']:.1f}/s)",
-               ratio(ok("doorman", "login"), hashing["all_cores_per_s"]), 0.9)
+        target(f"login{at} / (cores / single hash = {ideal:.1f}/s)",
+               ratio(login and login["ok_rps"], ideal), 0.9)
+        target(f"login{at} / (hashes on all cores at once = {hashing['all_cores_per_s']:.1f}/s)",
+               ratio(login and login["ok_rps"], hashing["all_cores_per_s"]), 0.9)
     alones = [e for e in res if e["workload"] == "hello_alone"]
     durings = [e for e in res if e["workload"] == "hello_during_login_flood"]
     flood_ratios = [ratio(d["p99_ms"], a["p99_ms"]) for a, d in zip(alones, durings)]
