@@ -153,6 +153,8 @@ pub fn validate_password(password: &SecretString) -> Result<(), AccountsError> {
 ///
 /// The answer for a user is kept for `user_cache_ttl` (1 s by default; bounded in size), so a
 /// steady stream of requests costs one lookup per user per second instead of one per request.
+/// Requests that find no answer while a lookup for the same user is under way wait for that
+/// one instead of each asking the database (at full load a dozen did, every second).
 /// That time is also the bound on staleness: a user deactivated or deleted anywhere (CLI,
 /// another instance) is refused by every instance within it. Not-found answers are kept too,
 /// so tokens of a deleted user don't each cost a lookup.
@@ -169,7 +171,7 @@ pub struct StoreUserCheck {
     /// Unix milliseconds until which lookups are skipped; 0 when the database is up.
     skip_until_ms: AtomicI64,
     /// user id -> what the lookup found (`None`: no such user; `Some(active)`).
-    cache: Option<moka::sync::Cache<i64, Option<bool>>>,
+    cache: Option<moka::future::Cache<i64, Option<bool>>>,
     from_cache: metrics::Counter,
     from_database: metrics::Counter,
 }
@@ -177,46 +179,42 @@ pub struct StoreUserCheck {
 /// How long lookups are skipped after the database failed to answer one.
 pub const OUTAGE_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Why a user lookup has no answer.
+#[derive(Clone, Copy, Debug)]
+enum LookupFailed {
+    /// The database can't be reached (now, or recently: the back-off).
+    Outage,
+    /// It answered with an error.
+    Error,
+}
+
 impl UserCheck for StoreUserCheck {
     fn check(
         &self,
         user_id: i64,
     ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
         Box::pin(async move {
-            if let Some(found) = self.cache.as_ref().and_then(|c| c.get(&user_id)) {
-                self.from_cache.increment(1);
-                return self.judge(found);
-            }
-            if now_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
-                return self.during_outage();
-            }
-            match self.store.user_by_id(user_id).await {
-                Ok(found) => {
-                    self.from_database.increment(1);
-                    if self.skip_until_ms.swap(0, Ordering::Relaxed) != 0 {
-                        tracing::info!("the database answers again; user lookups resumed");
-                    }
-                    let found = found.map(|user| user.is_active);
-                    if let Some(cache) = &self.cache {
-                        cache.insert(user_id, found);
-                    }
-                    self.judge(found)
-                }
-                Err(StoreError::Unavailable(e)) => {
-                    let until = now_ms().saturating_add(millis(OUTAGE_BACKOFF));
-                    if self.skip_until_ms.swap(until, Ordering::Relaxed) == 0 {
-                        tracing::warn!(
-                            error = %e,
-                            accept = self.accept_during_outage,
-                            "the database is unavailable; user lookups paused"
-                        );
-                    }
-                    self.during_outage()
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "user lookup failed");
-                    Err(UserRefusal::Unavailable)
-                }
+            let found = match &self.cache {
+                // A miss while another request looks the same user up waits for that lookup.
+                // Failures aren't kept: each waiter gets the failure, the next request asks
+                // again (after the outage back-off).
+                Some(cache) => cache
+                    .entry(user_id)
+                    .or_try_insert_with(self.look_up(user_id))
+                    .await
+                    .map(|entry| {
+                        if !entry.is_fresh() {
+                            self.from_cache.increment(1);
+                        }
+                        entry.into_value()
+                    })
+                    .map_err(|failed| *failed),
+                None => self.look_up(user_id).await,
+            };
+            match found {
+                Ok(found) => self.judge(found),
+                Err(LookupFailed::Outage) => self.during_outage(),
+                Err(LookupFailed::Error) => Err(UserRefusal::Unavailable),
             }
         })
     }
@@ -238,7 +236,7 @@ impl StoreUserCheck {
             accept_during_outage,
             skip_until_ms: AtomicI64::new(0),
             cache: cache_ttl.map(|ttl| {
-                moka::sync::Cache::builder()
+                moka::future::Cache::builder()
                     .max_capacity(cache_size)
                     .time_to_live(ttl)
                     .build()
@@ -246,6 +244,37 @@ impl StoreUserCheck {
             from_cache: metrics.user_lookups("cache"),
             from_database: metrics.user_lookups("database"),
         })
+    }
+
+    /// Asks the database whether the user exists and is active, unless it failed moments ago.
+    async fn look_up(&self, user_id: i64) -> Result<Option<bool>, LookupFailed> {
+        if now_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
+            return Err(LookupFailed::Outage);
+        }
+        match self.store.user_by_id(user_id).await {
+            Ok(found) => {
+                self.from_database.increment(1);
+                if self.skip_until_ms.swap(0, Ordering::Relaxed) != 0 {
+                    tracing::info!("the database answers again; user lookups resumed");
+                }
+                Ok(found.map(|user| user.is_active))
+            }
+            Err(StoreError::Unavailable(e)) => {
+                let until = now_ms().saturating_add(millis(OUTAGE_BACKOFF));
+                if self.skip_until_ms.swap(until, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        error = %e,
+                        accept = self.accept_during_outage,
+                        "the database is unavailable; user lookups paused"
+                    );
+                }
+                Err(LookupFailed::Outage)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "user lookup failed");
+                Err(LookupFailed::Error)
+            }
+        }
     }
 
     fn judge(&self, found: Option<bool>) -> Result<(), UserRefusal> {

@@ -245,6 +245,28 @@ dual_test! {
 }
 
 dual_test! {
+    /// Requests for a user the cache doesn't hold, arriving together, wait for one lookup
+    /// instead of each asking the database (as they did on every expiry under load).
+    multi_thread async fn concurrent_misses_for_a_user_share_one_lookup() {
+        // A minute of cache: no expiry during the test, so one lookup is all there may be.
+        let app = spawn_app_with(&[("DOORMAN_USER_CACHE_TTL", "60")]).await;
+        let (_, access) = app.login().await;
+        let asked = user_lookups(&app, "database").await;
+        let cached = user_lookups(&app, "cache").await;
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let (client, url, access) = (app.client.clone(), app.url("/hello/"), access.clone());
+            requests.spawn(async move { client.get(url).bearer_auth(access).send().await });
+        }
+        while let Some(answer) = requests.join_next().await {
+            assert_eq!(answer.unwrap().unwrap().status(), StatusCode::OK);
+        }
+        assert_eq!(user_lookups(&app, "database").await - asked, 1);
+        assert_eq!(user_lookups(&app, "cache").await - cached, 63);
+    }
+}
+
+dual_test! {
     async fn hello_method_order_is_drfs() {
         let app = spawn_app().await;
         let (_, access) = app.login().await;
