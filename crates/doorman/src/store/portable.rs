@@ -200,11 +200,6 @@ macro_rules! portable_queries {
             Ok(())
         }
 
-        pub async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
-            let mut conn = self.pool.acquire().await?;
-            insert_outstanding(&mut conn, token).await
-        }
-
         pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
             let mut conn = self.pool.acquire().await?;
             is_blacklisted(&mut conn, jti).await
@@ -218,26 +213,6 @@ macro_rules! portable_queries {
                 .await?;
             Ok(done.rows_affected())
         }
-        }
-
-        /// Get-or-create of the outstanding row. An owner that does not exist (deleted, or a token
-        /// from elsewhere) is stored as NULL rather than failing the foreign key.
-        async fn insert_outstanding(
-            conn: &mut $conn,
-            token: &OutstandingToken,
-        ) -> Result<(), StoreError> {
-            sqlx::query(
-                "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at)
-                 VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4)
-                 ON CONFLICT (jti) DO NOTHING",
-            )
-            .bind(&token.jti)
-            .bind(token.user_id)
-            .bind(token.created_at.map(OffsetDateTime::unix_timestamp))
-            .bind(token.expires_at.unix_timestamp())
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
         }
 
         async fn is_blacklisted(conn: &mut $conn, jti: &str) -> Result<bool, StoreError> {

@@ -87,6 +87,12 @@ impl PostgresStore {
         Ok(super::statuses(&MIGRATOR, &applied))
     }
 
+    /// Records a newly issued token (idempotent on its jti).
+    pub async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_outstanding(&mut conn, token).await
+    }
+
     pub async fn blacklist(
         &self,
         token: &OutstandingToken,
@@ -191,4 +197,25 @@ async fn insert_blacklisted(conn: &mut PgConnection, jti: &str) -> Result<bool, 
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Get-or-create of the outstanding row. An owner that does not exist (deleted, or a token from
+/// elsewhere) is stored as NULL rather than failing the foreign key. (SQLite's counterpart, for
+/// a whole group at once, is in `sqlite/group_commit.rs`.)
+async fn insert_outstanding(
+    conn: &mut PgConnection,
+    token: &OutstandingToken,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at)
+         VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4)
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(&token.jti)
+    .bind(token.user_id)
+    .bind(token.created_at.map(OffsetDateTime::unix_timestamp))
+    .bind(token.expires_at.unix_timestamp())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

@@ -1,4 +1,5 @@
-//! Group commit for SQLite's race-deciding writes (rotations and blacklistings).
+//! Group commit for SQLite's token writes: rotations and blacklistings, which decide races, and
+//! the outstanding rows of newly issued tokens (logins).
 //!
 //! SQLite has one writer, and with `synchronous = FULL` every commit waits for the disk, so one
 //! transaction per rotation caps rotations at the disk's sync rate whatever the load. Here the
@@ -6,7 +7,10 @@
 //! its way to disk and applies it in one `BEGIN IMMEDIATE` transaction with one commit, in a
 //! fixed handful of statements whatever the group's size (each takes the group as a JSON
 //! array). No write is answered before the commit that holds it is on disk, and no write waits
-//! for a timer: a lone write commits at once.
+//! for a timer: a lone write commits at once. With every token write on this one task, the
+//! other connections of the pool never wait for SQLite's write lock (its busy handler sleeps
+//! up to 100 ms at a time while holding the connection), so they stay free for the reads
+//! every request needs, the user lookups behind `/hello/` among them.
 //!
 //! The queue is first come, first served, and the outcomes are decided in queue order, so the
 //! group gives every write the answer it would have had in a transaction of its own: of racing
@@ -40,6 +44,11 @@ pub(super) enum Write {
         new: OutstandingToken,
         blacklist_old: bool,
         answer: Answer<RotateOutcome>,
+    },
+    /// A newly issued refresh or sliding token's outstanding row (idempotent on its jti).
+    Record {
+        token: OutstandingToken,
+        answer: Answer<()>,
     },
 }
 
@@ -77,6 +86,12 @@ pub(super) fn rotate(
         answer,
     };
     (write, from)
+}
+
+pub(super) fn record(token: OutstandingToken) -> (Write, Receiver<()>) {
+    let (to, from) = oneshot::channel();
+    let answer = Answer { to, result: None };
+    (Write::Record { token, answer }, from)
 }
 
 pub(super) type Receiver<T> = oneshot::Receiver<Result<T, StoreError>>;
@@ -130,6 +145,7 @@ impl Write {
         match self {
             Write::Blacklist { answer, .. } => answer.send(fallback),
             Write::Rotate { answer, .. } => answer.send(fallback),
+            Write::Record { answer, .. } => answer.send(fallback),
         }
     }
 
@@ -137,14 +153,16 @@ impl Write {
         match self {
             Write::Blacklist { answer, .. } => answer.result = Some(Err(error)),
             Write::Rotate { answer, .. } => answer.result = Some(Err(error)),
+            Write::Record { answer, .. } => answer.result = Some(Err(error)),
         }
     }
 
-    /// The token whose being blacklisted decides this write.
-    fn decided_by(&self) -> &OutstandingToken {
+    /// The token whose being blacklisted decides this write; `None`: nothing does.
+    fn decided_by(&self) -> Option<&OutstandingToken> {
         match self {
-            Write::Blacklist { token, .. } => token,
-            Write::Rotate { old, .. } => old,
+            Write::Blacklist { token, .. } => Some(token),
+            Write::Rotate { old, .. } => Some(old),
+            Write::Record { .. } => None,
         }
     }
 
@@ -154,12 +172,13 @@ impl Write {
         match self {
             Write::Blacklist { .. } => true,
             Write::Rotate { blacklist_old, .. } => *blacklist_old,
+            Write::Record { .. } => false,
         }
     }
 
     /// Sets the answer given whether the deciding token was blacklisted before this write;
     /// returns the token to record as outstanding when the write goes ahead (a rotation's
-    /// successor).
+    /// successor, a recorded token).
     fn decide(&mut self, was_blacklisted: bool) -> Option<&OutstandingToken> {
         match self {
             Write::Blacklist { answer, .. } => {
@@ -178,6 +197,10 @@ impl Write {
                     answer.result = Some(Ok(RotateOutcome::Rotated));
                     Some(new)
                 }
+            }
+            Write::Record { token, answer } => {
+                answer.result = Some(Ok(()));
+                Some(token)
             }
         }
     }
@@ -269,16 +292,20 @@ async fn transaction(pool: &SqlitePool, group: &mut [Write]) -> Result<(), Faile
 ///    before it (already, or by an earlier write of the group), and a write that blacklists
 ///    marks its token for the writes after it;
 /// 4. the tokens of the writes that went ahead are blacklisted, and the rotations' successors
-///    recorded.
+///    and the tokens to record are recorded.
 async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), StoreError> {
     let to_blacklist: Vec<&OutstandingToken> = group
         .iter()
         .filter(|w| w.blacklists())
-        .map(Write::decided_by)
+        .filter_map(Write::decided_by)
         .collect();
     record_outstanding(conn, &to_blacklist).await?;
 
-    let deciding: Vec<&str> = group.iter().map(|w| w.decided_by().jti.as_str()).collect();
+    let deciding: Vec<&str> = group
+        .iter()
+        .filter_map(Write::decided_by)
+        .map(|t| t.jti.as_str())
+        .collect();
     let mut blacklisted: HashSet<String> = sqlx::query_scalar(
         "SELECT o.jti FROM blacklisted_tokens b JOIN outstanding_tokens o ON o.id = b.token_id
          WHERE o.jti IN (SELECT value FROM json_each($1))",
@@ -292,13 +319,16 @@ async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), S
     let mut newly_blacklisted = Vec::new();
     let mut successors = Vec::new();
     for write in group.iter_mut() {
-        let jti = write.decided_by().jti.clone();
-        let was_blacklisted = blacklisted.contains(&jti);
+        let jti = write.decided_by().map(|t| t.jti.clone());
+        let was_blacklisted = jti.as_ref().is_some_and(|jti| blacklisted.contains(jti));
         let blacklists = write.blacklists();
         if let Some(successor) = write.decide(was_blacklisted) {
             successors.push(successor.clone());
         }
-        if !was_blacklisted && blacklists {
+        if let Some(jti) = jti
+            && !was_blacklisted
+            && blacklists
+        {
             blacklisted.insert(jti.clone());
             newly_blacklisted.push(jti);
         }
@@ -398,6 +428,7 @@ mod tests {
     enum Waiting {
         Blacklist(Receiver<BlacklistOutcome>),
         Rotate(Receiver<RotateOutcome>),
+        Record(Receiver<()>),
     }
 
     /// Writes that race on the same tokens, in every mix of kinds.
@@ -408,7 +439,12 @@ mod tests {
             let (w, r) = rotate(token(old), token(new), blacklist_old);
             (w, Waiting::Rotate(r))
         };
+        let record_ = |jti: &str| {
+            let (w, r) = record(token(jti));
+            (w, Waiting::Record(r))
+        };
         let list = vec![
+            record_("r"),
             rotate_("a", "b", true),
             rotate_("a", "c", true),
             rotate_("b", "d", true),
@@ -425,6 +461,9 @@ mod tests {
                 (w, Waiting::Blacklist(r))
             },
             rotate_("old", "j", true),
+            record_("r"),
+            record_("e"),
+            record_("k"),
             {
                 let (w, r) = blacklist(token("k"));
                 (w, Waiting::Blacklist(r))
@@ -447,6 +486,7 @@ mod tests {
             out.push(match w {
                 Waiting::Blacklist(r) => format!("{:?}", r.await.unwrap().unwrap()),
                 Waiting::Rotate(r) => format!("{:?}", r.await.unwrap().unwrap()),
+                Waiting::Record(r) => format!("{:?}", r.await.unwrap().unwrap()),
             });
         }
         out
@@ -491,6 +531,7 @@ mod tests {
         assert_eq!(
             expected,
             [
+                "()",
                 "Rotated",
                 "AlreadyBlacklisted",
                 "Rotated",
@@ -501,6 +542,9 @@ mod tests {
                 "AlreadyBlacklisted",
                 "AlreadyBlacklisted",
                 "AlreadyBlacklisted",
+                "()",
+                "()",
+                "()",
                 "Added",
                 "AlreadyBlacklisted",
             ]
