@@ -191,15 +191,6 @@ macro_rules! portable_queries {
             Ok(done.rows_affected() == 1)
         }
 
-        pub async fn record_login(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
-            sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
-                .bind(at.unix_timestamp())
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        }
-
         pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
             let mut conn = self.pool.acquire().await?;
             is_blacklisted(&mut conn, jti).await

@@ -87,6 +87,15 @@ impl PostgresStore {
         Ok(super::statuses(&MIGRATOR, &applied))
     }
 
+    pub async fn record_login(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
+            .bind(at.unix_timestamp())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records a newly issued token (idempotent on its jti).
     pub async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;

@@ -1,9 +1,10 @@
 //! The SQLite backend: one file in WAL mode with foreign keys on. Writes that decide a race
 //! start with `BEGIN IMMEDIATE`, which takes SQLite's single write lock up front, so racing
 //! writers queue (within `busy_timeout`) instead of failing half-way with `SQLITE_BUSY`.
-//! Token writes (rotations, blacklistings, new tokens' outstanding rows) go through one group
-//! commit (`group_commit`), so they cost one disk sync per group rather than one each, and
-//! never hold the pool's other connections waiting for the write lock.
+//! The writes made at request rate (rotations, blacklistings, logins' token rows and
+//! `last_login`) go through one group commit (`group_commit`), so they cost one disk sync per
+//! group rather than one each, and never hold the pool's other connections waiting for the
+//! write lock.
 
 use std::str::FromStr;
 
@@ -105,6 +106,11 @@ impl SqliteStore {
             None => Vec::new(),
         };
         Ok(super::statuses(&MIGRATOR, &applied))
+    }
+
+    /// Sets a user's `last_login` in a group commit (see `group_commit`).
+    pub async fn record_login(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
+        self.writes.apply(group_commit::login(id, at)).await
     }
 
     /// Records a newly issued token in a group commit (see `group_commit`).
@@ -688,11 +694,11 @@ mod tests {
         );
     }
 
-    /// Logins' token rows waiting for SQLite's write lock (held here by another process's
-    /// transaction, as a slow disk sync would hold it) wait in the group commit's queue, not
-    /// on connections of the pool: reads, such as the user lookups behind `/hello/`, still get
-    /// a connection at once. (Each on a connection of its own, sixteen waiting writes held all
-    /// eight, and reads waited for the lock too.)
+    /// Logins' writes (token rows, `last_login`) waiting for SQLite's write lock (held here by
+    /// another process's transaction, as a slow disk sync would hold it) wait in the group
+    /// commit's queue, not on connections of the pool: reads, such as the user lookups behind
+    /// `/hello/`, still get a connection at once. (Each on a connection of its own, sixteen
+    /// waiting writes held all eight, and reads waited for the lock too.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn writes_waiting_for_the_lock_leave_the_pool_to_reads() {
         use sqlx::Connection;
@@ -709,10 +715,16 @@ mod tests {
 
         let mut writes = tokio::task::JoinSet::new();
         for i in 0..16 {
-            let store = store.clone();
+            let (recording, logging_in) = (store.clone(), store.clone());
+            let user = alice.id;
             writes.spawn(async move {
-                store
-                    .record_outstanding(&token(&format!("login{i}"), Some(1), 60))
+                recording
+                    .record_outstanding(&token(&format!("login{i}"), Some(user), 60))
+                    .await
+            });
+            writes.spawn(async move {
+                logging_in
+                    .record_login(user, OffsetDateTime::now_utc())
                     .await
             });
         }
@@ -742,6 +754,8 @@ mod tests {
             .await,
             16
         );
+        let alice = store.user_by_id(alice.id).await.unwrap().unwrap();
+        assert!(alice.last_login.is_some());
     }
 
     /// A write that fails inside a group is undone alone: its blacklisting of the old token

@@ -1,5 +1,5 @@
-//! Group commit for SQLite's token writes: rotations and blacklistings, which decide races, and
-//! the outstanding rows of newly issued tokens (logins).
+//! Group commit for the writes SQLite gets at request rate: rotations and blacklistings, which
+//! decide races, and what logins write (the new token's outstanding row, `last_login`).
 //!
 //! SQLite has one writer, and with `synchronous = FULL` every commit waits for the disk, so one
 //! transaction per rotation caps rotations at the disk's sync rate whatever the load. Here the
@@ -50,6 +50,12 @@ pub(super) enum Write {
         token: OutstandingToken,
         answer: Answer<()>,
     },
+    /// A user's `last_login` (unix seconds); the latest of a group's wins.
+    Login {
+        user_id: i64,
+        at: i64,
+        answer: Answer<()>,
+    },
 }
 
 pub(super) struct Answer<T> {
@@ -92,6 +98,20 @@ pub(super) fn record(token: OutstandingToken) -> (Write, Receiver<()>) {
     let (to, from) = oneshot::channel();
     let answer = Answer { to, result: None };
     (Write::Record { token, answer }, from)
+}
+
+pub(super) fn login(user_id: i64, at: time::OffsetDateTime) -> (Write, Receiver<()>) {
+    let (to, from) = oneshot::channel();
+    let answer = Answer { to, result: None };
+    let at = at.unix_timestamp();
+    (
+        Write::Login {
+            user_id,
+            at,
+            answer,
+        },
+        from,
+    )
 }
 
 pub(super) type Receiver<T> = oneshot::Receiver<Result<T, StoreError>>;
@@ -146,6 +166,7 @@ impl Write {
             Write::Blacklist { answer, .. } => answer.send(fallback),
             Write::Rotate { answer, .. } => answer.send(fallback),
             Write::Record { answer, .. } => answer.send(fallback),
+            Write::Login { answer, .. } => answer.send(fallback),
         }
     }
 
@@ -154,6 +175,7 @@ impl Write {
             Write::Blacklist { answer, .. } => answer.result = Some(Err(error)),
             Write::Rotate { answer, .. } => answer.result = Some(Err(error)),
             Write::Record { answer, .. } => answer.result = Some(Err(error)),
+            Write::Login { answer, .. } => answer.result = Some(Err(error)),
         }
     }
 
@@ -162,7 +184,15 @@ impl Write {
         match self {
             Write::Blacklist { token, .. } => Some(token),
             Write::Rotate { old, .. } => Some(old),
-            Write::Record { .. } => None,
+            Write::Record { .. } | Write::Login { .. } => None,
+        }
+    }
+
+    /// The user and time of a login's `last_login`.
+    fn last_login(&self) -> Option<(i64, i64)> {
+        match self {
+            Write::Login { user_id, at, .. } => Some((*user_id, *at)),
+            _ => None,
         }
     }
 
@@ -172,7 +202,7 @@ impl Write {
         match self {
             Write::Blacklist { .. } => true,
             Write::Rotate { blacklist_old, .. } => *blacklist_old,
-            Write::Record { .. } => false,
+            Write::Record { .. } | Write::Login { .. } => false,
         }
     }
 
@@ -201,6 +231,10 @@ impl Write {
             Write::Record { token, answer } => {
                 answer.result = Some(Ok(()));
                 Some(token)
+            }
+            Write::Login { answer, .. } => {
+                answer.result = Some(Ok(()));
+                None
             }
         }
     }
@@ -292,7 +326,8 @@ async fn transaction(pool: &SqlitePool, group: &mut [Write]) -> Result<(), Faile
 ///    before it (already, or by an earlier write of the group), and a write that blacklists
 ///    marks its token for the writes after it;
 /// 4. the tokens of the writes that went ahead are blacklisted, and the rotations' successors
-///    and the tokens to record are recorded.
+///    and the tokens to record are recorded;
+/// 5. the logins' `last_login` are set (a fifth statement, only when the group has logins).
 async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), StoreError> {
     let to_blacklist: Vec<&OutstandingToken> = group
         .iter()
@@ -356,7 +391,21 @@ async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), S
             ));
         }
     }
-    record_outstanding(conn, &successors.iter().collect::<Vec<_>>()).await
+    record_outstanding(conn, &successors.iter().collect::<Vec<_>>()).await?;
+
+    let logins: Vec<(i64, i64)> = group.iter().filter_map(Write::last_login).collect();
+    if !logins.is_empty() {
+        sqlx::query(
+            "UPDATE users SET last_login = t.at
+             FROM (SELECT json_extract(value, '$[0]') AS id, MAX(json_extract(value, '$[1]')) AS at
+                   FROM json_each($1) GROUP BY 1) AS t
+             WHERE users.id = t.id",
+        )
+        .bind(json(&logins)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Get-or-create of outstanding rows, in one statement. An owner that does not exist is stored
@@ -500,6 +549,44 @@ mod tests {
         .fetch_all(pool)
         .await
         .unwrap()
+    }
+
+    /// Logins in one group, among token writes: each is answered, a user's `last_login` is
+    /// the latest of the group's, and a login of a user that is gone changes nothing.
+    #[tokio::test]
+    async fn a_group_sets_each_users_latest_login() {
+        let (pool, _dir) = pool().await;
+        sqlx::query(
+            "INSERT INTO users (id, username, password, date_joined) VALUES
+             (1, 'alice', 'h', 0), (2, 'bob', 'h', 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let at = |secs| time::OffsetDateTime::from_unix_timestamp(secs).unwrap();
+        let (mut writes, mut waiting) = (Vec::new(), Vec::new());
+        for (user, secs) in [(1, 100), (2, 50), (1, 300), (99, 400), (1, 200)] {
+            let (w, r) = login(user, at(secs));
+            writes.push(w);
+            waiting.push(r);
+        }
+        let (w, r) = record(token("t"));
+        writes.push(w);
+        commit(&pool, &mut writes).await.unwrap();
+        for write in writes {
+            write.answer(stopped);
+        }
+        for r in waiting {
+            r.await.unwrap().unwrap();
+        }
+        r.await.unwrap().unwrap();
+        let logins: Vec<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT id, last_login FROM users ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(logins, [(1, Some(300)), (2, Some(50))]);
+        assert_eq!(tables(&pool).await, [("t".to_owned(), false)]);
     }
 
     /// One group gives every write the answer, and leaves the tables as, the same writes one
