@@ -71,6 +71,8 @@ pub trait UserCheck: Send + Sync + 'static {
 pub struct Guard {
     tokens: Arc<Tokens>,
     header_types: Arc<[String]>,
+    /// `WWW-Authenticate` for the first of them, made once.
+    www_authenticate: Arc<str>,
     users: Option<Arc<dyn UserCheck>>,
     #[cfg(feature = "jwks")]
     jwks: Option<Arc<JwksSource>>,
@@ -87,6 +89,7 @@ impl Guard {
         Guard {
             tokens,
             header_types: Arc::from(["Bearer".to_owned()]),
+            www_authenticate: www_authenticate("Bearer"),
             users: None,
             #[cfg(feature = "jwks")]
             jwks: None,
@@ -120,7 +123,8 @@ impl Guard {
     /// The accepted `Authorization` schemes (simplejwt's `AUTH_HEADER_TYPES`, case-sensitive);
     /// the first is named in `WWW-Authenticate`. An empty list keeps the current one.
     pub fn with_header_types(mut self, types: Vec<String>) -> Guard {
-        if !types.is_empty() {
+        if let Some(first) = types.first() {
+            self.www_authenticate = www_authenticate(first);
             self.header_types = Arc::from(types);
         }
         self
@@ -132,9 +136,8 @@ impl Guard {
     }
 
     /// The `WWW-Authenticate` value sent with every 401.
-    pub fn www_authenticate(&self) -> String {
-        let scheme = self.header_types.first().map_or("Bearer", String::as_str);
-        format!("{scheme} realm=\"api\"")
+    pub fn www_authenticate(&self) -> &str {
+        &self.www_authenticate
     }
 
     /// simplejwt's `JWTAuthentication.authenticate` followed by DRF's `IsAuthenticated`.
@@ -208,6 +211,10 @@ impl Guard {
             _ => Err(Rejection::BadAuthorizationHeader),
         }
     }
+}
+
+fn www_authenticate(scheme: &str) -> Arc<str> {
+    Arc::from(format!("{scheme} realm=\"api\""))
 }
 
 fn now() -> i64 {

@@ -77,7 +77,7 @@ impl Rejection {
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED
-            && let Ok(value) = HeaderValue::from_str(&guard.www_authenticate())
+            && let Ok(value) = HeaderValue::from_str(guard.www_authenticate())
         {
             response
                 .headers_mut()

@@ -14,12 +14,16 @@ use crate::app::AppState;
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
+/// The answer to every authenticated `GET`.
+static HELLO: std::sync::LazyLock<serde_json::Value> =
+    std::sync::LazyLock::new(|| json!({"message": "Hello, World!"}));
+
 pub async fn hello(State(state): State<AppState>, request: Request<Body>) -> Response {
     let www = state.guard.www_authenticate();
     let headers = request.headers();
     let indent = match super::negotiate(headers, request.uri().query()) {
         Ok(indent) => indent,
-        Err(e) => return finish(Err(e.into()), None, ALLOW, &www),
+        Err(e) => return finish(Err(e.into()), None, ALLOW, www),
     };
     let result = match state.guard.authenticate(headers).await {
         Err(rejection) => {
@@ -33,10 +37,10 @@ pub async fn hello(State(state): State<AppState>, request: Request<Body>) -> Res
             Err(ApiError::Auth(rejection))
         }
         Ok(_) => match *request.method() {
-            Method::GET | Method::HEAD => Ok(Answer::plain(json!({"message": "Hello, World!"}))),
+            Method::GET | Method::HEAD => Ok(Answer::fixed(&HELLO)),
             Method::OPTIONS => Ok(Answer::plain(drf::options_metadata(View::Hello))),
             ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
         },
     };
-    finish(result, indent, ALLOW, &www)
+    finish(result, indent, ALLOW, www)
 }

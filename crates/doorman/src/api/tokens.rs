@@ -26,7 +26,7 @@ pub async fn endpoint(state: State<AppState>, view: View, request: Request<Body>
     let www = state.guard.www_authenticate();
     let indent = match super::negotiate(&parts.headers, parts.uri.query()) {
         Ok(indent) => indent,
-        Err(e) => return finish(Err(e.into()), None, ALLOW, &www),
+        Err(e) => return finish(Err(e.into()), None, ALLOW, www),
     };
     let result = match parts.method {
         Method::POST => post(&state, view, parts.headers.get(header::CONTENT_TYPE), body).await,
@@ -34,7 +34,7 @@ pub async fn endpoint(state: State<AppState>, view: View, request: Request<Body>
         ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
     };
     count(&state, view, &result);
-    finish(result, indent, ALLOW, &www)
+    finish(result, indent, ALLOW, www)
 }
 
 /// The metrics of one token view's outcome.
