@@ -109,35 +109,38 @@ impl Metrics {
     ) {
         let method = method_label(method);
         let key = (method, route, status);
-        let found = self
+        let seconds = latency.as_secs_f64();
+        // Counted under the read lock, through the handles it holds (no clones of them).
+        if let Some((count, latency_histogram)) = self
             .requests
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
-            .cloned();
-        let (count, latency_histogram) = match found {
-            Some(handles) => handles,
-            None => {
-                let labels = || {
-                    vec![
-                        Label::new("method", method),
-                        Label::new("route", route),
-                        Label::new("status", status.to_string()),
-                    ]
-                };
-                let handles = (
-                    self.counter("doorman_http_requests_total", labels()),
-                    self.histogram("doorman_http_request_duration_seconds", labels()),
-                );
-                self.requests
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, handles.clone());
-                handles
-            }
+        {
+            count.increment(1);
+            latency_histogram.record(seconds);
+            return;
+        }
+        let (count, latency_histogram) = {
+            let labels = || {
+                vec![
+                    Label::new("method", method),
+                    Label::new("route", route),
+                    Label::new("status", status.to_string()),
+                ]
+            };
+            let handles = (
+                self.counter("doorman_http_requests_total", labels()),
+                self.histogram("doorman_http_request_duration_seconds", labels()),
+            );
+            self.requests
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, handles.clone());
+            handles
         };
         count.increment(1);
-        latency_histogram.record(latency.as_secs_f64());
+        latency_histogram.record(seconds);
     }
 
     /// Tokens handed out: `kind` is refresh, access or sliding.

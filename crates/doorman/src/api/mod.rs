@@ -76,7 +76,8 @@ pub async fn read_body(mut body: Body, limit: usize) -> Result<bytes::Bytes, Api
 
 /// A view's successful answer.
 pub struct Answer {
-    pub body: Value,
+    /// Borrowed for an answer that never changes (`/hello/`'s), so it isn't built per request.
+    pub body: std::borrow::Cow<'static, Value>,
     /// The body carries tokens: `Cache-Control: no-store` keeps them out of caches.
     pub carries_tokens: bool,
 }
@@ -84,15 +85,23 @@ pub struct Answer {
 impl Answer {
     pub fn plain(body: Value) -> Answer {
         Answer {
-            body,
+            body: std::borrow::Cow::Owned(body),
             carries_tokens: false,
         }
     }
 
     pub fn tokens(body: Value) -> Answer {
         Answer {
-            body,
+            body: std::borrow::Cow::Owned(body),
             carries_tokens: true,
+        }
+    }
+
+    /// An answer made once, for every request.
+    pub fn fixed(body: &'static Value) -> Answer {
+        Answer {
+            body: std::borrow::Cow::Borrowed(body),
+            carries_tokens: false,
         }
     }
 }
