@@ -121,26 +121,22 @@ impl Metrics {
             latency_histogram.record(seconds);
             return;
         }
-        let (count, latency_histogram) = {
-            let labels = || {
-                vec![
-                    Label::new("method", method),
-                    Label::new("route", route),
-                    Label::new("status", status.to_string()),
-                ]
-            };
-            let handles = (
-                self.counter("doorman_http_requests_total", labels()),
-                self.histogram("doorman_http_request_duration_seconds", labels()),
-            );
-            self.requests
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key, handles.clone());
-            handles
+        // A combination not seen before: its handles, kept for the next time.
+        let labels = || {
+            vec![
+                Label::new("method", method),
+                Label::new("route", route),
+                Label::new("status", status.to_string()),
+            ]
         };
+        let count = self.counter("doorman_http_requests_total", labels());
+        let latency_histogram = self.histogram("doorman_http_request_duration_seconds", labels());
         count.increment(1);
         latency_histogram.record(seconds);
+        self.requests
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (count, latency_histogram));
     }
 
     /// Tokens handed out: `kind` is refresh, access or sliding.

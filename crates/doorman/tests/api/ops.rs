@@ -312,6 +312,8 @@ dual_test! {
             app.post_token(&json!({"username": "alice", "password": "nope-nope-1"})).await.status(),
             StatusCode::UNAUTHORIZED
         );
+        // Twice: the second is counted through the handles the first one made.
+        assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK);
         assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK);
         assert_eq!(app.get_hello("not-a-token").await.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK);
@@ -329,7 +331,8 @@ dual_test! {
         };
         assert_eq!(value(r#"doorman_http_requests_total{method="POST",route="/api/token/",status="200"}"#), 1.0);
         assert_eq!(value(r#"doorman_http_requests_total{method="POST",route="/api/token/",status="401"}"#), 1.0);
-        assert_eq!(value(r#"doorman_http_requests_total{method="GET",route="/hello/",status="200"}"#), 1.0);
+        assert_eq!(value(r#"doorman_http_requests_total{method="GET",route="/hello/",status="200"}"#), 2.0);
+        assert_eq!(value(r#"doorman_http_request_duration_seconds_count{method="GET",route="/hello/",status="200"}"#), 2.0);
         assert_eq!(value(r#"doorman_http_requests_total{method="GET",route="other",status="404"}"#), 1.0);
         assert!(!text.contains("secret-path"), "raw paths must not become labels");
         assert_eq!(value(r#"doorman_logins_total{outcome="succeeded"}"#), 1.0);
