@@ -58,7 +58,16 @@ impl Drop for LogGuard {
 /// request never waits for the write. Nothing is dropped: when the queue is full, logging
 /// waits. The guard flushes at exit.
 pub fn init_with(default_filter: &str, format: LogFormat) -> LogGuard {
-    let (writer, thread) = match BatchWriter::start(std::io::stderr()) {
+    init_to(default_filter, format, std::io::stderr())
+}
+
+/// The server's logging written to `sink` instead of stderr (the access-log benchmark writes
+/// to `io::sink()`). The format's `Auto` still asks whether stderr is a terminal.
+pub fn init_to<W>(default_filter: &str, format: LogFormat, sink: W) -> LogGuard
+where
+    W: Write + Send + 'static,
+{
+    let (writer, thread) = match BatchWriter::start(sink) {
         Ok(started) => started,
         // No thread to be had: write straight to stderr.
         Err(_) => {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use http::{HeaderValue, Method, Uri};
@@ -83,17 +83,36 @@ impl Observed {
         self.0
             .metrics
             .request(&seen.method, seen.route, status, elapsed);
-        tracing::info!(
-            target: "doorman::access",
-            method = seen.method.as_str(),
-            path = &*logged_path(seen.uri.path()),
+        log_request(
+            seen.method.as_str(),
+            seen.uri.path(),
             status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            client = %OrDash(seen.client),
-            request_id = request_id.to_str().unwrap_or("-"),
-            "request"
+            elapsed,
+            seen.client,
+            request_id.to_str().unwrap_or("-"),
         );
     }
+}
+
+/// The access-log line of one request (public for the access-log benchmark).
+pub fn log_request(
+    method: &str,
+    path: &str,
+    status: u16,
+    latency: Duration,
+    client: Option<IpAddr>,
+    request_id: &str,
+) {
+    tracing::info!(
+        target: "doorman::access",
+        method,
+        path = &*logged_path(path),
+        status,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        client = %OrDash(client),
+        request_id,
+        "request"
+    );
 }
 
 struct OrDash(Option<IpAddr>);
