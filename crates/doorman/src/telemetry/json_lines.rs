@@ -38,7 +38,7 @@ where
         write_timestamp(&mut writer, time::OffsetDateTime::now_utc())?;
         writer.write_str("\",\"level\":\"")?;
         writer.write_str(level_name(meta.level()))?;
-        writer.write_char('"')?;
+        writer.write_str("\"")?;
         let mut fields = FieldWriter {
             out: &mut writer,
             result: Ok(()),
@@ -147,9 +147,9 @@ impl FieldWriter<'_, '_> {
             return;
         }
         self.result = (|| {
-            self.out.write_char(',')?;
-            write_string(self.out, field.name())?;
-            self.out.write_char(':')?;
+            self.out.write_str(",\"")?;
+            Escaped(&mut *self.out).write_str(field.name())?;
+            self.out.write_str("\":")?;
             value(self.out)
         })();
     }
@@ -162,9 +162,9 @@ impl Visit for FieldWriter<'_, '_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.field(field, |out| {
-            out.write_char('"')?;
+            out.write_str("\"")?;
             write!(Escaped(out), "{value:?}")?;
-            out.write_char('"')
+            out.write_str("\"")
         });
     }
 
@@ -192,9 +192,9 @@ impl Visit for FieldWriter<'_, '_> {
 }
 
 fn write_string(out: &mut impl Write, value: &str) -> fmt::Result {
-    out.write_char('"')?;
+    out.write_str("\"")?;
     Escaped(&mut *out).write_str(value)?;
-    out.write_char('"')
+    out.write_str("\"")
 }
 
 /// Escapes what passes through for the inside of a JSON string (RFC 8259 §7): quote,
@@ -203,6 +203,14 @@ struct Escaped<'a, W: Write + ?Sized>(&'a mut W);
 
 impl<W: Write + ?Sized> Write for Escaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Most text needs no escape: one pass over its bytes says so (no early exit, so the
+        // loop stays simple), and it is written whole.
+        let needs_escape = s.bytes().fold(false, |seen, b| {
+            seen | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        if !needs_escape {
+            return self.0.write_str(s);
+        }
         let mut plain = 0;
         for (i, byte) in s.bytes().enumerate() {
             let escape = match byte {
@@ -360,5 +368,25 @@ mod tests {
         assert_eq!(serde_json::from_str::<String>(&text).unwrap(), all);
         assert!(text.contains("é✓🦀"));
         assert!(!text.bytes().any(|b| b < 0x20));
+        // Each character that needs escaping, alone in otherwise plain text (plain text is
+        // written whole, after one pass that looks for all of them at once).
+        for c in (0u8..0x20).map(char::from).chain(['"', '\\']) {
+            for value in [
+                format!("{c}"),
+                format!("plain {c} é"),
+                format!("é plain{c}"),
+            ] {
+                let mut text = String::new();
+                write_string(&mut text, &value).unwrap();
+                assert_eq!(
+                    serde_json::from_str::<String>(&text).unwrap(),
+                    value,
+                    "{text}"
+                );
+            }
+        }
+        let mut text = String::new();
+        write_string(&mut text, "plain é ✓ 🦀 / ' text").unwrap();
+        assert_eq!(text, "\"plain é ✓ 🦀 / ' text\"");
     }
 }
