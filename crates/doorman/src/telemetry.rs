@@ -62,7 +62,8 @@ pub fn init_with(default_filter: &str, format: LogFormat) -> LogGuard {
 }
 
 /// The server's logging written to `sink` instead of stderr (the access-log benchmark writes
-/// to `io::sink()`). The format's `Auto` still asks whether stderr is a terminal.
+/// to `io::sink()`). The format's `Auto` still asks whether stderr is a terminal, and if the
+/// writer thread can't be started, lines go straight to stderr, as with [`init_with`].
 pub fn init_to<W>(default_filter: &str, format: LogFormat, sink: W) -> LogGuard
 where
     W: Write + Send + 'static,
