@@ -36,6 +36,8 @@ pub struct GenerateArgs {
 #[derive(Args, Debug)]
 pub struct RetireArgs {
     /// The key's id, as `keys list` shows it
+    // A kid is base64url, so one in 64 starts with '-'; it is still a kid, not an option.
+    #[arg(allow_hyphen_values = true)]
     kid: String,
 }
 
@@ -189,4 +191,25 @@ fn time_text(secs: i64) -> String {
             .ok()
         })
         .unwrap_or_else(|| secs.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// A key id that starts with '-' (base64url allows it) is taken as the id, not refused as
+    /// an unknown option.
+    #[test]
+    fn a_kid_may_start_with_a_hyphen() {
+        let kid = "-SN9V1Uhhy7l3xhcJNZWmG8Z_yyK6UZiQ_32Yfd4fbA";
+        let cli = Cli::try_parse_from(["doorman", "keys", "retire", kid]).unwrap();
+        let Command::Keys(KeysCommand::Retire(args)) = cli.command else {
+            panic!("not keys retire: {:?}", cli.command)
+        };
+        assert_eq!(args.kid, kid);
+    }
 }
