@@ -64,6 +64,12 @@ pub(super) struct Answer<T> {
 }
 
 impl<T> Answer<T> {
+    /// An answer to fill in, and where it will arrive.
+    fn new() -> (Answer<T>, Receiver<T>) {
+        let (to, from) = oneshot::channel();
+        (Answer { to, result: None }, from)
+    }
+
     fn send(self, fallback: impl FnOnce() -> StoreError) {
         let result = self.result.unwrap_or_else(|| Err(fallback()));
         // The caller may have given up waiting (its request was cancelled): the write stands.
@@ -73,8 +79,7 @@ impl<T> Answer<T> {
 
 /// A write to queue, and where its answer will arrive.
 pub(super) fn blacklist(token: OutstandingToken) -> (Write, Receiver<BlacklistOutcome>) {
-    let (to, from) = oneshot::channel();
-    let answer = Answer { to, result: None };
+    let (answer, from) = Answer::new();
     (Write::Blacklist { token, answer }, from)
 }
 
@@ -83,8 +88,7 @@ pub(super) fn rotate(
     new: OutstandingToken,
     blacklist_old: bool,
 ) -> (Write, Receiver<RotateOutcome>) {
-    let (to, from) = oneshot::channel();
-    let answer = Answer { to, result: None };
+    let (answer, from) = Answer::new();
     let write = Write::Rotate {
         old,
         new,
@@ -95,14 +99,12 @@ pub(super) fn rotate(
 }
 
 pub(super) fn record(token: OutstandingToken) -> (Write, Receiver<()>) {
-    let (to, from) = oneshot::channel();
-    let answer = Answer { to, result: None };
+    let (answer, from) = Answer::new();
     (Write::Record { token, answer }, from)
 }
 
 pub(super) fn login(user_id: i64, at: time::OffsetDateTime) -> (Write, Receiver<()>) {
-    let (to, from) = oneshot::channel();
-    let answer = Answer { to, result: None };
+    let (answer, from) = Answer::new();
     let at = at.unix_timestamp();
     (
         Write::Login {
