@@ -598,7 +598,6 @@ mod tests {
     #[tokio::test]
     async fn flush_removes_expired_rows_and_their_blacklist_entries() {
         let (store, _dir) = migrated().await;
-        let now = OffsetDateTime::now_utc();
         store.blacklist(&token("gone", None, -10)).await.unwrap();
         store
             .record_outstanding(&token("stale", None, 0))
@@ -612,6 +611,9 @@ mod tests {
             .blacklist(&token("live-blacklisted", None, 600))
             .await
             .unwrap();
+        // Taken after "stale" was made, which expires the moment it is made: taken before, a
+        // second that ticked over in between left "stale" unexpired (times are kept in seconds).
+        let now = OffsetDateTime::now_utc();
         assert_eq!(store.flush_expired(now).await.unwrap(), 2);
         assert!(!store.is_blacklisted("gone").await.unwrap());
         assert!(store.is_blacklisted("live-blacklisted").await.unwrap());
