@@ -4,10 +4,15 @@
 //! prices against it.
 //!
 //! Usage: ceiling ADDRESS   (e.g. 127.0.0.1:0; prints `listening on ADDRESS` once bound)
+//!
+//! SIGTERM ends it through `main`'s return rather than the signal's default, so that exit
+//! handlers run: a build instrumented for profile-guided optimisation (`bench/pgo`) writes its
+//! profile in one.
 
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
+use tokio::signal::unix::{SignalKind, signal};
 
 /// The same allocator as doorman, so that the comparison is of the code, not of malloc.
 #[global_allocator]
@@ -28,6 +33,10 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&address).await?;
     println!("listening on {}", listener.local_addr()?);
     let app = Router::new().route("/hello/", get(hello));
-    axum::serve(listener, app).await?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        served = axum::serve(listener, app).into_future() => served?,
+        _ = terminate.recv() => {}
+    }
     Ok(())
 }
