@@ -30,10 +30,11 @@ async fn main() -> anyhow::Result<()> {
     let address = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:0".to_owned());
+    // Before `listening on`: whoever waits for that line may send SIGTERM at once.
+    let mut terminate = signal(SignalKind::terminate())?;
     let listener = tokio::net::TcpListener::bind(&address).await?;
     println!("listening on {}", listener.local_addr()?);
     let app = Router::new().route("/hello/", get(hello));
-    let mut terminate = signal(SignalKind::terminate())?;
     tokio::select! {
         served = axum::serve(listener, app).into_future() => served?,
         _ = terminate.recv() => {}
