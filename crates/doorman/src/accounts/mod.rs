@@ -198,17 +198,14 @@ impl UserCheck for StoreUserCheck {
                 // A miss while another request looks the same user up waits for that lookup.
                 // Failures aren't kept: each waiter gets the failure, the next request asks
                 // again (after the outage back-off).
-                Some(cache) => cache
-                    .entry(user_id)
-                    .or_try_insert_with(self.look_up(user_id))
+                Some(cache) => shared_lookup(cache, user_id, self.look_up(user_id))
                     .await
                     .map(|entry| {
                         if !entry.is_fresh() {
                             self.from_cache.increment(1);
                         }
                         entry.into_value()
-                    })
-                    .map_err(|failed| *failed),
+                    }),
                 None => self.look_up(user_id).await,
             };
             match found {
@@ -294,6 +291,37 @@ impl StoreUserCheck {
     }
 }
 
+/// The cache's entry for `user_id`, or `look_up`'s answer, which concurrent misses for the
+/// same user share (moka's single flight).
+///
+/// moka gives up with a panic when the lookup a request waits on is abandoned 200 times in a
+/// row: each request that took the lookup over was dropped before it finished (its client went
+/// away, or its deadline passed), which a stalled database and clients that keep giving up can
+/// bring about. That is a lookup without an answer, as when the database errs: the request gets
+/// 503, not the panic catcher's 500.
+async fn shared_lookup(
+    cache: &moka::future::Cache<i64, Option<bool>>,
+    user_id: i64,
+    look_up: impl Future<Output = Result<Option<bool>, LookupFailed>>,
+) -> Result<moka::Entry<i64, Option<bool>>, LookupFailed> {
+    use futures_util::FutureExt;
+    // Unwind safety: the panic comes from moka's wait loop, where this request holds nothing
+    // but its own waiter's lock, released as it unwinds; the cache is left as it was.
+    match std::panic::AssertUnwindSafe(cache.entry(user_id).or_try_insert_with(look_up))
+        .catch_unwind()
+        .await
+    {
+        Ok(found) => found.map_err(|failed| *failed),
+        Err(_) => {
+            tracing::error!(
+                user_id,
+                "the user lookup this request waited on was abandoned too often; answered 503"
+            );
+            Err(LookupFailed::Error)
+        }
+    }
+}
+
 fn now_ms() -> i64 {
     millis(
         std::time::SystemTime::now()
@@ -307,6 +335,7 @@ fn millis(d: Duration) -> i64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -318,6 +347,50 @@ mod tests {
         assert!(validate_username("").is_err());
         assert!(validate_username("has space").is_err());
         assert!(validate_username(&"x".repeat(151)).is_err());
+    }
+
+    /// A waiter whose lookup is abandoned over and over (each request that takes it over is
+    /// dropped before it finishes) gets "no answer", not moka's panic after 200 retries.
+    #[tokio::test]
+    async fn a_lookup_abandoned_again_and_again_is_an_error_not_a_panic() {
+        use futures_util::FutureExt;
+        let cache = moka::future::Cache::<i64, Option<bool>>::new(10);
+        let never = || std::future::pending::<Result<Option<bool>, LookupFailed>>();
+        // A request looking user 7 up, its lookup in flight.
+        let mut taker = Box::pin(shared_lookup(&cache, 7, never()));
+        assert!((&mut taker).now_or_never().is_none());
+        // A second request for user 7 waits for that lookup.
+        let waiting = tokio::spawn({
+            let cache = cache.clone();
+            async move {
+                shared_lookup(&cache, 7, never())
+                    .await
+                    .map(|e| e.into_value())
+            }
+        });
+        for _ in 0..250 {
+            settle().await;
+            if waiting.is_finished() {
+                break;
+            }
+            // The request doing the lookup goes away; another takes the lookup over before
+            // the waiter gets its turn.
+            drop(taker);
+            taker = Box::pin(shared_lookup(&cache, 7, never()));
+            assert!((&mut taker).now_or_never().is_none());
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiter never finished")
+            .expect("the waiter panicked");
+        assert!(matches!(answer, Err(LookupFailed::Error)), "{answer:?}");
+    }
+
+    /// Lets every task the test spawned run until it waits.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
     }
 
     #[test]
