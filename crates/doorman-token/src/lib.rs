@@ -18,6 +18,7 @@
 mod algorithm;
 mod claims;
 mod error;
+pub mod hot;
 mod key;
 mod rules;
 mod tokens;

@@ -2,10 +2,13 @@
 //! same validation order and messages, with RFC 8725's stricter reading where simplejwt (or
 //! PyJWT) is lax or crashes.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use serde_json::Value;
 
+use crate::hot::HotCache;
 use crate::wire::{self, encode_segment};
 use crate::{Claims, KeyError, KeySet, TokenError, TokenKind, TokenRules};
 
@@ -14,7 +17,9 @@ use crate::{Claims, KeyError, KeySet, TokenError, TokenKind, TokenRules};
 /// one consistent snapshot.
 #[derive(Debug)]
 pub struct Tokens {
-    keys: RwLock<Arc<Signing>>,
+    /// Read on every request, replaced on a rotation: loading it touches no reference count
+    /// that other threads touch too.
+    keys: ArcSwap<Signing>,
     rules: TokenRules,
 }
 
@@ -30,8 +35,9 @@ struct Signing {
     /// key set, so a key rotation starts it afresh. A hit skips only what depends on the
     /// token's bytes alone (structure, key, algorithm, signature); the time claims, `iss` and
     /// `aud` are checked on every use, and the type, the blacklist and the user by the caller
-    /// as before.
-    verified: moka::sync::Cache<Arc<str>, Claims>,
+    /// as before. Its hits write nothing shared ([`HotCache`]), so two cores verifying the same
+    /// token don't slow each other down.
+    verified: HotCache<Arc<str>, Claims>,
 }
 
 impl std::fmt::Debug for Signing {
@@ -39,14 +45,13 @@ impl std::fmt::Debug for Signing {
         f.debug_struct("Signing")
             .field("keys", &self.keys)
             .field("header_segment", &self.header_segment)
-            .field("verified_tokens", &self.verified.entry_count())
+            .field("verified_tokens", &self.verified.len())
             .finish()
     }
 }
 
-/// Most tokens the verified-token cache holds, and how long an unused one stays.
-const VERIFIED_CACHE_ENTRIES: u64 = 10_000;
-const VERIFIED_CACHE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most tokens the verified-token cache holds (a full cache is emptied and fills again).
+const VERIFIED_CACHE_ENTRIES: usize = 10_000;
 
 impl Signing {
     fn new(keys: KeySet) -> Signing {
@@ -60,10 +65,7 @@ impl Signing {
         Signing {
             header_segment: encode_segment(header.to_string().as_bytes()),
             keys: Arc::new(keys),
-            verified: moka::sync::Cache::builder()
-                .max_capacity(VERIFIED_CACHE_ENTRIES)
-                .time_to_idle(VERIFIED_CACHE_IDLE)
-                .build(),
+            verified: HotCache::new(VERIFIED_CACHE_ENTRIES),
         }
     }
 }
@@ -71,7 +73,7 @@ impl Signing {
 impl Clone for Tokens {
     fn clone(&self) -> Tokens {
         Tokens {
-            keys: RwLock::new(self.snapshot()),
+            keys: ArcSwap::new(self.snapshot()),
             rules: self.rules.clone(),
         }
     }
@@ -80,7 +82,7 @@ impl Clone for Tokens {
 impl Tokens {
     pub fn new(keys: KeySet, rules: TokenRules) -> Tokens {
         Tokens {
-            keys: RwLock::new(Arc::new(Signing::new(keys))),
+            keys: ArcSwap::from_pointee(Signing::new(keys)),
             rules,
         }
     }
@@ -97,9 +99,7 @@ impl Tokens {
     /// Swaps in a new key set (after a rotation): tokens are signed with its signing key and
     /// verified against its keys from now on.
     pub fn replace_keys(&self, keys: KeySet) {
-        let signing = Arc::new(Signing::new(keys));
-        // A poisoned lock only means a panic elsewhere while swapping an Arc; the Arc is whole.
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = signing;
+        self.keys.store(Arc::new(Signing::new(keys)));
     }
 
     /// Whether the token is well-formed but names a `kid` this key set doesn't hold: the cue
@@ -114,7 +114,7 @@ impl Tokens {
     }
 
     fn snapshot(&self) -> Arc<Signing> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.keys.load_full()
     }
 
     /// `token_type, exp, iat, jti`: the claims every new token starts with, in simplejwt's order.
@@ -219,7 +219,7 @@ impl Tokens {
     /// `iat`, `nbf`, `exp`, `iss`, `aud`, `sub`, `jti`. Stricter where PyJWT is lax: padding,
     /// duplicate members, string times and `crit` are refused.
     pub fn decode(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
-        let signing = self.snapshot();
+        let signing = self.keys.load();
         if let Some(claims) = signing.verified.get(token) {
             self.check_registered(&claims, now)?;
             return Ok(claims);
@@ -237,7 +237,9 @@ impl Tokens {
         }
         let claims = Claims::from_map(compact.payload);
         self.check_registered(&claims, now)?;
-        signing.verified.insert(Arc::from(token), claims.clone());
+        signing
+            .verified
+            .insert(Arc::from(token), claims.clone(), None);
         Ok(claims)
     }
 
@@ -699,8 +701,8 @@ mod tests {
                 .encode(&t.access_from_refresh(&t.refresh_for_user("1", NOW), NOW))
                 .unwrap();
             let exp = t.expires_at(&t.decode(&token, NOW).unwrap()).unwrap();
-            let cache = |t: &Tokens| t.snapshot().verified.clone();
-            assert!(cache(&t).contains_key(token.as_str()));
+            let cached = |t: &Tokens, token: &str| t.snapshot().verified.get(token).is_some();
+            assert!(cached(&t, &token));
             assert!(t.verify(&token, TokenKind::Access, NOW + 1).is_ok());
             assert_eq!(
                 t.verify(&token, TokenKind::Refresh, NOW).err(),
@@ -718,10 +720,10 @@ mod tests {
             tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
             let tampered = String::from_utf8(tampered).unwrap();
             assert_eq!(t.decode(&tampered, NOW).err(), Some(TokenError::Invalid));
-            assert!(!cache(&t).contains_key(tampered.as_str()));
+            assert!(!cached(&t, &tampered));
             // Rotated to a new key alone: the old key's cached token is refused.
             t.replace_keys(KeySet::new(other));
-            assert!(!cache(&t).contains_key(token.as_str()));
+            assert!(!cached(&t, &token));
             assert_eq!(t.decode(&token, NOW).err(), Some(TokenError::Invalid));
         }
     }

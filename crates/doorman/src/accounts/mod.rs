@@ -8,9 +8,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use doorman_guard::{UserCheck, UserRefusal};
+use doorman_token::hot::HotCache;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use password::{PasswordError, PasswordHasher, Verified};
@@ -170,10 +171,26 @@ pub struct StoreUserCheck {
     accept_during_outage: bool,
     /// Unix milliseconds until which lookups are skipped; 0 when the database is up.
     skip_until_ms: AtomicI64,
-    /// user id -> what the lookup found (`None`: no such user; `Some(active)`).
-    cache: Option<moka::future::Cache<i64, Option<bool>>>,
+    cache: Option<UserCache>,
     from_cache: metrics::Counter,
     from_database: metrics::Counter,
+}
+
+/// What lookups found, kept `user_cache_ttl` from the database's answer.
+struct UserCache {
+    /// Where a request looks first: its hits write nothing shared, so two cores answering for
+    /// the same user don't slow each other down.
+    hot: HotCache<i64, Option<bool>>,
+    /// Behind it: where concurrent misses for one user share one lookup.
+    shared: moka::future::Cache<i64, Found>,
+    ttl: Duration,
+}
+
+/// What a lookup found for a user id (`None`: no such user; `Some(active)`), and when.
+#[derive(Clone, Copy, Debug)]
+struct Found {
+    user: Option<bool>,
+    at: Instant,
 }
 
 /// How long lookups are skipped after the database failed to answer one.
@@ -193,19 +210,38 @@ impl UserCheck for StoreUserCheck {
         &self,
         user_id: i64,
     ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
+        if let Some(found) = self.cache.as_ref().and_then(|c| c.hot.get(&user_id)) {
+            self.from_cache.increment(1);
+            return Box::pin(std::future::ready(self.judge(found)));
+        }
         Box::pin(async move {
             let found = match &self.cache {
                 // A miss while another request looks the same user up waits for that lookup.
                 // Failures aren't kept: each waiter gets the failure, the next request asks
                 // again (after the outage back-off).
-                Some(cache) => shared_lookup(cache, user_id, self.look_up(user_id))
-                    .await
-                    .map(|entry| {
-                        if !entry.is_fresh() {
-                            self.from_cache.increment(1);
-                        }
-                        entry.into_value()
-                    }),
+                Some(cache) => {
+                    let look_up = async {
+                        let user = self.look_up(user_id).await?;
+                        Ok(Found {
+                            user,
+                            at: Instant::now(),
+                        })
+                    };
+                    shared_lookup(&cache.shared, user_id, look_up)
+                        .await
+                        .map(|entry| {
+                            if !entry.is_fresh() {
+                                self.from_cache.increment(1);
+                            }
+                            let found = entry.into_value();
+                            // Kept until `ttl` after the database answered, wherever it is
+                            // read from, so that is still the bound on staleness.
+                            cache
+                                .hot
+                                .insert(user_id, found.user, Some(found.at + cache.ttl));
+                            found.user
+                        })
+                }
                 None => self.look_up(user_id).await,
             };
             match found {
@@ -232,11 +268,13 @@ impl StoreUserCheck {
             check_is_active,
             accept_during_outage,
             skip_until_ms: AtomicI64::new(0),
-            cache: cache_ttl.map(|ttl| {
-                moka::future::Cache::builder()
+            cache: cache_ttl.map(|ttl| UserCache {
+                hot: HotCache::new(usize::try_from(cache_size).unwrap_or(usize::MAX)),
+                shared: moka::future::Cache::builder()
                     .max_capacity(cache_size)
                     .time_to_live(ttl)
-                    .build()
+                    .build(),
+                ttl,
             }),
             from_cache: metrics.user_lookups("cache"),
             from_database: metrics.user_lookups("database"),
@@ -300,10 +338,10 @@ impl StoreUserCheck {
 /// bring about. That is a lookup without an answer, as when the database errs: the request gets
 /// 503, not the panic catcher's 500.
 async fn shared_lookup(
-    cache: &moka::future::Cache<i64, Option<bool>>,
+    cache: &moka::future::Cache<i64, Found>,
     user_id: i64,
-    look_up: impl Future<Output = Result<Option<bool>, LookupFailed>>,
-) -> Result<moka::Entry<i64, Option<bool>>, LookupFailed> {
+    look_up: impl Future<Output = Result<Found, LookupFailed>>,
+) -> Result<moka::Entry<i64, Found>, LookupFailed> {
     use futures_util::FutureExt;
     // Unwind safety: the panic comes from moka's wait loop, where this request holds nothing
     // but its own waiter's lock, released as it unwinds; the cache is left as it was.
@@ -354,8 +392,8 @@ mod tests {
     #[tokio::test]
     async fn a_lookup_abandoned_again_and_again_is_an_error_not_a_panic() {
         use futures_util::FutureExt;
-        let cache = moka::future::Cache::<i64, Option<bool>>::new(10);
-        let never = || std::future::pending::<Result<Option<bool>, LookupFailed>>();
+        let cache = moka::future::Cache::<i64, Found>::new(10);
+        let never = || std::future::pending::<Result<Found, LookupFailed>>();
         // A request looking user 7 up, its lookup in flight.
         let mut taker = Box::pin(shared_lookup(&cache, 7, never()));
         assert!((&mut taker).now_or_never().is_none());
@@ -365,7 +403,7 @@ mod tests {
             async move {
                 shared_lookup(&cache, 7, never())
                     .await
-                    .map(|e| e.into_value())
+                    .map(|e| e.into_value().user)
             }
         });
         for _ in 0..250 {
