@@ -31,13 +31,19 @@ pub struct Metrics {
     /// The request counter and latency histogram of each (method, route, status) seen so far,
     /// so that a request costs a map lookup, not label strings and two registrations. Bounded
     /// like the labels: methods and routes are fixed lists, statuses are numbers.
-    requests: Arc<std::sync::RwLock<RequestHandles>>,
+    /// Looked up without a lock or a clone: a read lock's count and the handles' `Arc`s are
+    /// written by every request, on whichever core it runs.
+    requests: Arc<RequestHandles>,
 }
 
-type RequestHandles = std::collections::HashMap<
+type RequestHandles = doorman_token::hot::HotCache<
     (&'static str, &'static str, u16),
     (::metrics::Counter, ::metrics::Histogram),
 >;
+
+/// More (method, route, status) combinations than doorman answers with; were there more, the
+/// handles would be made again after the map is emptied, the counts kept by the recorder.
+const REQUEST_HANDLES: usize = 4096;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,7 +86,7 @@ impl Metrics {
         Metrics {
             recorder: Arc::new(recorder),
             handle,
-            requests: Arc::default(),
+            requests: Arc::new(RequestHandles::new(REQUEST_HANDLES)),
         }
     }
 
@@ -110,15 +116,11 @@ impl Metrics {
         let method = method_label(method);
         let key = (method, route, status);
         let seconds = latency.as_secs_f64();
-        // Counted under the read lock, through the handles it holds (no clones of them).
-        if let Some((count, latency_histogram)) = self
-            .requests
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
+        let counted = self.requests.read(&key, |(count, latency_histogram)| {
             count.increment(1);
             latency_histogram.record(seconds);
+        });
+        if counted.is_some() {
             return;
         }
         // A combination not seen before: its handles, kept for the next time.
@@ -133,10 +135,7 @@ impl Metrics {
         let latency_histogram = self.histogram("doorman_http_request_duration_seconds", labels());
         count.increment(1);
         latency_histogram.record(seconds);
-        self.requests
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (count, latency_histogram));
+        self.requests.insert(key, (count, latency_histogram), None);
     }
 
     /// Tokens handed out: `kind` is refresh, access or sliding.
