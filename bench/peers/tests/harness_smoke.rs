@@ -161,3 +161,33 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         assert!(measured || row.contains("Django"), "not measured: {row}");
     }
 }
+
+/// `bench/run --help` says how to use it and what the harness takes, and builds and installs
+/// nothing: run with an empty target directory, it leaves that directory empty (it once built
+/// all of doorman in release mode before printing the harness's usage).
+#[test]
+fn help_prints_the_usage_without_building_anything() {
+    if !runs("python3", "--version") {
+        return skip_or_fail("python3 is not installed");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = tempfile::tempdir().unwrap();
+    let out = Command::new(root.join("bench/run"))
+        .arg("--help")
+        .env("CARGO_TARGET_DIR", target.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("Usage: bench/run"), "{stdout}");
+    assert!(stdout.contains("--bin DIR"), "{stdout}");
+    assert!(
+        stdout.contains("--hash-time"),
+        "the harness's options: {stdout}"
+    );
+    let left: Vec<_> = std::fs::read_dir(target.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "--help wrote into the target directory: {left:?}"
+    );
+}
