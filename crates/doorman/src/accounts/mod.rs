@@ -236,9 +236,9 @@ impl UserCheck for StoreUserCheck {
                             let found = entry.into_value();
                             // Kept until `ttl` after the database answered, wherever it is
                             // read from, so that is still the bound on staleness.
-                            cache
-                                .hot
-                                .insert(user_id, found.user, Some(found.at + cache.ttl));
+                            if let Some(until) = found.at.checked_add(cache.ttl) {
+                                cache.hot.insert(user_id, found.user, Some(until));
+                            }
                             found.user
                         })
                 }
