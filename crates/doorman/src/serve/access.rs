@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,7 @@ use super::client::{ClientAddr, TrustedProxies};
 use crate::metrics::Metrics;
 
 /// What the access log needs: whose forwarding headers to believe, where to count, and
-/// doorman's routes (a path outside them is counted as `other`). Cloned per request, so one
-/// `Arc`.
+/// doorman's routes (a path outside them is counted as `other`).
 #[derive(Clone)]
 pub struct Observed(Arc<Inner>);
 
@@ -55,14 +54,11 @@ impl Observed {
     }
 
     /// Notes the request, and tells the handlers who the client is ([`ClientAddr`]).
-    pub fn see(&self, request: &mut Request, started: Instant) -> Seen {
+    /// `peer`: the TCP peer, `None` over a Unix socket.
+    pub fn see(&self, request: &mut Request, peer: Option<SocketAddr>, started: Instant) -> Seen {
         let proxies = &self.0.proxies;
-        let peer = request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.ip());
         let client = match peer {
-            Some(peer) => Some(proxies.client(peer, request.headers())),
+            Some(peer) => Some(proxies.client(peer.ip(), request.headers())),
             None => proxies.client_over_unix(request.headers()),
         };
         if let Some(client) = client {

@@ -1,23 +1,14 @@
-//! The one layer every request passes first and every response last: request headers that
-//! must not be printed are marked sensitive, the request gets an `X-Request-Id` (the client's
-//! or proxy's own, else a new UUID) that its response echoes, every response gets the security
-//! headers, and on the API listener each request is counted and logged.
+//! What every request meets first and every response last: request headers that must not be
+//! printed are marked sensitive, the request gets an `X-Request-Id` (the client's or proxy's
+//! own, else a new UUID) that its response echoes, and every response gets the security
+//! headers. [`super::gate`] runs these around every request.
 //!
-//! One hand-written service instead of a tower-http layer per job: each `Router::layer` costs
-//! a boxed service clone and a boxed future per request, and eight of them were a measurable
-//! share of `/hello/`'s time.
+//! Plain functions instead of a tower-http layer per job: each `Router::layer` costs a boxed
+//! service clone and a boxed future per request, and eight of them were a measurable share of
+//! `/hello/`'s time.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Instant;
-
-use axum::extract::Request;
 use http::header::{self, Entry};
 use http::{HeaderMap, HeaderName, HeaderValue};
-
-use super::access::Observed;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -37,79 +28,25 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 /// Request headers whose values debugging output must hide.
 const SENSITIVE: [HeaderName; 2] = [header::AUTHORIZATION, header::COOKIE];
 
-#[derive(Clone)]
-pub struct EdgeLayer {
-    observed: Option<Observed>,
+/// What the edge does to a request on its way in: marks the headers that must not be printed,
+/// and gives the request its id (returned, for the response and the log).
+pub fn before(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    mark_sensitive(headers);
+    request_id(headers)
 }
 
-impl EdgeLayer {
-    /// `observed`: where to count and log requests; `None` (the admin listener) for neither.
-    pub fn new(observed: Option<Observed>) -> EdgeLayer {
-        EdgeLayer { observed }
-    }
-}
-
-impl<S> tower::Layer<S> for EdgeLayer {
-    type Service = Edge<S>;
-
-    fn layer(&self, inner: S) -> Edge<S> {
-        Edge {
-            inner,
-            observed: self.observed.clone(),
+/// What it does to every response on its way out: the security headers and the request id,
+/// unless the response set them itself.
+pub fn after(headers: &mut HeaderMap, request_id: Option<&HeaderValue>) {
+    for (name, value) in SECURITY_HEADERS {
+        if let Entry::Vacant(entry) = headers.entry(name) {
+            entry.insert(HeaderValue::from_static(value));
         }
     }
-}
-
-#[derive(Clone)]
-pub struct Edge<S> {
-    inner: S,
-    observed: Option<Observed>,
-}
-
-impl<S, B> tower::Service<Request> for Edge<S>
-where
-    S: tower::Service<Request, Response = http::Response<B>, Error = Infallible>,
-    S::Future: Send + 'static,
-    B: 'static,
-{
-    type Response = http::Response<B>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<B>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        let started = Instant::now();
-        mark_sensitive(request.headers_mut());
-        let request_id = request_id(request.headers_mut());
-        let observed = self.observed.clone();
-        let seen = observed.as_ref().map(|o| o.see(&mut request, started));
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let Ok(mut response) = answer.await;
-            let headers = response.headers_mut();
-            for (name, value) in SECURITY_HEADERS {
-                if let Entry::Vacant(entry) = headers.entry(name) {
-                    entry.insert(HeaderValue::from_static(value));
-                }
-            }
-            if let Some(id) = &request_id
-                && let Entry::Vacant(entry) = headers.entry(REQUEST_ID)
-            {
-                entry.insert(id.clone());
-            }
-            if let (Some(observed), Some(seen)) = (observed, seen) {
-                let none = HeaderValue::from_static("-");
-                observed.record(
-                    seen,
-                    response.status().as_u16(),
-                    request_id.as_ref().unwrap_or(&none),
-                );
-            }
-            Ok(response)
-        })
+    if let Some(id) = request_id
+        && let Entry::Vacant(entry) = headers.entry(REQUEST_ID)
+    {
+        entry.insert(id.clone());
     }
 }
 

@@ -8,17 +8,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use http::Request;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tower::ServiceExt;
+
+use super::gate::Gate;
 
 use crate::config::Bind;
 
@@ -182,18 +178,13 @@ async fn accept_loop(
             accepted = accept(&listener) => match accepted {
                 Ok(Accepted::Tcp(stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let app = app.clone().map_request(move |request: Request<Incoming>| {
-                        let mut request = request.map(Body::new);
-                        request.extensions_mut().insert(ConnectInfo(peer));
-                        request
-                    });
                     match &limits.tls {
                         None => spawn_tcp_connection(
                             &protocols,
                             &graceful,
                             limits.header_read_timeout,
                             stream,
-                            app,
+                            app.connection(Some(peer), false),
                         ),
                         Some(tls) => spawn_tls_connection(
                             &protocols,
@@ -201,15 +192,13 @@ async fn accept_loop(
                             tls.acceptor(),
                             limits.header_read_timeout,
                             stream,
-                            app,
+                            app.connection(Some(peer), true),
                         ),
                     }
                 }
                 Ok(Accepted::Unix(stream)) => {
-                    let app = app
-                        .clone()
-                        .map_request(|request: Request<Incoming>| request.map(Body::new));
-                    protocols.spawn(Protocol::Detect, stream, app, graceful.watcher());
+                    let gate = app.connection(None, false);
+                    protocols.spawn(Protocol::Detect, stream, gate, graceful.watcher());
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -234,31 +223,6 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
         Listener::Tcp(l) => l.accept().await.map(|(s, peer)| Accepted::Tcp(s, peer)),
         Listener::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Accepted::Unix(s)),
     }
-}
-
-/// What a connection serves: the router, with the connection's own extras (peer address, HSTS).
-trait ConnectionService:
-    tower::Service<
-        http::Request<hyper::body::Incoming>,
-        Response = axum::response::Response,
-        Error = std::convert::Infallible,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + 'static
-{
-}
-
-impl<S> ConnectionService for S where
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static
-{
 }
 
 /// The HTTP version a connection speaks, when known before hyper reads it.
@@ -310,13 +274,11 @@ impl Protocols {
     /// Serves one connection in a task of its own, under the graceful stop. Each version
     /// gets a task sized to its own connection (an `async` match over the three would be as
     /// big as the biggest).
-    fn spawn<I, S>(&self, protocol: Protocol, io: I, app: S, watcher: Watcher)
+    fn spawn<I>(&self, protocol: Protocol, io: I, service: Gate, watcher: Watcher)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: ConnectionService,
     {
         let io = TokioIo::new(io);
-        let service = TowerToHyperService::new(app);
         // A client that goes away mid-request is routine, not an error worth a log line.
         match protocol {
             Protocol::Http1 => {
@@ -349,15 +311,13 @@ const H2_PREFACE_START: &[u8; 4] = b"PRI ";
 /// the header deadline; a client that sends nothing in time is dropped, as hyper would). The
 /// peek ends at the first bytes, so a client that waits before its first byte gets up to
 /// twice `header_read_timeout` for its first request head: the peek's and then hyper's.
-fn spawn_tcp_connection<S>(
+fn spawn_tcp_connection(
     protocols: &Protocols,
     graceful: &GracefulShutdown,
     header_read_timeout: Duration,
     stream: tokio::net::TcpStream,
-    app: S,
-) where
-    S: ConnectionService,
-{
+    gate: Gate,
+) {
     let protocols = protocols.clone();
     let watcher = graceful.watcher();
     tokio::spawn(async move {
@@ -369,32 +329,23 @@ fn spawn_tcp_connection<S>(
                 Ok(Ok(_)) if &first == H2_PREFACE_START => Protocol::Http2,
                 Ok(Ok(_)) => Protocol::Http1,
             };
-        protocols.spawn(protocol, stream, app, watcher);
+        protocols.spawn(protocol, stream, gate, watcher);
     });
 }
 
 /// The TLS handshake runs in the connection's own task, under the header deadline, so a slow
 /// or silent client can't hold the accept loop. ALPN says which HTTP the connection speaks.
-/// Responses get `Strict-Transport-Security`.
-fn spawn_tls_connection<S>(
+/// Its gate gives responses `Strict-Transport-Security`.
+fn spawn_tls_connection(
     protocols: &Protocols,
     graceful: &GracefulShutdown,
     acceptor: tokio_rustls::TlsAcceptor,
     handshake_timeout: Duration,
     stream: tokio::net::TcpStream,
-    app: S,
-) where
-    S: ConnectionService,
-{
+    gate: Gate,
+) {
     let protocols = protocols.clone();
     let watcher = graceful.watcher();
-    let app = app.map_response(|mut response: axum::response::Response| {
-        response.headers_mut().insert(
-            http::header::STRICT_TRANSPORT_SECURITY,
-            http::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        );
-        response
-    });
     tokio::spawn(async move {
         let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
         else {
@@ -405,6 +356,6 @@ fn spawn_tls_connection<S>(
             Some(_) => Protocol::Http1,
             None => Protocol::Detect,
         };
-        protocols.spawn(protocol, tls, app, watcher);
+        protocols.spawn(protocol, tls, gate, watcher);
     });
 }

@@ -2,16 +2,12 @@
 //! turned into JSON 500s, load shedding and a deadline per request (503 JSON, never a hang),
 //! security headers on every response, and the signals that stop the server gracefully.
 
-use std::any::Any;
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use http::{HeaderValue, header};
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::api::ApiError;
@@ -19,6 +15,7 @@ use crate::api::ApiError;
 pub mod access;
 pub mod client;
 pub mod edge;
+pub mod gate;
 pub mod listen;
 pub mod tls;
 
@@ -131,64 +128,27 @@ impl tower_http::compression::Predicate for CompressWhereSafe {
     }
 }
 
-/// What every connection serves: the router inside its service stack, boxed once. (Wrapped
-/// in another `Router` instead, each request paid a second route lookup and another boxed
-/// service call on its way in.)
-pub type App = tower::util::BoxCloneSyncService<axum::extract::Request, Response, Infallible>;
+pub use gate::App;
 
-/// The whole application as one service stack, applied once (each `Router::layer` would box
-/// again per request and give every route its own limits): the edge (request id, security
-/// headers, access log and metrics), CORS, load shedding, one concurrency limit and one
-/// deadline (503 JSON when either trips), and panics turned into JSON 500s.
+/// The API listener's application: the router (with CORS, when configured) behind the gate
+/// (request id, security headers, access log and metrics, the concurrency limit and the
+/// deadline with 503 JSON when either trips, panics turned into JSON 500s).
 pub fn stack(app: Router, limits: &Limits, observed: access::Observed) -> App {
-    let stack = ServiceBuilder::new()
-        .layer(edge::EdgeLayer::new(Some(observed)))
-        .option_layer(cors(limits))
-        .layer(HandleErrorLayer::new(overloaded_or_late))
-        .load_shed()
-        .concurrency_limit(limits.max_concurrent_requests.max(1))
-        .timeout(limits.request_timeout)
-        .layer(CatchPanicLayer::custom(panic_response))
-        .service(app);
-    App::new(stack)
-}
-
-/// The admin listener's stack: the edge without the access log, and panics as JSON 500s.
-pub fn admin_stack(app: Router) -> App {
-    let stack = ServiceBuilder::new()
-        .layer(edge::EdgeLayer::new(None))
-        .map_response(IntoResponse::into_response)
-        .layer(CatchPanicLayer::custom(panic_response))
-        .service(app);
-    App::new(stack)
-}
-
-/// The load shedder refused the request (every slot busy) or the deadline passed: 503 JSON, with
-/// `Retry-After` so well-behaved clients back off.
-async fn overloaded_or_late(error: tower::BoxError) -> Response {
-    let (detail, retry_after) = if error.is::<tower::timeout::error::Elapsed>() {
-        tracing::warn!("a request ran past request_timeout");
-        ("The request took too long; try again later.", "5")
-    } else if error.is::<tower::load_shed::error::Overloaded>() {
-        ("Service temporarily unavailable, try again later.", "1")
-    } else {
-        tracing::error!(error = %error, "a request failed in the middleware");
-        return ApiError::Internal.into_response();
+    let app = match cors(limits) {
+        Some(cors) => app.layer(cors),
+        None => app,
     };
-    let mut response = super::api::render(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &serde_json::json!({ "detail": detail }),
-        None,
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
-    response
+    App::new(
+        app,
+        observed,
+        limits.max_concurrent_requests,
+        limits.request_timeout,
+    )
 }
 
-fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
-    tracing::error!("a request handler panicked");
-    ApiError::Internal.into_response()
+/// The admin listener's: the router behind the gate without the access log or the limits.
+pub fn admin_stack(app: Router) -> App {
+    App::admin(app)
 }
 
 /// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
