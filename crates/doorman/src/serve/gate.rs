@@ -9,6 +9,7 @@
 //! clone and drop wrote reference counts shared by every core. Here a request takes one slot
 //! in a counter and one clone of the router, as a bare axum server does.
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -135,8 +136,11 @@ impl Gate {
                     match answer {
                         Ok(Ok(Ok(response))) => response,
                         Ok(Ok(Err(never))) => match never {},
-                        Ok(Err(_panic)) => {
-                            tracing::error!("a request handler panicked");
+                        Ok(Err(panic)) => {
+                            tracing::error!(
+                                panic = panic_message(panic.as_ref()),
+                                "a request handler panicked"
+                            );
                             ApiError::Internal.into_response()
                         }
                         Err(_elapsed) => {
@@ -163,6 +167,18 @@ impl Gate {
             }
             Ok(response)
         })
+    }
+}
+
+/// What a panic said, for the log line: its message when it has one (`panic!` with text,
+/// `expect`), else a placeholder.
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&'static str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "(no message)"
     }
 }
 
@@ -348,6 +364,18 @@ mod tests {
         );
         let response = app.answer(get_request("/ok/"), None).await;
         assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// The panic's own message goes into the log line, whichever way it was raised.
+    #[test]
+    fn a_panics_message_is_read_from_its_payload() {
+        let caught = std::panic::catch_unwind(|| panic!("static text")).unwrap_err();
+        assert_eq!(panic_message(caught.as_ref()), "static text");
+        let n = 7;
+        let caught = std::panic::catch_unwind(move || panic!("formatted {n}")).unwrap_err();
+        assert_eq!(panic_message(caught.as_ref()), "formatted 7");
+        let caught = std::panic::catch_unwind(|| std::panic::panic_any(42)).unwrap_err();
+        assert_eq!(panic_message(caught.as_ref()), "(no message)");
     }
 
     /// The admin listener's gate has no limit and no deadline, but the edge's headers.
