@@ -366,7 +366,8 @@ mod tests {
         assert_eq!(response.status(), StatusCode::OK);
     }
 
-    /// The panic's own message goes into the log line, whichever way it was raised.
+    /// The message the log line carries is read from the payload whichever way the panic was
+    /// raised: static text, formatted text, or a payload that is not text at all.
     #[test]
     fn a_panics_message_is_read_from_its_payload() {
         let caught = std::panic::catch_unwind(|| panic!("static text")).unwrap_err();
