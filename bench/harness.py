@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""doorman's benchmark: doorman, a no-auth axum ceiling and the Django + simplejwt reference app
-under gunicorn, measured in one run on this machine with wrk, and doorman's figures given as
-ratios against the peers measured in the same run.
+"""doorman's benchmark: doorman, a no-auth axum ceiling, the same ceiling with the field's
+production middleware around it (`ceiling-stack`: request id, access log, metrics, limits; still
+no authentication) and the Django + simplejwt reference app under gunicorn, measured in one run
+on this machine with wrk, and doorman's figures given as ratios against the peers measured in
+the same run.
 
 Started by bench/run, which builds the release binaries, installs wrk and the Django packages,
 then runs this with the paths. Prints a table, the targets, and one `BENCH {json}` line per
@@ -457,10 +459,12 @@ class Run:
 
     # the peers ----------------------------------------------------------------------------------
 
-    def ceiling(self):
+    def ceiling(self, name="ceiling"):
+        """The bare ceiling, or with `name="ceiling-stack"` the one with production middleware."""
+        binary = self.args.ceiling if name == "ceiling" else self.args.ceiling_stack
         port = free_port()
-        return Server("ceiling", [self.args.ceiling, f"127.0.0.1:{port}"], dict(os.environ),
-                      self.work, port, os.path.join(self.work, "ceiling.log"))
+        return Server(name, [binary, f"127.0.0.1:{port}"], dict(os.environ),
+                      self.work, port, os.path.join(self.work, f"{name}.log"))
 
     def run_ceiling(self):
         log("ceiling (axum, no authentication)")
@@ -470,6 +474,14 @@ class Run:
                              workdir=self.work)
             self.record("ceiling", "hello", c, r, rss_peak_mb=round(ceiling.rss_mb("VmHWM"), 1))
         ceiling.stop()
+        log("ceiling-stack (axum with tower-http's production middleware, no authentication)")
+        stack = self.ceiling("ceiling-stack")
+        for c in self.args.connections:
+            r = stack.load(script_get("/hello/", "unused"), c, self.args.seconds,
+                           workdir=self.work)
+            self.record("ceiling-stack", "hello", c, r,
+                        rss_peak_mb=round(stack.rss_mb("VmHWM"), 1))
+        stack.stop()
         # The same idle connections on the bare HTTP stack: what hyper itself holds per
         # connection, for comparison with doorman's figure.
         ceiling = self.ceiling()
@@ -526,7 +538,7 @@ class Run:
         dj.stop()
 
     def paired(self):
-        """The c=64 throughput ratios measured back to back. Each round runs the ceiling's
+        """The c=64 throughput ratios measured back to back. Each round runs the two ceilings'
         `/hello/`, then doorman's `/hello/` (HS256 and EdDSA) and verify, then Django's `/hello/`,
         so that the machine's drift during the run falls on all of them alike; the targets take
         the median of the per-round ratios."""
@@ -538,6 +550,8 @@ class Run:
         try:
             ceiling = self.ceiling()
             servers.append(ceiling)
+            stack = self.ceiling("ceiling-stack")
+            servers.append(stack)
             hs = self.doorman("paired-hs256", {"DOORMAN_SIGNING_KEY": HS256_SECRET})
             servers.append(hs)
             ed = self.doorman("paired-eddsa", {"DOORMAN_ALGORITHM": "EdDSA"})
@@ -545,6 +559,7 @@ class Run:
             hs_access, ed_access = self.login(hs)["access"], self.login(ed)["access"]
             plan = [
                 ("ceiling", "hello", ceiling, script_get("/hello/", "unused")),
+                ("ceiling-stack", "hello", stack, script_get("/hello/", "unused")),
                 ("doorman", "hello", hs, script_get("/hello/", hs_access)),
                 ("doorman", "hello_eddsa", ed, script_get("/hello/", ed_access)),
                 ("doorman", "verify", hs, script_post("/api/token/verify/", {"token": hs_access})),
@@ -709,7 +724,7 @@ def report(run):
     if rounds:
         print(f"## Paired rounds (c={c}, ok req/s; each round runs the servers back to back)")
         print()
-        columns = [("ceiling", "hello"), ("doorman", "hello"), ("doorman", "hello_eddsa"),
+        columns = [("ceiling", "hello"), ("ceiling-stack", "hello"), ("doorman", "hello"), ("doorman", "hello_eddsa"),
                    ("doorman", "verify"), ("django", "hello")]
         columns = [col for col in columns if any(col in r for r in rounds)]
         print("| round | " + " | ".join(f"{s} {w}" for s, w in columns) + " |")
@@ -761,11 +776,44 @@ def report(run):
     for line in extra:
         print(f"- {line}")
 
+    # Not a target: what doorman costs against a server that does a production server's work
+    # per request, so that the price of authentication shows apart from that of the rest.
+    def table_entry(server, workload):
+        """The table's figure at c=64, else (--quick, --connections) at the most connections."""
+        found = sorted((e for e in res if (e["server"], e["workload"]) == (server, workload)
+                        and e.get("connections") and e["connections"] <= c),
+                       key=lambda e: (e["connections"] == c, e["connections"]))
+        return found[-1] if found else None
+
+    stack_hello = table_entry("ceiling-stack", "hello")
+    if stack_hello or any(("ceiling-stack", "hello") in r for r in rounds):
+        at_c = stack_hello["connections"] if stack_hello else c
+        print()
+        print("## Beside the production-stack ceiling (for comparison; not a target)")
+        print()
+        print("`ceiling-stack`: the ceiling with tower-http's request id, access log, security "
+              "headers, panic catcher, deadline and concurrency limit and per-request metrics "
+              "around it, still without authentication (`bench/peers/src/bin/ceiling-stack.rs`).")
+        print()
+        print(f"| doorman workload | / ceiling-stack /hello/ | server CPU us/req at c={at_c} "
+              "(user), doorman | ceiling-stack /hello/ |")
+        print("|---|---:|---:|---:|")
+
+        def cpu(e):
+            return (f"{e['cpu_us_per_req']} ({e['user_us_per_req']})"
+                    if e and e.get("cpu_us_per_req") else "")
+        for workload in ("hello", "hello_eddsa", "verify"):
+            value = against(workload, "ceiling-stack")
+            e = run.find("doorman", workload, at_c)
+            print(f"| {workload} | {f'{value}x' if value else 'not measured'} | {cpu(e)} "
+                  f"| {cpu(stack_hello)} |")
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--doorman", required=True)
     p.add_argument("--ceiling", required=True)
+    p.add_argument("--ceiling-stack", required=True)
     p.add_argument("--hash-time", required=True)
     p.add_argument("--django-venv")
     p.add_argument("--django-app")

@@ -103,6 +103,7 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
     let wanted = [
         ("ceiling", "hello"),
         ("ceiling", "idle_connections"),
+        ("ceiling-stack", "hello"),
         ("doorman", "idle_rss"),
         ("doorman", "hello"),
         ("doorman", "hello_eddsa"),
@@ -116,6 +117,7 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         ("doorman", "idle_connections"),
         ("doorman", "startup"),
         ("ceiling", "paired_hello"),
+        ("ceiling-stack", "paired_hello"),
         ("doorman", "paired_hello"),
         ("doorman", "paired_hello_eddsa"),
         ("doorman", "paired_verify"),
@@ -150,6 +152,7 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
     let targets = stdout
         .split("## Targets")
         .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
         .unwrap_or_else(|| panic!("no targets in:\n{stdout}"));
     let rows: Vec<&str> = targets
         .lines()
@@ -159,6 +162,26 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
     for row in rows {
         let measured = row.contains("| met |") || row.contains("| MISSED |");
         assert!(measured || row.contains("Django"), "not measured: {row}");
+    }
+
+    // doorman beside the production-stack ceiling: a ratio for each workload, from the rounds.
+    let beside = stdout
+        .split("## Beside the production-stack ceiling")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no production-stack comparison in:\n{stdout}"));
+    for workload in ["hello", "hello_eddsa", "verify"] {
+        let row = beside
+            .lines()
+            .find(|l| l.starts_with(&format!("| {workload} |")))
+            .unwrap_or_else(|| panic!("no {workload} row in:\n{beside}"));
+        let ratio = row.split('|').nth(2).unwrap().trim();
+        assert!(
+            ratio
+                .strip_suffix('x')
+                .and_then(|r| r.parse::<f64>().ok())
+                .is_some_and(|r| r > 0.0),
+            "no ratio: {row}"
+        );
     }
 }
 
