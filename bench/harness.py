@@ -791,8 +791,8 @@ def report(run):
         print()
         print("## Beside the production-stack ceiling (for comparison; not a target)")
         print()
-        print("`ceiling-stack`: the ceiling with tower-http's request id, access log, security "
-              "headers, panic catcher, deadline and concurrency limit and per-request metrics "
+        print("`ceiling-stack`: the ceiling with tower-http's request id, access log, security\n"
+              "headers, panic catcher, deadline and concurrency limit and per-request metrics\n"
               "around it, still without authentication (`bench/peers/src/bin/ceiling-stack.rs`).")
         print()
         print(f"| doorman workload | / ceiling-stack /hello/ | server CPU us/req at c={at_c} "
