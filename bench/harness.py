@@ -724,8 +724,8 @@ def report(run):
     if rounds:
         print(f"## Paired rounds (c={c}, ok req/s; each round runs the servers back to back)")
         print()
-        columns = [("ceiling", "hello"), ("ceiling-stack", "hello"), ("doorman", "hello"), ("doorman", "hello_eddsa"),
-                   ("doorman", "verify"), ("django", "hello")]
+        columns = [("ceiling", "hello"), ("ceiling-stack", "hello"), ("doorman", "hello"),
+                   ("doorman", "hello_eddsa"), ("doorman", "verify"), ("django", "hello")]
         columns = [col for col in columns if any(col in r for r in rounds)]
         print("| round | " + " | ".join(f"{s} {w}" for s, w in columns) + " |")
         print("|---:|" + "---:|" * len(columns))
