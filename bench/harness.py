@@ -459,12 +459,14 @@ class Run:
 
     # the peers ----------------------------------------------------------------------------------
 
-    def ceiling(self, name="ceiling"):
-        """The bare ceiling, or with `name="ceiling-stack"` the one with production middleware."""
-        binary = self.args.ceiling if name == "ceiling" else self.args.ceiling_stack
+    def ceiling(self, name="ceiling", busy_ns=None):
+        """The bare ceiling (with `busy_ns`, spinning that long in each request), or with
+        `name="ceiling-stack"` the one with production middleware."""
+        binary = self.args.ceiling_stack if name == "ceiling-stack" else self.args.ceiling
         port = free_port()
-        return Server(name, [binary, f"127.0.0.1:{port}"], dict(os.environ),
-                      self.work, port, os.path.join(self.work, f"{name}.log"))
+        cmd = [binary, f"127.0.0.1:{port}"] + ([str(busy_ns)] if busy_ns else [])
+        return Server(name, cmd, dict(os.environ), self.work, port,
+                      os.path.join(self.work, f"{name}.log"))
 
     def run_ceiling(self):
         log("ceiling (axum, no authentication)")
@@ -538,8 +540,9 @@ class Run:
         dj.stop()
 
     def paired(self):
-        """The c=64 throughput ratios measured back to back. Each round runs the two ceilings'
-        `/hello/`, then doorman's `/hello/` (HS256 and EdDSA) and verify, then Django's `/hello/`,
+        """The c=64 throughput ratios measured back to back. Each round runs the ceilings'
+        `/hello/` (bare, with `--busy-ns` also bare plus that much work, then ceiling-stack),
+        then doorman's `/hello/` (HS256 and EdDSA) and verify, then Django's `/hello/`,
         so that the machine's drift during the run falls on all of them alike; the targets take
         the median of the per-round ratios."""
         rounds, seconds, c = self.args.pair_rounds, self.args.pair_seconds, 64
@@ -556,9 +559,16 @@ class Run:
             servers.append(hs)
             ed = self.doorman("paired-eddsa", {"DOORMAN_ALGORITHM": "EdDSA"})
             servers.append(ed)
+            busy = []
+            for ns in self.args.busy_ns:
+                server = self.ceiling(f"ceiling-busy-{ns}", busy_ns=ns)
+                servers.append(server)
+                busy.append((f"ceiling-busy-{ns}", "hello", server,
+                             script_get("/hello/", "unused")))
             hs_access, ed_access = self.login(hs)["access"], self.login(ed)["access"]
             plan = [
                 ("ceiling", "hello", ceiling, script_get("/hello/", "unused")),
+                *busy,
                 ("ceiling-stack", "hello", stack, script_get("/hello/", "unused")),
                 ("doorman", "hello", hs, script_get("/hello/", hs_access)),
                 ("doorman", "hello_eddsa", ed, script_get("/hello/", ed_access)),
@@ -724,7 +734,9 @@ def report(run):
     if rounds:
         print(f"## Paired rounds (c={c}, ok req/s; each round runs the servers back to back)")
         print()
-        columns = [("ceiling", "hello"), ("ceiling-stack", "hello"), ("doorman", "hello"),
+        columns = [("ceiling", "hello"),
+                   *((f"ceiling-busy-{ns}", "hello") for ns in run.args.busy_ns),
+                   ("ceiling-stack", "hello"), ("doorman", "hello"),
                    ("doorman", "hello_eddsa"), ("doorman", "verify"), ("django", "hello")]
         columns = [col for col in columns if any(col in r for r in rounds)]
         print("| round | " + " | ".join(f"{s} {w}" for s, w in columns) + " |")
@@ -808,12 +820,50 @@ def report(run):
             print(f"| {workload} | {f'{value}x' if value else 'not measured'} | {cpu(e)} "
                   f"| {cpu(stack_hello)} |")
 
+    # Not a target either: how far a known amount of work per request moves the bare ceiling,
+    # i.e. how much a server may add per request and still reach a given ratio.
+    busy = [ns for ns in run.args.busy_ns if any((f"ceiling-busy-{ns}", "hello") in r
+                                                  for r in rounds)]
+    if busy:
+        print()
+        print("## The ceiling with fixed work per request (calibration; not a target)")
+        print()
+        print("`ceiling BUSY_NS`: the bare ceiling spinning on the CPU for BUSY_NS in each "
+              "request,\nin the same paired rounds (medians over the rounds).")
+        print()
+        print("| server | / ceiling | user CPU us/req | all CPU us/req |")
+        print("|---|---:|---:|---:|")
+
+        def paired_cpu(server, workload="hello"):
+            rows = [e for e in res if (e["server"], e["workload"]) == (server, f"paired_{workload}")
+                    and e.get("cpu_us_per_req")]
+            if not rows:
+                return "", ""
+            return (round(statistics.median(e["user_us_per_req"] for e in rows), 2),
+                    round(statistics.median(e["cpu_us_per_req"] for e in rows), 2))
+
+        def calibration_row(label, server, workload="hello"):
+            per_round = [ratio(r[(server, workload)], r[("ceiling", "hello")]) for r in rounds
+                         if r.get((server, workload)) and r.get(("ceiling", "hello"))]
+            value = round(statistics.median(per_round), 2) if per_round else None
+            user, total = paired_cpu(server, workload)
+            print(f"| {label} | {f'{value}x' if value else 'not measured'} | {user} | {total} |")
+
+        calibration_row("ceiling", "ceiling")
+        for ns in busy:
+            calibration_row(f"ceiling + {ns} ns of work", f"ceiling-busy-{ns}")
+        calibration_row("doorman, /hello/ HS256", "doorman")
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--doorman", required=True)
     p.add_argument("--ceiling", required=True)
     p.add_argument("--ceiling-stack", required=True)
+    p.add_argument("--busy-ns", default="",
+                   type=lambda v: [int(n) for n in v.split(",") if n.strip()],
+                   help="comma-separated nanoseconds: in the paired rounds, also the ceiling "
+                        "with that much CPU work per request (calibrates the ratio targets)")
     p.add_argument("--hash-time", required=True)
     p.add_argument("--django-venv")
     p.add_argument("--django-app")

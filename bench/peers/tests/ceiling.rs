@@ -1,8 +1,9 @@
 //! The two ceilings: each ends on SIGTERM through `main`'s return, with exit status 0 (a build
 //! instrumented for profile-guided optimisation, `bench/pgo`, writes its profile in an exit
 //! handler, which the signal's default action would never run, and the ceilings must be trained
-//! the same way as doorman for the benchmark's ratios to be fair); and the production-stack
-//! ceiling really runs the middleware it stands for.
+//! the same way as doorman for the benchmark's ratios to be fair); the bare ceiling's optional
+//! work per request is really done; and the production-stack ceiling really runs the
+//! middleware it stands for.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -19,11 +20,12 @@ const CEILINGS: [&str; 2] = [
     env!("CARGO_BIN_EXE_ceiling-stack"),
 ];
 
-/// `program` serving on a free loopback port: the process, its address and the rest of its
-/// stdout.
-fn start(program: &str) -> (Child, String, BufReader<ChildStdout>) {
+/// `program` serving on a free loopback port (`extra`: arguments after the address): the
+/// process, its address and the rest of its stdout.
+fn start(program: &str, extra: &[&str]) -> (Child, String, BufReader<ChildStdout>) {
     let mut child = Command::new(program)
         .arg("127.0.0.1:0")
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -73,7 +75,7 @@ fn get_hello(address: &str, extra: &str) -> (String, String) {
 #[test]
 fn sigterm_ends_each_ceiling_with_a_normal_exit() {
     for program in CEILINGS {
-        let (mut ceiling, address, _stdout) = start(program);
+        let (mut ceiling, address, _stdout) = start(program, &[]);
         // Serving, with a connection open, when the signal comes.
         let _open = TcpStream::connect(&address).unwrap();
         let status = terminate(&mut ceiling);
@@ -84,12 +86,41 @@ fn sigterm_ends_each_ceiling_with_a_normal_exit() {
     }
 }
 
+/// `ceiling ADDRESS BUSY_NS` answers as the bare ceiling does, after at least `BUSY_NS` of
+/// work in each request; a `BUSY_NS` that isn't a number stops it at start.
+#[test]
+fn the_ceilings_work_per_request_is_done() {
+    let program = env!("CARGO_BIN_EXE_ceiling");
+    let (mut bare, address, _stdout) = start(program, &[]);
+    let (_, bare_body) = get_hello(&address, "");
+    assert!(terminate(&mut bare).success());
+
+    // 300 ms: far above what a loopback request takes, so the lower bound can't come from
+    // anything but the spin.
+    let (mut busy, address, _stdout) = start(program, &["300000000"]);
+    for _ in 0..2 {
+        let started = Instant::now();
+        let (head, body) = get_hello(&address, "");
+        let took = started.elapsed();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body, bare_body);
+        assert!(took >= Duration::from_millis(300), "answered in {took:?}");
+    }
+    assert!(terminate(&mut busy).success());
+
+    let out = Command::new(program)
+        .args(["127.0.0.1:0", "soon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+}
+
 /// What makes `ceiling-stack` a production stack and not a second bare ceiling: a request id
 /// made (or the client's echoed), the security headers, and one JSON access-log line per
 /// request carrying the id, written out by the time it exits.
 #[test]
 fn the_stack_ceiling_runs_its_middleware() {
-    let (mut stack, address, mut stdout) = start(env!("CARGO_BIN_EXE_ceiling-stack"));
+    let (mut stack, address, mut stdout) = start(env!("CARGO_BIN_EXE_ceiling-stack"), &[]);
 
     let (head, body) = get_hello(&address, "");
     assert!(head.starts_with("http/1.1 200"), "{head}");

@@ -66,6 +66,7 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         .arg(&bin)
         .arg("--out")
         .arg(&out_file)
+        .args(["--busy-ns", "1000"])
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", results.path())
         .output()
@@ -118,6 +119,7 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         ("doorman", "startup"),
         ("ceiling", "paired_hello"),
         ("ceiling-stack", "paired_hello"),
+        ("ceiling-busy-1000", "paired_hello"),
         ("doorman", "paired_hello"),
         ("doorman", "paired_hello_eddsa"),
         ("doorman", "paired_verify"),
@@ -165,24 +167,38 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
     }
 
     // doorman beside the production-stack ceiling: a ratio for each workload, from the rounds.
-    let beside = stdout
-        .split("## Beside the production-stack ceiling")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no production-stack comparison in:\n{stdout}"));
+    let beside = section(&stdout, "## Beside the production-stack ceiling");
     for workload in ["hello", "hello_eddsa", "verify"] {
-        let row = beside
-            .lines()
-            .find(|l| l.starts_with(&format!("| {workload} |")))
-            .unwrap_or_else(|| panic!("no {workload} row in:\n{beside}"));
-        let ratio = row.split('|').nth(2).unwrap().trim();
-        assert!(
-            ratio
-                .strip_suffix('x')
-                .and_then(|r| r.parse::<f64>().ok())
-                .is_some_and(|r| r > 0.0),
-            "no ratio: {row}"
-        );
+        assert_ratio(beside, &format!("| {workload} |"));
     }
+    // The calibration: the ceiling with 1000 ns of work per request, against the bare one.
+    let calibration = section(&stdout, "## The ceiling with fixed work per request");
+    assert_ratio(calibration, "| ceiling + 1000 ns of work |");
+}
+
+/// What follows `heading` in the report.
+fn section<'a>(report: &'a str, heading: &str) -> &'a str {
+    report
+        .split(heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {heading:?} in:\n{report}"))
+}
+
+/// The row of `section` that starts with `start` has a positive ratio (`1.23x`) in its second
+/// column.
+fn assert_ratio(section: &str, start: &str) {
+    let row = section
+        .lines()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no {start:?} row in:\n{section}"));
+    let ratio = row.split('|').nth(2).unwrap().trim();
+    assert!(
+        ratio
+            .strip_suffix('x')
+            .and_then(|r| r.parse::<f64>().ok())
+            .is_some_and(|r| r > 0.0),
+        "no ratio: {row}"
+    );
 }
 
 /// `bench/run --help` says how to use it and what the harness takes, and builds and installs
