@@ -469,21 +469,16 @@ class Run:
                       os.path.join(self.work, f"{name}.log"))
 
     def run_ceiling(self):
-        log("ceiling (axum, no authentication)")
-        ceiling = self.ceiling()
-        for c in self.args.connections:
-            r = ceiling.load(script_get("/hello/", "unused"), c, self.args.seconds,
-                             workdir=self.work)
-            self.record("ceiling", "hello", c, r, rss_peak_mb=round(ceiling.rss_mb("VmHWM"), 1))
-        ceiling.stop()
-        log("ceiling-stack (axum with tower-http's production middleware, no authentication)")
-        stack = self.ceiling("ceiling-stack")
-        for c in self.args.connections:
-            r = stack.load(script_get("/hello/", "unused"), c, self.args.seconds,
-                           workdir=self.work)
-            self.record("ceiling-stack", "hello", c, r,
-                        rss_peak_mb=round(stack.rss_mb("VmHWM"), 1))
-        stack.stop()
+        for name, what in (("ceiling", "axum, no authentication"),
+                           ("ceiling-stack", "axum with tower-http's production middleware, "
+                                             "no authentication")):
+            log(f"{name} ({what})")
+            server = self.ceiling(name)
+            for c in self.args.connections:
+                r = server.load(script_get("/hello/", "unused"), c, self.args.seconds,
+                                workdir=self.work)
+                self.record(name, "hello", c, r, rss_peak_mb=round(server.rss_mb("VmHWM"), 1))
+            server.stop()
         # The same idle connections on the bare HTTP stack: what hyper itself holds per
         # connection, for comparison with doorman's figure.
         ceiling = self.ceiling()
@@ -680,14 +675,20 @@ def report(run):
     c = 64
     rounds = paired_rounds(res)
 
-    def against(workload, peer):
-        """The median over the paired rounds of doorman's `workload` against the peer's
+    def against(workload, peer, server="doorman"):
+        """The median over the paired rounds of `server`'s `workload` against the peer's
         `/hello/`; without paired rounds, the ratio of the figures from the table."""
-        per_round = [ratio(r[("doorman", workload)], r[(peer, "hello")]) for r in rounds
-                     if r.get(("doorman", workload)) and r.get((peer, "hello"))]
+        per_round = [ratio(r[(server, workload)], r[(peer, "hello")]) for r in rounds
+                     if r.get((server, workload)) and r.get((peer, "hello"))]
         if per_round:
             return round(statistics.median(per_round), 2)
-        return ratio(ok("doorman", workload), ok(peer, "hello"))
+        return ratio(ok(server, workload), ok(peer, "hello"))
+
+    def table_entry(server, workload):
+        """The table's figure at c=64, else (--quick, --connections) at the most connections."""
+        found = sorted((e for e in res if (e["server"], e["workload"]) == (server, workload)),
+                       key=lambda e: (e["connections"] == c, e["connections"]))
+        return found[-1] if found else None
 
     target("/hello/ HS256 / ceiling", against("hello", "ceiling"), 0.90)
     target("/hello/ EdDSA / ceiling", against("hello_eddsa", "ceiling"), 0.90)
@@ -703,10 +704,7 @@ def report(run):
         "all_cores_per_s": statistics.mean(e["all_cores_per_s"] for e in around),
         "timings": len(around)}
     hash_ms = hashing and hashing["ms"]
-    # Login at c=64, else (--quick, --connections) at the most connections measured.
-    logins = sorted((e for e in res if (e["server"], e["workload"]) == ("doorman", "login")),
-                    key=lambda e: (e["connections"] == c, e["connections"]))
-    login = logins[-1] if logins else None
+    login = table_entry("doorman", "login")
     at = "" if not login or login["connections"] == c else f" at c={login['connections']}"
     if hash_ms:
         ideal = CORES / (hash_ms / 1000)
@@ -790,13 +788,6 @@ def report(run):
 
     # Not a target: what doorman costs against a server that does a production server's work
     # per request, so that the price of authentication shows apart from that of the rest.
-    def table_entry(server, workload):
-        """The table's figure at c=64, else (--quick, --connections) at the most connections."""
-        found = sorted((e for e in res if (e["server"], e["workload"]) == (server, workload)
-                        and e.get("connections") and e["connections"] <= c),
-                       key=lambda e: (e["connections"] == c, e["connections"]))
-        return found[-1] if found else None
-
     stack_hello = table_entry("ceiling-stack", "hello")
     if stack_hello or any(("ceiling-stack", "hello") in r for r in rounds):
         at_c = stack_hello["connections"] if stack_hello else c
@@ -843,9 +834,7 @@ def report(run):
                     round(statistics.median(e["cpu_us_per_req"] for e in rows), 2))
 
         def calibration_row(label, server, workload="hello"):
-            per_round = [ratio(r[(server, workload)], r[("ceiling", "hello")]) for r in rounds
-                         if r.get((server, workload)) and r.get(("ceiling", "hello"))]
-            value = round(statistics.median(per_round), 2) if per_round else None
+            value = against(workload, "ceiling", server=server)
             user, total = paired_cpu(server, workload)
             print(f"| {label} | {f'{value}x' if value else 'not measured'} | {user} | {total} |")
 
