@@ -15,7 +15,7 @@ use doorman_token::Tokens;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 
 use crate::accounts::{Accounts, PasswordHasher, StoreUserCheck};
-use crate::api::drf::View;
+use crate::api::views::View;
 use crate::api::{ApiError, health, hello, tokens, wellknown};
 use crate::config::Config;
 use crate::store::Store;

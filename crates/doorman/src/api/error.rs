@@ -7,9 +7,9 @@ use doorman_token::TokenError;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::drf::DrfError;
 use crate::accounts::AccountsError;
 use crate::store::StoreError;
+use doorman_drf::DrfError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

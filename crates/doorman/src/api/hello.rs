@@ -8,7 +8,7 @@ use axum::response::Response;
 use http::{Method, Request};
 use serde_json::json;
 
-use super::drf::{self, View};
+use super::views::View;
 use super::{Answer, ApiError, finish};
 use crate::app::AppState;
 
@@ -38,7 +38,9 @@ pub async fn hello(State(state): State<AppState>, request: Request<Body>) -> Res
         }
         Ok(_) => match *request.method() {
             Method::GET | Method::HEAD => Ok(Answer::fixed(&HELLO)),
-            Method::OPTIONS => Ok(Answer::plain(drf::options_metadata(View::Hello))),
+            Method::OPTIONS => Ok(Answer::plain(doorman_drf::options_metadata(
+                &View::Hello.metadata(),
+            ))),
             ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
         },
     };

@@ -1,11 +1,11 @@
 //! HTTP handlers: thin translations between DRF-shaped requests and the accounts and store
 //! below. Each view negotiates, parses, calls one thing, and renders.
 
-pub mod drf;
 pub mod error;
 pub mod health;
 pub mod hello;
 pub mod tokens;
+pub mod views;
 pub mod wellknown;
 
 use axum::body::Body;
@@ -24,7 +24,7 @@ const RESPONSE_HEADERS: usize = 10;
 
 /// A JSON response rendered like DRF's `JSONRenderer` (compact, or indented on request).
 pub fn render(status: StatusCode, body: &Value, indent: Option<usize>) -> Response {
-    let mut response = Response::new(Body::from(drf::render_json(body, indent)));
+    let mut response = Response::new(Body::from(doorman_drf::render_json(body, indent)));
     *response.status_mut() = status;
     // Room for this view's headers and the edge's security headers and request id at once,
     // instead of a reallocation halfway through them.
@@ -41,9 +41,9 @@ pub fn render(status: StatusCode, body: &Value, indent: Option<usize>) -> Respon
 pub fn negotiate(
     headers: &http::HeaderMap,
     query: Option<&str>,
-) -> Result<Option<usize>, drf::DrfError> {
-    drf::format_override(query)?;
-    drf::negotiate(headers.get(header::ACCEPT))
+) -> Result<Option<usize>, doorman_drf::DrfError> {
+    doorman_drf::format_override(query)?;
+    doorman_drf::negotiate(headers.get(header::ACCEPT))
 }
 
 /// How much of an oversized body is still read, and thrown away, before the 413 goes out.

@@ -12,7 +12,9 @@ use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use super::drf::{self, RequestData, View};
+use doorman_drf::{self as drf, RequestData};
+
+use super::views::View;
 use super::{Answer, ApiError, finish, read_body};
 use crate::app::AppState;
 use crate::store::{OutstandingToken, RotateOutcome};
@@ -30,7 +32,7 @@ pub async fn endpoint(state: State<AppState>, view: View, request: Request<Body>
     };
     let result = match parts.method {
         Method::POST => post(&state, view, parts.headers.get(header::CONTENT_TYPE), body).await,
-        Method::OPTIONS => Ok(Answer::plain(drf::options_metadata(view))),
+        Method::OPTIONS => Ok(Answer::plain(drf::options_metadata(&view.metadata()))),
         ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
     };
     count(&state, view, &result);

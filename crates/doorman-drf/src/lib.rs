@@ -3,8 +3,9 @@
 //! JSON / form / multipart parsers with DRF's and Python's exact error texts (400, 415),
 //! `CharField` validation, the JSON renderer, and `OPTIONS` metadata.
 //!
-//! Self-contained: it knows nothing of the rest of doorman. Where DRF crashes (a 500), this
-//! answers the nearest clean DRF error instead; each such place says so.
+//! Self-contained: it knows nothing of doorman; the views and their metadata are the caller's.
+//! Where DRF crashes (a 500), this answers the nearest clean DRF error instead; each such place
+//! says so.
 
 mod charset;
 mod data;
@@ -27,7 +28,7 @@ use serde_json::{Map, Value, json};
 
 pub use data::{RequestData, parse_request_data};
 pub use fields::char_fields;
-pub use metadata::{View, options_metadata};
+pub use metadata::{SerializerField, ViewMetadata, options_metadata};
 pub use negotiate::{format_override, negotiate};
 pub use render::render_json;
 
