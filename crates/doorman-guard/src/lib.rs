@@ -27,7 +27,6 @@ mod rejection;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRef, FromRequestParts};
 use doorman_token::{Claims, TokenError, TokenKind, Tokens, UserId};
@@ -166,12 +165,15 @@ impl Guard {
     /// Verifies an access token; with a JWKS, a token naming a key the set doesn't hold yet
     /// (a rotation) is retried once after the set is fetched again (within the cooldown).
     async fn verify(&self, raw: &str) -> Result<Claims, TokenError> {
-        let verified = self.tokens.verify(raw, TokenKind::Access, now());
+        let verified = self
+            .tokens
+            .verify(raw, TokenKind::Access, doorman_token::unix_now());
         #[cfg(feature = "jwks")]
         if let Some(jwks) = &self.jwks {
             return match verified {
                 Err(TokenError::Invalid) if jwks.refresh_for(raw).await => {
-                    self.tokens.verify(raw, TokenKind::Access, now())
+                    self.tokens
+                        .verify(raw, TokenKind::Access, doorman_token::unix_now())
                 }
                 Ok(claims) => {
                     // Keep the set fresh (keys retired at the issuer) without delaying callers.
@@ -215,12 +217,6 @@ impl Guard {
 
 fn www_authenticate(scheme: &str) -> Arc<str> {
     Arc::from(format!("{scheme} realm=\"api\""))
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl<S> FromRequestParts<S> for Authenticated

@@ -1,6 +1,7 @@
 //! doorman's token core: signing keys, claims, and the issue/verify rules of
 //! djangorestframework-simplejwt tightened by RFC 8725. No I/O, no async, no HTTP:
-//! the server and the guard crate feed it bytes and the current time.
+//! the server and the guard crate feed it bytes and the current time, which both read with
+//! [`unix_now`].
 //!
 //! ```
 //! use doorman_token::{Algorithm, Key, KeySet, TokenKind, TokenRules, Tokens};
@@ -36,4 +37,12 @@ pub use tokens::Tokens;
 pub fn install_crypto_provider() {
     // An error only means a provider is already installed, which is what we want.
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}
+
+/// Seconds since the Unix epoch, the unit of every token time: the one wall clock that the
+/// server and the guard read before they issue or verify a token. A clock before 1970 reads 0.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

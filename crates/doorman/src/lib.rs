@@ -17,9 +17,4 @@ pub mod telemetry;
 pub use app::{AppState, Application};
 pub use config::Config;
 
-/// Seconds since the Unix epoch, the unit of every token time.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+pub use doorman_token::unix_now;

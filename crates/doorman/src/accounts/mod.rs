@@ -169,7 +169,10 @@ pub struct StoreUserCheck {
     store: Store,
     check_is_active: bool,
     accept_during_outage: bool,
-    /// Unix milliseconds until which lookups are skipped; 0 when the database is up.
+    /// When the pause's clock started: pauses run on the monotonic clock, so a wall clock
+    /// stepped back can't stretch one.
+    started: Instant,
+    /// Milliseconds after `started` until which lookups are skipped; 0 when the database is up.
     skip_until_ms: AtomicI64,
     cache: Option<UserCache>,
     from_cache: metrics::Counter,
@@ -267,6 +270,7 @@ impl StoreUserCheck {
             store,
             check_is_active,
             accept_during_outage,
+            started: Instant::now(),
             skip_until_ms: AtomicI64::new(0),
             cache: cache_ttl.map(|ttl| UserCache {
                 hot: HotCache::new(usize::try_from(cache_size).unwrap_or(usize::MAX)),
@@ -281,9 +285,13 @@ impl StoreUserCheck {
         })
     }
 
+    fn elapsed_ms(&self) -> i64 {
+        millis(self.started.elapsed())
+    }
+
     /// Asks the database whether the user exists and is active, unless it failed moments ago.
     async fn look_up(&self, user_id: i64) -> Result<Option<bool>, LookupFailed> {
-        if now_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
+        if self.elapsed_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
             return Err(LookupFailed::Outage);
         }
         match self.store.user_by_id(user_id).await {
@@ -295,7 +303,8 @@ impl StoreUserCheck {
                 Ok(found.map(|user| user.is_active))
             }
             Err(StoreError::Unavailable(e)) => {
-                let until = now_ms().saturating_add(millis(OUTAGE_BACKOFF));
+                // At least OUTAGE_BACKOFF, so never the 0 that means "up".
+                let until = self.elapsed_ms().saturating_add(millis(OUTAGE_BACKOFF));
                 if self.skip_until_ms.swap(until, Ordering::Relaxed) == 0 {
                     tracing::warn!(
                         error = %e,
@@ -358,14 +367,6 @@ async fn shared_lookup(
             Err(LookupFailed::Error)
         }
     }
-}
-
-fn now_ms() -> i64 {
-    millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default(),
-    )
 }
 
 fn millis(d: Duration) -> i64 {
