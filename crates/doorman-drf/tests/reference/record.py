@@ -96,15 +96,22 @@ application = get_wsgi_application()
 """
 
 
+def installed(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
 def check_versions():
-    found = {name: importlib.metadata.version(name) for name in PINS}
+    found = {name: installed(name) for name in PINS}
     wrong = {name: (found[name], pin) for name, pin in PINS.items() if found[name] != pin}
     if sys.version_info[:2] != PYTHON:
         wrong["Python"] = (sys.version.split()[0], ".".join(map(str, PYTHON)))
     if wrong:
         for name, (have, want) in wrong.items():
-            print(f"{name} {have} is installed; the fixture is of {want}", file=sys.stderr)
-        sys.exit("install the pinned versions, or change PINS on purpose (see README.md)")
+            print(f"{name}: {have} installed, {want} pinned", file=sys.stderr)
+        sys.exit("install the pinned versions, or pin others on purpose (see README.md)")
 
 
 def expand(segments):
