@@ -20,9 +20,6 @@ mod negotiate;
 mod python;
 mod render;
 
-#[cfg(test)]
-mod reference_cases;
-
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
