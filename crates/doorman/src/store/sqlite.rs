@@ -145,6 +145,18 @@ impl SqliteStore {
     }
 }
 
+#[cfg(test)]
+impl SqliteStore {
+    /// For the tests' own SQL, such as counting rows.
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(super) fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+}
+
 /// SQLite result codes that mean "not now" rather than "never": the lock stayed taken past
 /// `busy_timeout` (BUSY, LOCKED), or the file can't be opened, read or grown (CANTOPEN, IOERR,
 /// FULL). Extended codes carry the primary one in their low byte.
@@ -272,262 +284,6 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn migrations_apply_once_and_are_listed() {
-        let (store, _dir) = store().await;
-        let known = MIGRATOR.iter().count();
-        assert!(known >= 1);
-        assert_eq!(store.pending_migrations().await.unwrap(), known);
-        let status = store.migration_status().await.unwrap();
-        assert!(status.iter().all(|m| !m.applied && m.applied_at.is_none()));
-
-        let before = OffsetDateTime::now_utc() - time::Duration::seconds(5);
-        let applied = store.migrate().await.unwrap();
-        assert_eq!(applied.len(), known);
-        assert_eq!(applied[0].version, 1);
-        assert_eq!(applied[0].description, "initial");
-
-        assert!(store.migrate().await.unwrap().is_empty());
-        assert_eq!(store.pending_migrations().await.unwrap(), 0);
-        let status = store.migration_status().await.unwrap();
-        assert_eq!(status.len(), known);
-        for m in status {
-            let at = m.applied_at.unwrap();
-            assert!(m.applied);
-            assert!(at >= before && at <= OffsetDateTime::now_utc() + time::Duration::seconds(5));
-        }
-    }
-
-    #[tokio::test]
-    async fn users() {
-        let (store, _dir) = migrated().await;
-        let before = OffsetDateTime::now_utc().unix_timestamp();
-        let alice = store.create_user(new_user("alice")).await.unwrap();
-        assert_eq!(alice.id, 1);
-        assert_eq!(alice.username, "alice");
-        assert!(alice.is_active && !alice.is_superuser && alice.last_login.is_none());
-        assert!(alice.date_joined.unix_timestamp() >= before);
-        assert!(matches!(
-            store.create_user(new_user("alice")).await,
-            Err(StoreError::UsernameTaken)
-        ));
-        let bob = store
-            .create_user(NewUser {
-                is_superuser: true,
-                is_active: false,
-                ..new_user("bob")
-            })
-            .await
-            .unwrap();
-        assert!(bob.is_superuser && !bob.is_active);
-
-        assert_eq!(
-            store.user_by_username("alice").await.unwrap(),
-            Some(alice.clone())
-        );
-        assert_eq!(store.user_by_id(bob.id).await.unwrap(), Some(bob.clone()));
-        assert_eq!(store.user_by_id(99).await.unwrap(), None);
-        assert_eq!(
-            store.user_by_username("Alice").await.unwrap(),
-            None,
-            "usernames are case-sensitive, as in Django"
-        );
-        let names: Vec<_> = store
-            .list_users()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|u| u.username)
-            .collect();
-        assert_eq!(names, ["alice", "bob"]);
-
-        assert!(store.set_active("alice", false).await.unwrap());
-        assert!(!store.user_by_id(1).await.unwrap().unwrap().is_active);
-        assert!(!store.set_active("nobody", false).await.unwrap());
-
-        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-        store.record_login(1, at).await.unwrap();
-        assert_eq!(
-            store.user_by_id(1).await.unwrap().unwrap().last_login,
-            Some(at)
-        );
-
-        assert!(store.set_password_hash(1, "new").await.unwrap());
-        assert!(!store.set_password_hash(99, "new").await.unwrap());
-        assert_eq!(
-            store.user_by_id(1).await.unwrap().unwrap().password_hash,
-            "new"
-        );
-
-        assert!(store.delete_user("alice").await.unwrap());
-        assert!(!store.delete_user("alice").await.unwrap());
-        assert_eq!(store.user_by_username("alice").await.unwrap(), None);
-        // The name is free again.
-        store.create_user(new_user("alice")).await.unwrap();
-    }
-
-    #[test]
-    fn a_user_printed_for_debugging_hides_its_hash() {
-        let user = User {
-            id: 1,
-            username: "alice".into(),
-            password_hash: "$argon2id$secret-ish".into(),
-            is_active: true,
-            is_superuser: false,
-            last_login: None,
-            date_joined: OffsetDateTime::UNIX_EPOCH,
-        };
-        assert!(!format!("{user:?}").contains("argon2id"));
-    }
-
-    #[tokio::test]
-    async fn deleting_a_user_keeps_their_tokens_without_owner() {
-        let (store, _dir) = migrated().await;
-        let alice = store.create_user(new_user("alice")).await.unwrap();
-        store
-            .record_outstanding(&token("t1", Some(alice.id), 60))
-            .await
-            .unwrap();
-        store
-            .blacklist(&token("t2", Some(alice.id), 60))
-            .await
-            .unwrap();
-        assert_eq!(
-            count(
-                &store,
-                "SELECT COUNT(*) FROM outstanding_tokens WHERE user_id = 1"
-            )
-            .await,
-            2
-        );
-        assert!(store.delete_user("alice").await.unwrap());
-        assert_eq!(
-            count(
-                &store,
-                "SELECT COUNT(*) FROM outstanding_tokens WHERE user_id IS NULL"
-            )
-            .await,
-            2
-        );
-        assert!(store.is_blacklisted("t2").await.unwrap());
-        assert_eq!(
-            store
-                .blacklist(&token("t1", Some(alice.id), 60))
-                .await
-                .unwrap(),
-            BlacklistOutcome::Added
-        );
-    }
-
-    #[tokio::test]
-    async fn record_outstanding_is_idempotent_and_tolerates_unknown_owners() {
-        let (store, _dir) = migrated().await;
-        let t = token("t", Some(42), 60);
-        store.record_outstanding(&t).await.unwrap();
-        store.record_outstanding(&t).await.unwrap();
-        // Through the group commit, like every token write: never on a pool connection of its
-        // own, waiting for the write lock.
-        assert_eq!(sqlite(&store).group_commits(), (2, 2));
-        assert_eq!(
-            count(&store, "SELECT COUNT(*) FROM outstanding_tokens").await,
-            1
-        );
-        assert_eq!(
-            count(
-                &store,
-                "SELECT COUNT(*) FROM outstanding_tokens WHERE user_id IS NULL"
-            )
-            .await,
-            1,
-            "user 42 does not exist"
-        );
-        assert!(!store.is_blacklisted("t").await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn blacklist_creates_unknown_tokens_and_is_idempotent() {
-        let (store, _dir) = migrated().await;
-        assert!(!store.is_blacklisted("x").await.unwrap());
-        let x = token("x", None, 60);
-        assert_eq!(store.blacklist(&x).await.unwrap(), BlacklistOutcome::Added);
-        assert!(store.is_blacklisted("x").await.unwrap());
-        let (expires_at,): (i64,) =
-            sqlx::query_as("SELECT expires_at FROM outstanding_tokens WHERE jti = 'x'")
-                .fetch_one(pool(&store))
-                .await
-                .unwrap();
-        assert_eq!(expires_at, x.expires_at.unix_timestamp());
-        assert_eq!(
-            store.blacklist(&x).await.unwrap(),
-            BlacklistOutcome::AlreadyBlacklisted
-        );
-        assert_eq!(
-            count(&store, "SELECT COUNT(*) FROM outstanding_tokens").await,
-            1
-        );
-        assert_eq!(
-            count(&store, "SELECT COUNT(*) FROM blacklisted_tokens").await,
-            1
-        );
-    }
-
-    #[tokio::test]
-    async fn rotation_records_the_successor_and_refuses_a_blacklisted_token() {
-        let (store, _dir) = migrated().await;
-        let old = token("old", None, 60);
-        assert_eq!(
-            store
-                .rotate(&old, &token("new1", None, 60), true)
-                .await
-                .unwrap(),
-            RotateOutcome::Rotated
-        );
-        assert!(store.is_blacklisted("old").await.unwrap());
-        assert!(!store.is_blacklisted("new1").await.unwrap());
-
-        // Already blacklisted: nothing is written, the successor included.
-        assert_eq!(
-            store
-                .rotate(&old, &token("new2", None, 60), true)
-                .await
-                .unwrap(),
-            RotateOutcome::AlreadyBlacklisted
-        );
-        assert_eq!(
-            store
-                .rotate(&old, &token("new3", None, 60), false)
-                .await
-                .unwrap(),
-            RotateOutcome::AlreadyBlacklisted
-        );
-        assert_eq!(
-            count(
-                &store,
-                "SELECT COUNT(*) FROM outstanding_tokens WHERE jti IN ('new2', 'new3')"
-            )
-            .await,
-            0
-        );
-
-        // Without blacklisting, the old token stays usable and the successor is recorded.
-        assert_eq!(
-            store
-                .rotate(&token("new1", None, 60), &token("new4", None, 60), false)
-                .await
-                .unwrap(),
-            RotateOutcome::Rotated
-        );
-        assert!(!store.is_blacklisted("new1").await.unwrap());
-        assert_eq!(
-            count(
-                &store,
-                "SELECT COUNT(*) FROM outstanding_tokens WHERE jti = 'new4'"
-            )
-            .await,
-            1
-        );
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_rotations_have_one_winner() {
         let (store, _dir) = migrated().await;
@@ -593,44 +349,6 @@ mod tests {
             }
         }
         assert_eq!(added, 1);
-    }
-
-    #[tokio::test]
-    async fn flush_removes_expired_rows_and_their_blacklist_entries() {
-        let (store, _dir) = migrated().await;
-        store.blacklist(&token("gone", None, -10)).await.unwrap();
-        store
-            .record_outstanding(&token("stale", None, 0))
-            .await
-            .unwrap();
-        store
-            .record_outstanding(&token("live", None, 600))
-            .await
-            .unwrap();
-        store
-            .blacklist(&token("live-blacklisted", None, 600))
-            .await
-            .unwrap();
-        // Taken after "stale" was made, which expires the moment it is made: taken before, a
-        // second that ticked over in between left "stale" unexpired (times are kept in seconds).
-        let now = OffsetDateTime::now_utc();
-        assert_eq!(store.flush_expired(now).await.unwrap(), 2);
-        assert!(!store.is_blacklisted("gone").await.unwrap());
-        assert!(store.is_blacklisted("live-blacklisted").await.unwrap());
-        assert_eq!(
-            count(&store, "SELECT COUNT(*) FROM outstanding_tokens").await,
-            2
-        );
-        assert_eq!(
-            count(&store, "SELECT COUNT(*) FROM blacklisted_tokens").await,
-            1,
-            "the expired token's blacklist row went with it"
-        );
-        assert_eq!(store.flush_expired(now).await.unwrap(), 0);
-        assert_eq!(
-            store.blacklist(&token("live", None, 600)).await.unwrap(),
-            BlacklistOutcome::Added
-        );
     }
 
     fn sqlite(store: &Store) -> &SqliteStore {
