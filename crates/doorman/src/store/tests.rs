@@ -650,3 +650,27 @@ async fn flush_removes_expired_rows_and_their_blacklist_entries(store: Store) {
         BlacklistOutcome::Added
     );
 }
+
+on_both_backends!(pruning_removes_expired_rows_as_flushing_does);
+/// The background task prunes through its own path on PostgreSQL (under an advisory lock, which
+/// nothing else holds here), so it is checked on both backends apart from flushing.
+async fn pruning_removes_expired_rows_as_flushing_does(store: Store) {
+    store.migrate().await.unwrap();
+    store.blacklist(&token("gone", None, -10)).await.unwrap();
+    store
+        .record_outstanding(&token("live", None, 600))
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(store.prune_expired(now).await.unwrap(), Some(1));
+    assert_eq!(
+        number(&store, "SELECT COUNT(*) FROM outstanding_tokens").await,
+        1
+    );
+    assert_eq!(
+        number(&store, "SELECT COUNT(*) FROM blacklisted_tokens").await,
+        0,
+        "the expired token's blacklist row went with it"
+    );
+    assert_eq!(store.prune_expired(now).await.unwrap(), Some(0));
+}
