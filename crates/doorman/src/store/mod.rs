@@ -7,6 +7,9 @@
 mod portable;
 mod postgres;
 mod sqlite;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests;
 
 use std::fmt;
 use std::time::Duration;

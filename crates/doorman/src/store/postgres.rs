@@ -172,6 +172,18 @@ impl PostgresStore {
     }
 }
 
+#[cfg(test)]
+impl PostgresStore {
+    /// For the tests' own SQL, such as counting rows.
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(super) fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+}
+
 /// The advisory lock key of the pruning task ("doorman" as bytes).
 pub const PRUNE_LOCK: i64 = 0x0064_6f6f_726d_616e;
 
