@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Before/after on one machine: two doorman binaries side by side, `GET /hello/` (HS256) and
-`POST /api/token/verify/` at c=64, alternated round by round so that the machine's drift falls
+"""Before/after on one machine: two doorman binaries side by side, `GET /hello/` (HS256),
+`POST /api/token/verify/` and `POST /api/token/refresh/` (rotation off) at c=64, alternated round by round so that the machine's drift falls
 on both. Reports, per binary and workload, the median requests per second and the median server
 CPU per request (user, and user + system), read from /proc. User CPU per request is the
 steadiest of them on a shared machine: it leaves out the kernel's share, which moves with how
@@ -39,9 +39,12 @@ def main():
             run.args.doorman = os.path.abspath(binary)
             server = run.doorman(f"ab{i}", {"DOORMAN_SIGNING_KEY": h.HS256_SECRET})
             servers.append(server)
-            access = run.login(server)["access"]
+            pair = run.login(server)
+            access = pair["access"]
             scripts = [("hello", h.script_get("/hello/", access)),
-                       ("verify", h.script_post("/api/token/verify/", {"token": access}))]
+                       ("verify", h.script_post("/api/token/verify/", {"token": access})),
+                       ("refresh", h.script_post("/api/token/refresh/",
+                                                 {"refresh": pair["refresh"]}))]
             server.scripts = scripts
         results = {}
         for r in range(args.rounds):
