@@ -454,8 +454,9 @@ mod tests {
 
     #[tokio::test]
     async fn django_default_iteration_count_verifies() {
+        // Django 5.2's default of 1,000,000 rounds. How long that takes is the benchmark
+        // harness's to measure (login rate against hash time), not a unit test's.
         let hasher = PasswordHasher::new(1);
-        let started = Instant::now();
         assert_eq!(
             hasher
                 .verify(
@@ -466,7 +467,6 @@ mod tests {
                 .unwrap(),
             Verified::Match { needs_rehash: true }
         );
-        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
