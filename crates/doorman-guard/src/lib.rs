@@ -36,7 +36,9 @@ use http::request::Parts;
 #[cfg(feature = "jwks")]
 pub use jwks::{JwksError, JwksOptions, JwksSource};
 pub use layer::{RequireToken, RequireTokenLayer};
-pub use rejection::Rejection;
+pub use rejection::{
+    DEFAULT_SCHEME, Rejection, UNAVAILABLE_DETAIL, add_challenge, www_authenticate,
+};
 
 /// What a protected handler learns about its caller.
 #[derive(Clone, Debug)]
@@ -87,8 +89,8 @@ impl Guard {
         doorman_token::install_crypto_provider();
         Guard {
             tokens,
-            header_types: Arc::from(["Bearer".to_owned()]),
-            www_authenticate: www_authenticate("Bearer"),
+            header_types: Arc::from([DEFAULT_SCHEME.to_owned()]),
+            www_authenticate: Arc::from(www_authenticate(DEFAULT_SCHEME)),
             users: None,
             #[cfg(feature = "jwks")]
             jwks: None,
@@ -123,7 +125,7 @@ impl Guard {
     /// the first is named in `WWW-Authenticate`. An empty list keeps the current one.
     pub fn with_header_types(mut self, types: Vec<String>) -> Guard {
         if let Some(first) = types.first() {
-            self.www_authenticate = www_authenticate(first);
+            self.www_authenticate = Arc::from(www_authenticate(first));
             self.header_types = Arc::from(types);
         }
         self
@@ -213,10 +215,6 @@ impl Guard {
             _ => Err(Rejection::BadAuthorizationHeader),
         }
     }
-}
-
-fn www_authenticate(scheme: &str) -> Arc<str> {
-    Arc::from(format!("{scheme} realm=\"api\""))
 }
 
 impl<S> FromRequestParts<S> for Authenticated

@@ -1,4 +1,6 @@
-//! simplejwt's answers to a request that is not authenticated, byte for byte.
+//! simplejwt's answers to a request that is not authenticated, byte for byte, and the texts
+//! doorman's own answers share with them: the `WWW-Authenticate` challenge every 401 carries
+//! and the 503 detail.
 
 use axum::response::{IntoResponse, Response};
 use doorman_token::{TokenError, TokenKind};
@@ -6,6 +8,30 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::Guard;
+
+/// The scheme named in `WWW-Authenticate` when none is configured (simplejwt's default
+/// `AUTH_HEADER_TYPES`).
+pub const DEFAULT_SCHEME: &str = "Bearer";
+
+/// The `detail` of every 503: the database or the server is too busy to answer now.
+pub const UNAVAILABLE_DETAIL: &str = "Service temporarily unavailable, try again later.";
+
+/// simplejwt's `authenticate_header`: what a 401 names in `WWW-Authenticate`.
+pub fn www_authenticate(scheme: &str) -> String {
+    format!("{scheme} realm=\"api\"")
+}
+
+/// DRF's `finalize_response`: a 401 carries `WWW-Authenticate` (`challenge`, as
+/// [`www_authenticate`] makes it); no other status does.
+pub fn add_challenge<B>(response: &mut http::Response<B>, challenge: &str) {
+    if response.status() == StatusCode::UNAUTHORIZED
+        && let Ok(value) = HeaderValue::from_str(challenge)
+    {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+}
 
 /// Why a request was not let through.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,28 +87,23 @@ impl Rejection {
             Rejection::UserInactive => {
                 json!({"detail": "User is inactive", "code": "user_inactive"})
             }
-            Rejection::Unavailable => {
-                json!({"detail": "Service temporarily unavailable, try again later."})
-            }
+            Rejection::Unavailable => json!({ "detail": UNAVAILABLE_DETAIL }),
         }
     }
 
     /// The full response, with `WWW-Authenticate` naming the guard's first scheme.
     pub fn into_response_for(self, guard: &Guard) -> Response {
-        let status = self.status();
+        self.respond(guard.www_authenticate())
+    }
+
+    fn respond(self, challenge: &str) -> Response {
         let mut response = (
-            status,
+            self.status(),
             [(header::CONTENT_TYPE, "application/json")],
             self.body().to_string(),
         )
             .into_response();
-        if status == StatusCode::UNAUTHORIZED
-            && let Ok(value) = HeaderValue::from_str(guard.www_authenticate())
-        {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, value);
-        }
+        add_challenge(&mut response, challenge);
         response
     }
 }
@@ -90,19 +111,6 @@ impl Rejection {
 impl IntoResponse for Rejection {
     /// Without a guard at hand, the default scheme (`Bearer`) is named.
     fn into_response(self) -> Response {
-        let status = self.status();
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            self.body().to_string(),
-        )
-            .into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"api\""),
-            );
-        }
-        response
+        self.respond(&www_authenticate(DEFAULT_SCHEME))
     }
 }

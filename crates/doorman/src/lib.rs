@@ -8,13 +8,17 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod jobs;
 pub mod keys;
 pub mod metrics;
+pub mod router;
 pub mod serve;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 
-pub use app::{AppState, Application};
+pub use app::Application;
 pub use config::Config;
+pub use state::AppState;
 
 pub use doorman_token::unix_now;

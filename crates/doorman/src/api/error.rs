@@ -72,7 +72,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(method) => {
                 json!({"detail": format!("Method \"{method}\" not allowed.")})
             }
-            ApiError::NotFound => json!({"detail": "Not found."}),
+            ApiError::NotFound => DrfError::NotFound.body(),
             ApiError::PayloadTooLarge => json!({"detail": "Request body is too large."}),
             ApiError::NoActiveAccount => {
                 json!({"detail": "No active account found with the given credentials"})
@@ -83,9 +83,7 @@ impl ApiError {
             ApiError::Token(e) => json!({"detail": e.to_string(), "code": "token_not_valid"}),
             ApiError::VerifyBlacklisted => json!({"non_field_errors": ["Token is blacklisted"]}),
             ApiError::Auth(rejection) => rejection.body(),
-            ApiError::Unavailable => {
-                json!({"detail": "Service temporarily unavailable, try again later."})
-            }
+            ApiError::Unavailable => json!({ "detail": doorman_guard::UNAVAILABLE_DETAIL }),
             ApiError::Internal => json!({"detail": "A server error occurred."}),
         }
     }

@@ -4,20 +4,55 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use http::{Method, Request, StatusCode};
+use axum::routing::any;
+use http::{HeaderValue, Method, Request, StatusCode};
 use serde_json::{Value, json};
 
+use super::endpoint::{Endpoint, Listener, always};
 use super::{ApiError, render};
-use crate::app::AppState;
+use crate::state::AppState;
 
-pub const HEALTHZ: &str = "/healthz";
-pub const READYZ: &str = "/readyz";
-pub const METRICS: &str = "/metrics";
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: "/healthz",
+        allow: "GET, HEAD",
+        metadata: None,
+        metrics_label: "/healthz",
+        listener: Listener::ApiAndAdmin,
+        compressed: false,
+        enabled: always,
+        handler: |endpoint| any(move |request| healthz(request, endpoint)),
+    },
+    Endpoint {
+        path: "/readyz",
+        allow: "GET, HEAD",
+        metadata: None,
+        metrics_label: "/readyz",
+        listener: Listener::ApiAndAdmin,
+        compressed: false,
+        enabled: always,
+        handler: |endpoint| any(move |state, request| readyz(state, request, endpoint)),
+    },
+    Endpoint {
+        path: "/metrics",
+        allow: "GET, HEAD",
+        metadata: None,
+        metrics_label: "/metrics",
+        listener: Listener::AdminElseApi,
+        compressed: true,
+        enabled: always,
+        handler: |endpoint| any(move |state, request| metrics(state, request, endpoint)),
+    },
+];
 
 /// Prometheus text exposition of doorman's metrics.
-pub async fn metrics(State(state): State<AppState>, request: Request<Body>) -> Response {
+async fn metrics(
+    State(state): State<AppState>,
+    request: Request<Body>,
+    endpoint: &'static Endpoint,
+) -> Response {
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return answer(request.method(), StatusCode::OK, Value::Null);
+        return answer(request.method(), StatusCode::OK, Value::Null, endpoint);
     }
     let text = state.metrics.render(state.store.pool_stats());
     let mut response = Response::new(Body::from(text));
@@ -33,11 +68,20 @@ pub async fn metrics(State(state): State<AppState>, request: Request<Body>) -> R
     response
 }
 
-pub async fn healthz(request: Request<Body>) -> Response {
-    answer(request.method(), StatusCode::OK, json!({"status": "ok"}))
+async fn healthz(request: Request<Body>, endpoint: &'static Endpoint) -> Response {
+    answer(
+        request.method(),
+        StatusCode::OK,
+        json!({"status": "ok"}),
+        endpoint,
+    )
 }
 
-pub async fn readyz(State(state): State<AppState>, request: Request<Body>) -> Response {
+async fn readyz(
+    State(state): State<AppState>,
+    request: Request<Body>,
+    endpoint: &'static Endpoint,
+) -> Response {
     let (status, body) = match state.store.pending_migrations().await {
         Ok(0) => (
             StatusCode::OK,
@@ -59,10 +103,10 @@ pub async fn readyz(State(state): State<AppState>, request: Request<Body>) -> Re
             )
         }
     };
-    answer(request.method(), status, body)
+    answer(request.method(), status, body, endpoint)
 }
 
-fn answer(method: &Method, status: StatusCode, body: Value) -> Response {
+fn answer(method: &Method, status: StatusCode, body: Value, endpoint: &Endpoint) -> Response {
     let mut response = match *method {
         Method::GET | Method::HEAD => render(status, &body, None),
         ref other => {
@@ -73,7 +117,7 @@ fn answer(method: &Method, status: StatusCode, body: Value) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         http::header::ALLOW,
-        http::HeaderValue::from_static("GET, HEAD"),
+        HeaderValue::from_static(endpoint.allow),
     );
     headers.insert(
         http::header::CACHE_CONTROL,

@@ -5,25 +5,45 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use axum::routing::any;
+use doorman_drf::ViewMetadata;
 use http::{Method, Request};
 use serde_json::json;
 
-use super::views::View;
+use super::endpoint::{Endpoint, Listener, always};
 use super::{Answer, ApiError, finish};
-use crate::app::AppState;
+use crate::state::AppState;
 
-const ALLOW: &str = "GET, HEAD, OPTIONS";
+pub const ENDPOINTS: &[Endpoint] = &[Endpoint {
+    path: "/hello/",
+    allow: "GET, HEAD, OPTIONS",
+    // The reference app's `HelloView`, which has no docstring.
+    metadata: Some(ViewMetadata {
+        name: "Hello",
+        description: "",
+        post_fields: None,
+    }),
+    metrics_label: "/hello/",
+    listener: Listener::Api,
+    compressed: false,
+    enabled: always,
+    handler: |endpoint| any(move |state, request| hello(state, request, endpoint)),
+}];
 
 /// The answer to every authenticated `GET`.
 static HELLO: std::sync::LazyLock<serde_json::Value> =
     std::sync::LazyLock::new(|| json!({"message": "Hello, World!"}));
 
-pub async fn hello(State(state): State<AppState>, request: Request<Body>) -> Response {
+async fn hello(
+    State(state): State<AppState>,
+    request: Request<Body>,
+    endpoint: &'static Endpoint,
+) -> Response {
     let www = state.guard.www_authenticate();
     let headers = request.headers();
     let indent = match super::negotiate(headers, request.uri().query()) {
         Ok(indent) => indent,
-        Err(e) => return finish(Err(e.into()), None, ALLOW, www),
+        Err(e) => return finish(Err(e.into()), None, endpoint.allow, www),
     };
     let result = match state.guard.authenticate(headers).await {
         Err(rejection) => {
@@ -38,11 +58,9 @@ pub async fn hello(State(state): State<AppState>, request: Request<Body>) -> Res
         }
         Ok(_) => match *request.method() {
             Method::GET | Method::HEAD => Ok(Answer::fixed(&HELLO)),
-            Method::OPTIONS => Ok(Answer::plain(doorman_drf::options_metadata(
-                &View::Hello.metadata(),
-            ))),
+            Method::OPTIONS => Ok(Answer::plain(endpoint.options())),
             ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
         },
     };
-    finish(result, indent, ALLOW, www)
+    finish(result, indent, endpoint.allow, www)
 }

@@ -3,118 +3,209 @@
 //! fixes its defects: no 500 for any token content, verify honours the blacklist, and rotation
 //! is one atomic store operation so exactly one of racing refreshes wins.
 
+use std::future::Future;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use doorman_token::{Claims, TokenError, TokenKind, UserId};
+use axum::routing::any;
+use doorman_drf::{RequestData, SerializerField, ViewMetadata};
+use doorman_token::{Claims, TokenError, TokenKind, Tokens, UserId};
 use http::{Method, Request, header};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use doorman_drf::{self as drf, RequestData};
-
-use super::views::View;
+use super::endpoint::{Endpoint, Listener, always};
 use super::{Answer, ApiError, finish, read_body};
-use crate::app::AppState;
+use crate::config::Config;
+use crate::state::AppState;
 use crate::store::{OutstandingToken, RotateOutcome};
 use crate::unix_now;
 
-const ALLOW: &str = "POST, OPTIONS";
+/// Where clients log in; the discovery document names it too.
+pub const OBTAIN_PAIR_PATH: &str = "/api/token/";
 
-/// The axum handler for one token view: DRF's dispatch (negotiate, then method, then parse).
-pub async fn endpoint(state: State<AppState>, view: View, request: Request<Body>) -> Response {
+/// simplejwt's views at the reference app's paths, with the docstrings and serializer fields
+/// DRF's `OPTIONS` shows. The sliding pair is served only with `sliding_tokens` on.
+pub const ENDPOINTS: &[Endpoint] = &[
+    token_view(
+        OBTAIN_PAIR_PATH,
+        ViewMetadata {
+            name: "Token Obtain Pair",
+            description: "Takes a set of user credentials and returns an access and refresh JSON web\ntoken pair to prove the authentication of those credentials.",
+            post_fields: Some(CREDENTIALS),
+        },
+        always,
+        |endpoint| any(move |state, request| view(state, request, endpoint, obtain_pair)),
+    ),
+    token_view(
+        "/api/token/refresh/",
+        ViewMetadata {
+            name: "Token Refresh",
+            description: "Takes a refresh type JSON web token and returns an access type JSON web\ntoken if the refresh token is valid.",
+            post_fields: Some(&[field("refresh", true, false), field("access", false, true)]),
+        },
+        always,
+        |endpoint| any(move |state, request| view(state, request, endpoint, refresh)),
+    ),
+    token_view(
+        "/api/token/verify/",
+        ViewMetadata {
+            name: "Token Verify",
+            description: "Takes a token and indicates if it is valid.  This view provides no\ninformation about a token's fitness for a particular use.",
+            post_fields: Some(TOKEN),
+        },
+        always,
+        |endpoint| any(move |state, request| view(state, request, endpoint, verify)),
+    ),
+    token_view(
+        "/api/token/blacklist/",
+        ViewMetadata {
+            name: "Token Blacklist",
+            description: "Takes a token and blacklists it. Must be used with the\n`rest_framework_simplejwt.token_blacklist` app installed.",
+            post_fields: Some(&[field("refresh", true, false)]),
+        },
+        always,
+        |endpoint| any(move |state, request| view(state, request, endpoint, blacklist)),
+    ),
+    token_view(
+        "/api/token/sliding/",
+        ViewMetadata {
+            name: "Token Obtain Sliding",
+            description: "Takes a set of user credentials and returns a sliding JSON web token to\nprove the authentication of those credentials.",
+            post_fields: Some(CREDENTIALS),
+        },
+        sliding_tokens,
+        |endpoint| any(move |state, request| view(state, request, endpoint, obtain_sliding)),
+    ),
+    token_view(
+        "/api/token/sliding/refresh/",
+        ViewMetadata {
+            name: "Token Refresh Sliding",
+            description: "Takes a sliding JSON web token and returns a new, refreshed version if the\ntoken's refresh period has not expired.",
+            post_fields: Some(TOKEN),
+        },
+        sliding_tokens,
+        |endpoint| any(move |state, request| view(state, request, endpoint, refresh_sliding)),
+    ),
+];
+
+const CREDENTIALS: &[SerializerField] = &[
+    field("username", true, false),
+    field("password", true, false),
+];
+const TOKEN: &[SerializerField] = &[field("token", true, false)];
+
+const fn field(name: &'static str, required: bool, read_only: bool) -> SerializerField {
+    SerializerField {
+        name,
+        required,
+        read_only,
+    }
+}
+
+/// What every token view shares: POST (and OPTIONS) on the API listener, uncompressed
+/// (its answers carry tokens), counted under its own path.
+const fn token_view(
+    path: &'static str,
+    metadata: ViewMetadata,
+    enabled: fn(&Config) -> bool,
+    handler: fn(&'static Endpoint) -> axum::routing::MethodRouter<AppState>,
+) -> Endpoint {
+    Endpoint {
+        path,
+        allow: "POST, OPTIONS",
+        metadata: Some(metadata),
+        metrics_label: path,
+        listener: Listener::Api,
+        compressed: false,
+        enabled,
+        handler,
+    }
+}
+
+fn sliding_tokens(config: &Config) -> bool {
+    config.sliding_tokens
+}
+
+/// DRF's dispatch of a token view: negotiate, then the method, then parse and run `post`.
+async fn view<F, Fut>(
+    State(state): State<AppState>,
+    request: Request<Body>,
+    endpoint: &'static Endpoint,
+    post: F,
+) -> Response
+where
+    F: FnOnce(AppState, RequestData) -> Fut,
+    Fut: Future<Output = Result<Answer, ApiError>>,
+{
     let (parts, body) = request.into_parts();
     let www = state.guard.www_authenticate();
     let indent = match super::negotiate(&parts.headers, parts.uri.query()) {
         Ok(indent) => indent,
-        Err(e) => return finish(Err(e.into()), None, ALLOW, www),
+        Err(e) => return finish(Err(e.into()), None, endpoint.allow, www),
     };
     let result = match parts.method {
-        Method::POST => post(&state, view, parts.headers.get(header::CONTENT_TYPE), body).await,
-        Method::OPTIONS => Ok(Answer::plain(drf::options_metadata(&view.metadata()))),
-        ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
-    };
-    count(&state, view, &result);
-    finish(result, indent, ALLOW, www)
-}
-
-/// The metrics of one token view's outcome.
-fn count(state: &AppState, view: View, result: &Result<Answer, ApiError>) {
-    let metrics = &state.metrics;
-    match (view, result) {
-        (_, Err(ApiError::Token(e))) => metrics.token_refused(e),
-        (View::TokenObtainPair | View::TokenObtainSliding, Err(ApiError::NoActiveAccount)) => {
-            metrics.login(false);
-        }
-        (View::TokenObtainPair, Ok(answer)) if answer.carries_tokens => {
-            metrics.login(true);
-            metrics.token_issued("refresh");
-            metrics.token_issued("access");
-        }
-        (View::TokenObtainSliding, Ok(answer)) if answer.carries_tokens => {
-            metrics.login(true);
-            metrics.token_issued("sliding");
-        }
-        (View::TokenRefresh, Ok(answer)) if answer.carries_tokens => {
-            metrics.token_refreshed();
-            metrics.token_issued("access");
-            if answer.body.get("refresh").is_some() {
-                metrics.token_issued("refresh");
+        Method::POST => {
+            match read_data(&state, parts.headers.get(header::CONTENT_TYPE), body).await {
+                Ok(data) => post(state.clone(), data).await,
+                Err(e) => Err(e),
             }
         }
-        (View::TokenRefreshSliding, Ok(answer)) if answer.carries_tokens => {
-            metrics.token_refreshed();
-            metrics.token_issued("sliding");
-        }
-        _ => {}
+        Method::OPTIONS => Ok(Answer::plain(endpoint.options())),
+        ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
+    };
+    if let Err(ApiError::Token(e)) = &result {
+        state.metrics.token_refused(e);
     }
+    finish(result, indent, endpoint.allow, www)
 }
 
-async fn post(
+async fn read_data(
     state: &AppState,
-    view: View,
     content_type: Option<&http::HeaderValue>,
     body: Body,
-) -> Result<Answer, ApiError> {
+) -> Result<RequestData, ApiError> {
     let bytes = read_body(body, state.config.max_body_bytes).await?;
-    let data = drf::parse_request_data(content_type, &bytes)?;
-    match view {
-        View::TokenObtainPair => obtain_pair(state, &data).await,
-        View::TokenRefresh => refresh(state, &data).await,
-        View::TokenVerify => verify(state, &data).await,
-        View::TokenBlacklist => blacklist(state, &data).await,
-        View::TokenObtainSliding => obtain_sliding(state, &data).await,
-        View::TokenRefreshSliding => refresh_sliding(state, &data).await,
-        View::Hello => Err(ApiError::MethodNotAllowed("POST".into())),
-    }
+    Ok(doorman_drf::parse_request_data(content_type, &bytes)?)
 }
 
 /// `POST /api/token/`: `{"refresh": R, "access": A}`.
-async fn obtain_pair(state: &AppState, data: &RequestData) -> Result<Answer, ApiError> {
-    let user_id = login(state, data).await?;
-    let now = unix_now();
-    let refresh = state.tokens.refresh_for_user(&user_id.to_string(), now);
-    state
-        .store
-        .record_outstanding(&outstanding(state, &refresh, Some(user_id), now)?)
-        .await?;
+async fn obtain_pair(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
+    let (refresh, now) = log_in_and_record(&state, &data, Tokens::refresh_for_user).await?;
     let access = state.tokens.access_from_refresh(&refresh, now);
-    Ok(Answer::tokens(
-        json!({"refresh": encode(state, &refresh)?, "access": encode(state, &access)?}),
-    ))
+    let body = json!({"refresh": encode(&state, &refresh)?, "access": encode(&state, &access)?});
+    state.metrics.login(true);
+    state.metrics.token_issued("refresh");
+    state.metrics.token_issued("access");
+    Ok(Answer::tokens(body))
 }
 
 /// `POST /api/token/sliding/`: `{"token": S}`.
-async fn obtain_sliding(state: &AppState, data: &RequestData) -> Result<Answer, ApiError> {
+async fn obtain_sliding(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
+    let (sliding, _) = log_in_and_record(&state, &data, Tokens::sliding_for_user).await?;
+    let body = json!({"token": encode(&state, &sliding)?});
+    state.metrics.login(true);
+    state.metrics.token_issued("sliding");
+    Ok(Answer::tokens(body))
+}
+
+/// What both logins share: authenticate, mint the user's refresh or sliding token, and record
+/// it as outstanding. Returns the token and the time it was minted at.
+async fn log_in_and_record(
+    state: &AppState,
+    data: &RequestData,
+    mint: fn(&Tokens, &str, i64) -> Claims,
+) -> Result<(Claims, i64), ApiError> {
     let user_id = login(state, data).await?;
     let now = unix_now();
-    let sliding = state.tokens.sliding_for_user(&user_id.to_string(), now);
+    let token = mint(&state.tokens, &user_id.to_string(), now);
     state
         .store
-        .record_outstanding(&outstanding(state, &sliding, Some(user_id), now)?)
+        .record_outstanding(&outstanding(state, &token, Some(user_id), now)?)
         .await?;
-    Ok(Answer::tokens(json!({"token": encode(state, &sliding)?})))
+    Ok((token, now))
 }
 
 /// simplejwt's `TokenObtainSerializer.validate`: authenticate, then update `last_login`.
@@ -123,8 +214,11 @@ async fn login(state: &AppState, data: &RequestData) -> Result<i64, ApiError> {
     let user = state
         .accounts
         .authenticate(&username, SecretString::from(password))
-        .await?
-        .ok_or(ApiError::NoActiveAccount)?;
+        .await?;
+    let Some(user) = user else {
+        state.metrics.login(false);
+        return Err(ApiError::NoActiveAccount);
+    };
     if state.config.update_last_login {
         state
             .store
@@ -135,15 +229,17 @@ async fn login(state: &AppState, data: &RequestData) -> Result<i64, ApiError> {
 }
 
 /// `POST /api/token/refresh/`: `{"access": A}`, plus `"refresh"` when rotating.
-async fn refresh(state: &AppState, data: &RequestData) -> Result<Answer, ApiError> {
-    let [raw] = fields(data, ["refresh"])?;
+async fn refresh(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
+    let state = &state;
+    let [raw] = fields(&data, ["refresh"])?;
     let now = unix_now();
     let claims = blacklistable(state, &raw, TokenKind::Refresh, now).await?;
     let user_id = active_user(state, &claims).await?;
     let access = state.tokens.access_from_refresh(&claims, now);
     let mut body = Map::new();
     body.insert("access".into(), Value::String(encode(state, &access)?));
-    if state.config.rotate_refresh_tokens {
+    let rotating = state.config.rotate_refresh_tokens;
+    if rotating {
         let rotated = state.tokens.rotate_refresh(&claims, now);
         let old = outstanding(state, &claims, user_id, now)?;
         let new = outstanding(state, &rotated, user_id, now)?;
@@ -155,18 +251,27 @@ async fn refresh(state: &AppState, data: &RequestData) -> Result<Answer, ApiErro
         }
         body.insert("refresh".into(), Value::String(encode(state, &rotated)?));
     }
+    state.metrics.token_refreshed();
+    state.metrics.token_issued("access");
+    if rotating {
+        state.metrics.token_issued("refresh");
+    }
     Ok(Answer::tokens(Value::Object(body)))
 }
 
 /// `POST /api/token/sliding/refresh/`: the same token with a new `exp` until `refresh_exp`.
-async fn refresh_sliding(state: &AppState, data: &RequestData) -> Result<Answer, ApiError> {
-    let [raw] = fields(data, ["token"])?;
+async fn refresh_sliding(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
+    let state = &state;
+    let [raw] = fields(&data, ["token"])?;
     let now = unix_now();
     let claims = blacklistable(state, &raw, TokenKind::Sliding, now).await?;
     state.tokens.check_refresh_exp(&claims, now)?;
     active_user(state, &claims).await?;
     let slid = state.tokens.slide(&claims, now);
-    Ok(Answer::tokens(json!({"token": encode(state, &slid)?})))
+    let body = json!({"token": encode(state, &slid)?});
+    state.metrics.token_refreshed();
+    state.metrics.token_issued("sliding");
+    Ok(Answer::tokens(body))
 }
 
 /// `POST /api/token/verify/`: `{}` for any valid token, of any type. Unlike simplejwt, a
@@ -176,8 +281,9 @@ async fn refresh_sliding(state: &AppState, data: &RequestData) -> Result<Answer,
 /// `BlacklistMixin` only they carry, so also in a Django table moved over), so an access
 /// token's lookup could only ever answer "no": it is skipped, which keeps verify of access
 /// tokens, the common case, off the database.
-async fn verify(state: &AppState, data: &RequestData) -> Result<Answer, ApiError> {
-    let [raw] = fields(data, ["token"])?;
+async fn verify(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
+    let state = &state;
+    let [raw] = fields(&data, ["token"])?;
     let claims = state.tokens.decode(&raw, unix_now())?;
     state.tokens.check(&claims, None)?;
     // Known to be an access token only when the type claim is in use and says so.
@@ -198,8 +304,9 @@ async fn verify(state: &AppState, data: &RequestData) -> Result<Answer, ApiError
 
 /// `POST /api/token/blacklist/`: `{}`; blacklists any valid refresh token, even one this
 /// server never issued (simplejwt get-or-creates its outstanding row).
-async fn blacklist(state: &AppState, data: &RequestData) -> Result<Answer, ApiError> {
-    let [raw] = fields(data, ["refresh"])?;
+async fn blacklist(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
+    let state = &state;
+    let [raw] = fields(&data, ["refresh"])?;
     let now = unix_now();
     let claims = blacklistable(state, &raw, TokenKind::Refresh, now).await?;
     let user_id = match claims.user_id(&state.tokens.rules().user_id_claim) {
@@ -249,7 +356,7 @@ async fn active_user(state: &AppState, claims: &Claims) -> Result<Option<i64>, A
 }
 
 fn fields<const N: usize>(data: &RequestData, names: [&str; N]) -> Result<[String; N], ApiError> {
-    let values = drf::char_fields(data, &names)?;
+    let values = doorman_drf::char_fields(data, &names)?;
     values.try_into().map_err(|_| ApiError::Internal)
 }
 

@@ -5,16 +5,39 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use axum::routing::any;
 use http::{HeaderMap, HeaderValue, Method, Request, header};
 use serde_json::{Value, json};
 
+use super::endpoint::{Endpoint, Listener, always};
 use super::{Answer, ApiError, finish};
-use crate::app::AppState;
+use crate::state::AppState;
 
-const ALLOW: &str = "GET, HEAD, OPTIONS";
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: JWKS_PATH,
+        allow: "GET, HEAD, OPTIONS",
+        metadata: None,
+        metrics_label: JWKS_PATH,
+        listener: Listener::Api,
+        compressed: true,
+        enabled: always,
+        handler: |endpoint| any(move |state, request| jwks(state, request, endpoint)),
+    },
+    Endpoint {
+        path: "/.well-known/openid-configuration",
+        allow: "GET, HEAD, OPTIONS",
+        metadata: None,
+        metrics_label: "/.well-known/openid-configuration",
+        listener: Listener::Api,
+        compressed: true,
+        enabled: always,
+        handler: |endpoint| any(move |state, request| discovery(state, request, endpoint)),
+    },
+];
 
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
-pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+/// Named in the discovery document, so it is needed apart from its declaration.
+const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// How long clients may cache the JWKS at most.
 pub const JWKS_MAX_AGE_SECS: u64 = 300;
@@ -26,12 +49,20 @@ fn max_age(state: &AppState) -> u64 {
     JWKS_MAX_AGE_SECS.min(state.config.tokens.access_token_lifetime.as_secs().max(1))
 }
 
-pub async fn jwks(State(state): State<AppState>, request: Request<Body>) -> Response {
+async fn jwks(
+    State(state): State<AppState>,
+    request: Request<Body>,
+    endpoint: &'static Endpoint,
+) -> Response {
     let body = state.tokens.keys().jwks();
-    cacheable(answer(request.method(), body), max_age(&state))
+    cacheable(answer(request.method(), body, endpoint), max_age(&state))
 }
 
-pub async fn discovery(State(state): State<AppState>, request: Request<Body>) -> Response {
+async fn discovery(
+    State(state): State<AppState>,
+    request: Request<Body>,
+    endpoint: &'static Endpoint,
+) -> Response {
     let base = base_url(request.headers());
     let issuer = state
         .config
@@ -43,22 +74,22 @@ pub async fn discovery(State(state): State<AppState>, request: Request<Body>) ->
     let body = json!({
         "issuer": issuer,
         "jwks_uri": format!("{base}{JWKS_PATH}"),
-        "token_endpoint": format!("{base}/api/token/"),
+        "token_endpoint": format!("{base}{}", super::tokens::OBTAIN_PAIR_PATH),
         "grant_types_supported": ["password", "refresh_token"],
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [alg],
         "token_endpoint_auth_methods_supported": ["none"],
     });
-    cacheable(answer(request.method(), body), max_age(&state))
+    cacheable(answer(request.method(), body, endpoint), max_age(&state))
 }
 
-fn answer(method: &Method, body: Value) -> Response {
+fn answer(method: &Method, body: Value, endpoint: &Endpoint) -> Response {
     let result = match *method {
         Method::GET | Method::HEAD | Method::OPTIONS => Ok(Answer::plain(body)),
         ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
     };
-    finish(result, None, ALLOW, "")
+    finish(result, None, endpoint.allow, "")
 }
 
 fn cacheable(mut response: Response, max_age: u64) -> Response {

@@ -15,14 +15,14 @@ use super::client::{ClientAddr, TrustedProxies};
 use crate::metrics::Metrics;
 
 /// What the access log needs: whose forwarding headers to believe, where to count, and
-/// doorman's routes (a path outside them is counted as `other`).
+/// doorman's routes with their metrics labels (a path outside them is counted as `other`).
 #[derive(Clone)]
 pub struct Observed(Arc<Inner>);
 
 struct Inner {
     proxies: TrustedProxies,
     metrics: Metrics,
-    routes: Vec<&'static str>,
+    routes: Vec<(&'static str, &'static str)>,
 }
 
 /// What is kept of a request until its response is logged.
@@ -36,7 +36,12 @@ pub struct Seen {
 }
 
 impl Observed {
-    pub fn new(proxies: TrustedProxies, metrics: Metrics, routes: Vec<&'static str>) -> Observed {
+    /// `routes`: each path with its label.
+    pub fn new(
+        proxies: TrustedProxies,
+        metrics: Metrics,
+        routes: Vec<(&'static str, &'static str)>,
+    ) -> Observed {
         Observed(Arc::new(Inner {
             proxies,
             metrics,
@@ -48,9 +53,8 @@ impl Observed {
         self.0
             .routes
             .iter()
-            .find(|r| **r == path)
-            .copied()
-            .unwrap_or("other")
+            .find(|(route, _)| *route == path)
+            .map_or("other", |(_, label)| label)
     }
 
     /// Notes the request, and tells the handlers who the client is ([`ClientAddr`]).

@@ -29,7 +29,7 @@ use tower::ServiceExt;
 
 use super::access::Observed;
 use super::edge;
-use crate::api::ApiError;
+use crate::api::error::ApiError;
 
 /// The application every listener serves: the router and what runs around it. Cloned per
 /// connection (one reference count).
@@ -217,9 +217,9 @@ enum Refusal {
 fn refused(why: Refusal) -> Response {
     let (detail, retry_after) = match why {
         Refusal::Late => ("The request took too long; try again later.", "5"),
-        Refusal::Overloaded => ("Service temporarily unavailable, try again later.", "1"),
+        Refusal::Overloaded => (doorman_guard::UNAVAILABLE_DETAIL, "1"),
     };
-    let mut response = crate::api::render(
+    let mut response = crate::api::answer::render(
         StatusCode::SERVICE_UNAVAILABLE,
         &serde_json::json!({ "detail": detail }),
         None,

@@ -10,7 +10,7 @@ use http::{HeaderValue, header};
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::api::ApiError;
+use crate::api::error::ApiError;
 
 pub mod access;
 pub mod client;

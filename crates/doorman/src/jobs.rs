@@ -1,0 +1,80 @@
+//! The background jobs a serving instance runs beside its listeners: rereading the managed
+//! key set, and pruning expired token rows.
+
+use crate::state::AppState;
+use crate::store::Store;
+
+/// Rereads the managed key set every `key_refresh_interval`, retires keys whose tokens have
+/// all expired, and swaps the set in when it changed (a rotation made by any instance or the
+/// CLI). A failure is logged and retried at the next tick; the keys in use stay.
+pub async fn refresh_keys(state: AppState) {
+    use crate::store::KeyState;
+    let mut ticks = tokio::time::interval(state.config.key_refresh_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    // What the stored set looked like when last applied: keys are parsed again only when it
+    // changes, and an instance without a managed set keeps its configured or generated key.
+    let mut applied: Option<Vec<(String, KeyState, bool)>> = None;
+    loop {
+        ticks.tick().await;
+        let now = crate::unix_now();
+        let stored = match state.store.signing_keys().await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload the signing keys");
+                continue;
+            }
+        };
+        let expired = |k: &crate::store::StoredKey| {
+            k.state == KeyState::Retiring && k.retire_after.is_none_or(|t| t <= now)
+        };
+        if stored.iter().any(expired)
+            && let Err(e) = state.store.retire_expired_keys(now).await
+        {
+            tracing::warn!(error = %e, "could not retire expired signing keys");
+        }
+        let shape: Vec<(String, KeyState, bool)> = stored
+            .iter()
+            .map(|k| (k.kid.clone(), k.state, expired(k)))
+            .collect();
+        if applied.as_ref() == Some(&shape) {
+            continue;
+        }
+        match crate::keys::managed_key_set(&stored, now) {
+            Ok(Some(keys)) => {
+                let in_use = state.tokens.keys();
+                if crate::keys::describe(&keys) != crate::keys::describe(&in_use) {
+                    tracing::info!(
+                        signing = keys.signing().kid().unwrap_or_default(),
+                        keys = keys.keys().count(),
+                        "the signing key set changed; using it now"
+                    );
+                    state.tokens.replace_keys(keys);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load the stored signing keys");
+                continue;
+            }
+        }
+        applied = Some(shape);
+    }
+}
+
+/// The background pruning task: every `every`, deletes outstanding (and with them
+/// blacklisted) rows past their expiry, so no cron job is needed. On PostgreSQL one instance
+/// at a time does it; a failure is logged and retried at the next tick.
+pub async fn prune_expired(store: Store, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.prune_expired(time::OffsetDateTime::now_utc()).await {
+            Ok(Some(0)) => {}
+            Ok(Some(deleted)) => tracing::info!(deleted, "pruned expired tokens"),
+            Ok(None) => tracing::debug!("another instance is pruning expired tokens"),
+            Err(e) => tracing::warn!(error = %e, "could not prune expired tokens"),
+        }
+    }
+}

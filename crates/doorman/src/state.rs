@@ -1,0 +1,80 @@
+//! The state every request may need, built once at start-up and shared by reference. Handlers
+//! import it; it imports no handler.
+
+use std::sync::Arc;
+
+use doorman_guard::Guard;
+use doorman_token::Tokens;
+
+use crate::accounts::{Accounts, PasswordHasher, StoreUserCheck};
+use crate::config::Config;
+use crate::store::Store;
+
+/// Everything a request may need, built once at start-up and shared by reference: axum clones
+/// the state for every request (often several times), so it is one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub tokens: Arc<Tokens>,
+    pub store: Store,
+    pub accounts: Accounts,
+    pub guard: Guard,
+    pub metrics: crate::metrics::Metrics,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Guard {
+    fn from_ref(state: &AppState) -> Guard {
+        state.guard.clone()
+    }
+}
+
+impl AppState {
+    /// Opens the store (migrating it unless told not to), loads the keys, and wires the guard.
+    pub async fn build(config: Config, migrate: bool) -> anyhow::Result<AppState> {
+        crate::keys::create_private_dir(&config.data_dir)?;
+        let store = Store::connect_with(&config.database_url, &config.pool).await?;
+        if migrate {
+            let applied = store.migrate().await?;
+            for m in &applied {
+                tracing::info!(version = m.version, description = %m.description, "applied migration");
+            }
+        } else if store.pending_migrations().await? > 0 {
+            anyhow::bail!("the database has pending migrations; run `doorman migrate`");
+        }
+        let keys = crate::keys::effective(&config.key, &store).await?;
+        let tokens = Arc::new(Tokens::new(keys, config.tokens.clone()));
+        let metrics = crate::metrics::Metrics::new();
+        let hasher =
+            PasswordHasher::new(config.password_hash_workers).with_metrics(metrics.clone());
+        let accounts = Accounts::new(store.clone(), hasher);
+        let guard = Guard::from_shared(tokens.clone())
+            .with_header_types(config.auth_header_types.clone())
+            .with_user_check(StoreUserCheck::shared(
+                store.clone(),
+                config.check_user_is_active,
+                config.accept_tokens_during_outage,
+                config.user_cache_ttl,
+                config.user_cache_size,
+                &metrics,
+            ));
+        Ok(AppState(Arc::new(Shared {
+            config: Arc::new(config),
+            tokens,
+            store,
+            accounts,
+            guard,
+            metrics,
+        })))
+    }
+}
