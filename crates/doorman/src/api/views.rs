@@ -22,6 +22,14 @@ const fn field(name: &'static str, required: bool, read_only: bool) -> Serialize
     }
 }
 
+const CREDENTIALS: &[SerializerField] = &[
+    field("username", true, false),
+    field("password", true, false),
+];
+const REFRESH: &[SerializerField] = &[field("refresh", true, false), field("access", false, true)];
+const TOKEN: &[SerializerField] = &[field("token", true, false)];
+const BLACKLIST: &[SerializerField] = &[field("refresh", true, false)];
+
 impl View {
     pub fn metadata(self) -> ViewMetadata {
         let (name, description, post_fields): (_, _, Option<&'static [SerializerField]>) =
@@ -29,38 +37,32 @@ impl View {
                 View::TokenObtainPair => (
                     "Token Obtain Pair",
                     "Takes a set of user credentials and returns an access and refresh JSON web\ntoken pair to prove the authentication of those credentials.",
-                    Some(&[
-                        field("username", true, false),
-                        field("password", true, false),
-                    ]),
+                    Some(CREDENTIALS),
                 ),
                 View::TokenRefresh => (
                     "Token Refresh",
                     "Takes a refresh type JSON web token and returns an access type JSON web\ntoken if the refresh token is valid.",
-                    Some(&[field("refresh", true, false), field("access", false, true)]),
+                    Some(REFRESH),
                 ),
                 View::TokenVerify => (
                     "Token Verify",
                     "Takes a token and indicates if it is valid.  This view provides no\ninformation about a token's fitness for a particular use.",
-                    Some(&[field("token", true, false)]),
+                    Some(TOKEN),
                 ),
                 View::TokenBlacklist => (
                     "Token Blacklist",
                     "Takes a token and blacklists it. Must be used with the\n`rest_framework_simplejwt.token_blacklist` app installed.",
-                    Some(&[field("refresh", true, false)]),
+                    Some(BLACKLIST),
                 ),
                 View::TokenObtainSliding => (
                     "Token Obtain Sliding",
                     "Takes a set of user credentials and returns a sliding JSON web token to\nprove the authentication of those credentials.",
-                    Some(&[
-                        field("username", true, false),
-                        field("password", true, false),
-                    ]),
+                    Some(CREDENTIALS),
                 ),
                 View::TokenRefreshSliding => (
                     "Token Refresh Sliding",
                     "Takes a sliding JSON web token and returns a new, refreshed version if the\ntoken's refresh period has not expired.",
-                    Some(&[field("token", true, false)]),
+                    Some(TOKEN),
                 ),
                 View::Hello => ("Hello", "", None),
             };
