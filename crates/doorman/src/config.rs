@@ -1487,6 +1487,465 @@ mod tests {
         );
     }
 
+    /// Every configuration message as an operator reads it, word for word (the file's and the
+    /// data directory's paths shown as `<dir>`): with several mistakes at once, the first setting
+    /// in alphabetical order is the one named, as the layers are read in that order.
+    #[test]
+    fn error_messages_word_for_word() {
+        doorman_token::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        let (_, es256) = doorman_token::Key::generate(Algorithm::ES256).unwrap();
+        let jwk_file = at("key.jwk");
+        std::fs::write(
+            &jwk_file,
+            r#"{"kty":"EC","crv":"P-256","alg":"ES256","kid":"mine",
+                "x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                "d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#,
+        )
+        .unwrap();
+        let not_a_dir = at("key.jwk");
+        let static_dir = dir.path().display().to_string();
+        let long_kid = "k".repeat(257);
+        let placeholder = "a".repeat(40);
+        let missing_file = at("missing.pem");
+        let flag = |bind: &str| Overrides {
+            bind: Some(bind.to_owned()),
+            ..Overrides::default()
+        };
+        type Case<'a> = (Option<&'a str>, Vec<(&'a str, &'a str)>, Overrides);
+        let none = Overrides::default;
+        let cases: Vec<(Case, &str)> = vec![
+            // What the layers give, read by type.
+            (
+                (Some("acess_token_lifetime = 5\n"), vec![], none()),
+                "configuration error: unknown setting `acess_token_lifetime` in TOML file <dir>/doorman.toml",
+            ),
+            (
+                (None, vec![("DOORMAN_NO_SUCH", "1")], none()),
+                "configuration error: unknown setting `no_such` in environment variable DOORMAN_NO_SUCH",
+            ),
+            (
+                (
+                    Some("bind = \"127.0.0.1:1\"\n"),
+                    vec![("DOORMAN_NO_SUCH", "1")],
+                    none(),
+                ),
+                "configuration error: unknown setting `no_such` in environment variable DOORMAN_NO_SUCH",
+            ),
+            (
+                (
+                    None,
+                    vec![("DOORMAN_ACCESS_TOKEN_LIFETIME", "soon")],
+                    none(),
+                ),
+                "configuration error: setting `access_token_lifetime` (from environment variable DOORMAN_ACCESS_TOKEN_LIFETIME): expected seconds or a duration like \"5m\", \"1h30m\", \"1d\" or \"250ms\", got \"soon\"",
+            ),
+            (
+                (
+                    Some("rotate_refresh_tokens = \"perhaps\"\n"),
+                    vec![],
+                    none(),
+                ),
+                "configuration error: setting `rotate_refresh_tokens` (from TOML file <dir>/doorman.toml): expected true or false, got \"perhaps\"",
+            ),
+            (
+                (None, vec![("DOORMAN_USER_CACHE_SIZE", "many")], none()),
+                "configuration error: setting `user_cache_size` (from environment variable DOORMAN_USER_CACHE_SIZE): expected a whole number, got \"many\"",
+            ),
+            (
+                (Some("user_cache_size = -1\n"), vec![], none()),
+                "configuration error: setting `user_cache_size` (from TOML file <dir>/doorman.toml): expected a whole number, got -1",
+            ),
+            (
+                (Some("bind = [1]\n"), vec![], none()),
+                "configuration error: setting `bind.0` (from TOML file <dir>/doorman.toml): invalid type: found signed int `1`, expected a string",
+            ),
+            (
+                (Some("database_url = 5\n"), vec![], none()),
+                "configuration error: setting `database_url` (from TOML file <dir>/doorman.toml): invalid type: found signed int `5`, expected a string",
+            ),
+            (
+                (Some("bind = \n"), vec![], none()),
+                "configuration error: setting `` (from TOML file <dir>/doorman.toml): TOML parse error at line 1, column 8\n  |\n1 | bind = \n  |        ^\ninvalid string\nexpected `\"`, `'`\n",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_USER_CACHE_SIZE", "many"),
+                        ("DOORMAN_ACCESS_TOKEN_LIFETIME", "soon"),
+                        ("DOORMAN_ZZZ", "1"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `access_token_lifetime` (from environment variable DOORMAN_ACCESS_TOKEN_LIFETIME): expected seconds or a duration like \"5m\", \"1h30m\", \"1d\" or \"250ms\", got \"soon\"",
+            ),
+            (
+                (
+                    None,
+                    vec![("DOORMAN_AAA", "1"), ("DOORMAN_USER_CACHE_SIZE", "many")],
+                    none(),
+                ),
+                "configuration error: unknown setting `aaa` in environment variable DOORMAN_AAA",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_REQUEST_TIMEOUT", "x"),
+                        ("DOORMAN_PRUNE_INTERVAL", "x"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `prune_interval` (from environment variable DOORMAN_PRUNE_INTERVAL): expected seconds or a duration like \"5m\", \"1h30m\", \"1d\" or \"250ms\", got \"x\"",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_SLIDING_TOKENS", "x"),
+                        ("DOORMAN_LOG_FORMAT", "xml"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `sliding_tokens` (from environment variable DOORMAN_SLIDING_TOKENS): expected true or false, got \"x\"",
+            ),
+            // Values of the right type that can't be used.
+            (
+                (None, vec![], flag("nowhere")),
+                "configuration error: setting `bind` (from command-line flag --bind): expected addresses like 127.0.0.1:8000, [::1]:8000 or unix:/run/doorman.sock, got \"nowhere\"",
+            ),
+            (
+                (None, vec![("DOORMAN_BIND", " , ")], none()),
+                "configuration error: setting `bind` (from environment variable DOORMAN_BIND): expected at least one address",
+            ),
+            (
+                (None, vec![("DOORMAN_UNIX_SOCKET_MODE", "999")], none()),
+                "configuration error: setting `unix_socket_mode` (from environment variable DOORMAN_UNIX_SOCKET_MODE): expected an octal mode like 660, got \"999\"",
+            ),
+            (
+                (None, vec![("DOORMAN_LEEWAY", "5m")], none()),
+                "configuration error: setting `leeway` (from environment variable DOORMAN_LEEWAY): expected at most 60 seconds (RFC 8725 allows a small clock skew only)",
+            ),
+            (
+                (None, vec![("DOORMAN_SLIDING_TOKEN_LIFETIME", "0")], none()),
+                "configuration error: setting `sliding_token_lifetime` (from environment variable DOORMAN_SLIDING_TOKEN_LIFETIME): expected a lifetime longer than 0 seconds",
+            ),
+            (
+                (
+                    None,
+                    vec![("DOORMAN_AUTH_HEADER_TYPES", "Bearer, JWT/2")],
+                    none(),
+                ),
+                "configuration error: setting `auth_header_types` (from environment variable DOORMAN_AUTH_HEADER_TYPES): expected one or more scheme names like Bearer, without spaces",
+            ),
+            (
+                (Some("user_id_claim = \"\"\n"), vec![], none()),
+                "configuration error: setting `user_id_claim` (from TOML file <dir>/doorman.toml): expected a claim name",
+            ),
+            (
+                (None, vec![("DOORMAN_SIGNING_KEY", "short")], none()),
+                "configuration error: setting `signing_key` (from environment variable DOORMAN_SIGNING_KEY): an HS256 secret must be at least 32 bytes (RFC 7518 §3.2), this one has 5",
+            ),
+            (
+                (None, vec![("DOORMAN_SIGNING_KEY", &placeholder)], none()),
+                "configuration error: setting `signing_key` (from environment variable DOORMAN_SIGNING_KEY): this is a well-known example secret; generate a random one",
+            ),
+            (
+                (None, vec![("DOORMAN_ALGORITHM", "HS384")], none()),
+                "configuration error: setting `signing_key` (default): HS384 needs a shared secret of at least 48 bytes (e.g. Django's SECRET_KEY)",
+            ),
+            (
+                (None, vec![("DOORMAN_ALGORITHM", "RS257")], none()),
+                "configuration error: setting `algorithm` (from environment variable DOORMAN_ALGORITHM): unsupported algorithm \"RS257\"; expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA",
+            ),
+            (
+                (None, vec![("DOORMAN_SIGNING_KEY", &es256)], none()),
+                "configuration error: setting `signing_key` (from environment variable DOORMAN_SIGNING_KEY): is a PEM key, but `algorithm` is not set (it would be taken for an HS256 secret); set algorithm, e.g. ES256",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_SIGNING_KEY", SECRET),
+                        ("DOORMAN_VERIFYING_KEY", "x"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `verifying_key` (from environment variable DOORMAN_VERIFYING_KEY): HS256 uses the signing key to verify; leave verifying_key unset",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_SIGNING_KEY", SECRET),
+                        ("DOORMAN_SIGNING_KEY_ID", "k"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `signing_key_id` (from environment variable DOORMAN_SIGNING_KEY_ID): an HS key has no kid in simplejwt's token layout; leave it unset",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_SIGNING_KEY", SECRET),
+                        ("DOORMAN_SIGNING_KEY_FILE", &jwk_file),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `signing_key_file` (from environment variable DOORMAN_SIGNING_KEY_FILE): set either signing_key or signing_key_file, not both",
+            ),
+            (
+                (
+                    None,
+                    vec![("DOORMAN_SIGNING_KEY_FILE", &missing_file)],
+                    none(),
+                ),
+                "configuration error: setting `signing_key_file` (from environment variable DOORMAN_SIGNING_KEY_FILE): could not read <dir>/missing.pem: No such file or directory (os error 2)",
+            ),
+            (
+                (None, vec![("DOORMAN_SIGNING_KEY", "{not json")], none()),
+                "configuration error: setting `signing_key` (from environment variable DOORMAN_SIGNING_KEY): not a JWK: key must be a string at line 1 column 2",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_ALGORITHM", "EdDSA"),
+                        ("DOORMAN_SIGNING_KEY_FILE", &jwk_file),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `algorithm` (from environment variable DOORMAN_ALGORITHM): is EdDSA, but the signing key's JWK is for ES256",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_ALGORITHM", "ES256"),
+                        ("DOORMAN_SIGNING_KEY", "not a pem"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `signing_key` (from environment variable DOORMAN_SIGNING_KEY): expected a ES256 private key in PEM: not a PEM key: malformedframing",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_SIGNING_KEY_FILE", &jwk_file),
+                        ("DOORMAN_SIGNING_KEY_ID", &long_kid),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `signing_key_id` (from environment variable DOORMAN_SIGNING_KEY_ID): expected 1 to 256 characters",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_SIGNING_KEY_FILE", &jwk_file),
+                        ("DOORMAN_VERIFYING_KEY", "{}"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `verifying_key` (from environment variable DOORMAN_VERIFYING_KEY): the key does not suit ES256",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_ALGORITHM", "ES256"),
+                        ("DOORMAN_VERIFYING_KEY", "x"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `signing_key` (default): a verifying_key alone can't issue tokens; set the matching signing_key",
+            ),
+            (
+                (
+                    None,
+                    vec![("DOORMAN_DATABASE_ACQUIRE_TIMEOUT", "0")],
+                    none(),
+                ),
+                "configuration error: setting `database_acquire_timeout` (from environment variable DOORMAN_DATABASE_ACQUIRE_TIMEOUT): expected a timeout longer than 0 seconds",
+            ),
+            (
+                (None, vec![("DOORMAN_KEY_REFRESH_INTERVAL", "0")], none()),
+                "configuration error: setting `key_refresh_interval` (from environment variable DOORMAN_KEY_REFRESH_INTERVAL): expected a timeout longer than 0 seconds",
+            ),
+            (
+                (None, vec![("DOORMAN_SHUTDOWN_TIMEOUT", "0")], none()),
+                "configuration error: setting `shutdown_timeout` (from environment variable DOORMAN_SHUTDOWN_TIMEOUT): expected a timeout longer than 0 seconds",
+            ),
+            (
+                (None, vec![("DOORMAN_USER_CACHE_TTL", "2m")], none()),
+                "configuration error: setting `user_cache_ttl` (from environment variable DOORMAN_USER_CACHE_TTL): expected at most 60 seconds (it bounds how long a deactivated user keeps access)",
+            ),
+            (
+                (
+                    None,
+                    vec![("DOORMAN_DATABASE_MAX_CONNECTIONS", "100000")],
+                    none(),
+                ),
+                "configuration error: setting `database_max_connections` (from environment variable DOORMAN_DATABASE_MAX_CONNECTIONS): expected at most 10000",
+            ),
+            (
+                (
+                    None,
+                    vec![("DOORMAN_TRUSTED_PROXIES", "proxy.internal")],
+                    none(),
+                ),
+                "configuration error: setting `trusted_proxies` (from environment variable DOORMAN_TRUSTED_PROXIES): expected addresses or networks like 10.0.0.0/8 or ::1, got \"proxy.internal\"",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_CORS_ALLOWED_ORIGINS", "*"),
+                        ("DOORMAN_CORS_ALLOW_CREDENTIALS", "1"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `cors_allowed_origins` (from environment variable DOORMAN_CORS_ALLOWED_ORIGINS): \"*\" can't go with cors_allow_credentials; list the origins",
+            ),
+            (
+                (
+                    None,
+                    vec![(
+                        "DOORMAN_CORS_ALLOWED_ORIGINS",
+                        "https://app.example.com/path",
+                    )],
+                    none(),
+                ),
+                "configuration error: setting `cors_allowed_origins` (from environment variable DOORMAN_CORS_ALLOWED_ORIGINS): expected origins like https://app.example.com (no path), got \"https://app.example.com/path\"",
+            ),
+            (
+                (
+                    None,
+                    vec![("DOORMAN_TLS_CERT_FILE", "/nonexistent/cert.pem")],
+                    none(),
+                ),
+                "configuration error: setting `tls_key_file` (default): tls_cert_file is set; set its key too",
+            ),
+            (
+                (
+                    None,
+                    vec![("DOORMAN_TLS_KEY_FILE", "/nonexistent/key.pem")],
+                    none(),
+                ),
+                "configuration error: setting `tls_cert_file` (default): tls_key_file is set; set the certificate too",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_TLS_CERT_FILE", "/nonexistent/cert.pem"),
+                        ("DOORMAN_TLS_KEY_FILE", "/nonexistent/key.pem"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `tls_cert_file` (from environment variable DOORMAN_TLS_CERT_FILE): could not read /nonexistent/cert.pem: I/O error: No such file or directory (os error 2)",
+            ),
+            (
+                (None, vec![("DOORMAN_STATIC_ROOT", &not_a_dir)], none()),
+                "configuration error: setting `static_root` (from environment variable DOORMAN_STATIC_ROOT): <dir>/key.jwk is not a directory",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_STATIC_ROOT", &static_dir),
+                        ("DOORMAN_STATIC_URL", "/api/"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `static_url` (from environment variable DOORMAN_STATIC_URL): expected a prefix like /static/ that no doorman route uses, got \"/api/\"",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_STATIC_ROOT", &static_dir),
+                        ("DOORMAN_STATIC_URL", "/"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `static_url` (from environment variable DOORMAN_STATIC_URL): expected a prefix like /static/ that no doorman route uses, got \"/\"",
+            ),
+            (
+                (
+                    None,
+                    vec![
+                        ("DOORMAN_STATIC_ROOT", &static_dir),
+                        ("DOORMAN_STATIC_CACHE_CONTROL", "a\nb"),
+                    ],
+                    none(),
+                ),
+                "configuration error: setting `static_cache_control` (from environment variable DOORMAN_STATIC_CACHE_CONTROL): expected a header value",
+            ),
+            (
+                (None, vec![("DOORMAN_MAX_CONCURRENT_REQUESTS", "0")], none()),
+                "configuration error: setting `max_concurrent_requests` (from environment variable DOORMAN_MAX_CONCURRENT_REQUESTS): expected at least 1",
+            ),
+            (
+                (None, vec![("DOORMAN_ADMIN_BIND", "localhost")], none()),
+                "configuration error: setting `admin_bind` (from environment variable DOORMAN_ADMIN_BIND): expected an address like 127.0.0.1:9000, got \"localhost\"",
+            ),
+            (
+                (None, vec![("DOORMAN_LOG_FORMAT", "xml")], none()),
+                "configuration error: setting `log_format` (from environment variable DOORMAN_LOG_FORMAT): expected auto, json or text, got \"xml\"",
+            ),
+            // Several at once, each in a different section: which is named first.
+            (
+                (
+                    None,
+                    vec![("DOORMAN_LOG_FORMAT", "xml"), ("DOORMAN_BIND", "nowhere")],
+                    none(),
+                ),
+                "configuration error: setting `bind` (from environment variable DOORMAN_BIND): expected addresses like 127.0.0.1:8000, [::1]:8000 or unix:/run/doorman.sock, got \"nowhere\"",
+            ),
+            (
+                (
+                    None,
+                    vec![("DOORMAN_LEEWAY", "5m"), ("DOORMAN_SIGNING_KEY", "short")],
+                    none(),
+                ),
+                "configuration error: setting `leeway` (from environment variable DOORMAN_LEEWAY): expected at most 60 seconds (RFC 8725 allows a small clock skew only)",
+            ),
+        ];
+        let mut actual = Vec::new();
+        for ((file, pairs, overrides), _) in &cases {
+            let path = file.map(|text| {
+                let p = dir.path().join("doorman.toml");
+                std::fs::write(&p, text).unwrap();
+                p
+            });
+            let err = Config::load_from(path.as_deref(), &env(pairs), overrides)
+                .unwrap_err()
+                .to_string()
+                .replace(&dir.path().display().to_string(), "<dir>");
+            actual.push(err);
+        }
+        for (((_, pairs, _), expected), actual) in cases.iter().zip(&actual) {
+            assert_eq!(actual, expected, "{pairs:?}");
+        }
+        let missing = Config::load_from(
+            Some(Path::new("/nonexistent/doorman.toml")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            missing,
+            "configuration error: config file /nonexistent/doorman.toml does not exist"
+        );
+    }
+
     #[test]
     fn placeholder_secrets_are_refused() {
         let err = load(
