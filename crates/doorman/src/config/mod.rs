@@ -4,7 +4,8 @@
 //! and `DOORMAN_ACCESS_TOKEN_LIFETIME` in the environment). A bad value stops start-up with a
 //! message naming the setting, where it came from and what was expected.
 
-mod values;
+pub mod source;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,6 +18,10 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use secrecy::SecretString;
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+pub use source::ConfigError;
+use source::{Sources, source_of};
 
 use crate::store::PoolSettings;
 use values::{Flag, StringList};
@@ -28,7 +33,7 @@ const ENV_NOT_SETTINGS: [&str; 3] = ["CONFIG", "REQUIRE_ALL", "LOG"];
 
 /// The raw settings, as the layers give them.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct Settings {
     bind: StringList,
     data_dir: PathBuf,
@@ -305,11 +310,6 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
 }
 
-/// A configuration that can't be used, said in one line for the operator.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration error: {0}")]
-pub struct ConfigError(pub String);
-
 impl Config {
     /// Loads from the given file (or `./doorman.toml` when it exists), the process
     /// environment and the overrides.
@@ -339,26 +339,93 @@ impl Config {
         let figment = figment
             .merge(EnvLayer::from_env(env))
             .merge(FlagLayer::from(overrides));
-        let settings: Settings = figment.extract().map_err(|e| ConfigError(describe(&e)))?;
-        Validator { figment: &figment }.validate(settings)
+        let settings = extract(&figment)?;
+        Validator {
+            src: Sources::new(&figment),
+        }
+        .validate(settings)
+    }
+}
+
+/// Every setting's raw value, or the error one struct of them all would have given: figment
+/// reads the settings in alphabetical order and stops at the first it can't use, so of the
+/// errors found, the one for the first setting in that order is the one reported.
+fn extract(figment: &Figment) -> Result<Settings, ConfigError> {
+    let known = figment.extract::<KnownSettings>();
+    let settings = figment.extract::<Settings>();
+    let first = [known.err(), settings.as_ref().err().cloned()]
+        .into_iter()
+        .flatten()
+        .min_by(|a, b| a.path.first().cmp(&b.path.first()));
+    match first {
+        Some(error) => Err(ConfigError(describe(&error))),
+        None => settings.map_err(|e| ConfigError(describe(&e))),
+    }
+}
+
+/// Every setting some section reads.
+fn setting_names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| source::setting_names::<Settings>().to_vec())
+}
+
+/// Refuses a setting that no section reads, as serde's `deny_unknown_fields` would: the same
+/// error, raised at the same point, so figment names the same source for it.
+#[derive(Debug)]
+struct KnownSettings;
+
+impl<'de> Deserialize<'de> for KnownSettings {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<KnownSettings, D::Error> {
+        struct Every;
+        impl<'de> Visitor<'de> for Every {
+            type Value = KnownSettings;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("settings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KnownSettings, A::Error> {
+                while map.next_key_seed(KnownName)?.is_some() {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Ok(KnownSettings)
+            }
+        }
+        d.deserialize_struct("Settings", setting_names(), Every)
+    }
+}
+
+/// A setting's name, refused unless some section reads it.
+struct KnownName;
+
+impl<'de> DeserializeSeed<'de> for KnownName {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl Visitor<'_> for KnownName {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a setting's name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<(), E> {
+        match setting_names().contains(&name) {
+            true => Ok(()),
+            false => Err(E::unknown_field(name, setting_names())),
+        }
     }
 }
 
 struct Validator<'a> {
-    figment: &'a Figment,
+    src: Sources<'a>,
 }
 
 impl Validator<'_> {
-    /// "setting `name` (from <source>)".
-    fn named(&self, key: &str) -> String {
-        match self.figment.find_metadata(key) {
-            Some(md) => format!("setting `{key}` (from {})", source_of(md, key)),
-            None => format!("setting `{key}` (default)"),
-        }
-    }
-
     fn fail(&self, key: &str, problem: impl std::fmt::Display) -> ConfigError {
-        ConfigError(format!("{}: {problem}", self.named(key)))
+        self.src.fail(key, problem)
     }
 
     fn validate(&self, s: Settings) -> Result<Config, ConfigError> {
@@ -837,14 +904,6 @@ fn is_placeholder(secret: &str) -> bool {
     KNOWN.contains(&secret) || secret.bytes().all(|b| b == secret.as_bytes()[0])
 }
 
-/// Where a setting's value came from, in the operator's words.
-fn source_of(md: &Metadata, key: &str) -> String {
-    match &md.source {
-        Some(figment::Source::File(path)) => format!("{} {}", md.name, path.display()),
-        _ => format!("{} {}", md.name, md.interpolate(&Profile::Default, &[key])),
-    }
-}
-
 /// Turns figment's error into one line: which setting, from where, what was wrong.
 fn describe(error: &figment::Error) -> String {
     let key = error.path.join(".");
@@ -1319,12 +1378,12 @@ mod tests {
         );
     }
 
-    /// Every setting's name, from serde's own list (`deny_unknown_fields` names them all when
-    /// it refuses an unknown one), so this can't drift from `Settings`.
+    /// Every setting's name, from the list an unknown one is refused with, so this can't
+    /// drift from the sections' structs.
     fn every_setting_name() -> Vec<&'static str> {
         let err = figment::Figment::new()
             .merge(figment::providers::Toml::string("no_such_setting = 1"))
-            .extract::<Settings>()
+            .extract::<KnownSettings>()
             .unwrap_err();
         match err.kind {
             figment::error::Kind::UnknownField(_, expected) => expected.to_vec(),
@@ -1335,7 +1394,7 @@ mod tests {
     /// deploy/doorman.toml lists every setting, and each listed default is accepted.
     #[test]
     fn the_sample_settings_file_lists_every_setting() {
-        let sample = include_str!("../../../deploy/doorman.toml");
+        let sample = include_str!("../../../../deploy/doorman.toml");
         let listed: Vec<(&str, &str)> = sample
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
