@@ -159,7 +159,7 @@ pub fn router(state: AppState) -> crate::serve::App {
     if let Some(files) = &state.config.static_files {
         router = router.nest_service(
             files.url.trim_end_matches('/'),
-            crate::serve::static_files(files),
+            crate::serve::static_files::service(files),
         );
     }
     let app = router.fallback(fallback).with_state(state);
@@ -287,7 +287,7 @@ impl Application {
         );
         let key_refresh = matches!(
             self.state.config.key,
-            crate::config::KeyConfig::Generated { .. }
+            crate::keys::KeyConfig::Generated { .. }
         )
         .then(|| tokio::spawn(refresh_keys(self.state.clone())));
         let config = &self.state.config;

@@ -8,7 +8,8 @@ use std::path::Path;
 use clap::Args;
 
 use super::Failure;
-use crate::config::{Config, KeyConfig};
+use crate::config::Config;
+use crate::keys::KeyConfig;
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {

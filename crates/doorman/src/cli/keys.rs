@@ -10,7 +10,8 @@ use doorman_token::{Algorithm, Key};
 use time::OffsetDateTime;
 
 use super::{Failure, open_store};
-use crate::config::{Config, KeyConfig};
+use crate::config::Config;
+use crate::keys::KeyConfig;
 use crate::store::{KeyRotation, KeyState, StoredKey};
 
 #[derive(Subcommand, Debug)]

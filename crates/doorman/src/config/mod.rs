@@ -8,7 +8,6 @@ pub mod source;
 pub mod values;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,6 +22,10 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 pub use source::ConfigError;
 use source::{Sources, source_of};
 
+use crate::keys::KeyConfig;
+use crate::serve::listen::Bind;
+use crate::serve::static_files::StaticFiles;
+use crate::serve::tls::TlsFiles;
 use crate::store::PoolSettings;
 use values::{Flag, StringList};
 
@@ -168,25 +171,6 @@ impl Default for Settings {
     }
 }
 
-/// How tokens are signed, as decided from `algorithm`, `signing_key` and `verifying_key`.
-#[derive(Clone, Debug)]
-pub enum KeyConfig {
-    /// HMAC with a shared secret (the Django interop mode: a Django `SECRET_KEY` works as is).
-    Hmac {
-        alg: Algorithm,
-        secret: SecretString,
-    },
-    /// A key pair from a configured private key (PEM, or a JWK converted to PEM), with a
-    /// configured `kid` or, by default, the key's thumbprint.
-    Pem {
-        alg: Algorithm,
-        pem: SecretString,
-        kid: Option<String>,
-    },
-    /// A key pair generated on first start and kept in the data directory.
-    Generated { alg: Algorithm, path: PathBuf },
-}
-
 /// The validated configuration every part of doorman reads.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -250,56 +234,6 @@ pub struct Config {
     /// A separate listener for `/metrics` (and the health checks); `/metrics` then leaves the
     /// API listeners.
     pub admin_bind: Option<Bind>,
-}
-
-/// A directory served under a URL prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StaticFiles {
-    pub root: PathBuf,
-    /// Like `/static/`: starts and ends with a slash.
-    pub url: String,
-    pub cache_control: String,
-}
-
-/// Where the TLS certificate chain and key are (PEM).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-/// Where to listen: `127.0.0.1:8000`, or `unix:/run/doorman.sock`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Bind {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
-
-impl Bind {
-    /// `host:port`, or `unix:` followed by an absolute path.
-    fn parse(text: &str) -> Option<Bind> {
-        match text.strip_prefix("unix:") {
-            Some(path) if path.starts_with('/') => Some(Bind::Unix(PathBuf::from(path))),
-            _ => text.parse().ok().map(Bind::Tcp),
-        }
-    }
-
-    /// The TCP address, if it is one.
-    pub fn tcp(&self) -> Option<SocketAddr> {
-        match self {
-            Bind::Tcp(addr) => Some(*addr),
-            Bind::Unix(_) => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Bind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Bind::Tcp(addr) => write!(f, "{addr}"),
-            Bind::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
 }
 
 /// Values given on the command line; they win over everything else.
