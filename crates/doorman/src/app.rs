@@ -65,8 +65,8 @@ const HELLO: &str = "/hello/";
 impl AppState {
     /// Opens the store (migrating it unless told not to), loads the keys, and wires the guard.
     pub async fn build(config: Config, migrate: bool) -> anyhow::Result<AppState> {
-        crate::keys::create_private_dir(&config.data_dir)?;
-        let store = Store::connect_with(&config.database_url, &config.pool).await?;
+        crate::keys::create_private_dir(&config.store.data_dir)?;
+        let store = Store::connect_with(&config.store.database_url, &config.store.pool).await?;
         if migrate {
             let applied = store.migrate().await?;
             for m in &applied {
@@ -75,20 +75,20 @@ impl AppState {
         } else if store.pending_migrations().await? > 0 {
             anyhow::bail!("the database has pending migrations; run `doorman migrate`");
         }
-        let keys = crate::keys::effective(&config.key, &store).await?;
-        let tokens = Arc::new(Tokens::new(keys, config.tokens.clone()));
+        let keys = crate::keys::effective(&config.keys.key, &store).await?;
+        let tokens = Arc::new(Tokens::new(keys, config.tokens.rules.clone()));
         let metrics = crate::metrics::Metrics::new();
-        let hasher =
-            PasswordHasher::new(config.password_hash_workers).with_metrics(metrics.clone());
+        let hasher = PasswordHasher::new(config.accounts.password_hash_workers)
+            .with_metrics(metrics.clone());
         let accounts = Accounts::new(store.clone(), hasher);
         let guard = Guard::from_shared(tokens.clone())
-            .with_header_types(config.auth_header_types.clone())
+            .with_header_types(config.tokens.auth_header_types.clone())
             .with_user_check(StoreUserCheck::shared(
                 store.clone(),
-                config.check_user_is_active,
-                config.accept_tokens_during_outage,
-                config.user_cache_ttl,
-                config.user_cache_size,
+                config.accounts.check_user_is_active,
+                config.accounts.accept_tokens_during_outage,
+                config.accounts.user_cache_ttl,
+                config.accounts.user_cache_size,
                 &metrics,
             ));
         Ok(AppState(Arc::new(Shared {
@@ -102,7 +102,7 @@ impl AppState {
     }
 
     fn routes(&self) -> impl Iterator<Item = (&'static str, View)> + '_ {
-        let sliding = if self.config.sliding_tokens {
+        let sliding = if self.config.tokens.sliding_tokens {
             &SLIDING_VIEWS[..]
         } else {
             &[]
@@ -136,7 +136,7 @@ pub fn router(state: AppState) -> crate::serve::App {
         .route(health::HEALTHZ, any(health::healthz))
         .route(health::READYZ, any(health::readyz));
     // With an admin bind, metrics are served there only.
-    if state.config.admin_bind.is_none() {
+    if state.config.server.admin_bind.is_none() {
         router = router.route(
             health::METRICS,
             any(health::metrics).layer(crate::serve::compression()),
@@ -145,7 +145,7 @@ pub fn router(state: AppState) -> crate::serve::App {
     for (path, view) in state.routes() {
         router = router.route(path, token_route(view));
     }
-    let limits = crate::serve::Limits::from(&*state.config);
+    let limits = crate::serve::Limits::from(&state.config.server);
     let routes: Vec<&'static str> = [HELLO, wellknown::JWKS_PATH, wellknown::DISCOVERY_PATH]
         .into_iter()
         .chain([health::HEALTHZ, health::READYZ, health::METRICS])
@@ -215,14 +215,18 @@ impl Application {
     }
 
     pub async fn build_with(config: Config, migrate: bool) -> anyhow::Result<Application> {
-        let listeners = crate::serve::listen::open_all(&config.bind, config.unix_socket_mode)
-            .await
-            .map_err(|e| anyhow::anyhow!("could not listen on {e}"))?;
-        let mut admin_listeners = Vec::new();
-        if let Some(admin) = &config.admin_bind {
-            let listener = crate::serve::listen::Listener::open(admin, config.unix_socket_mode)
+        let listeners =
+            crate::serve::listen::open_all(&config.server.bind, config.server.unix_socket_mode)
                 .await
-                .map_err(|e| anyhow::anyhow!("could not listen on {admin} (admin_bind): {e}"))?;
+                .map_err(|e| anyhow::anyhow!("could not listen on {e}"))?;
+        let mut admin_listeners = Vec::new();
+        if let Some(admin) = &config.server.admin_bind {
+            let listener =
+                crate::serve::listen::Listener::open(admin, config.server.unix_socket_mode)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("could not listen on {admin} (admin_bind): {e}")
+                    })?;
             admin_listeners.push(listener);
         }
         let state = AppState::build(config, migrate).await?;
@@ -277,6 +281,7 @@ impl Application {
         let pruning = self
             .state
             .config
+            .store
             .prune_interval
             .map(|every| tokio::spawn(prune_expired(self.state.store.clone(), every)));
         let metrics_upkeep = tokio::spawn(
@@ -286,12 +291,12 @@ impl Application {
                 .keep_up(crate::metrics::UPKEEP_EVERY),
         );
         let key_refresh = matches!(
-            self.state.config.key,
+            self.state.config.keys.key,
             crate::keys::KeyConfig::Generated { .. }
         )
         .then(|| tokio::spawn(refresh_keys(self.state.clone())));
         let config = &self.state.config;
-        let tls = match &config.tls {
+        let tls = match &config.server.tls {
             Some(files) => {
                 let tls = crate::serve::tls::Tls::new(files).map_err(std::io::Error::other)?;
                 tls.reload_on_sighup()?;
@@ -300,9 +305,9 @@ impl Application {
             None => None,
         };
         let limits = crate::serve::listen::ConnectionLimits {
-            header_read_timeout: config.header_read_timeout,
-            max_header_bytes: config.max_header_bytes,
-            shutdown_timeout: config.shutdown_timeout,
+            header_read_timeout: config.server.header_read_timeout,
+            max_header_bytes: config.server.max_header_bytes,
+            shutdown_timeout: config.server.shutdown_timeout,
             tls,
         };
         // One stop signal for the API listeners and the admin one.
@@ -353,7 +358,7 @@ async fn wait_for_stop(mut stopped: tokio::sync::watch::Receiver<bool>) {
 /// CLI). A failure is logged and retried at the next tick; the keys in use stay.
 async fn refresh_keys(state: AppState) {
     use crate::store::KeyState;
-    let mut ticks = tokio::time::interval(state.config.key_refresh_interval);
+    let mut ticks = tokio::time::interval(state.config.keys.key_refresh_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     // What the stored set looked like when last applied: keys are parsed again only when it

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod health;
 pub mod hello;
+pub mod token_settings;
 pub mod tokens;
 pub mod views;
 pub mod wellknown;

@@ -77,7 +77,7 @@ async fn post(
     content_type: Option<&http::HeaderValue>,
     body: Body,
 ) -> Result<Answer, ApiError> {
-    let bytes = read_body(body, state.config.max_body_bytes).await?;
+    let bytes = read_body(body, state.config.server.max_body_bytes).await?;
     let data = drf::parse_request_data(content_type, &bytes)?;
     match view {
         View::TokenObtainPair => obtain_pair(state, &data).await,
@@ -125,7 +125,7 @@ async fn login(state: &AppState, data: &RequestData) -> Result<i64, ApiError> {
         .authenticate(&username, SecretString::from(password))
         .await?
         .ok_or(ApiError::NoActiveAccount)?;
-    if state.config.update_last_login {
+    if state.config.accounts.update_last_login {
         state
             .store
             .record_login(user.id, OffsetDateTime::now_utc())
@@ -143,11 +143,11 @@ async fn refresh(state: &AppState, data: &RequestData) -> Result<Answer, ApiErro
     let access = state.tokens.access_from_refresh(&claims, now);
     let mut body = Map::new();
     body.insert("access".into(), Value::String(encode(state, &access)?));
-    if state.config.rotate_refresh_tokens {
+    if state.config.tokens.rotate_refresh_tokens {
         let rotated = state.tokens.rotate_refresh(&claims, now);
         let old = outstanding(state, &claims, user_id, now)?;
         let new = outstanding(state, &rotated, user_id, now)?;
-        let blacklist_old = state.config.blacklist_after_rotation;
+        let blacklist_old = state.config.tokens.blacklist_after_rotation;
         if state.store.rotate(&old, &new, blacklist_old).await? == RotateOutcome::AlreadyBlacklisted
         {
             // Another request rotated this token between our check and our write.
@@ -243,7 +243,9 @@ async fn active_user(state: &AppState, claims: &Claims) -> Result<Option<i64>, A
         Some(UserId::Id(id)) => id,
     };
     match state.store.user_by_id(id).await? {
-        Some(user) if user.is_active || !state.config.check_user_is_active => Ok(Some(user.id)),
+        Some(user) if user.is_active || !state.config.accounts.check_user_is_active => {
+            Ok(Some(user.id))
+        }
         _ => Err(ApiError::NoActiveAccountForToken),
     }
 }

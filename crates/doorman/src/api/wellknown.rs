@@ -23,7 +23,15 @@ pub const JWKS_MAX_AGE_SECS: u64 = 300;
 /// so it stays shorter than a rotation's overlap (a retiring key verifies for at least the
 /// longest token lifetime).
 fn max_age(state: &AppState) -> u64 {
-    JWKS_MAX_AGE_SECS.min(state.config.tokens.access_token_lifetime.as_secs().max(1))
+    JWKS_MAX_AGE_SECS.min(
+        state
+            .config
+            .tokens
+            .rules
+            .access_token_lifetime
+            .as_secs()
+            .max(1),
+    )
 }
 
 pub async fn jwks(State(state): State<AppState>, request: Request<Body>) -> Response {
@@ -36,6 +44,7 @@ pub async fn discovery(State(state): State<AppState>, request: Request<Body>) ->
     let issuer = state
         .config
         .tokens
+        .rules
         .issuer
         .clone()
         .unwrap_or_else(|| base.clone());

@@ -72,7 +72,7 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
             message,
         });
     };
-    match &config.key {
+    match &config.keys.key {
         KeyConfig::Hmac { alg, secret } => {
             use secrecy::ExposeSecret;
             warn(
@@ -94,13 +94,15 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
         KeyConfig::Pem { .. } | KeyConfig::Generated { .. } => {}
     }
     let public: Vec<String> = config
+        .server
         .bind
         .iter()
         .filter_map(|b| b.tcp())
         .filter(|addr| !addr.ip().is_loopback())
         .map(|addr| addr.to_string())
         .collect();
-    if !public.is_empty() && config.trusted_proxies.is_empty() && config.tls.is_none() {
+    if !public.is_empty() && config.server.trusted_proxies.is_empty() && config.server.tls.is_none()
+    {
         warn(
             "bind",
             format!(
@@ -112,6 +114,7 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
         );
     }
     if config
+        .server
         .trusted_proxies
         .iter()
         .any(|net| net.prefix_len() == 0)
@@ -121,13 +124,14 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
             "trusts every address: any client can claim any address with X-Forwarded-For".into(),
         );
     }
-    if config.cors_allowed_origins.iter().any(|o| o == "*") {
+    if config.server.cors_allowed_origins.iter().any(|o| o == "*") {
         warn(
             "cors_allowed_origins",
             "\"*\" lets every web site call the API from its users' browsers".into(),
         );
     }
     if let Some(origin) = config
+        .server
         .cors_allowed_origins
         .iter()
         .find(|o| o.starts_with("http://") && !is_local_origin(o))
@@ -143,12 +147,12 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
             "debug or trace logging is on; it is verbose and slower in production".into(),
         );
     }
-    if !config.tokens.leeway.is_zero() {
+    if !config.tokens.rules.leeway.is_zero() {
         warn(
             "leeway",
             format!(
                 "{} s of clock skew accepted; keep clocks in sync (NTP) and this at 0",
-                config.tokens.leeway.as_secs()
+                config.tokens.rules.leeway.as_secs()
             ),
         );
     }
@@ -175,8 +179,8 @@ fn is_local_origin(origin: &str) -> bool {
 
 /// The files and directories that hold private key material.
 fn key_files(config: &Config) -> Vec<(&'static str, std::path::PathBuf)> {
-    let mut files = vec![("data_dir", config.data_dir.clone())];
-    if let KeyConfig::Generated { path, .. } = &config.key {
+    let mut files = vec![("data_dir", config.store.data_dir.clone())];
+    if let KeyConfig::Generated { path, .. } = &config.keys.key {
         files.push(("data_dir", path.clone()));
     }
     files

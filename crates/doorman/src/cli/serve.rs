@@ -28,7 +28,7 @@ pub async fn run(
 ) -> Result<(), Failure> {
     overrides.bind = args.bind;
     let config = Config::load(file, &overrides).map_err(Failure::runtime)?;
-    let _log = crate::telemetry::init_with("info", config.log_format);
+    let _log = crate::telemetry::init_with("info", config.telemetry.log_format);
     let app = Application::build_with(config, !args.no_migrate).await?;
     let stop = crate::serve::shutdown_signal()
         .map_err(|e| Failure::runtime(format!("could not install the signal handlers: {e}")))?;

@@ -68,15 +68,18 @@ pub fn run(
             .enable_all()
             .build()?
             .block_on(async {
-                let store =
-                    crate::store::Store::connect_with(&config.database_url, &config.pool).await?;
-                crate::keys::effective(&config.key, &store).await
+                let store = crate::store::Store::connect_with(
+                    &config.store.database_url,
+                    &config.store.pool,
+                )
+                .await?;
+                crate::keys::effective(&config.keys.key, &store).await
             });
         let keys = match managed {
             Ok(keys) => keys,
-            Err(_) => crate::keys::load(&config.key)?,
+            Err(_) => crate::keys::load(&config.keys.key)?,
         };
-        let tokens = Tokens::new(keys, config.tokens.clone());
+        let tokens = Tokens::new(keys, config.tokens.rules.clone());
         let claims = tokens
             .decode(&token, now)
             .and_then(|c| tokens.check(&c, None).map(|()| c))

@@ -3,6 +3,7 @@
 //! sections use it to explain their refusals without knowing how the layers are loaded.
 
 use std::fmt;
+use std::time::Duration;
 
 use figment::{Figment, Metadata, Profile};
 use serde::Deserialize;
@@ -35,6 +36,15 @@ impl<'a> Sources<'a> {
     /// The setting `key` can't be used, for the reason `problem` gives.
     pub fn fail(&self, key: &str, problem: impl fmt::Display) -> ConfigError {
         ConfigError(format!("{}: {problem}", self.named(key)))
+    }
+
+    /// Refuses a timeout or interval of 0 (which would never fire, or always), in the same
+    /// words for every such setting.
+    pub fn nonzero(&self, key: &str, value: Duration) -> Result<Duration, ConfigError> {
+        match value.is_zero() {
+            true => Err(self.fail(key, "expected a timeout longer than 0 seconds")),
+            false => Ok(value),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod client;
 pub mod edge;
 pub mod gate;
 pub mod listen;
+pub mod settings;
 pub mod static_files;
 pub mod tls;
 
@@ -33,8 +34,8 @@ pub struct Limits {
     pub cors_allow_credentials: bool,
 }
 
-impl From<&crate::config::Config> for Limits {
-    fn from(config: &crate::config::Config) -> Limits {
+impl From<&settings::ServerConfig> for Limits {
+    fn from(config: &settings::ServerConfig) -> Limits {
         Limits {
             max_concurrent_requests: config.max_concurrent_requests,
             request_timeout: config.request_timeout,

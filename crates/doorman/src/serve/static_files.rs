@@ -1,14 +1,82 @@
-//! Static files (Django's STATIC_ROOT / STATIC_URL, nginx's job in front of Django): a
-//! directory served under a URL prefix.
+//! Static files (Django's STATIC_ROOT / STATIC_URL, nginx's job in front of Django): their
+//! settings and the service that serves a directory under a URL prefix.
 
 use std::path::PathBuf;
 
 use axum::response::IntoResponse;
 use http::{HeaderValue, header};
+use serde::Deserialize;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::api::ApiError;
+use crate::config::source::{ConfigError, Sources};
+
+/// The prefixes of doorman's own routes, which `static_url` must neither fall under nor
+/// contain. Spelled out here for now; the router's table is where they really come from.
+pub const ROUTE_PREFIXES_RESERVED_FROM_STATIC_URL: [&str; 6] = [
+    "/api/",
+    "/hello/",
+    "/.well-known/",
+    "/healthz/",
+    "/readyz/",
+    "/metrics/",
+];
+
+/// The static files settings as the layers give them.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct StaticSettings {
+    static_root: Option<PathBuf>,
+    static_url: String,
+    static_cache_control: String,
+}
+
+impl Default for StaticSettings {
+    fn default() -> Self {
+        StaticSettings {
+            static_root: None,
+            static_url: "/static/".to_owned(),
+            static_cache_control: "public, max-age=3600".to_owned(),
+        }
+    }
+}
+
+impl StaticSettings {
+    /// The directory to serve, when `static_root` is set.
+    pub fn validate(self, src: &Sources) -> Result<Option<StaticFiles>, ConfigError> {
+        let Some(root) = self.static_root else {
+            return Ok(None);
+        };
+        if !root.is_dir() {
+            return Err(src.fail(
+                "static_root",
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        let url = self.static_url;
+        let reserved = ROUTE_PREFIXES_RESERVED_FROM_STATIC_URL;
+        if !(url.starts_with('/') && url.ends_with('/') && url.len() > 1)
+            || reserved
+                .iter()
+                .any(|r| url.starts_with(r) || r.starts_with(url.as_str()))
+            || !url.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(src.fail(
+                "static_url",
+                format!("expected a prefix like /static/ that no doorman route uses, got {url:?}"),
+            ));
+        }
+        if http::HeaderValue::from_str(&self.static_cache_control).is_err() {
+            return Err(src.fail("static_cache_control", "expected a header value"));
+        }
+        Ok(Some(StaticFiles {
+            root,
+            url,
+            cache_control: self.static_cache_control,
+        }))
+    }
+}
 
 /// A directory served under a URL prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 
 mod portable;
 mod postgres;
+pub mod settings;
 mod sqlite;
 
 use std::fmt;

@@ -1,33 +1,19 @@
 //! Turns the configured key choice into a `KeySet`: an HMAC secret, a configured private key
 //! PEM, or a key pair generated on first start (Ed25519 unless `algorithm` says otherwise) and
 //! kept in the data directory, readable only by its owner, and reused on every later start.
+//! The choice itself is made from the key settings in [`policy`].
+
+pub mod policy;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use doorman_token::{Algorithm, Key, KeySet};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
+
+pub use policy::{KeyConfig, KeySettings, KeysConfig};
 
 use crate::store::{KeyState, Store, StoredKey};
-
-/// How tokens are signed, as decided from `algorithm`, `signing_key` and `verifying_key`.
-#[derive(Clone, Debug)]
-pub enum KeyConfig {
-    /// HMAC with a shared secret (the Django interop mode: a Django `SECRET_KEY` works as is).
-    Hmac {
-        alg: Algorithm,
-        secret: SecretString,
-    },
-    /// A key pair from a configured private key (PEM, or a JWK converted to PEM), with a
-    /// configured `kid` or, by default, the key's thumbprint.
-    Pem {
-        alg: Algorithm,
-        pem: SecretString,
-        kid: Option<String>,
-    },
-    /// A key pair generated on first start and kept in the data directory.
-    Generated { alg: Algorithm, path: PathBuf },
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyLoadError {
