@@ -5,27 +5,37 @@
 //! message naming the setting, where it came from and what was expected.
 //!
 //! The settings are one flat namespace for the operator, but each is read, defaulted and
-//! checked by the part of doorman that uses it, and `Config` is made of those sections:
+//! checked by the part of doorman that reads it, and `Config` is made of those sections:
 //!
-//! | section | settings | defined in |
-//! | --- | --- | --- |
-//! | `server` | `bind`, `admin_bind`, `unix_socket_mode`, `tls_cert_file`, `tls_key_file`, `max_concurrent_requests`, `request_timeout`, `header_read_timeout`, `max_header_bytes`, `max_body_bytes`, `shutdown_timeout`, `trusted_proxies`, `cors_allowed_origins`, `cors_allow_credentials` | `serve::settings` |
-//! | `tokens` | `access_token_lifetime`, `refresh_token_lifetime`, `sliding_token_lifetime`, `sliding_token_refresh_lifetime`, `sliding_tokens`, `rotate_refresh_tokens`, `blacklist_after_rotation`, `audience`, `issuer`, `leeway`, `auth_header_types`, `user_id_claim`, `token_type_claim`, `jti_claim`, `sliding_token_refresh_exp_claim` | `api::token_settings` |
-//! | `keys` | `algorithm`, `signing_key`, `signing_key_file`, `signing_key_id`, `verifying_key`, `verifying_key_file`, `key_refresh_interval` | `keys::policy` |
-//! | `store` | `data_dir`, `database_url`, `database_max_connections`, `database_acquire_timeout`, `database_statement_timeout`, `prune_interval` | `store::settings` |
-//! | `accounts` | `check_user_is_active`, `accept_tokens_during_outage`, `user_cache_ttl`, `user_cache_size`, `password_hash_workers`, `update_last_login` | `accounts::settings` |
-//! | `telemetry` | `log_format` | `telemetry::settings` |
-//! | `static_files` | `static_root`, `static_url`, `static_cache_control` | `serve::static_files` |
+//! - `server` (`serve::settings`): `bind`, `admin_bind`, `unix_socket_mode`, `tls_cert_file`,
+//!   `tls_key_file`, `max_concurrent_requests`, `request_timeout`, `header_read_timeout`,
+//!   `max_header_bytes`, `max_body_bytes`, `shutdown_timeout`, `trusted_proxies`,
+//!   `cors_allowed_origins`, `cors_allow_credentials`.
+//! - `tokens` (`api::token_settings`): `access_token_lifetime`, `refresh_token_lifetime`,
+//!   `sliding_token_lifetime`, `sliding_token_refresh_lifetime`, `sliding_tokens`,
+//!   `rotate_refresh_tokens`, `blacklist_after_rotation`, `audience`, `issuer`, `leeway`,
+//!   `auth_header_types`, `user_id_claim`, `token_type_claim`, `jti_claim`,
+//!   `sliding_token_refresh_exp_claim`.
+//! - `keys` (`keys::policy`): `algorithm`, `signing_key`, `signing_key_file`,
+//!   `signing_key_id`, `verifying_key`, `verifying_key_file`, `key_refresh_interval`.
+//! - `store` (`store::settings`): `data_dir`, `database_url`, `database_max_connections`,
+//!   `database_acquire_timeout`, `database_statement_timeout`, `prune_interval`.
+//! - `accounts` (`accounts::settings`): `check_user_is_active`, `accept_tokens_during_outage`,
+//!   `user_cache_ttl`, `user_cache_size`, `password_hash_workers`, `update_last_login`.
+//! - `telemetry` (`telemetry::settings`): `log_format`.
+//! - `static_files` (`serve::static_files`): `static_root`, `static_url`,
+//!   `static_cache_control`.
 //!
-//! A section is split by who reads its settings: the listeners and the request stack read
-//! `server` (the body limit too, as the one size a view enforces); the token views, the router
-//! (which views exist) and the guard (which schemes) read `tokens`; `keys` decides the signing
-//! key, and puts a generated one in `store`'s data directory, the one setting read across
-//! sections. Each section has a raw struct (what the layers give, with the defaults) and a
-//! `validate` that turns it into the typed section or refuses it. The sections know nothing
-//! of the loader: they use only the leaves [`values`] (how a duration, count, flag or list is
-//! read) and [`source`] (naming a setting and where its value came from). This module reads
-//! the layers into every section, refuses a setting no section reads, and assembles `Config`.
+//! The split follows the readers: the listeners and the request stack read `server` (the
+//! body limit too: one size for every request, like the header limit); the token views, the
+//! router (which views exist) and the guard (which `Authorization` schemes) read `tokens`;
+//! the key loading and the key refresh job read `keys`, whose generated key lives in `store`'s
+//! `data_dir`, the one setting a second section uses. Each section has a raw struct (what the
+//! layers give, with its defaults) and a `validate` that makes the typed section of it or
+//! refuses it. The sections never see the loader or `Config`: they use only the leaves
+//! [`values`] (how a duration, count, flag or list is read) and [`source`] (which names a
+//! setting and where its value came from). This module reads the layers into every section,
+//! refuses a setting that no section reads, and assembles `Config`.
 
 pub mod source;
 pub mod values;
@@ -122,7 +132,8 @@ struct Settings {
 }
 
 impl Settings {
-    /// Checks each section in turn; the first refusal stops start-up.
+    /// Checks each section in turn (a section checks its settings in a fixed order); the first
+    /// refusal stops start-up.
     fn validate(self, src: &Sources) -> Result<Config, ConfigError> {
         let server = self.server.validate(src)?;
         let tokens = self.tokens.validate(src)?;
@@ -171,15 +182,16 @@ fn extract(figment: &Figment) -> Result<Settings, ConfigError> {
     if let Some(error) = first {
         return Err(ConfigError(describe(&error)));
     }
-    let describe = |e: figment::Error| ConfigError(describe(&e));
+    // Every section was read, so none of these fails.
+    let fail = |e: figment::Error| ConfigError(describe(&e));
     Ok(Settings {
-        server: server.map_err(describe)?,
-        tokens: tokens.map_err(describe)?,
-        keys: keys.map_err(describe)?,
-        store: store.map_err(describe)?,
-        accounts: accounts.map_err(describe)?,
-        telemetry: telemetry.map_err(describe)?,
-        static_files: static_files.map_err(describe)?,
+        server: server.map_err(fail)?,
+        tokens: tokens.map_err(fail)?,
+        keys: keys.map_err(fail)?,
+        store: store.map_err(fail)?,
+        accounts: accounts.map_err(fail)?,
+        telemetry: telemetry.map_err(fail)?,
+        static_files: static_files.map_err(fail)?,
     })
 }
 

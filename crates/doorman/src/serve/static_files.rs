@@ -13,7 +13,7 @@ use crate::api::ApiError;
 use crate::config::source::{ConfigError, Sources};
 
 /// The prefixes of doorman's own routes, which `static_url` must neither fall under nor
-/// contain. Spelled out here for now; the router's table is where they really come from.
+/// contain. A literal list for now: the router knows its routes, and this should come from it.
 pub const ROUTE_PREFIXES_RESERVED_FROM_STATIC_URL: [&str; 6] = [
     "/api/",
     "/hello/",
