@@ -22,14 +22,19 @@ impl Application {
     }
 
     pub async fn build_with(config: Config, migrate: bool) -> anyhow::Result<Application> {
-        let listeners = crate::serve::listen::open_all(&config.bind, config.unix_socket_mode)
-            .await
-            .map_err(|e| anyhow::anyhow!("could not listen on {e}"))?;
-        let mut admin_listeners = Vec::new();
-        if let Some(admin) = &config.admin_bind {
-            let listener = crate::serve::listen::Listener::open(admin, config.unix_socket_mode)
+        crate::router::check_static_files(&config)?;
+        let listeners =
+            crate::serve::listen::open_all(&config.server.bind, config.server.unix_socket_mode)
                 .await
-                .map_err(|e| anyhow::anyhow!("could not listen on {admin} (admin_bind): {e}"))?;
+                .map_err(|e| anyhow::anyhow!("could not listen on {e}"))?;
+        let mut admin_listeners = Vec::new();
+        if let Some(admin) = &config.server.admin_bind {
+            let listener =
+                crate::serve::listen::Listener::open(admin, config.server.unix_socket_mode)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("could not listen on {admin} (admin_bind): {e}")
+                    })?;
             admin_listeners.push(listener);
         }
         let state = AppState::build(config, migrate).await?;
@@ -82,7 +87,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let pruning =
-            self.state.config.prune_interval.map(|every| {
+            self.state.config.store.prune_interval.map(|every| {
                 tokio::spawn(crate::jobs::prune_expired(self.state.store.clone(), every))
             });
         let metrics_upkeep = tokio::spawn(
@@ -92,12 +97,12 @@ impl Application {
                 .keep_up(crate::metrics::UPKEEP_EVERY),
         );
         let key_refresh = matches!(
-            self.state.config.key,
-            crate::config::KeyConfig::Generated { .. }
+            self.state.config.keys.key,
+            crate::keys::KeyConfig::Generated { .. }
         )
         .then(|| tokio::spawn(crate::jobs::refresh_keys(self.state.clone())));
         let config = &self.state.config;
-        let tls = match &config.tls {
+        let tls = match &config.server.tls {
             Some(files) => {
                 let tls = crate::serve::tls::Tls::new(files).map_err(std::io::Error::other)?;
                 tls.reload_on_sighup()?;
@@ -106,9 +111,9 @@ impl Application {
             None => None,
         };
         let limits = crate::serve::listen::ConnectionLimits {
-            header_read_timeout: config.header_read_timeout,
-            max_header_bytes: config.max_header_bytes,
-            shutdown_timeout: config.shutdown_timeout,
+            header_read_timeout: config.server.header_read_timeout,
+            max_header_bytes: config.server.max_header_bytes,
+            shutdown_timeout: config.server.shutdown_timeout,
             tls,
         };
         // One stop signal for the API listeners and the admin one.

@@ -9,7 +9,7 @@ use crate::store::Store;
 /// CLI). A failure is logged and retried at the next tick; the keys in use stay.
 pub async fn refresh_keys(state: AppState) {
     use crate::store::KeyState;
-    let mut ticks = tokio::time::interval(state.config.key_refresh_interval);
+    let mut ticks = tokio::time::interval(state.config.keys.key_refresh_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     // What the stored set looked like when last applied: keys are parsed again only when it

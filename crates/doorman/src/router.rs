@@ -9,6 +9,7 @@ use axum::routing::MethodRouter;
 use http::{HeaderValue, StatusCode, Uri, header};
 
 use crate::api::{self, ApiError, Endpoint};
+use crate::config::{Config, ConfigError};
 use crate::serve::{App, Limits};
 use crate::state::AppState;
 
@@ -20,7 +21,7 @@ pub fn api(state: AppState) -> App {
     for endpoint in api::endpoints().filter(|e| e.on_api(config)) {
         router = router.route(endpoint.path, method_router(endpoint));
     }
-    let limits = Limits::from(&**config);
+    let limits = Limits::from(&config.server);
     // Every endpoint turned on keeps its label on the API listener, served there or not.
     let labels = api::endpoints()
         .filter(|e| (e.enabled)(config))
@@ -34,7 +35,7 @@ pub fn api(state: AppState) -> App {
     if let Some(files) = &config.static_files {
         router = router.nest_service(
             files.url.trim_end_matches('/'),
-            crate::serve::static_files(files),
+            crate::serve::static_files::service(files),
         );
     }
     let app = router.fallback(fallback).with_state(state);
@@ -50,6 +51,16 @@ pub fn admin(state: AppState) -> App {
     }
     let router = router.fallback(|| async { ApiError::NotFound.into_response() });
     crate::serve::admin_stack(router.with_state(state))
+}
+
+/// Refuses static files mounted where one of doorman's endpoints lives. Part of loading the
+/// configuration: every command checks it right after [`Config::load`], and
+/// [`crate::Application::build`] too.
+pub fn check_static_files(config: &Config) -> Result<(), ConfigError> {
+    match &config.static_files {
+        Some(files) => files.check_prefixes(&api::reserved_prefixes()),
+        None => Ok(()),
+    }
 }
 
 fn method_router(endpoint: &'static Endpoint) -> MethodRouter<AppState> {
@@ -82,4 +93,48 @@ async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
         }
     }
     ApiError::NotFound.into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::Overrides;
+
+    fn with_static_url(url: &str) -> Config {
+        let dir = std::env::temp_dir();
+        let env: BTreeMap<String, String> = [
+            ("DOORMAN_STATIC_ROOT", dir.display().to_string()),
+            ("DOORMAN_STATIC_URL", url.to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        Config::load_from(None, &env, &Overrides::default()).unwrap()
+    }
+
+    #[test]
+    fn static_files_stay_off_every_endpoints_prefix() {
+        for url in [
+            "/api/",
+            "/api/token/x/",
+            "/hello/",
+            "/.well-known/",
+            "/metrics/",
+        ] {
+            assert_eq!(
+                check_static_files(&with_static_url(url))
+                    .unwrap_err()
+                    .to_string(),
+                format!(
+                    "configuration error: setting `static_url` (from environment variable DOORMAN_STATIC_URL): expected a prefix like /static/ that no doorman route uses, got {url:?}"
+                ),
+            );
+        }
+        for url in ["/static/", "/apis/", "/assets/hello/"] {
+            check_static_files(&with_static_url(url)).unwrap();
+        }
+    }
 }

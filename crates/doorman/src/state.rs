@@ -42,8 +42,8 @@ impl axum::extract::FromRef<AppState> for Guard {
 impl AppState {
     /// Opens the store (migrating it unless told not to), loads the keys, and wires the guard.
     pub async fn build(config: Config, migrate: bool) -> anyhow::Result<AppState> {
-        crate::keys::create_private_dir(&config.data_dir)?;
-        let store = Store::connect_with(&config.database_url, &config.pool).await?;
+        crate::keys::create_private_dir(&config.store.data_dir)?;
+        let store = Store::connect_with(&config.store.database_url, &config.store.pool).await?;
         if migrate {
             let applied = store.migrate().await?;
             for m in &applied {
@@ -52,20 +52,20 @@ impl AppState {
         } else if store.pending_migrations().await? > 0 {
             anyhow::bail!("the database has pending migrations; run `doorman migrate`");
         }
-        let keys = crate::keys::effective(&config.key, &store).await?;
-        let tokens = Arc::new(Tokens::new(keys, config.tokens.clone()));
+        let keys = crate::keys::effective(&config.keys.key, &store).await?;
+        let tokens = Arc::new(Tokens::new(keys, config.tokens.rules.clone()));
         let metrics = crate::metrics::Metrics::new();
-        let hasher =
-            PasswordHasher::new(config.password_hash_workers).with_metrics(metrics.clone());
+        let hasher = PasswordHasher::new(config.accounts.password_hash_workers)
+            .with_metrics(metrics.clone());
         let accounts = Accounts::new(store.clone(), hasher);
         let guard = Guard::from_shared(tokens.clone())
-            .with_header_types(config.auth_header_types.clone())
+            .with_header_types(config.tokens.auth_header_types.clone())
             .with_user_check(StoreUserCheck::shared(
                 store.clone(),
-                config.check_user_is_active,
-                config.accept_tokens_during_outage,
-                config.user_cache_ttl,
-                config.user_cache_size,
+                config.accounts.check_user_is_active,
+                config.accounts.accept_tokens_during_outage,
+                config.accounts.user_cache_ttl,
+                config.accounts.user_cache_size,
                 &metrics,
             ));
         Ok(AppState(Arc::new(Shared {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 mod json_lines;
+pub mod settings;
 
 /// How log lines look (the `log_format` setting).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

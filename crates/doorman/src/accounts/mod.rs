@@ -3,6 +3,7 @@
 //! inactive cost the same and answer the same), and Django hashes are upgraded on login.
 
 pub mod password;
+pub mod settings;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -9,9 +9,6 @@ use serde_json::Value;
 
 use super::error::ApiError;
 
-/// The default of `max_body_bytes`: token requests are a few hundred bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
 /// Headers a view's response usually ends up with: content type, `Allow`, `Cache-Control` or
 /// `WWW-Authenticate`, four security headers and `X-Request-Id`.
 const RESPONSE_HEADERS: usize = 10;

@@ -52,7 +52,7 @@ impl Endpoint {
         (self.enabled)(config)
             && match self.listener {
                 Listener::Api | Listener::ApiAndAdmin => true,
-                Listener::AdminElseApi => config.admin_bind.is_none(),
+                Listener::AdminElseApi => config.server.admin_bind.is_none(),
             }
     }
 

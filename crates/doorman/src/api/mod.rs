@@ -6,10 +6,11 @@ pub mod endpoint;
 pub mod error;
 pub mod health;
 pub mod hello;
+pub mod token_settings;
 pub mod tokens;
 pub mod wellknown;
 
-pub use answer::{Answer, MAX_BODY_BYTES, finish, negotiate, read_body, render};
+pub use answer::{Answer, finish, negotiate, read_body, render};
 pub use endpoint::Endpoint;
 pub use error::ApiError;
 

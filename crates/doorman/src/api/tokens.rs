@@ -126,7 +126,7 @@ const fn token_view(
 }
 
 fn sliding_tokens(config: &Config) -> bool {
-    config.sliding_tokens
+    config.tokens.sliding_tokens
 }
 
 /// DRF's dispatch of a token view: negotiate, then the method, then parse and run `post`.
@@ -167,7 +167,7 @@ async fn read_data(
     content_type: Option<&http::HeaderValue>,
     body: Body,
 ) -> Result<RequestData, ApiError> {
-    let bytes = read_body(body, state.config.max_body_bytes).await?;
+    let bytes = read_body(body, state.config.server.max_body_bytes).await?;
     Ok(doorman_drf::parse_request_data(content_type, &bytes)?)
 }
 
@@ -219,7 +219,7 @@ async fn login(state: &AppState, data: &RequestData) -> Result<i64, ApiError> {
         state.metrics.login(false);
         return Err(ApiError::NoActiveAccount);
     };
-    if state.config.update_last_login {
+    if state.config.accounts.update_last_login {
         state
             .store
             .record_login(user.id, OffsetDateTime::now_utc())
@@ -238,12 +238,12 @@ async fn refresh(state: AppState, data: RequestData) -> Result<Answer, ApiError>
     let access = state.tokens.access_from_refresh(&claims, now);
     let mut body = Map::new();
     body.insert("access".into(), Value::String(encode(state, &access)?));
-    let rotating = state.config.rotate_refresh_tokens;
+    let rotating = state.config.tokens.rotate_refresh_tokens;
     if rotating {
         let rotated = state.tokens.rotate_refresh(&claims, now);
         let old = outstanding(state, &claims, user_id, now)?;
         let new = outstanding(state, &rotated, user_id, now)?;
-        let blacklist_old = state.config.blacklist_after_rotation;
+        let blacklist_old = state.config.tokens.blacklist_after_rotation;
         if state.store.rotate(&old, &new, blacklist_old).await? == RotateOutcome::AlreadyBlacklisted
         {
             // Another request rotated this token between our check and our write.
@@ -350,7 +350,9 @@ async fn active_user(state: &AppState, claims: &Claims) -> Result<Option<i64>, A
         Some(UserId::Id(id)) => id,
     };
     match state.store.user_by_id(id).await? {
-        Some(user) if user.is_active || !state.config.check_user_is_active => Ok(Some(user.id)),
+        Some(user) if user.is_active || !state.config.accounts.check_user_is_active => {
+            Ok(Some(user.id))
+        }
         _ => Err(ApiError::NoActiveAccountForToken),
     }
 }

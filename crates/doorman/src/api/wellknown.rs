@@ -46,7 +46,15 @@ pub const JWKS_MAX_AGE_SECS: u64 = 300;
 /// so it stays shorter than a rotation's overlap (a retiring key verifies for at least the
 /// longest token lifetime).
 fn max_age(state: &AppState) -> u64 {
-    JWKS_MAX_AGE_SECS.min(state.config.tokens.access_token_lifetime.as_secs().max(1))
+    JWKS_MAX_AGE_SECS.min(
+        state
+            .config
+            .tokens
+            .rules
+            .access_token_lifetime
+            .as_secs()
+            .max(1),
+    )
 }
 
 async fn jwks(
@@ -67,6 +75,7 @@ async fn discovery(
     let issuer = state
         .config
         .tokens
+        .rules
         .issuer
         .clone()
         .unwrap_or_else(|| base.clone());

@@ -8,7 +8,8 @@ use std::path::Path;
 use clap::Args;
 
 use super::Failure;
-use crate::config::{Config, KeyConfig};
+use crate::config::Config;
+use crate::keys::KeyConfig;
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -71,7 +72,7 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
             message,
         });
     };
-    match &config.key {
+    match &config.keys.key {
         KeyConfig::Hmac { alg, secret } => {
             use secrecy::ExposeSecret;
             warn(
@@ -93,13 +94,15 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
         KeyConfig::Pem { .. } | KeyConfig::Generated { .. } => {}
     }
     let public: Vec<String> = config
+        .server
         .bind
         .iter()
         .filter_map(|b| b.tcp())
         .filter(|addr| !addr.ip().is_loopback())
         .map(|addr| addr.to_string())
         .collect();
-    if !public.is_empty() && config.trusted_proxies.is_empty() && config.tls.is_none() {
+    if !public.is_empty() && config.server.trusted_proxies.is_empty() && config.server.tls.is_none()
+    {
         warn(
             "bind",
             format!(
@@ -111,6 +114,7 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
         );
     }
     if config
+        .server
         .trusted_proxies
         .iter()
         .any(|net| net.prefix_len() == 0)
@@ -120,13 +124,14 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
             "trusts every address: any client can claim any address with X-Forwarded-For".into(),
         );
     }
-    if config.cors_allowed_origins.iter().any(|o| o == "*") {
+    if config.server.cors_allowed_origins.iter().any(|o| o == "*") {
         warn(
             "cors_allowed_origins",
             "\"*\" lets every web site call the API from its users' browsers".into(),
         );
     }
     if let Some(origin) = config
+        .server
         .cors_allowed_origins
         .iter()
         .find(|o| o.starts_with("http://") && !is_local_origin(o))
@@ -142,12 +147,12 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
             "debug or trace logging is on; it is verbose and slower in production".into(),
         );
     }
-    if !config.tokens.leeway.is_zero() {
+    if !config.tokens.rules.leeway.is_zero() {
         warn(
             "leeway",
             format!(
                 "{} s of clock skew accepted; keep clocks in sync (NTP) and this at 0",
-                config.tokens.leeway.as_secs()
+                config.tokens.rules.leeway.as_secs()
             ),
         );
     }
@@ -174,8 +179,8 @@ fn is_local_origin(origin: &str) -> bool {
 
 /// The files and directories that hold private key material.
 fn key_files(config: &Config) -> Vec<(&'static str, std::path::PathBuf)> {
-    let mut files = vec![("data_dir", config.data_dir.clone())];
-    if let KeyConfig::Generated { path, .. } = &config.key {
+    let mut files = vec![("data_dir", config.store.data_dir.clone())];
+    if let KeyConfig::Generated { path, .. } = &config.keys.key {
         files.push(("data_dir", path.clone()));
     }
     files
@@ -197,5 +202,89 @@ fn readable_by_others(path: &Path) -> Option<String> {
     {
         let _ = path;
         None
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::Overrides;
+
+    fn findings(pairs: &[(&str, &str)], log_filter: Option<&str>) -> Vec<String> {
+        let env: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let config = Config::load_from(None, &env, &Overrides::default()).unwrap();
+        deploy_findings(&config, log_filter)
+            .iter()
+            .map(|f| format!("{:?} {}: {}", f.severity, f.setting, f.message))
+            .collect()
+    }
+
+    /// What `--deploy` says, word for word, for a configuration that trips every warning and
+    /// for one that trusts every proxy.
+    #[test]
+    fn deploy_findings_word_for_word() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = data.display().to_string();
+        let report = findings(
+            &[
+                (
+                    "DOORMAN_SIGNING_KEY",
+                    "doorman-check-test-secret-0123456789ab",
+                ),
+                ("DOORMAN_BIND", "0.0.0.0:8000, 127.0.0.1:8001"),
+                (
+                    "DOORMAN_CORS_ALLOWED_ORIGINS",
+                    "*, http://localhost:3000, http://app.example.com",
+                ),
+                ("DOORMAN_LEEWAY", "5"),
+                ("DOORMAN_DATA_DIR", &data),
+            ],
+            Some("doorman=debug"),
+        );
+        let error = format!(
+            "Error data_dir: {data}: readable by group or others (mode 0755); it holds private keys: chmod go-rwx"
+        );
+        assert_eq!(
+            report,
+            [
+                "Warning algorithm: HS256 shares its secret with every service that verifies tokens; unless a Django deployment must accept them, a key pair (EdDSA, ES256) lets others verify with the JWKS alone",
+                "Warning signing_key: the secret is short or repetitive; use at least 50 random characters (Django's own check asks the same)",
+                "Warning bind: serving plain HTTP on 0.0.0.0:8000 with no trusted proxy in front; set tls_cert_file and tls_key_file, or put doorman behind a TLS-terminating proxy (and list it in trusted_proxies)",
+                "Warning cors_allowed_origins: \"*\" lets every web site call the API from its users' browsers",
+                "Warning cors_allowed_origins: http://app.example.com is plain HTTP; tokens sent to it can be read on the way",
+                "Warning RUST_LOG: debug or trace logging is on; it is verbose and slower in production",
+                "Warning leeway: 5 s of clock skew accepted; keep clocks in sync (NTP) and this at 0",
+                &error,
+            ]
+        );
+        // A proxy in front (even one trusting everything) answers the plain-HTTP warning; an
+        // owner-only data directory and a key pair leave nothing else to say.
+        let private = dir.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let report = findings(
+            &[
+                ("DOORMAN_BIND", "0.0.0.0:8000"),
+                ("DOORMAN_TRUSTED_PROXIES", "0.0.0.0/0"),
+                ("DOORMAN_DATA_DIR", &private.display().to_string()),
+            ],
+            None,
+        );
+        assert_eq!(
+            report,
+            [
+                "Warning trusted_proxies: trusts every address: any client can claim any address with X-Forwarded-For"
+            ]
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! `doorman flush-expired-tokens`: simplejwt's `flushexpiredtokens`, for cron or by hand.
 
 use super::{Failure, open_store};
-use crate::config::Config;
+use crate::store::settings::StoreConfig;
 
-pub async fn run(config: &Config) -> Result<(), Failure> {
+pub async fn run(config: &StoreConfig) -> Result<(), Failure> {
     let store = open_store(config).await?;
     let removed = store.flush_expired(time::OffsetDateTime::now_utc()).await?;
     println!("Deleted {removed} expired token(s).");

@@ -10,7 +10,8 @@ use doorman_token::{Algorithm, Key};
 use time::OffsetDateTime;
 
 use super::{Failure, open_store};
-use crate::config::{Config, KeyConfig};
+use crate::config::Config;
+use crate::keys::KeyConfig;
 use crate::store::{KeyRotation, KeyState, StoredKey};
 
 #[derive(Subcommand, Debug)]
@@ -42,13 +43,13 @@ pub struct RetireArgs {
 }
 
 pub async fn run(config: &Config, command: KeysCommand) -> Result<(), Failure> {
-    let KeyConfig::Generated { alg, path } = &config.key else {
+    let KeyConfig::Generated { alg, path } = &config.keys.key else {
         return Err(Failure::runtime(
             "signing_key is set in the configuration, so the keys are managed there; \
              unset it to let doorman manage a key set",
         ));
     };
-    let store = open_store(config).await?;
+    let store = open_store(&config.store).await?;
     let now = crate::unix_now();
     match command {
         KeysCommand::List => {
@@ -113,7 +114,7 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<(), Failure> {
             );
         }
         KeysCommand::Rotate => {
-            let retire_after = now.saturating_add(overlap_secs(config));
+            let retire_after = now.saturating_add(overlap_secs(&config.tokens.rules));
             match store.rotate_signing_keys(now, retire_after).await? {
                 KeyRotation::Rotated { promoted, retiring } => {
                     println!("{promoted} is now the current key.");
@@ -125,7 +126,7 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<(), Failure> {
                     }
                     println!(
                         "Every instance uses the new key within {} s.",
-                        config.key_refresh_interval.as_secs()
+                        config.keys.key_refresh_interval.as_secs()
                     );
                 }
                 KeyRotation::NoNextKey => {
@@ -145,7 +146,7 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<(), Failure> {
             println!(
                 "{} is retired; tokens it signed are refused within {} s.",
                 args.kid,
-                config.key_refresh_interval.as_secs()
+                config.keys.key_refresh_interval.as_secs()
             );
         }
     }
@@ -154,8 +155,7 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<(), Failure> {
 
 /// How long a retiring key must keep verifying: the longest life of any token it can have
 /// signed, plus the allowed clock skew.
-fn overlap_secs(config: &Config) -> i64 {
-    let rules = &config.tokens;
+fn overlap_secs(rules: &doorman_token::TokenRules) -> i64 {
     let longest = [
         rules.access_token_lifetime,
         rules.refresh_token_lifetime,

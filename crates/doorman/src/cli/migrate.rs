@@ -4,8 +4,8 @@
 use clap::Args;
 
 use super::Failure;
-use crate::config::Config;
 use crate::store::Store;
+use crate::store::settings::StoreConfig;
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
@@ -14,7 +14,7 @@ pub struct MigrateArgs {
     list: bool,
 }
 
-pub async fn run(config: &Config, args: MigrateArgs) -> Result<(), Failure> {
+pub async fn run(config: &StoreConfig, args: MigrateArgs) -> Result<(), Failure> {
     crate::keys::create_private_dir(&config.data_dir)?;
     let store = Store::connect_with(&config.database_url, &config.pool).await?;
     if args.list {

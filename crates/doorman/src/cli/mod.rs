@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
+use crate::store::settings::StoreConfig;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -126,13 +127,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime.block_on(serve::run(cli.config.as_deref(), overrides, args))
         }
         Command::Migrate(args) => {
-            runtime.block_on(migrate::run(&load(&cli.config, &overrides)?, args))
+            runtime.block_on(migrate::run(&load(&cli.config, &overrides)?.store, args))
         }
         Command::User(command) => {
             runtime.block_on(user::run(&load(&cli.config, &overrides)?, command))
         }
         Command::FlushExpiredTokens => {
-            runtime.block_on(flush::run(&load(&cli.config, &overrides)?))
+            runtime.block_on(flush::run(&load(&cli.config, &overrides)?.store))
         }
         Command::Token(command) => token::run(cli.config.as_deref(), &overrides, command),
         Command::Check(args) => check::run(&load(&cli.config, &overrides)?, args),
@@ -143,11 +144,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn load(file: &Option<PathBuf>, overrides: &Overrides) -> Result<Config, Failure> {
-    Config::load(file.as_deref(), overrides).map_err(Failure::runtime)
+    load_config(file.as_deref(), overrides)
+}
+
+/// The configuration every command runs with, checked against doorman's routes too.
+pub(crate) fn load_config(
+    file: Option<&std::path::Path>,
+    overrides: &Overrides,
+) -> Result<Config, Failure> {
+    let config = Config::load(file, overrides).map_err(Failure::runtime)?;
+    crate::router::check_static_files(&config).map_err(Failure::runtime)?;
+    Ok(config)
 }
 
 /// Opens the store for an administrative command, refusing to run on an unmigrated database.
-async fn open_store(config: &Config) -> Result<crate::store::Store, Failure> {
+async fn open_store(config: &StoreConfig) -> Result<crate::store::Store, Failure> {
     crate::keys::create_private_dir(&config.data_dir)?;
     let store = crate::store::Store::connect_with(&config.database_url, &config.pool).await?;
     if store.pending_migrations().await? > 0 {

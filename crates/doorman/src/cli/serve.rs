@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::Failure;
 use crate::app::Application;
-use crate::config::{Config, Overrides};
+use crate::config::Overrides;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -27,8 +27,8 @@ pub async fn run(
     args: ServeArgs,
 ) -> Result<(), Failure> {
     overrides.bind = args.bind;
-    let config = Config::load(file, &overrides).map_err(Failure::runtime)?;
-    let _log = crate::telemetry::init_with("info", config.log_format);
+    let config = super::load_config(file, &overrides)?;
+    let _log = crate::telemetry::init_with("info", config.telemetry.log_format);
     let app = Application::build_with(config, !args.no_migrate).await?;
     let stop = crate::serve::shutdown_signal()
         .map_err(|e| Failure::runtime(format!("could not install the signal handlers: {e}")))?;

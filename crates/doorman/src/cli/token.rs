@@ -12,7 +12,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::Failure;
-use crate::config::{Config, Overrides};
+use crate::config::Overrides;
 
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
@@ -61,22 +61,25 @@ pub fn run(
         }
     }
     if args.verify {
-        let config = Config::load(file, overrides).map_err(Failure::runtime)?;
+        let config = super::load_config(file, overrides)?;
         // The managed key set when there is one (a database holding `doorman keys` keys),
         // else the configured or generated key.
         let managed = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
             .block_on(async {
-                let store =
-                    crate::store::Store::connect_with(&config.database_url, &config.pool).await?;
-                crate::keys::effective(&config.key, &store).await
+                let store = crate::store::Store::connect_with(
+                    &config.store.database_url,
+                    &config.store.pool,
+                )
+                .await?;
+                crate::keys::effective(&config.keys.key, &store).await
             });
         let keys = match managed {
             Ok(keys) => keys,
-            Err(_) => crate::keys::load(&config.key)?,
+            Err(_) => crate::keys::load(&config.keys.key)?,
         };
-        let tokens = Tokens::new(keys, config.tokens.clone());
+        let tokens = Tokens::new(keys, config.tokens.rules.clone());
         let claims = tokens
             .decode(&token, now)
             .and_then(|c| tokens.check(&c, None).map(|()| c))

@@ -56,10 +56,10 @@ pub struct NameArg {
 }
 
 pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
-    let store = open_store(config).await?;
+    let store = open_store(&config.store).await?;
     let accounts = Accounts::new(
         store.clone(),
-        PasswordHasher::new(config.password_hash_workers),
+        PasswordHasher::new(config.accounts.password_hash_workers),
     );
     match command {
         UserCommand::Create(args) => {

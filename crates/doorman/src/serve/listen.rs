@@ -16,7 +16,39 @@ use tokio::net::{TcpListener, UnixListener};
 
 use super::gate::Gate;
 
-use crate::config::Bind;
+/// Where to listen: `127.0.0.1:8000`, or `unix:/run/doorman.sock`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bind {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Bind {
+    /// `host:port`, or `unix:` followed by an absolute path.
+    pub fn parse(text: &str) -> Option<Bind> {
+        match text.strip_prefix("unix:") {
+            Some(path) if path.starts_with('/') => Some(Bind::Unix(PathBuf::from(path))),
+            _ => text.parse().ok().map(Bind::Tcp),
+        }
+    }
+
+    /// The TCP address, if it is one.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Bind::Tcp(addr) => Some(*addr),
+            Bind::Unix(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Bind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bind::Tcp(addr) => write!(f, "{addr}"),
+            Bind::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
 
 /// Where doorman listens.
 pub enum Listener {

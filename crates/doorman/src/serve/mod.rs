@@ -5,18 +5,15 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::response::IntoResponse;
 use http::{HeaderValue, header};
-use tower::ServiceBuilder;
-use tower_http::set_header::SetResponseHeaderLayer;
-
-use crate::api::error::ApiError;
 
 pub mod access;
 pub mod client;
 pub mod edge;
 pub mod gate;
 pub mod listen;
+pub mod settings;
+pub mod static_files;
 pub mod tls;
 
 pub use client::{ClientAddr, TrustedProxies};
@@ -37,8 +34,8 @@ pub struct Limits {
     pub cors_allow_credentials: bool,
 }
 
-impl From<&crate::config::Config> for Limits {
-    fn from(config: &crate::config::Config) -> Limits {
+impl From<&settings::ServerConfig> for Limits {
+    fn from(config: &settings::ServerConfig) -> Limits {
         Limits {
             max_concurrent_requests: config.max_concurrent_requests,
             request_timeout: config.request_timeout,
@@ -73,32 +70,6 @@ fn cors(limits: &Limits) -> Option<tower_http::cors::CorsLayer> {
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
             .allow_credentials(limits.cors_allow_credentials)
             .max_age(Duration::from_secs(600)),
-    )
-}
-
-/// The static files service (nginx's job): ETag and Last-Modified revalidation, Range,
-/// precompressed `.br`/`.gz` siblings by Accept-Encoding, MIME types, the configured
-/// Cache-Control; no directory listing or index pages, no path traversal, JSON 404s.
-pub fn static_files(files: &crate::config::StaticFiles) -> axum::routing::MethodRouter {
-    use tower_http::services::ServeDir;
-    let not_found = tower::service_fn(|_request: axum::extract::Request| async {
-        Ok::<_, std::convert::Infallible>(ApiError::NotFound.into_response())
-    });
-    let serve = ServeDir::new(&files.root)
-        .append_index_html_on_directories(false)
-        .precompressed_br()
-        .precompressed_gzip()
-        .fallback(not_found);
-    let cache_control =
-        HeaderValue::from_str(&files.cache_control).unwrap_or(HeaderValue::from_static("no-cache"));
-    axum::routing::get_service(
-        ServiceBuilder::new()
-            .layer(compression())
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::CACHE_CONTROL,
-                cache_control,
-            ))
-            .service(serve),
     )
 }
 

@@ -2,6 +2,7 @@
 //! HTTP/1.1 offered by ALPN, and a reload on SIGHUP that new connections pick up while open
 //! ones carry on.
 
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
@@ -9,7 +10,12 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsFiles;
+/// Where the TLS certificate chain and key are (PEM).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 /// A rustls server configuration from the PEM files, or why not (for the start-up message).
 pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {

@@ -6,6 +6,7 @@
 
 mod portable;
 mod postgres;
+pub mod settings;
 mod sqlite;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

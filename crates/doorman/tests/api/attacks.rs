@@ -54,8 +54,8 @@ async fn assert_refused(app: &TestApp, token: &str, label: &str) {
     ] {
         let res = app.post_json(path, &json!({ field: token })).await;
         let status = res.status();
-        let too_big =
-            token.len() > doorman::api::MAX_BODY_BYTES && status == StatusCode::PAYLOAD_TOO_LARGE;
+        let too_big = token.len() > doorman::serve::settings::MAX_BODY_BYTES
+            && status == StatusCode::PAYLOAD_TOO_LARGE;
         assert!(
             status == StatusCode::UNAUTHORIZED || too_big,
             "{label}: {path} answered {status}: {}",

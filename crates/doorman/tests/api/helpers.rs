@@ -277,7 +277,7 @@ async fn start_app(settings: &[(&str, &str)]) -> TestApp {
         }
     }
     let config = Config::load_from(None, &env, &Overrides::default()).expect("test config");
-    let database_url = config.database_url.clone();
+    let database_url = config.store.database_url.clone();
     let app = Application::build(config).await.expect("build app");
     let address = format!("http://{}", app.local_addr().expect("local addr"));
     let state = app.state().clone();
@@ -298,7 +298,7 @@ async fn start_app(settings: &[(&str, &str)]) -> TestApp {
 impl TestApp {
     /// The data directory this instance was started with.
     pub fn data_dir(&self) -> std::path::PathBuf {
-        self.state.config.data_dir.clone()
+        self.state.config.store.data_dir.clone()
     }
 
     pub fn url(&self, path: &str) -> String {

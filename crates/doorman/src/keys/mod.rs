@@ -1,6 +1,9 @@
 //! Turns the configured key choice into a `KeySet`: an HMAC secret, a configured private key
 //! PEM, or a key pair generated on first start (Ed25519 unless `algorithm` says otherwise) and
 //! kept in the data directory, readable only by its owner, and reused on every later start.
+//! The choice itself is made from the key settings in [`policy`].
+
+pub mod policy;
 
 use std::io::Write;
 use std::path::Path;
@@ -8,7 +11,8 @@ use std::path::Path;
 use doorman_token::{Algorithm, Key, KeySet};
 use secrecy::ExposeSecret;
 
-use crate::config::KeyConfig;
+pub use policy::{KeyConfig, KeySettings, KeysConfig};
+
 use crate::store::{KeyState, Store, StoredKey};
 
 #[derive(Debug, thiserror::Error)]

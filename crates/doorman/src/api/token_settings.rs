@@ -1,0 +1,142 @@
+//! The token settings: simplejwt's lifetimes, claim names and validation rules (`aud`, `iss`,
+//! leeway), which token views are served (sliding tokens), what a refresh does to the old token
+//! (rotation, blacklisting), and the `Authorization` schemes accepted.
+
+use std::time::Duration;
+
+use doorman_token::TokenRules;
+use serde::Deserialize;
+
+use crate::config::source::{ConfigError, Sources};
+use crate::config::values::{self, Flag, StringList};
+
+/// The token settings as the layers give them.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct TokenSettings {
+    #[serde(with = "values::duration")]
+    access_token_lifetime: Duration,
+    #[serde(with = "values::duration")]
+    refresh_token_lifetime: Duration,
+    #[serde(with = "values::duration")]
+    sliding_token_lifetime: Duration,
+    #[serde(with = "values::duration")]
+    sliding_token_refresh_lifetime: Duration,
+    sliding_tokens: Flag,
+    rotate_refresh_tokens: Flag,
+    blacklist_after_rotation: Flag,
+    audience: Option<String>,
+    issuer: Option<String>,
+    #[serde(with = "values::duration")]
+    leeway: Duration,
+    auth_header_types: StringList,
+    user_id_claim: String,
+    token_type_claim: String,
+    jti_claim: String,
+    sliding_token_refresh_exp_claim: String,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        let rules = TokenRules::default();
+        TokenSettings {
+            access_token_lifetime: rules.access_token_lifetime,
+            refresh_token_lifetime: rules.refresh_token_lifetime,
+            sliding_token_lifetime: rules.sliding_token_lifetime,
+            sliding_token_refresh_lifetime: rules.sliding_token_refresh_lifetime,
+            sliding_tokens: Flag(true),
+            rotate_refresh_tokens: Flag(false),
+            blacklist_after_rotation: Flag(false),
+            audience: None,
+            issuer: None,
+            leeway: Duration::ZERO,
+            auth_header_types: StringList(vec!["Bearer".to_owned()]),
+            user_id_claim: rules.user_id_claim,
+            token_type_claim: "token_type".to_owned(),
+            jti_claim: "jti".to_owned(),
+            sliding_token_refresh_exp_claim: rules.sliding_token_refresh_exp_claim,
+        }
+    }
+}
+
+/// What tokens look like and what the token views do with them.
+#[derive(Clone, Debug)]
+pub struct TokensConfig {
+    /// Lifetimes, claim names and validation rules, as the token crate applies them.
+    pub rules: TokenRules,
+    /// The sliding token views are served.
+    pub sliding_tokens: bool,
+    /// A refresh also returns a new refresh token.
+    pub rotate_refresh_tokens: bool,
+    /// A rotated refresh token is blacklisted.
+    pub blacklist_after_rotation: bool,
+    /// The `Authorization` schemes accepted (`Bearer`).
+    pub auth_header_types: Vec<String>,
+}
+
+impl TokenSettings {
+    pub fn validate(self, src: &Sources) -> Result<TokensConfig, ConfigError> {
+        if self.leeway > Duration::from_secs(60) {
+            return Err(src.fail(
+                "leeway",
+                "expected at most 60 seconds (RFC 8725 allows a small clock skew only)",
+            ));
+        }
+        for (key, lifetime) in [
+            ("access_token_lifetime", self.access_token_lifetime),
+            ("refresh_token_lifetime", self.refresh_token_lifetime),
+            ("sliding_token_lifetime", self.sliding_token_lifetime),
+            (
+                "sliding_token_refresh_lifetime",
+                self.sliding_token_refresh_lifetime,
+            ),
+        ] {
+            if lifetime.is_zero() {
+                return Err(src.fail(key, "expected a lifetime longer than 0 seconds"));
+            }
+        }
+        if self.auth_header_types.0.is_empty()
+            || self
+                .auth_header_types
+                .0
+                .iter()
+                .any(|t| !is_token68_scheme(t))
+        {
+            return Err(src.fail(
+                "auth_header_types",
+                "expected one or more scheme names like Bearer, without spaces",
+            ));
+        }
+        if self.user_id_claim.is_empty() {
+            return Err(src.fail("user_id_claim", "expected a claim name"));
+        }
+        let rules = TokenRules {
+            access_token_lifetime: self.access_token_lifetime,
+            refresh_token_lifetime: self.refresh_token_lifetime,
+            sliding_token_lifetime: self.sliding_token_lifetime,
+            sliding_token_refresh_lifetime: self.sliding_token_refresh_lifetime,
+            user_id_claim: self.user_id_claim,
+            token_type_claim: Some(self.token_type_claim).filter(|c| !c.is_empty()),
+            jti_claim: Some(self.jti_claim).filter(|c| !c.is_empty()),
+            sliding_token_refresh_exp_claim: self.sliding_token_refresh_exp_claim,
+            audience: self.audience,
+            issuer: self.issuer,
+            leeway: self.leeway,
+            ..TokenRules::default()
+        };
+        Ok(TokensConfig {
+            rules,
+            sliding_tokens: self.sliding_tokens.0,
+            rotate_refresh_tokens: self.rotate_refresh_tokens.0,
+            blacklist_after_rotation: self.blacklist_after_rotation.0,
+            auth_header_types: self.auth_header_types.0,
+        })
+    }
+}
+
+/// RFC 7235 scheme names are tokens: visible ASCII without separators.
+fn is_token68_scheme(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}

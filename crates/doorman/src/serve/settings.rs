@@ -1,0 +1,324 @@
+//! The server's settings: where doorman listens (`bind`, `admin_bind`, the Unix socket's
+//! mode, TLS), how connections and requests are bounded (timeouts, header and body sizes,
+//! concurrency, the graceful stop), and whom it believes about the client (trusted proxies,
+//! CORS origins).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::listen::Bind;
+use super::tls::TlsFiles;
+use crate::config::source::{ConfigError, Sources};
+use crate::config::values::{self, Flag, StringList};
+
+/// The default of `max_body_bytes`: token requests are a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The server's settings as the layers give them.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    bind: StringList,
+    admin_bind: Option<String>,
+    unix_socket_mode: String,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    #[serde(with = "values::count")]
+    max_concurrent_requests: usize,
+    #[serde(with = "values::duration")]
+    request_timeout: Duration,
+    #[serde(with = "values::duration")]
+    header_read_timeout: Duration,
+    #[serde(with = "values::count")]
+    max_header_bytes: usize,
+    #[serde(with = "values::count")]
+    max_body_bytes: usize,
+    #[serde(with = "values::duration")]
+    shutdown_timeout: Duration,
+    trusted_proxies: StringList,
+    cors_allowed_origins: StringList,
+    cors_allow_credentials: Flag,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: StringList(vec!["127.0.0.1:8000".to_owned()]),
+            admin_bind: None,
+            unix_socket_mode: "660".to_owned(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_concurrent_requests: 1024,
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: MAX_BODY_BYTES,
+            shutdown_timeout: Duration::from_secs(30),
+            trusted_proxies: StringList(Vec::new()),
+            cors_allowed_origins: StringList(Vec::new()),
+            cors_allow_credentials: Flag(false),
+        }
+    }
+}
+
+/// Where doorman listens and what every connection and request runs under.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where to listen (at least one).
+    pub bind: Vec<Bind>,
+    /// A separate listener for `/metrics` (and the health checks); `/metrics` then leaves the
+    /// API listeners.
+    pub admin_bind: Option<Bind>,
+    /// Permissions of a Unix socket doorman creates (e.g. 0o660: the proxy's group may connect).
+    pub unix_socket_mode: u32,
+    /// TLS from PEM files (certificate chain, private key); reloaded on SIGHUP.
+    pub tls: Option<TlsFiles>,
+    /// Requests handled at once; beyond it doorman answers 503 with `Retry-After` at once
+    /// instead of queueing without bound.
+    pub max_concurrent_requests: usize,
+    /// The deadline of one request (503 past it).
+    pub request_timeout: Duration,
+    /// Time allowed to send a request's headers (slow clients are cut off after it).
+    pub header_read_timeout: Duration,
+    /// Largest request head; beyond it the answer is 431.
+    pub max_header_bytes: usize,
+    /// Largest request body an API view reads (413 beyond it).
+    pub max_body_bytes: usize,
+    /// How long a graceful stop waits for the requests in flight.
+    pub shutdown_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `unix` in `trusted_proxies`: peers on the Unix socket (nginx) are trusted proxies too.
+    pub trust_unix_socket_peers: bool,
+    /// Browser origins allowed by CORS (`*` only without credentials).
+    pub cors_allowed_origins: Vec<String>,
+    pub cors_allow_credentials: bool,
+}
+
+impl ServerSettings {
+    pub fn validate(self, src: &Sources) -> Result<ServerConfig, ConfigError> {
+        let bind = self
+            .bind
+            .0
+            .iter()
+            .map(|text| {
+                Bind::parse(text).ok_or_else(|| {
+                    src.fail(
+                        "bind",
+                        format!(
+                            "expected addresses like 127.0.0.1:8000, [::1]:8000 or unix:/run/doorman.sock, got {text:?}"
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<Bind>, _>>()?;
+        if bind.is_empty() {
+            return Err(src.fail("bind", "expected at least one address"));
+        }
+        let unix_socket_mode =
+            u32::from_str_radix(self.unix_socket_mode.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| {
+                    src.fail(
+                        "unix_socket_mode",
+                        format!(
+                            "expected an octal mode like 660, got {:?}",
+                            self.unix_socket_mode
+                        ),
+                    )
+                })?;
+        let request_timeout = src.nonzero("request_timeout", self.request_timeout)?;
+        let header_read_timeout = src.nonzero("header_read_timeout", self.header_read_timeout)?;
+        let shutdown_timeout = src.nonzero("shutdown_timeout", self.shutdown_timeout)?;
+        let trust_unix_socket_peers = self.trusted_proxies.0.iter().any(|t| t == "unix");
+        let trusted_proxies = self
+            .trusted_proxies
+            .0
+            .iter()
+            .filter(|t| *t != "unix")
+            .map(|text| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        src.fail(
+                            "trusted_proxies",
+                            format!("expected addresses or networks like 10.0.0.0/8 or ::1, got {text:?}"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for origin in &self.cors_allowed_origins.0 {
+            if origin == "*" {
+                if self.cors_allow_credentials.0 {
+                    return Err(src.fail(
+                        "cors_allowed_origins",
+                        "\"*\" can't go with cors_allow_credentials; list the origins",
+                    ));
+                }
+                continue;
+            }
+            let valid = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https")
+                    && !rest.is_empty()
+                    && !rest.contains('/')
+                    && rest.bytes().all(|b| b.is_ascii_graphic())
+            });
+            if !valid {
+                return Err(src.fail(
+                    "cors_allowed_origins",
+                    format!(
+                        "expected origins like https://app.example.com (no path), got {origin:?}"
+                    ),
+                ));
+            }
+        }
+        let tls = match (self.tls_cert_file, self.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles { cert, key };
+                super::tls::load(&files).map_err(|e| src.fail("tls_cert_file", e))?;
+                Some(files)
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(src.fail("tls_key_file", "tls_cert_file is set; set its key too"));
+            }
+            (None, Some(_)) => {
+                return Err(src.fail(
+                    "tls_cert_file",
+                    "tls_key_file is set; set the certificate too",
+                ));
+            }
+        };
+        if self.max_concurrent_requests == 0 {
+            return Err(src.fail("max_concurrent_requests", "expected at least 1"));
+        }
+        let admin_bind = match &self.admin_bind {
+            None => None,
+            Some(text) => Some(Bind::parse(text).ok_or_else(|| {
+                src.fail(
+                    "admin_bind",
+                    format!("expected an address like 127.0.0.1:9000, got {text:?}"),
+                )
+            })?),
+        };
+        Ok(ServerConfig {
+            bind,
+            admin_bind,
+            unix_socket_mode,
+            tls,
+            max_concurrent_requests: self.max_concurrent_requests,
+            request_timeout,
+            header_read_timeout,
+            max_header_bytes: self.max_header_bytes.clamp(8 * 1024, 1024 * 1024),
+            max_body_bytes: self.max_body_bytes.clamp(1024, 16 * 1024 * 1024),
+            shutdown_timeout,
+            trusted_proxies,
+            trust_unix_socket_peers,
+            cors_allowed_origins: self.cors_allowed_origins.0,
+            cors_allow_credentials: self.cors_allow_credentials.0,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::config::Overrides;
+    use crate::config::testing::load;
+
+    #[test]
+    fn tls_files_must_come_in_pairs_and_load() {
+        let err = load(
+            None,
+            &[("DOORMAN_TLS_CERT_FILE", "/nonexistent/cert.pem")],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("tls_key_file") && err.contains("set its key too"),
+            "{err}"
+        );
+        let err = load(
+            None,
+            &[
+                ("DOORMAN_TLS_CERT_FILE", "/nonexistent/cert.pem"),
+                ("DOORMAN_TLS_KEY_FILE", "/nonexistent/key.pem"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("tls_cert_file") && err.contains("/nonexistent/cert.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn proxies_and_cors_are_checked() {
+        let c = load(
+            None,
+            &[
+                ("DOORMAN_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+                (
+                    "DOORMAN_CORS_ALLOWED_ORIGINS",
+                    "https://app.example.com,http://localhost:3000",
+                ),
+                ("DOORMAN_CORS_ALLOW_CREDENTIALS", "true"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.server.trusted_proxies.len(), 2);
+        assert!(!c.server.trust_unix_socket_peers);
+        assert_eq!(c.server.cors_allowed_origins.len(), 2);
+        let c = load(
+            None,
+            &[("DOORMAN_TRUSTED_PROXIES", "unix, 10.0.0.0/8")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.server.trust_unix_socket_peers && c.server.trusted_proxies.len() == 1);
+        for (name, value, expect) in [
+            ("DOORMAN_TRUSTED_PROXIES", "10.0.0.0/33", "trusted_proxies"),
+            (
+                "DOORMAN_TRUSTED_PROXIES",
+                "proxy.internal",
+                "trusted_proxies",
+            ),
+            (
+                "DOORMAN_CORS_ALLOWED_ORIGINS",
+                "app.example.com",
+                "cors_allowed_origins",
+            ),
+            (
+                "DOORMAN_CORS_ALLOWED_ORIGINS",
+                "https://app.example.com/path",
+                "cors_allowed_origins",
+            ),
+        ] {
+            let err = load(None, &[(name, value)], Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expect) && err.contains(name), "{err}");
+        }
+        let err = load(
+            None,
+            &[
+                ("DOORMAN_CORS_ALLOWED_ORIGINS", "*"),
+                ("DOORMAN_CORS_ALLOW_CREDENTIALS", "true"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("can't go with cors_allow_credentials"),
+            "{err}"
+        );
+    }
+}
