@@ -827,7 +827,7 @@ fn is_token68_scheme(s: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
-/// Secrets copied from tutorials that attackers try first (security spec §4.12).
+/// Secrets copied from tutorials that attackers try first (`docs/security.md` 4.12).
 fn is_placeholder(secret: &str) -> bool {
     const KNOWN: [&str; 3] = [
         "your-256-bit-secret",
