@@ -28,7 +28,7 @@ pub enum JwksError {
 pub struct JwksOptions {
     /// Fetch again when the set is older than this.
     pub max_age: Duration,
-    /// Never fetch more often than this (security spec 4.20: at least 30 s in production).
+    /// Never fetch more often than this (`docs/security.md` 4.20: at least 30 s in production).
     pub cooldown: Duration,
     /// Keep at most this many keys from one JWKS.
     pub max_keys: usize,

@@ -1,6 +1,6 @@
 //! A second yardstick for `GET /hello/`: the ceiling's axum server with the production
-//! middleware a user would put around it from the field's crates, as `shared/spec`'s vetted set
-//! lists them and axum's examples wire them: sensitive headers marked, an `X-Request-Id` made and
+//! middleware a user would put around it from the field's crates (tower, tower-http, tracing,
+//! metrics), as axum's examples wire them: sensitive headers marked, an `X-Request-Id` made and
 //! echoed, a JSON access-log line per request (tower-http's `TraceLayer` at INFO, through
 //! tracing-subscriber and tracing-appender's non-blocking writer to stdout), request metrics (a
 //! counter and a latency histogram per method, route and status, as axum's

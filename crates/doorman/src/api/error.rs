@@ -1,5 +1,5 @@
 //! The one place that decides status codes and bodies for everything that goes wrong, matching
-//! DRF + simplejwt's answers (`spec/simplejwt-wire.md` §4) and doorman's fixes of their defects.
+//! DRF + simplejwt's answers (`docs/wire-contract.md` §4) and doorman's fixes of their defects.
 
 use axum::response::{IntoResponse, Response};
 use doorman_guard::Rejection;

@@ -272,7 +272,7 @@ fn generated_key_file(alg: Algorithm) -> String {
     }
 }
 
-/// Secrets copied from tutorials that attackers try first (security spec §4.12).
+/// Secrets copied from tutorials that attackers try first (`docs/security.md` 4.12).
 fn is_placeholder(secret: &str) -> bool {
     const KNOWN: [&str; 3] = [
         "your-256-bit-secret",

@@ -1,4 +1,4 @@
-//! The security catalogue (`spec/security.md` §4): forged, tampered, confused and malformed
+//! The attacks of `docs/security.md` §4: forged, tampered, confused and malformed
 //! tokens, sent as a Bearer to /hello/ and as a body to verify and refresh. Every one must get
 //! a 401 (or 400/431 for a transport-level refusal), never a 5xx, never a 200.
 

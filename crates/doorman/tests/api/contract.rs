@@ -6,8 +6,8 @@
 //! sends byte-identical requests over a raw socket (no header the recording didn't send), and
 //! compares status, the recorded headers and the body: exactly, or for fresh tokens by shape
 //! (keys in order, decoded header text, claim order, token type, user, lifetime). A case's
-//! `"doorman"` field replaces the recorded answer where doorman deliberately differs (spec
-//! section 8), and says why. No Python is needed to run it.
+//! `"doorman"` field replaces the recorded answer where doorman deliberately differs
+//! (`docs/wire-contract.md` section 8), and says why. No Python is needed to run it.
 
 use std::fmt::Write as _;
 
@@ -373,7 +373,8 @@ fn compare_shape(expected: &Value, text: &str) -> Result<(), String> {
         }
         if let Some(lifetime) = want.get("exp_minus_iat").and_then(Value::as_i64) {
             let got = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
-            // An access token cut from a refresh token may be a second shorter (spec section 3).
+            // An access token cut from a refresh token may be a second shorter
+            // (docs/wire-contract.md §3).
             let close = got == lifetime
                 || (lifetime == 300 && got == 299)
                 || (lifetime == 299 && got == 300);

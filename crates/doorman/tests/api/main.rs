@@ -17,5 +17,6 @@ mod protocol;
 mod reference_app;
 mod rotation;
 mod scale;
+mod self_contained;
 mod server;
 mod tokens;

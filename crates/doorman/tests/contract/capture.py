@@ -5,7 +5,7 @@ What it does
     every case in file order to a running server and writes `simplejwt-5.5.1.json`: the case list
     plus, per case, the observed `response`. doorman's replay test mints the same tokens from the
     same declarations and expects the same answers, except where a case's `"doorman"` field says
-    doorman deliberately answers otherwise (spec section 8).
+    doorman deliberately answers otherwise (docs/wire-contract.md section 8).
 
 How to re-record (from the workspace root; needs python3 with venv and pip, PyPI reachable)
     rm -f /tmp/cap-peer.sqlite3     # a fresh database: alice must be id 1, inactive id 2, and
@@ -38,7 +38,8 @@ Case list format (cases.json)
         computed over the *padded* header.payload (so only the padding is wrong); "flip-sig" =
         first signature byte XOR 0x01; "strip-sig" = "header.payload." (empty signature);
         "two-segments" = "header.payload"; "four-segments" = token + "." + signature segment.
-    cases:  [{"name": unique, "covers": what it shows (spec section),
+    cases:  [{"name": unique, "covers": what it shows ("wire-contract N":
+              section N of docs/wire-contract.md),
               "request": {"method", "path" (with any query),
                           "headers": {NAME: VALUE} (the only headers sent besides Host and
                                      Content-Length: no Accept, no User-Agent unless given),
@@ -63,7 +64,7 @@ Recorded answer (simplejwt-5.5.1.json: everything in cases.json, plus "recorded"
                "body_keys": [keys in order],
                "tokens": {KEY: {"header": decoded header JSON text, "claim_keys": [in order],
                                 "token_type": ..., "user_id": ..., "exp_minus_iat": int}}}
-               (exp_minus_iat of an access token may be 299 as well as 300: spec section 3)
+               (exp_minus_iat of an access token may be 299 as well as 300: wire-contract 3)
 
 Uses only the standard library, `requests` and (for a self-check of the minting) `PyJWT`.
 """

@@ -167,7 +167,7 @@ CASES += [
     case("hello no slash", "GET", "/hello"),
 ]
 
-# Where doorman answers differently on purpose (spec section 8): case name -> (status, body).
+# Deliberate differences (docs/wire-contract.md section 8): case name -> (status, body).
 NOT_FOUND = (404, '{"detail":"Not found."}')
 BAD_REQUEST_DEPTH = None  # Python answers 500 for a RecursionError only beyond ~900 levels; 50 is fine.
 DELIBERATE = {
