@@ -125,7 +125,7 @@ impl From<AccountsError> for ApiError {
 impl IntoResponse for ApiError {
     /// For answers given outside a DRF view (404, panics): compact JSON, no negotiation.
     fn into_response(self) -> Response {
-        super::render(self.status(), &self.body(), None)
+        super::render::render(self.status(), &self.body(), None)
     }
 }
 

@@ -9,7 +9,8 @@ use http::{HeaderValue, Method, Request, StatusCode};
 use serde_json::{Value, json};
 
 use super::endpoint::{Endpoint, Listener, always};
-use super::{ApiError, render};
+use super::error::ApiError;
+use super::render::render;
 use crate::state::AppState;
 
 pub const ENDPOINTS: &[Endpoint] = &[

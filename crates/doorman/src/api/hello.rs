@@ -10,8 +10,9 @@ use doorman_drf::ViewMetadata;
 use http::{Method, Request};
 use serde_json::json;
 
+use super::answer::{Answer, finish, negotiate};
 use super::endpoint::{Endpoint, Listener, always};
-use super::{Answer, ApiError, finish};
+use super::error::ApiError;
 use crate::state::AppState;
 
 pub const ENDPOINTS: &[Endpoint] = &[Endpoint {
@@ -41,7 +42,7 @@ async fn hello(
 ) -> Response {
     let www = state.guard.www_authenticate();
     let headers = request.headers();
-    let indent = match super::negotiate(headers, request.uri().query()) {
+    let indent = match negotiate(headers, request.uri().query()) {
         Ok(indent) => indent,
         Err(e) => return finish(Err(e.into()), None, endpoint.allow, www),
     };

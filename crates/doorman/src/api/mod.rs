@@ -6,6 +6,7 @@ pub mod endpoint;
 pub mod error;
 pub mod health;
 pub mod hello;
+pub mod render;
 pub mod token_settings;
 pub mod tokens;
 pub mod wellknown;

@@ -16,8 +16,9 @@ use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
+use super::answer::{Answer, finish, negotiate, read_body};
 use super::endpoint::{Endpoint, Listener, always};
-use super::{Answer, ApiError, finish, read_body};
+use super::error::ApiError;
 use crate::config::Config;
 use crate::state::AppState;
 use crate::store::{OutstandingToken, RotateOutcome};
@@ -142,7 +143,7 @@ where
 {
     let (parts, body) = request.into_parts();
     let www = state.guard.www_authenticate();
-    let indent = match super::negotiate(&parts.headers, parts.uri.query()) {
+    let indent = match negotiate(&parts.headers, parts.uri.query()) {
         Ok(indent) => indent,
         Err(e) => return finish(Err(e.into()), None, endpoint.allow, www),
     };

@@ -9,8 +9,9 @@ use axum::routing::any;
 use http::{HeaderMap, HeaderValue, Method, Request, header};
 use serde_json::{Value, json};
 
+use super::answer::{Answer, finish};
 use super::endpoint::{Endpoint, Listener, always};
-use super::{Answer, ApiError, finish};
+use super::error::ApiError;
 use crate::state::AppState;
 
 pub const ENDPOINTS: &[Endpoint] = &[

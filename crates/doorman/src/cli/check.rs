@@ -7,7 +7,7 @@ use std::path::Path;
 
 use clap::Args;
 
-use super::Failure;
+use super::failure::Failure;
 use crate::config::Config;
 use crate::keys::KeyConfig;
 

@@ -1,6 +1,7 @@
 //! `doorman flush-expired-tokens`: simplejwt's `flushexpiredtokens`, for cron or by hand.
 
-use super::{Failure, open_store};
+use super::failure::Failure;
+use super::start::open_store;
 use crate::store::settings::StoreConfig;
 
 pub async fn run(config: &StoreConfig) -> Result<(), Failure> {

@@ -9,7 +9,8 @@ use clap::{Args, Subcommand};
 use doorman_token::{Algorithm, Key};
 use time::OffsetDateTime;
 
-use super::{Failure, open_store};
+use super::failure::Failure;
+use super::start::open_store;
 use crate::config::Config;
 use crate::keys::KeyConfig;
 use crate::store::{KeyRotation, KeyState, StoredKey};

@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::Failure;
+use super::failure::Failure;
 use crate::store::Store;
 use crate::store::settings::StoreConfig;
 

@@ -2,10 +2,12 @@
 //! 2 usage error; errors go to stderr as one line.
 
 mod check;
+mod failure;
 mod flush;
 mod keys;
 mod migrate;
 mod serve;
+mod start;
 mod token;
 mod user;
 
@@ -15,7 +17,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
-use crate::store::settings::StoreConfig;
+
+pub use failure::Failure;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -56,38 +59,6 @@ enum Command {
     /// Manage the signing key set: generate, rotate, retire, list
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-}
-
-/// A failure to report on stderr, with the exit code it maps to.
-#[derive(Debug)]
-pub struct Failure {
-    pub message: String,
-    pub code: u8,
-}
-
-impl Failure {
-    /// A runtime failure (exit 1).
-    pub fn runtime(message: impl std::fmt::Display) -> Failure {
-        Failure {
-            message: message.to_string(),
-            code: 1,
-        }
-    }
-
-    /// A usage error (exit 2).
-    pub fn usage(message: impl std::fmt::Display) -> Failure {
-        Failure {
-            message: message.to_string(),
-            code: 2,
-        }
-    }
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Failure {
-    fn from(error: E) -> Failure {
-        // `{:#}` keeps the whole cause chain on one line.
-        Failure::runtime(format!("{:#}", error.into()))
-    }
 }
 
 pub fn main() -> ExitCode {
@@ -144,27 +115,5 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn load(file: &Option<PathBuf>, overrides: &Overrides) -> Result<Config, Failure> {
-    load_config(file.as_deref(), overrides)
-}
-
-/// The configuration every command runs with, checked against doorman's routes too.
-pub(crate) fn load_config(
-    file: Option<&std::path::Path>,
-    overrides: &Overrides,
-) -> Result<Config, Failure> {
-    let config = Config::load(file, overrides).map_err(Failure::runtime)?;
-    crate::router::check_static_files(&config).map_err(Failure::runtime)?;
-    Ok(config)
-}
-
-/// Opens the store for an administrative command, refusing to run on an unmigrated database.
-async fn open_store(config: &StoreConfig) -> Result<crate::store::Store, Failure> {
-    crate::keys::create_private_dir(&config.data_dir)?;
-    let store = crate::store::Store::connect_with(&config.database_url, &config.pool).await?;
-    if store.pending_migrations().await? > 0 {
-        return Err(Failure::runtime(
-            "the database has pending migrations; run `doorman migrate` first",
-        ));
-    }
-    Ok(store)
+    start::load_config(file.as_deref(), overrides)
 }

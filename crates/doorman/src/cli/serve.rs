@@ -4,7 +4,7 @@ use std::path::Path;
 
 use clap::Args;
 
-use super::Failure;
+use super::failure::Failure;
 use crate::app::Application;
 use crate::config::Overrides;
 
@@ -27,7 +27,7 @@ pub async fn run(
     args: ServeArgs,
 ) -> Result<(), Failure> {
     overrides.bind = args.bind;
-    let config = super::load_config(file, &overrides)?;
+    let config = super::start::load_config(file, &overrides)?;
     let _log = crate::telemetry::init_with("info", config.telemetry.log_format);
     let app = Application::build_with(config, !args.no_migrate).await?;
     let stop = crate::serve::shutdown_signal()

@@ -11,7 +11,7 @@ use doorman_token::Tokens;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::Failure;
+use super::failure::Failure;
 use crate::config::Overrides;
 
 #[derive(Subcommand, Debug)]
@@ -61,7 +61,7 @@ pub fn run(
         }
     }
     if args.verify {
-        let config = super::load_config(file, overrides)?;
+        let config = super::start::load_config(file, overrides)?;
         // The managed key set when there is one (a database holding `doorman keys` keys),
         // else the configured or generated key.
         let managed = tokio::runtime::Builder::new_current_thread()

@@ -6,7 +6,8 @@ use std::io::{BufRead, IsTerminal};
 use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Failure, open_store};
+use super::failure::Failure;
+use super::start::open_store;
 use crate::accounts::{Accounts, AccountsError, PasswordHasher};
 use crate::config::Config;
 use crate::store::{Store, StoreError};

@@ -219,7 +219,7 @@ fn refused(why: Refusal) -> Response {
         Refusal::Late => ("The request took too long; try again later.", "5"),
         Refusal::Overloaded => (doorman_guard::UNAVAILABLE_DETAIL, "1"),
     };
-    let mut response = crate::api::answer::render(
+    let mut response = crate::api::render::render(
         StatusCode::SERVICE_UNAVAILABLE,
         &serde_json::json!({ "detail": detail }),
         None,

@@ -158,7 +158,7 @@ pub async fn open_all(binds: &[Bind], unix_mode: u32) -> std::io::Result<Vec<Lis
 /// the requests in flight up to `shutdown_timeout` to finish.
 pub async fn serve(
     listeners: Vec<Listener>,
-    app: super::App,
+    app: super::gate::App,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -198,7 +198,7 @@ pub async fn serve(
 /// Accepts on one listener until told to stop; a Unix socket file is removed then.
 async fn accept_loop(
     listener: Listener,
-    app: super::App,
+    app: super::gate::App,
     protocols: Protocols,
     graceful: std::sync::Arc<GracefulShutdown>,
     limits: ConnectionLimits,

@@ -11,6 +11,7 @@ mod deploy;
 mod hello;
 mod interop;
 mod keys;
+mod layout;
 mod ops;
 mod outage;
 mod protocol;
