@@ -186,6 +186,7 @@ async fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
+    use super::super::tests::{new_user, token};
     use super::super::{Store, StoreError};
     use super::*;
 
@@ -217,25 +218,6 @@ mod tests {
             .fetch_one(pool(store))
             .await
             .unwrap()
-    }
-
-    fn token(jti: &str, user_id: Option<i64>, expires_in: i64) -> OutstandingToken {
-        let now = OffsetDateTime::now_utc();
-        OutstandingToken {
-            jti: jti.into(),
-            user_id,
-            created_at: Some(now),
-            expires_at: now + time::Duration::seconds(expires_in),
-        }
-    }
-
-    fn new_user(name: &str) -> NewUser {
-        NewUser {
-            username: name.into(),
-            password_hash: "h".into(),
-            is_active: true,
-            is_superuser: false,
-        }
     }
 
     #[tokio::test]

@@ -205,7 +205,7 @@ fn group_commits(store: &Store) -> Option<(u64, u64)> {
     }
 }
 
-fn token(jti: &str, user_id: Option<i64>, expires_in: i64) -> OutstandingToken {
+pub(super) fn token(jti: &str, user_id: Option<i64>, expires_in: i64) -> OutstandingToken {
     let now = OffsetDateTime::now_utc();
     OutstandingToken {
         jti: jti.into(),
@@ -215,7 +215,7 @@ fn token(jti: &str, user_id: Option<i64>, expires_in: i64) -> OutstandingToken {
     }
 }
 
-fn new_user(name: &str) -> NewUser {
+pub(super) fn new_user(name: &str) -> NewUser {
     NewUser {
         username: name.into(),
         password_hash: "h".into(),
