@@ -31,10 +31,10 @@
 #![allow(clippy::expect_used)]
 
 use std::hint::black_box;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use doorman_token::{Algorithm, Family, Key, KeySet, TokenKind, TokenRules, Tokens};
+use doorman_token::{Algorithm, Family, Key, KeySet, TokenKind, TokenRules, Tokens, unix_now};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -117,13 +117,6 @@ impl Subject {
         assert!(data.claims.token_type == "access", "wrong token type");
         data.claims
     }
-}
-
-fn unix_now() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(since.as_secs()).expect("seconds fit in i64")
 }
 
 fn tokens(c: &mut Criterion) {
