@@ -68,28 +68,17 @@ dual_test! {
             b,
             r#"{"detail":"Given token not valid for any token type","code":"token_not_valid","messages":[{"token_class":"AccessToken","token_type":"access","message":"Token has wrong type"}]}"#
         );
-        let no_user = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a"}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
+        let no_user = mint(&format!(
+            r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a"}}"#,
+            now() + 60
+        ));
         let (_, b) = status_body(app.get_hello(&no_user).await).await;
         assert_eq!(
             b,
             r#"{"detail":"Token contained no recognizable user identification","code":"token_not_valid"}"#
         );
         for user_id in [r#""999""#, "999", "null", r#""abc""#] {
-            let t = sign_hs256(
-                HS256_HEADER,
-                &format!(
-                    r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","user_id":{user_id}}}"#,
-                    now() + 60
-                ),
-                TEST_SECRET,
-            );
+            let t = mint_access(user_id);
             let (s, b) = status_body(app.get_hello(&t).await).await;
             assert_eq!(
                 (s, b.as_str()),
@@ -100,23 +89,9 @@ dual_test! {
                 "{user_id}"
             );
         }
-        let numeric = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","user_id":1}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
+        let numeric = mint_access("1");
         assert_eq!(app.get_hello(&numeric).await.status(), StatusCode::OK);
-        let inactive = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","user_id":"2"}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
+        let inactive = mint_access(r#""2""#);
         let (_, b) = status_body(app.get_hello(&inactive).await).await;
         assert_eq!(b, r#"{"detail":"User is inactive","code":"user_inactive"}"#);
     }
@@ -125,14 +100,7 @@ dual_test! {
 dual_test! {
     async fn inactive_users_pass_when_the_check_is_off() {
         let app = spawn_app_with(&[("DOORMAN_CHECK_USER_IS_ACTIVE", "false")]).await;
-        let inactive = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","user_id":"2"}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
+        let inactive = mint_access(r#""2""#);
         assert_eq!(app.get_hello(&inactive).await.status(), StatusCode::OK);
     }
 }
@@ -320,14 +288,7 @@ dual_test! {
         assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK);
         assert!(app.dir.path().join("data/signing-key.pem").exists());
         // An HS256 token signed with the shared test secret is not accepted by an EdDSA deployment.
-        let forged = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","user_id":"1"}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
+        let forged = mint_access(r#""1""#);
         assert_eq!(
             app.get_hello(&forged).await.status(),
             StatusCode::UNAUTHORIZED

@@ -164,7 +164,7 @@ async fn postgres_outage_and_recovery() {
     let login = || {
         app.client
             .post(app.url("/api/token/"))
-            .json(&json!({"username": "alice", "password": "alice-password-1"}))
+            .json(&credentials(ALICE))
     };
     let refresh_request = || {
         app.client

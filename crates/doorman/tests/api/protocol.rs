@@ -41,15 +41,7 @@ dual_test! {
 dual_test! {
     async fn unsupported_media_type() {
         let app = spawn_app().await;
-        let res = app
-            .client
-            .post(app.url("/api/token/"))
-            .header("content-type", "text/plain")
-            .body("x")
-            .send()
-            .await
-            .unwrap();
-        let (s, b) = status_body(res).await;
+        let (s, b) = status_body(app.post_body("/api/token/", "text/plain", "x").await).await;
         assert_eq!(
             (s, b.as_str()),
             (
@@ -78,15 +70,7 @@ dual_test! {
 dual_test! {
     async fn malformed_json_is_a_python_style_parse_error() {
         let app = spawn_app().await;
-        let res = app
-            .client
-            .post(app.url("/api/token/"))
-            .header("content-type", "application/json")
-            .body("{")
-            .send()
-            .await
-            .unwrap();
-        let (s, b) = status_body(res).await;
+        let (s, b) = status_body(app.post_body("/api/token/", "application/json", "{").await).await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         assert!(
             b.starts_with(
@@ -94,15 +78,7 @@ dual_test! {
             ),
             "{b}"
         );
-        let res = app
-            .client
-            .post(app.url("/api/token/"))
-            .header("content-type", "application/json")
-            .body("nope")
-            .send()
-            .await
-            .unwrap();
-        let (_, b) = status_body(res).await;
+        let (_, b) = status_body(app.post_body("/api/token/", "application/json", "nope").await).await;
         assert_eq!(
             b,
             r#"{"detail":"JSON parse error - Expecting value: line 1 column 1 (char 0)"}"#
@@ -113,15 +89,14 @@ dual_test! {
 dual_test! {
     async fn not_acceptable_and_indent() {
         let app = spawn_app().await;
-        let res = app
-            .client
-            .post(app.url("/api/token/"))
-            .header("accept", "text/html")
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        let (s, b) = status_body(res).await;
+        let post_accepting = |path: &str, accept: &'static str| {
+            app.client
+                .post(app.url(path))
+                .header("accept", accept)
+                .json(&json!({}))
+                .send()
+        };
+        let (s, b) = status_body(post_accepting("/api/token/", "text/html").await.unwrap()).await;
         assert_eq!(
             (s, b.as_str()),
             (
@@ -129,12 +104,7 @@ dual_test! {
                 r#"{"detail":"Could not satisfy the request Accept header."}"#
             )
         );
-        let res = app
-            .client
-            .post(app.url("/api/token/verify/"))
-            .header("accept", "application/json; indent=4")
-            .json(&json!({}))
-            .send()
+        let res = post_accepting("/api/token/verify/", "application/json; indent=4")
             .await
             .unwrap();
         let (s, b) = status_body(res).await;
@@ -207,15 +177,7 @@ dual_test! {
     async fn oversized_bodies_are_refused_cleanly() {
         let app = spawn_app().await;
         let big = format!(r#"{{"username":"{}","password":"x"}}"#, "a".repeat(200_000));
-        let res = app
-            .client
-            .post(app.url("/api/token/"))
-            .header("content-type", "application/json")
-            .body(big)
-            .send()
-            .await
-            .unwrap();
-        let (s, b) = status_body(res).await;
+        let (s, b) = status_body(app.post_body("/api/token/", "application/json", big).await).await;
         assert_eq!(
             (s, b.as_str()),
             (

@@ -52,16 +52,7 @@ async fn serves_on_a_unix_socket_with_its_mode_and_removes_it_at_exit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_without_holding_up_others() {
     let dir = tempfile::tempdir().unwrap();
-    let app = bound_app(
-        dir.path(),
-        &[
-            ("DOORMAN_BIND", "127.0.0.1:0"),
-            ("DOORMAN_HEADER_READ_TIMEOUT", "1s"),
-        ],
-    )
-    .await;
-    let addr = app.local_addr().unwrap();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let addr = serve_bound(dir.path(), &[("DOORMAN_HEADER_READ_TIMEOUT", "1s")]).await;
 
     let mut dribblers = Vec::new();
     for _ in 0..50 {
@@ -115,16 +106,7 @@ async fn slow_clients_are_cut_off_without_holding_up_others() {
 #[tokio::test]
 async fn an_oversized_request_head_gets_431() {
     let dir = tempfile::tempdir().unwrap();
-    let app = bound_app(
-        dir.path(),
-        &[
-            ("DOORMAN_BIND", "127.0.0.1:0"),
-            ("DOORMAN_MAX_HEADER_BYTES", "16384"),
-        ],
-    )
-    .await;
-    let addr = app.local_addr().unwrap();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let addr = serve_bound(dir.path(), &[("DOORMAN_MAX_HEADER_BYTES", "16384")]).await;
     let client = reqwest::Client::new();
     let res = client
         .get(format!("http://{addr}/healthz"))
@@ -208,17 +190,14 @@ async fn tls_with_http2_and_a_certificate_reload_on_sighup() {
         cert_file.display().to_string(),
         key_file.display().to_string(),
     );
-    let app = bound_app(
+    let addr = serve_bound(
         dir.path(),
         &[
-            ("DOORMAN_BIND", "127.0.0.1:0"),
             ("DOORMAN_TLS_CERT_FILE", &cert_path),
             ("DOORMAN_TLS_KEY_FILE", &key_path),
         ],
     )
     .await;
-    let addr = app.local_addr().unwrap();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
     let url = format!("https://localhost:{}/healthz", addr.port());
 
     let old = https_client(&cert1, addr);
@@ -279,17 +258,14 @@ async fn static_files_are_served_like_nginx_would() {
     std::fs::write(root.join("sub/index.html"), "<p>hi</p>").unwrap();
     std::fs::write(dir.path().join("secret.txt"), "do not serve").unwrap();
     let root_text = root.display().to_string();
-    let app = bound_app(
+    let addr = serve_bound(
         dir.path(),
         &[
-            ("DOORMAN_BIND", "127.0.0.1:0"),
             ("DOORMAN_STATIC_ROOT", &root_text),
             ("DOORMAN_STATIC_CACHE_CONTROL", "public, max-age=600"),
         ],
     )
     .await;
-    let addr = app.local_addr().unwrap();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/static/app.css");
 
@@ -381,7 +357,7 @@ async fn compression_where_it_helps_and_never_on_tokens() {
         .client
         .post(app.url("/api/token/"))
         .header("accept-encoding", "gzip, br")
-        .json(&serde_json::json!({"username": "alice", "password": "alice-password-1"}))
+        .json(&credentials(ALICE))
         .send()
         .await
         .unwrap();
@@ -402,7 +378,6 @@ fn doorman_on_inherited_socket(
     socket: &std::net::TcpListener,
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use command_fds::{CommandFdExt, FdMapping};
-    use std::io::{BufRead, BufReader};
     let fd = std::os::fd::OwnedFd::from(socket.try_clone().unwrap());
     let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("doorman"));
     command
@@ -418,26 +393,8 @@ fn doorman_on_inherited_socket(
         }])
         .unwrap();
     let mut child = command.spawn().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
-fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100))
-            && line.contains(needle)
-        {
-            return;
-        }
-    }
-    panic!("never logged {needle:?}");
+    let lines = stderr_lines(&mut child);
+    (child, lines)
 }
 
 /// Replacing doorman under load: the listening socket is held outside (as systemd's socket
@@ -456,7 +413,7 @@ async fn replacing_the_process_on_an_inherited_socket_fails_no_request() {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
     let (mut old, old_log) = doorman_on_inherited_socket(dir.path(), &socket);
-    wait_for_line(&old_log, "doorman is listening");
+    lines_until(&old_log, |l| l.contains("doorman is listening"));
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
@@ -481,7 +438,7 @@ async fn replacing_the_process_on_an_inherited_socket_fails_no_request() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (mut new, new_log) = doorman_on_inherited_socket(dir.path(), &socket);
-    wait_for_line(&new_log, "doorman is listening");
+    lines_until(&new_log, |l| l.contains("doorman is listening"));
     std::process::Command::new("kill")
         .args(["-TERM", &old.id().to_string()])
         .status()
@@ -516,16 +473,7 @@ async fn replacing_the_process_on_an_inherited_socket_fails_no_request() {
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let app = bound_app(
-        dir.path(),
-        &[
-            ("DOORMAN_BIND", "127.0.0.1:0"),
-            ("DOORMAN_HEADER_READ_TIMEOUT", "1s"),
-        ],
-    )
-    .await;
-    let addr = app.local_addr().unwrap();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let addr = serve_bound(dir.path(), &[("DOORMAN_HEADER_READ_TIMEOUT", "1s")]).await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -636,9 +584,7 @@ async fn metrics_move_to_the_admin_bind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_gets_its_413_and_the_connection_lives_on() {
     let dir = tempfile::tempdir().unwrap();
-    let app = bound_app(dir.path(), &[("DOORMAN_BIND", "127.0.0.1:0")]).await;
-    let addr = app.local_addr().unwrap();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let addr = serve_bound(dir.path(), &[]).await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = format!(r#"{{"username": "{}"}}"#, "x".repeat(300 * 1024));
     let request = format!(
