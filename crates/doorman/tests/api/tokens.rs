@@ -100,25 +100,34 @@ dual_test! {
             b,
             r#"{"username":["This field is required."],"password":["This field is required."]}"#
         );
-        let (_, b) = status_body(
+        let (s, b) = status_body(
             app.post_token(&json!({"username": "", "password": null}))
                 .await,
         )
         .await;
         assert_eq!(
-            b,
-            r#"{"username":["This field may not be blank."],"password":["This field may not be null."]}"#
+            (s, b.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"username":["This field may not be blank."],"password":["This field may not be null."]}"#
+            )
         );
-        let (_, b) = status_body(
+        let (s, b) = status_body(
             app.post_token(&json!({"username": ["a"], "password": "x"}))
                 .await,
         )
         .await;
-        assert_eq!(b, r#"{"username":["Not a valid string."]}"#);
-        let (_, b) = status_body(app.post_token(&json!([1])).await).await;
         assert_eq!(
-            b,
-            r#"{"non_field_errors":["Invalid data. Expected a dictionary, but got list."]}"#
+            (s, b.as_str()),
+            (StatusCode::BAD_REQUEST, r#"{"username":["Not a valid string."]}"#)
+        );
+        let (s, b) = status_body(app.post_token(&json!([1])).await).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"non_field_errors":["Invalid data. Expected a dictionary, but got list."]}"#
+            )
         );
     }
 }
@@ -168,25 +177,28 @@ dual_test! {
             b,
             r#"{"detail":"Token has wrong type","code":"token_not_valid"}"#
         );
-        let (_, b) = status_body(app.refresh("garbage").await).await;
+        let (s, b) = status_body(app.refresh("garbage").await).await;
         assert_eq!(
-            b,
-            r#"{"detail":"Token is invalid","code":"token_not_valid"}"#
+            (s, b.as_str()),
+            (StatusCode::UNAUTHORIZED, r#"{"detail":"Token is invalid","code":"token_not_valid"}"#)
         );
         let expired = mint(&format!(
             r#"{{"token_type":"refresh","exp":{},"iat":1,"jti":"x","user_id":"1"}}"#,
             now() - 1
         ));
-        let (_, b) = status_body(app.refresh(&expired).await).await;
+        let (s, b) = status_body(app.refresh(&expired).await).await;
         assert_eq!(
-            b,
-            r#"{"detail":"Token is expired","code":"token_not_valid"}"#
+            (s, b.as_str()),
+            (StatusCode::UNAUTHORIZED, r#"{"detail":"Token is expired","code":"token_not_valid"}"#)
         );
         let no_exp = mint(r#"{"token_type":"refresh","jti":"x","user_id":"1"}"#);
-        let (_, b) = status_body(app.refresh(&no_exp).await).await;
+        let (s, b) = status_body(app.refresh(&no_exp).await).await;
         assert_eq!(
-            b,
-            r#"{"detail":"Token has no 'exp' claim","code":"token_not_valid"}"#
+            (s, b.as_str()),
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"detail":"Token has no 'exp' claim","code":"token_not_valid"}"#
+            )
         );
         let no_jti = mint(&format!(
             r#"{{"token_type":"refresh","exp":{},"user_id":"1"}}"#,
@@ -199,10 +211,10 @@ dual_test! {
             r#"{"detail":"Token has no id","code":"token_not_valid"}"#
         );
         let no_type = mint(&format!(r#"{{"exp":{},"jti":"y","user_id":"1"}}"#, now() + 60));
-        let (_, b) = status_body(app.refresh(&no_type).await).await;
+        let (s, b) = status_body(app.refresh(&no_type).await).await;
         assert_eq!(
-            b,
-            r#"{"detail":"Token has no type","code":"token_not_valid"}"#
+            (s, b.as_str()),
+            (StatusCode::UNAUTHORIZED, r#"{"detail":"Token has no type","code":"token_not_valid"}"#)
         );
         let (s, b) = status_body(app.verify(&refresh).await).await;
         assert_eq!((s, b.as_str()), (StatusCode::OK, "{}"));
