@@ -94,10 +94,12 @@ async fn slow_clients_are_cut_off_without_holding_up_others() {
             started.elapsed()
         );
     }
+    // The 1 s deadline, plus up to 200 ms until the next byte finds the connection closed,
+    // plus scheduling: a deadline counted twice (or not at all) shows.
     for dribbler in dribblers {
         let lasted = dribbler.await.unwrap();
         assert!(
-            lasted < Duration::from_secs(5),
+            lasted < Duration::from_secs(2),
             "a dribbling client stayed connected {lasted:?}"
         );
     }
@@ -272,7 +274,7 @@ async fn static_files_are_served_like_nginx_would() {
     let res = client.get(&url).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let h = res.headers().clone();
-    assert!(h["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert_eq!(h["content-type"], "text/css");
     assert_eq!(h["cache-control"], "public, max-age=600");
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(res.text().await.unwrap(), "body { color: teal; }\n");
@@ -284,15 +286,13 @@ async fn static_files_are_served_like_nginx_would() {
         .await
         .unwrap();
     assert_eq!(res.status(), 304);
-    if let Some(etag) = h.get("etag") {
-        let res = client
-            .get(&url)
-            .header("if-none-match", etag.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 304);
-    }
+    let res = client
+        .get(&url)
+        .header("if-none-match", h["etag"].clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
     let res = client
         .get(&url)
         .header("range", "bytes=0-3")
@@ -325,19 +325,13 @@ async fn static_files_are_served_like_nginx_would() {
             .send()
             .await
             .unwrap();
-        let status = res.status();
-        let body = res.text().await.unwrap();
-        assert!(
-            !body.contains("do not serve") && !body.contains("<p>hi</p>"),
-            "{path}: {body}"
+        // Neither a listing, nor the directory's index, nor a file outside the root.
+        let (status, body) = status_body(res).await;
+        assert_eq!(
+            (status.as_u16(), body.as_str()),
+            (404, r#"{"detail":"Not found."}"#),
+            "{path}"
         );
-        assert!(
-            status == 404 || status == 301 || status == 400,
-            "{path}: {status}"
-        );
-        if status == 404 {
-            assert_eq!(body, r#"{"detail":"Not found."}"#, "{path}");
-        }
     }
 }
 
@@ -482,11 +476,12 @@ async fn idle_keep_alive_connections_are_closed() {
     let mut buffer = vec![0u8; 4096];
     let n = stream.read(&mut buffer).await.unwrap();
     assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200 OK"));
-    // Kept alive, then silent: the server hangs up within the deadline (plus slack).
+    // Kept alive, then silent: the server hangs up at the 1 s deadline (with slack for a busy
+    // machine, but not enough for a deadline counted twice).
     let started = Instant::now();
     let mut rest = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
-    assert!(closed.is_ok(), "the idle connection stayed open past 5 s");
+    let closed = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection stayed open past 2 s");
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "{:?}",
@@ -509,10 +504,14 @@ async fn several_binds_serve_the_same_application() {
     let app = bound_app(dir.path(), &[("DOORMAN_BIND", &binds)]).await;
     let addrs = app.local_addrs();
     assert_eq!(addrs.len(), 2, "{addrs:?}");
-    assert!(
-        app.listening_on().contains("unix:"),
-        "{}",
-        app.listening_on()
+    assert_eq!(
+        app.listening_on(),
+        format!(
+            "http://{}/, http://{}/, unix:{}",
+            addrs[0],
+            addrs[1],
+            socket.display()
+        )
     );
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     for addr in addrs {
