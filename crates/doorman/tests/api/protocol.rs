@@ -26,14 +26,8 @@ dual_test! {
                 "{path}"
             );
         }
-        let (s, b) = status_body(
-            app.client
-                .delete(app.url("/api/token/"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let res = app.client.delete(app.url("/api/token/")).send().await.unwrap();
+        let (s, b) = status_body(res).await;
         assert_eq!(
             (s, b.as_str()),
             (StatusCode::METHOD_NOT_ALLOWED, r#"{"detail":"Method \"DELETE\" not allowed."}"#)

@@ -13,6 +13,15 @@ async fn read_all(stream: &mut (impl AsyncReadExt + Unpin)) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Asks for /healthz as the connection's last request; everything it answers, that included.
+async fn healthz_then_close(stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin)) -> String {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: doorman\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    read_all(stream).await
+}
+
 #[tokio::test]
 async fn serves_on_a_unix_socket_with_its_mode_and_removes_it_at_exit() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,11 +43,7 @@ async fn serves_on_a_unix_socket_with_its_mode_and_removes_it_at_exit() {
     assert_eq!(mode, 0o600);
 
     let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: doorman\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let answer = read_all(&mut stream).await;
+    let answer = healthz_then_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
 
@@ -110,20 +115,18 @@ async fn an_oversized_request_head_gets_431() {
     let dir = tempfile::tempdir().unwrap();
     let addr = serve_bound(dir.path(), &[("DOORMAN_MAX_HEADER_BYTES", "16384")]).await;
     let client = reqwest::Client::new();
-    let res = client
-        .get(format!("http://{addr}/healthz"))
-        .header("x-padding", "a".repeat(8 * 1024))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "8 KiB of headers fit");
-    let res = client
-        .get(format!("http://{addr}/healthz"))
-        .header("x-padding", "a".repeat(20 * 1024))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 431);
+    let padded = |kib: usize| {
+        client
+            .get(format!("http://{addr}/healthz"))
+            .header("x-padding", "a".repeat(kib * 1024))
+            .send()
+    };
+    assert_eq!(
+        padded(8).await.unwrap().status(),
+        200,
+        "8 KiB of headers fit"
+    );
+    assert_eq!(padded(20).await.unwrap().status(), 431);
 }
 
 /// A throwaway certificate for localhost: (certificate PEM, private key PEM).
@@ -278,35 +281,21 @@ async fn static_files_are_served_like_nginx_would() {
     assert_eq!(h["cache-control"], "public, max-age=600");
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(res.text().await.unwrap(), "body { color: teal; }\n");
-    let last_modified = h["last-modified"].clone();
-    let res = client
-        .get(&url)
-        .header("if-modified-since", last_modified)
-        .send()
+    let get_with = |name: &'static str, value: reqwest::header::HeaderValue| {
+        client.get(&url).header(name, value).send()
+    };
+    let res = get_with("if-modified-since", h["last-modified"].clone())
         .await
         .unwrap();
     assert_eq!(res.status(), 304);
-    let res = client
-        .get(&url)
-        .header("if-none-match", h["etag"].clone())
-        .send()
-        .await
-        .unwrap();
+    let res = get_with("if-none-match", h["etag"].clone()).await.unwrap();
     assert_eq!(res.status(), 304);
-    let res = client
-        .get(&url)
-        .header("range", "bytes=0-3")
-        .send()
-        .await
-        .unwrap();
+    let bytes = reqwest::header::HeaderValue::from_static("bytes=0-3");
+    let res = get_with("range", bytes).await.unwrap();
     assert_eq!(res.status(), 206);
     assert_eq!(res.text().await.unwrap(), "body");
-    let res = client
-        .get(&url)
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let gzip = reqwest::header::HeaderValue::from_static("gzip");
+    let res = get_with("accept-encoding", gzip).await.unwrap();
     assert_eq!(res.headers()["content-encoding"], "gzip");
     assert_eq!(
         res.bytes().await.unwrap().as_ref(),
@@ -521,11 +510,11 @@ async fn several_binds_serve_the_same_application() {
         assert_eq!(res.status(), 200, "{addr}");
     }
     let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_all(&mut stream).await.starts_with("HTTP/1.1 200 OK"));
+    assert!(
+        healthz_then_close(&mut stream)
+            .await
+            .starts_with("HTTP/1.1 200 OK")
+    );
 }
 
 /// With `admin_bind`, metrics move to their own listener: the API port no longer serves them,
@@ -592,11 +581,7 @@ async fn an_oversized_body_gets_its_413_and_the_connection_lives_on() {
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: doorman\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let answers = read_all(&mut stream).await;
+    let answers = healthz_then_close(&mut stream).await;
     assert!(answers.starts_with("HTTP/1.1 413"), "{answers}");
     assert!(
         answers.contains(r#"{"detail":"Request body is too large."}"#),
