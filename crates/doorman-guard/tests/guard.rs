@@ -79,16 +79,24 @@ async fn extractor_and_layer_answer_alike() {
         );
         assert_eq!(www.as_deref(), Some("Bearer realm=\"api\""));
 
-        let (_, b, _) = call(app.clone(), Some(&format!("bearer {access}"))).await;
+        let (s, b, www) = call(app.clone(), Some(&format!("bearer {access}"))).await;
         assert_eq!(
-            b,
-            r#"{"detail":"Authentication credentials were not provided."}"#
+            (s, b.as_str(), www.as_deref()),
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"detail":"Authentication credentials were not provided."}"#,
+                Some("Bearer realm=\"api\"")
+            )
         );
 
-        let (_, b, _) = call(app.clone(), Some("Bearer a b")).await;
+        let (s, b, www) = call(app.clone(), Some("Bearer a b")).await;
         assert_eq!(
-            b,
-            r#"{"detail":"Authorization header must contain two space-delimited values","code":"bad_authorization_header"}"#
+            (s, b.as_str(), www.as_deref()),
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"detail":"Authorization header must contain two space-delimited values","code":"bad_authorization_header"}"#,
+                Some("Bearer realm=\"api\"")
+            )
         );
 
         let (s, b, _) = call(app.clone(), Some(&format!("Bearer {refresh}"))).await;
@@ -106,6 +114,13 @@ async fn extractor_and_layer_answer_alike() {
 #[tokio::test]
 async fn custom_header_types_are_named_in_the_challenge() {
     let guard = Guard::new(tokens()).with_header_types(vec!["JWT".into(), "Bearer".into()]);
-    let (_, _, www) = call(extractor_app(guard), None).await;
-    assert_eq!(www.as_deref(), Some("JWT realm=\"api\""));
+    let (s, b, www) = call(extractor_app(guard), None).await;
+    assert_eq!(
+        (s, b.as_str(), www.as_deref()),
+        (
+            StatusCode::UNAUTHORIZED,
+            r#"{"detail":"Authentication credentials were not provided."}"#,
+            Some("JWT realm=\"api\"")
+        )
+    );
 }

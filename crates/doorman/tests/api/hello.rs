@@ -68,28 +68,20 @@ dual_test! {
             b,
             r#"{"detail":"Given token not valid for any token type","code":"token_not_valid","messages":[{"token_class":"AccessToken","token_type":"access","message":"Token has wrong type"}]}"#
         );
-        let no_user = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a"}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
-        let (_, b) = status_body(app.get_hello(&no_user).await).await;
+        let no_user = mint(&format!(
+            r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a"}}"#,
+            now() + 60
+        ));
+        let (s, b) = status_body(app.get_hello(&no_user).await).await;
         assert_eq!(
-            b,
-            r#"{"detail":"Token contained no recognizable user identification","code":"token_not_valid"}"#
+            (s, b.as_str()),
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"detail":"Token contained no recognizable user identification","code":"token_not_valid"}"#
+            )
         );
         for user_id in [r#""999""#, "999", "null", r#""abc""#] {
-            let t = sign_hs256(
-                HS256_HEADER,
-                &format!(
-                    r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","user_id":{user_id}}}"#,
-                    now() + 60
-                ),
-                TEST_SECRET,
-            );
+            let t = mint_access(user_id);
             let (s, b) = status_body(app.get_hello(&t).await).await;
             assert_eq!(
                 (s, b.as_str()),
@@ -100,39 +92,21 @@ dual_test! {
                 "{user_id}"
             );
         }
-        let numeric = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","user_id":1}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
+        let numeric = mint_access("1");
         assert_eq!(app.get_hello(&numeric).await.status(), StatusCode::OK);
-        let inactive = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","user_id":"2"}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
+        let inactive = mint_access(r#""2""#);
+        let (s, b) = status_body(app.get_hello(&inactive).await).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (StatusCode::UNAUTHORIZED, r#"{"detail":"User is inactive","code":"user_inactive"}"#)
         );
-        let (_, b) = status_body(app.get_hello(&inactive).await).await;
-        assert_eq!(b, r#"{"detail":"User is inactive","code":"user_inactive"}"#);
     }
 }
 
 dual_test! {
     async fn inactive_users_pass_when_the_check_is_off() {
         let app = spawn_app_with(&[("DOORMAN_CHECK_USER_IS_ACTIVE", "false")]).await;
-        let inactive = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","user_id":"2"}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
+        let inactive = mint_access(r#""2""#);
         assert_eq!(app.get_hello(&inactive).await.status(), StatusCode::OK);
     }
 }
@@ -171,9 +145,14 @@ async fn user_lookups(app: &TestApp, source: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
-/// Polls `/hello/` on every instance until each answers `expected` (a 401 body); the time
-/// that took.
-async fn until_refused(apps: &[&TestApp], access: &str, expected: &str) -> std::time::Duration {
+/// Polls `/hello/` on every instance until each answers `expected` (a 401 body) instead of
+/// `before`; the time that took.
+async fn until_refused(
+    apps: &[&TestApp],
+    access: &str,
+    before: (StatusCode, &str),
+    expected: &str,
+) -> std::time::Duration {
     let started = std::time::Instant::now();
     for app in apps {
         loop {
@@ -182,10 +161,10 @@ async fn until_refused(apps: &[&TestApp], access: &str, expected: &str) -> std::
                 assert_eq!(s, StatusCode::UNAUTHORIZED);
                 break;
             }
-            // Until then: the answer from before the change (accepted, or refused otherwise).
-            assert!(
-                s == StatusCode::OK || s == StatusCode::UNAUTHORIZED,
-                "{s} {b}"
+            assert_eq!(
+                (s, b.as_str()),
+                before,
+                "neither the old answer nor the new one"
             );
             assert!(
                 started.elapsed() < std::time::Duration::from_secs(5),
@@ -232,12 +211,15 @@ dual_test! {
         // Both instances hold alice as active right now.
         assert_eq!(a.get_hello(&access).await.status(), StatusCode::OK);
         assert_eq!(b.get_hello(&access).await.status(), StatusCode::OK);
-        for (change, refusal) in [
-            ("deactivate", r#"{"detail":"User is inactive","code":"user_inactive"}"#),
-            ("delete", r#"{"detail":"User not found","code":"user_not_found"}"#),
+        let hello = r#"{"message":"Hello, World!"}"#;
+        let inactive = r#"{"detail":"User is inactive","code":"user_inactive"}"#;
+        let not_found = r#"{"detail":"User not found","code":"user_not_found"}"#;
+        for (change, before, refusal) in [
+            ("deactivate", (StatusCode::OK, hello), inactive),
+            ("delete", (StatusCode::UNAUTHORIZED, inactive), not_found),
         ] {
             cli(&["user", change, "alice"]);
-            let took = until_refused(&[&a, &b], &access, refusal).await;
+            let took = until_refused(&[&a, &b], &access, before, refusal).await;
             // 1 s of cache, plus a little for the requests themselves on a busy machine.
             assert!(took < std::time::Duration::from_millis(1300), "{change}: {took:?}");
         }
@@ -315,19 +297,13 @@ dual_test! {
             )
             .unwrap()
         };
-        assert!(header.starts_with(r#"{"alg":"EdDSA","kid":""#), "{header}");
+        let kid = app.state.tokens.keys().signing().kid().unwrap().to_owned();
+        assert_eq!(header, format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"JWT"}}"#));
         assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK);
         assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK);
         assert!(app.dir.path().join("data/signing-key.pem").exists());
         // An HS256 token signed with the shared test secret is not accepted by an EdDSA deployment.
-        let forged = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","user_id":"1"}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
+        let forged = mint_access(r#""1""#);
         assert_eq!(
             app.get_hello(&forged).await.status(),
             StatusCode::UNAUTHORIZED

@@ -225,10 +225,30 @@ pub async fn spawn_app() -> TestApp {
 
 /// As [`spawn_app`], with `DOORMAN_*` settings added or replaced (an empty value removes one).
 pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
-    let app = start_app(settings).await;
+    with_users(start_app(settings, Empty::Removes).await).await
+}
+
+/// As [`spawn_app_with`], except that an empty value is passed on as empty: a setting turned
+/// off (`DOORMAN_TOKEN_TYPE_CLAIM=""`), not one back at its default.
+pub async fn spawn_app_with_empty(settings: &[(&str, &str)]) -> TestApp {
+    with_users(start_app(settings, Empty::Kept).await).await
+}
+
+async fn with_users(app: TestApp) -> TestApp {
     app.create_user(ALICE.0, ALICE.1, true).await;
     app.create_user(INACTIVE.0, INACTIVE.1, false).await;
     app
+}
+
+/// A server from exactly these settings (see [`bound_app`]) on a loopback port, serving in the
+/// background until the test ends; where it listens.
+pub async fn serve_bound(dir: &std::path::Path, settings: &[(&str, &str)]) -> std::net::SocketAddr {
+    let mut all = vec![("DOORMAN_BIND", "127.0.0.1:0")];
+    all.extend_from_slice(settings);
+    let app = bound_app(dir, &all).await;
+    let addr = app.local_addr().expect("a TCP listener");
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    addr
 }
 
 /// Another instance on `first`'s database and data directory (so also its generated key),
@@ -240,10 +260,19 @@ pub async fn spawn_second_instance(first: &TestApp, settings: &[(&str, &str)]) -
         ("DOORMAN_DATA_DIR", data_dir.as_str()),
     ];
     all.extend_from_slice(settings);
-    start_app(&all).await
+    start_app(&all, Empty::Removes).await
 }
 
-async fn start_app(settings: &[(&str, &str)]) -> TestApp {
+/// What an empty setting given to [`start_app`] means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Empty {
+    /// Back to the test default (or doorman's).
+    Removes,
+    /// Empty, as given.
+    Kept,
+}
+
+async fn start_app(settings: &[(&str, &str)], empty: Empty) -> TestApp {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
             doorman::telemetry::init("debug");
@@ -270,7 +299,7 @@ async fn start_app(settings: &[(&str, &str)]) -> TestApp {
     env.insert("DOORMAN_SIGNING_KEY".into(), TEST_SECRET.into());
     env.insert("DOORMAN_PASSWORD_HASH_WORKERS".into(), "2".into());
     for (k, v) in settings {
-        if v.is_empty() {
+        if v.is_empty() && empty == Empty::Removes {
             env.remove(*k);
         } else {
             env.insert((*k).to_owned(), (*v).to_owned());
@@ -323,6 +352,22 @@ impl TestApp {
             .expect("request")
     }
 
+    /// A POST of exactly this body, declared as `content_type`.
+    pub async fn post_body(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn post_token(&self, body: &Value) -> Response {
         self.post_json("/api/token/", body).await
     }
@@ -333,24 +378,11 @@ impl TestApp {
     }
 
     pub async fn login_as(&self, username: &str, password: &str) -> (String, String) {
-        let res = self
-            .post_token(&json!({"username": username, "password": password}))
-            .await;
-        assert_eq!(res.status(), StatusCode::OK);
-        let body: Value = res.json().await.expect("json");
-        (
-            body["refresh"].as_str().expect("refresh").to_owned(),
-            body["access"].as_str().expect("access").to_owned(),
-        )
+        obtain_pair_at(&self.client, &self.address, (username, password)).await
     }
 
     pub async fn get_hello(&self, token: &str) -> Response {
-        self.client
-            .get(self.url("/hello/"))
-            .header("Authorization", format!("Bearer {token}"))
-            .send()
-            .await
-            .expect("request")
+        get_hello_at(&self.client, &self.address, token).await
     }
 
     pub async fn refresh(&self, refresh: &str) -> Response {
@@ -367,6 +399,42 @@ impl TestApp {
         self.post_json("/api/token/blacklist/", &json!({"refresh": refresh}))
             .await
     }
+}
+
+/// The login body simplejwt's obtain view takes.
+pub fn credentials((username, password): (&str, &str)) -> Value {
+    json!({"username": username, "password": password})
+}
+
+/// Logs in at the server (doorman or Django) at `base` and returns (refresh, access).
+pub async fn obtain_pair_at(client: &Client, base: &str, user: (&str, &str)) -> (String, String) {
+    let res = client
+        .post(format!("{}/api/token/", base.trim_end_matches('/')))
+        .json(&credentials(user))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "login of {} at {base}",
+        user.0
+    );
+    let body: Value = res.json().await.expect("json");
+    (
+        body["refresh"].as_str().expect("refresh").to_owned(),
+        body["access"].as_str().expect("access").to_owned(),
+    )
+}
+
+/// `/hello/` at the server at `base`, with `token` as the Bearer.
+pub async fn get_hello_at(client: &Client, base: &str, token: &str) -> Response {
+    client
+        .get(format!("{}/hello/", base.trim_end_matches('/')))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("request")
 }
 
 /// Status and body text of a response.
@@ -386,7 +454,7 @@ pub fn payload(token: &str) -> Value {
 }
 
 /// An HS256 token over exactly this header and payload text, signed with `secret`.
-pub fn sign_hs256(header: &str, payload: &str, secret: &str) -> String {
+pub fn sign_hs256(header: &str, payload: &str, secret: &[u8]) -> String {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let input = format!(
@@ -394,9 +462,22 @@ pub fn sign_hs256(header: &str, payload: &str, secret: &str) -> String {
         URL_SAFE_NO_PAD.encode(header),
         URL_SAFE_NO_PAD.encode(payload)
     );
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
     let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
+/// A token over exactly these claims (JSON text), as the test server would sign it.
+pub fn mint(claims: &str) -> String {
+    sign_hs256(HS256_HEADER, claims, TEST_SECRET.as_bytes())
+}
+
+/// An access token for `user_id` (JSON text: `"1"`, `1`, `null`...) that lives a minute.
+pub fn mint_access(user_id: &str) -> String {
+    mint(&format!(
+        r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","user_id":{user_id}}}"#,
+        now() + 60
+    ))
 }
 
 /// What the store keeps of a token of alice's (id 1) issued two days ago.
@@ -413,4 +494,44 @@ pub const HS256_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
 pub fn now() -> i64 {
     doorman::unix_now()
+}
+
+/// A child process's stderr, line by line, read on a thread of its own: the process never
+/// blocks on a full pipe, whether or not anyone reads the lines.
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// The lines up to and including the first that `last` accepts, within 30 s; a process that
+/// ends or stays silent first fails the test with what it did say.
+pub fn lines_until(
+    lines: &std::sync::mpsc::Receiver<String>,
+    last: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let done = last(&line);
+                seen.push(line);
+                if done {
+                    return seen;
+                }
+            }
+            Err(e) => panic!(
+                "{e} before the line awaited; the log so far:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
 }

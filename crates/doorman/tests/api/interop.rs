@@ -9,28 +9,8 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::reference_app::ReferenceApp;
 
-async fn login(client: &reqwest::Client, base: &str) -> (String, String) {
-    let res = client
-        .post(format!("{base}/api/token/"))
-        .json(&json!({"username": "alice", "password": "alice-password-1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "login at {base}");
-    let body: Value = res.json().await.unwrap();
-    (
-        body["refresh"].as_str().unwrap().to_owned(),
-        body["access"].as_str().unwrap().to_owned(),
-    )
-}
-
 async fn hello(client: &reqwest::Client, base: &str, access: &str) -> (StatusCode, String) {
-    let res = client
-        .get(format!("{base}/hello/"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
+    let res = get_hello_at(client, base, access).await;
     (res.status(), res.text().await.unwrap())
 }
 
@@ -45,8 +25,8 @@ dual_test! {
         let dm = app.address.clone();
 
         // Django's access token opens doorman's /hello/, and doorman's opens Django's.
-        let (dj_refresh, dj_access) = login(&client, &dj).await;
-        let (dm_refresh, dm_access) = login(&client, &dm).await;
+        let (dj_refresh, dj_access) = obtain_pair_at(&client, &dj, ALICE).await;
+        let (dm_refresh, dm_access) = obtain_pair_at(&client, &dm, ALICE).await;
         assert_eq!(
             hello(&client, &dm, &dj_access).await,
             (StatusCode::OK, r#"{"message":"Hello, World!"}"#.to_owned())
@@ -193,7 +173,7 @@ dual_test! {
         ])
         .await;
         let client = reqwest::Client::new();
-        let (dj_refresh, _) = login(&client, &django.base_url).await;
+        let (dj_refresh, _) = obtain_pair_at(&client, &django.base_url, ALICE).await;
         // Doorman rotates Django's refresh token; the rotated one works at Django too.
         let res = client
             .post(format!("{}/api/token/refresh/", app.address))

@@ -2,7 +2,6 @@
 //! the database, whichever instance a request reaches. Each test runs on PostgreSQL (the
 //! deployment this is for) and on one SQLite file shared by both processes.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use reqwest::{Client, StatusCode};
@@ -32,23 +31,13 @@ impl Instance {
             command.env(k, v);
         }
         let mut child = command.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let mut log = String::new();
-        let base = loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!("doorman exited before listening:\n{log}");
-            };
-            log.push_str(&line);
-            log.push('\n');
-            if let Ok(entry) = serde_json::from_str::<Value>(&line)
-                && let Some(addr) = entry["addr"].as_str()
-            {
-                break format!("http://{addr}");
-            }
+        let address = |line: &str| {
+            serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|entry| entry["addr"].as_str().map(str::to_owned))
         };
-        // Keep draining the log so the process never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let log = lines_until(&stderr_lines(&mut child), |line| address(line).is_some());
+        let base = format!("http://{}", address(log.last().unwrap()).unwrap());
         Instance { base, child }
     }
 
@@ -121,39 +110,33 @@ dual_test! {
         let dir = tempfile::tempdir().unwrap();
         let database = TestDatabase::create(dir.path()).await;
         let (a, b) = start_two(dir.path(), &database);
-        cli(dir.path(), &database, &["user", "create", "nina", "--password-stdin"], "nina-password-1\n");
+        let nina = ("nina", "nina-password-1");
+        cli(dir.path(), &database, &["user", "create", nina.0, "--password-stdin"], &format!("{}\n", nina.1));
         let client = Client::new();
-        let login = json!({"username": "nina", "password": "nina-password-1"});
-
-        let (status, pair_b) = post(&client, b.url("/api/token/"), login.clone()).await;
-        assert_eq!(status, StatusCode::OK, "{pair_b}");
-        let (status, pair) = post(&client, a.url("/api/token/"), login).await;
-        assert_eq!(status, StatusCode::OK, "{pair}");
+        let (_, access_b) = obtain_pair_at(&client, &b.base, nina).await;
+        let (refresh, access) = obtain_pair_at(&client, &a.base, nina).await;
 
         // Each verifies the other's tokens.
-        for (instance, token) in [(&a, &pair_b["access"]), (&b, &pair["access"])] {
-            let res = client
-                .get(instance.url("/hello/"))
-                .bearer_auth(token.as_str().unwrap())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), StatusCode::OK);
+        for (instance, token) in [(&a, &access_b), (&b, &access)] {
+            assert_eq!(get_hello_at(&client, &instance.base, token).await.status(), StatusCode::OK);
         }
 
         // Refresh at B (rotating), then blacklist the new token at B.
-        let (status, refreshed) = post(&client, b.url("/api/token/refresh/"), json!({"refresh": pair["refresh"]})).await;
+        let (status, refreshed) = post(&client, b.url("/api/token/refresh/"), json!({"refresh": refresh})).await;
         assert_eq!(status, StatusCode::OK, "{refreshed}");
         let (status, body) = post(&client, b.url("/api/token/blacklist/"), json!({"refresh": refreshed["refresh"]})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
 
         // A refuses both the token B rotated out and the one B blacklisted.
-        for token in [&pair["refresh"], &refreshed["refresh"]] {
+        for token in [json!(refresh), refreshed["refresh"].clone()] {
             let (status, body) = post(&client, a.url("/api/token/refresh/"), json!({"refresh": token})).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED);
             assert_eq!(body, json!({"detail": "Token is blacklisted", "code": "token_not_valid"}));
             let (status, body) = post(&client, a.url("/api/token/verify/"), json!({"token": token})).await;
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(
+                (status, body),
+                (StatusCode::BAD_REQUEST, json!({"non_field_errors": ["Token is blacklisted"]}))
+            );
         }
     }
 }
@@ -164,16 +147,11 @@ dual_test! {
         let dir = tempfile::tempdir().unwrap();
         let database = TestDatabase::create(dir.path()).await;
         let (a, b) = start_two(dir.path(), &database);
-        cli(dir.path(), &database, &["user", "create", "omar", "--password-stdin"], "omar-password-1\n");
+        let omar = ("omar", "omar-password-1");
+        cli(dir.path(), &database, &["user", "create", omar.0, "--password-stdin"], &format!("{}\n", omar.1));
         let client = Client::new();
-        let (status, pair) = post(
-            &client,
-            a.url("/api/token/"),
-            json!({"username": "omar", "password": "omar-password-1"}),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{pair}");
-        let body = json!({"refresh": pair["refresh"]});
+        let (refresh, _) = obtain_pair_at(&client, &a.base, omar).await;
+        let body = json!({"refresh": refresh});
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(20));
         let mut tasks = Vec::new();
         for i in 0..20 {

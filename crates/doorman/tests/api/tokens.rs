@@ -9,7 +9,7 @@ dual_test! {
     async fn obtain_returns_refresh_then_access_with_simplejwt_claims() {
         let app = spawn_app().await;
         let res = app
-            .post_token(&json!({"username": "alice", "password": "alice-password-1"}))
+            .post_token(&credentials(ALICE))
             .await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["content-type"], "application/json");
@@ -100,25 +100,34 @@ dual_test! {
             b,
             r#"{"username":["This field is required."],"password":["This field is required."]}"#
         );
-        let (_, b) = status_body(
+        let (s, b) = status_body(
             app.post_token(&json!({"username": "", "password": null}))
                 .await,
         )
         .await;
         assert_eq!(
-            b,
-            r#"{"username":["This field may not be blank."],"password":["This field may not be null."]}"#
+            (s, b.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"username":["This field may not be blank."],"password":["This field may not be null."]}"#
+            )
         );
-        let (_, b) = status_body(
+        let (s, b) = status_body(
             app.post_token(&json!({"username": ["a"], "password": "x"}))
                 .await,
         )
         .await;
-        assert_eq!(b, r#"{"username":["Not a valid string."]}"#);
-        let (_, b) = status_body(app.post_token(&json!([1])).await).await;
         assert_eq!(
-            b,
-            r#"{"non_field_errors":["Invalid data. Expected a dictionary, but got list."]}"#
+            (s, b.as_str()),
+            (StatusCode::BAD_REQUEST, r#"{"username":["Not a valid string."]}"#)
+        );
+        let (s, b) = status_body(app.post_token(&json!([1])).await).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"non_field_errors":["Invalid data. Expected a dictionary, but got list."]}"#
+            )
         );
     }
 }
@@ -168,57 +177,44 @@ dual_test! {
             b,
             r#"{"detail":"Token has wrong type","code":"token_not_valid"}"#
         );
-        let (_, b) = status_body(app.refresh("garbage").await).await;
+        let (s, b) = status_body(app.refresh("garbage").await).await;
         assert_eq!(
-            b,
-            r#"{"detail":"Token is invalid","code":"token_not_valid"}"#
+            (s, b.as_str()),
+            (StatusCode::UNAUTHORIZED, r#"{"detail":"Token is invalid","code":"token_not_valid"}"#)
         );
-        let expired = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"refresh","exp":{},"iat":1,"jti":"x","user_id":"1"}}"#,
-                now() - 1
-            ),
-            TEST_SECRET,
-        );
-        let (_, b) = status_body(app.refresh(&expired).await).await;
+        let expired = mint(&format!(
+            r#"{{"token_type":"refresh","exp":{},"iat":1,"jti":"x","user_id":"1"}}"#,
+            now() - 1
+        ));
+        let (s, b) = status_body(app.refresh(&expired).await).await;
         assert_eq!(
-            b,
-            r#"{"detail":"Token is expired","code":"token_not_valid"}"#
+            (s, b.as_str()),
+            (StatusCode::UNAUTHORIZED, r#"{"detail":"Token is expired","code":"token_not_valid"}"#)
         );
-        let no_exp = sign_hs256(
-            HS256_HEADER,
-            r#"{"token_type":"refresh","jti":"x","user_id":"1"}"#,
-            TEST_SECRET,
-        );
-        let (_, b) = status_body(app.refresh(&no_exp).await).await;
+        let no_exp = mint(r#"{"token_type":"refresh","jti":"x","user_id":"1"}"#);
+        let (s, b) = status_body(app.refresh(&no_exp).await).await;
         assert_eq!(
-            b,
-            r#"{"detail":"Token has no 'exp' claim","code":"token_not_valid"}"#
+            (s, b.as_str()),
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"detail":"Token has no 'exp' claim","code":"token_not_valid"}"#
+            )
         );
-        let no_jti = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"refresh","exp":{},"user_id":"1"}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
+        let no_jti = mint(&format!(
+            r#"{{"token_type":"refresh","exp":{},"user_id":"1"}}"#,
+            now() + 60
+        ));
         let (s, b) = status_body(app.refresh(&no_jti).await).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "simplejwt answers 500 here");
         assert_eq!(
             b,
             r#"{"detail":"Token has no id","code":"token_not_valid"}"#
         );
-        let no_type = sign_hs256(
-            HS256_HEADER,
-            &format!(r#"{{"exp":{},"jti":"y","user_id":"1"}}"#, now() + 60),
-            TEST_SECRET,
-        );
-        let (_, b) = status_body(app.refresh(&no_type).await).await;
+        let no_type = mint(&format!(r#"{{"exp":{},"jti":"y","user_id":"1"}}"#, now() + 60));
+        let (s, b) = status_body(app.refresh(&no_type).await).await;
         assert_eq!(
-            b,
-            r#"{"detail":"Token has no type","code":"token_not_valid"}"#
+            (s, b.as_str()),
+            (StatusCode::UNAUTHORIZED, r#"{"detail":"Token has no type","code":"token_not_valid"}"#)
         );
         let (s, b) = status_body(app.verify(&refresh).await).await;
         assert_eq!((s, b.as_str()), (StatusCode::OK, "{}"));
@@ -251,14 +247,10 @@ dual_test! {
             .into_iter()
             .enumerate()
         {
-            let t = sign_hs256(
-                HS256_HEADER,
-                &format!(
-                    r#"{{"token_type":"refresh","exp":{},"iat":1,"jti":"j{i}","user_id":{user_id}}}"#,
-                    now() + 60
-                ),
-                TEST_SECRET,
-            );
+            let t = mint(&format!(
+                r#"{{"token_type":"refresh","exp":{},"iat":1,"jti":"j{i}","user_id":{user_id}}}"#,
+                now() + 60
+            ));
             let (s, b) = status_body(app.refresh(&t).await).await;
             assert_eq!(s, StatusCode::UNAUTHORIZED, "user_id {user_id}");
             assert_eq!(
@@ -304,14 +296,10 @@ dual_test! {
 dual_test! {
     async fn blacklist_accepts_a_refresh_token_this_server_never_issued() {
         let app = spawn_app().await;
-        let foreign = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"refresh","exp":{},"iat":1,"jti":"f00d","user_id":"1"}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
+        let foreign = mint(&format!(
+            r#"{{"token_type":"refresh","exp":{},"iat":1,"jti":"f00d","user_id":"1"}}"#,
+            now() + 60
+        ));
         assert_eq!(app.blacklist(&foreign).await.status(), StatusCode::OK);
         assert_eq!(
             app.refresh(&foreign).await.status(),
@@ -352,7 +340,7 @@ dual_test! {
         let res = app
             .post_json(
                 "/api/token/sliding/",
-                &json!({"username": "alice", "password": "alice-password-1"}),
+                &credentials(ALICE),
             )
             .await;
         assert_eq!(res.status(), StatusCode::OK);
@@ -373,15 +361,11 @@ dual_test! {
             payload(again["token"].as_str().unwrap())["jti"],
             claims["jti"]
         );
-        let stale = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"sliding","exp":{},"iat":1,"jti":"s1","refresh_exp":{},"user_id":"1"}}"#,
-                now() + 60,
-                now() - 1
-            ),
-            TEST_SECRET,
-        );
+        let stale = mint(&format!(
+            r#"{{"token_type":"sliding","exp":{},"iat":1,"jti":"s1","refresh_exp":{},"user_id":"1"}}"#,
+            now() + 60,
+            now() - 1
+        ));
         let (s, b) = status_body(
             app.post_json("/api/token/sliding/refresh/", &json!({"token": stale}))
                 .await,
@@ -416,27 +400,13 @@ dual_test! {
 dual_test! {
     async fn update_last_login_records_the_login() {
         let app = spawn_app_with(&[("DOORMAN_UPDATE_LAST_LOGIN", "true")]).await;
-        assert!(
-            app.state
-                .store
-                .user_by_username("alice")
-                .await
-                .unwrap()
-                .unwrap()
-                .last_login
-                .is_none()
-        );
+        let last_login = async || {
+            let alice = app.state.store.user_by_username("alice").await.unwrap();
+            alice.unwrap().last_login
+        };
+        assert!(last_login().await.is_none());
         app.login().await;
-        assert!(
-            app.state
-                .store
-                .user_by_username("alice")
-                .await
-                .unwrap()
-                .unwrap()
-                .last_login
-                .is_some()
-        );
+        assert!(last_login().await.is_some());
     }
 }
 
@@ -455,14 +425,10 @@ dual_test! {
         assert_eq!(claims["iss"], "doorman");
         assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK);
         assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK);
-        let wrong_aud = sign_hs256(
-            HS256_HEADER,
-            &format!(
-                r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","uid":"1","aud":"other","iss":"doorman"}}"#,
-                now() + 60
-            ),
-            TEST_SECRET,
-        );
+        let wrong_aud = mint(&format!(
+            r#"{{"token_type":"access","exp":{},"iat":1,"jti":"a","uid":"1","aud":"other","iss":"doorman"}}"#,
+            now() + 60
+        ));
         assert_eq!(
             app.get_hello(&wrong_aud).await.status(),
             StatusCode::UNAUTHORIZED
@@ -500,63 +466,23 @@ dual_test! {
     }
 }
 
-/// Verify skips the blacklist lookup only for tokens whose type claim says "access". With the
-/// type claim turned off (`token_type_claim = ""`) nothing says so: a blacklisted refresh
-/// token must still fail verify.
-#[tokio::test]
-async fn verify_checks_the_blacklist_when_token_types_are_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = bound_app(
-        dir.path(),
-        &[
-            ("DOORMAN_BIND", "127.0.0.1:0"),
-            ("DOORMAN_TOKEN_TYPE_CLAIM", ""),
-        ],
-    )
-    .await;
-    app.state()
-        .accounts
-        .create_user(ALICE.0, ALICE.1.to_owned().into(), false, true)
-        .await
-        .unwrap();
-    let base = format!("http://{}", app.local_addr().unwrap());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let client = reqwest::Client::new();
-    let post = |path: &str, body: Value| client.post(format!("{base}{path}")).json(&body).send();
-    let pair: Value = post(
-        "/api/token/",
-        json!({"username": ALICE.0, "password": ALICE.1}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    assert!(pair["refresh"].is_string(), "{pair}");
-    assert!(
-        payload(pair["refresh"].as_str().unwrap())
-            .get("token_type")
-            .is_none()
-    );
-    let res = post("/api/token/blacklist/", json!({"refresh": pair["refresh"]}))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let (s, b) = status_body(
-        post("/api/token/verify/", json!({"token": pair["refresh"]}))
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (s, b.as_str()),
-        (
-            StatusCode::BAD_REQUEST,
-            r#"{"non_field_errors":["Token is blacklisted"]}"#
-        )
-    );
-    let res = post("/api/token/verify/", json!({"token": pair["access"]}))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+dual_test! {
+    /// Verify skips the blacklist lookup only for tokens whose type claim says "access". With
+    /// the type claim turned off (`token_type_claim = ""`) nothing says so: a blacklisted
+    /// refresh token must still fail verify.
+    async fn verify_checks_the_blacklist_when_token_types_are_off() {
+        let app = spawn_app_with_empty(&[("DOORMAN_TOKEN_TYPE_CLAIM", "")]).await;
+        let (refresh, access) = app.login().await;
+        assert!(payload(&refresh).get("token_type").is_none());
+        assert_eq!(app.blacklist(&refresh).await.status(), StatusCode::OK);
+        let (s, b) = status_body(app.verify(&refresh).await).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"non_field_errors":["Token is blacklisted"]}"#
+            )
+        );
+        assert_eq!(app.verify(&access).await.status(), StatusCode::OK);
+    }
 }
