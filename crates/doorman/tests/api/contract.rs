@@ -43,7 +43,7 @@ const RECORDED_CASES: usize = 211;
 /// longer shows, or one dropped unnoticed) fails it.
 const DEVIATIONS: [(&str, &[&str]); 10] = [
     (
-        "spec 8: Cache-Control: no-store on responses carrying tokens",
+        "wire-contract 8: Cache-Control: no-store on responses carrying tokens",
         &[
             "obtain ok",
             "obtain password trimmed",
@@ -66,15 +66,15 @@ const DEVIATIONS: [(&str, &[&str]); 10] = [
         ],
     ),
     (
-        "spec 8: no 500 for token content; simplejwt's nearest message",
+        "wire-contract 8: no 500 for token content; simplejwt's nearest message",
         &["refresh no jti", "blacklist no jti"],
     ),
     (
-        "spec 8: deleted user at refresh is 401 (simplejwt master), not 500",
+        "wire-contract 8: deleted user at refresh is 401 (simplejwt master), not 500",
         &["refresh user deleted"],
     ),
     (
-        "spec 8: a string exp is refused as invalid",
+        "wire-contract 8: a string exp is refused as invalid",
         &[
             "refresh exp string",
             "verify exp string",
@@ -82,28 +82,28 @@ const DEVIATIONS: [(&str, &[&str]); 10] = [
         ],
     ),
     (
-        "spec 8: base64 padding rejected (RFC 7515)",
+        "wire-contract 8: base64 padding rejected (RFC 7515)",
         &["refresh padded token", "verify padded", "hello padded"],
     ),
     (
-        "security.md 4.3: kid picks the key; a kid doorman has no key for is refused, even in \
+        "docs/security.md 4.3: kid picks the key; a kid doorman has no key for is refused, even in \
          HS256 mode where simplejwt ignores it (Django never issues one)",
         &["verify kid string", "hello kid string"],
     ),
     (
-        "spec 8: verify always honours the blacklist",
+        "wire-contract 8: verify always honours the blacklist",
         &["verify blacklisted"],
     ),
     (
-        "spec 8: no 500 for token content; nearest message is user_not_found",
+        "wire-contract 8: no 500 for token content; nearest message is user_not_found",
         &["hello user_id not a number"],
     ),
     (
-        "spec 8: no 500 for token content ('string or huge exp: answer the 401')",
+        "wire-contract 8: no 500 for token content; an exp past the year 9999 is invalid",
         &["hello exp beyond year 9999"],
     ),
     (
-        "spec 8: JSON 404 like DRF's NotFound instead of Django's HTML page",
+        "wire-contract 8: JSON 404 like DRF's NotFound instead of Django's HTML page",
         &["unknown path", "unknown path POST", "unknown root"],
     ),
 ];

@@ -566,6 +566,95 @@ async fn metrics_move_to_the_admin_bind() {
     );
 }
 
+/// Every endpoint doorman declares is routed on the listener its declaration names, answers
+/// with the `Allow` it declares, gets Django's trailing-slash redirect when its path ends in a
+/// slash, and is counted under its own label; on the other listener it doesn't exist.
+#[tokio::test]
+async fn every_declared_endpoint_is_served_where_it_says() {
+    use doorman::api::endpoint::Listener;
+    let dir = tempfile::tempdir().unwrap();
+    let app = bound_app(
+        dir.path(),
+        &[
+            ("DOORMAN_BIND", "127.0.0.1:0"),
+            ("DOORMAN_ADMIN_BIND", "127.0.0.1:0"),
+            ("DOORMAN_SLIDING_TOKENS", "true"),
+        ],
+    )
+    .await;
+    let api = app.local_addr().unwrap();
+    let admin = app.admin_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let delete = |addr: std::net::SocketAddr, path: &str| {
+        client.delete(format!("http://{addr}{path}")).send()
+    };
+    let endpoints: Vec<_> = doorman::api::endpoints().collect();
+    assert_eq!(
+        endpoints.len(),
+        12,
+        "a new endpoint: extend this test's expectations"
+    );
+    for endpoint in &endpoints {
+        let (on_api, on_admin) = match endpoint.listener {
+            Listener::Api => (true, false),
+            Listener::ApiAndAdmin => (true, true),
+            // There is an admin listener here.
+            Listener::AdminElseApi => (false, true),
+        };
+        for (addr, served) in [(api, on_api), (admin, on_admin)] {
+            let res = delete(addr, endpoint.path).await.unwrap();
+            if served {
+                // DRF answers 405 naming the allowed methods; /hello/ authenticates first.
+                let status = if endpoint.path == "/hello/" { 401 } else { 405 };
+                assert_eq!(res.status(), status, "{} on {addr}", endpoint.path);
+                assert_eq!(res.headers()["allow"], endpoint.allow, "{}", endpoint.path);
+            } else {
+                assert_eq!(res.status(), 404, "{} on {addr}", endpoint.path);
+                assert!(res.headers().get("allow").is_none(), "{}", endpoint.path);
+            }
+        }
+        if let Some(bare) = endpoint.path.strip_suffix('/') {
+            let res = delete(api, bare).await.unwrap();
+            assert_eq!(res.status(), 301, "{bare}");
+            assert_eq!(res.headers()["location"], endpoint.path);
+        }
+    }
+    let metrics = client
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for endpoint in endpoints
+        .iter()
+        .filter(|e| e.listener != Listener::AdminElseApi)
+    {
+        assert!(
+            metrics.contains(&format!(
+                r#"doorman_http_requests_total{{method="DELETE",route="{}","#,
+                endpoint.metrics_label
+            )),
+            "{} is not counted under its label:\n{metrics}",
+            endpoint.path
+        );
+    }
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 /// A body over max_body_bytes is read to its end (up to a bound) before the 413 goes out, so
 /// the answer arrives intact instead of behind a connection reset, and the connection stays
 /// usable for the next request.
