@@ -101,6 +101,7 @@ pub fn finish(
         Err(error) => {
             let mut response = render(error.status(), &error.body(), indent);
             doorman_guard::add_challenge(&mut response, www_authenticate);
+            super::error::add_retry_after(&mut response, &error);
             response
         }
     };

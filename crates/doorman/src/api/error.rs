@@ -40,6 +40,10 @@ pub enum ApiError {
     /// A protected view's authentication failure.
     #[error("not authenticated: {0:?}")]
     Auth(Rejection),
+    /// 429, DRF's `Throttled`: another attempt is let through in this many seconds (at least
+    /// 1, rounded up as DRF does), said in the body and in `Retry-After`.
+    #[error("throttled for {0} s")]
+    Throttled(u64),
     /// The database could not be reached in time.
     #[error("service unavailable")]
     Unavailable,
@@ -60,6 +64,7 @@ impl ApiError {
             }
             ApiError::VerifyBlacklisted => StatusCode::BAD_REQUEST,
             ApiError::Auth(rejection) => rejection.status(),
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,9 +88,35 @@ impl ApiError {
             ApiError::Token(e) => json!({"detail": e.to_string(), "code": "token_not_valid"}),
             ApiError::VerifyBlacklisted => json!({"non_field_errors": ["Token is blacklisted"]}),
             ApiError::Auth(rejection) => rejection.body(),
+            ApiError::Throttled(wait) => json!({ "detail": throttled_detail(*wait) }),
             ApiError::Unavailable => json!({ "detail": doorman_guard::UNAVAILABLE_DETAIL }),
             ApiError::Internal => json!({"detail": "A server error occurred."}),
         }
+    }
+}
+
+impl ApiError {
+    /// The `Retry-After` seconds of an answer that asks the client to come back later.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Throttled(wait) => Some(*wait),
+            _ => None,
+        }
+    }
+}
+
+/// DRF's `Throttled` detail, with Django's `ngettext`: "1 second", any other count "seconds".
+fn throttled_detail(wait: u64) -> String {
+    let unit = if wait == 1 { "second" } else { "seconds" };
+    format!("Request was throttled. Expected available in {wait} {unit}.")
+}
+
+/// Sets `Retry-After` on an answer that has one (DRF's `exception_handler` does the same).
+pub fn add_retry_after<B>(response: &mut http::Response<B>, error: &ApiError) {
+    if let Some(wait) = error.retry_after() {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait));
     }
 }
 
@@ -125,7 +156,9 @@ impl From<AccountsError> for ApiError {
 impl IntoResponse for ApiError {
     /// For answers given outside a DRF view (404, panics): compact JSON, no negotiation.
     fn into_response(self) -> Response {
-        super::render::render(self.status(), &self.body(), None)
+        let mut response = super::render::render(self.status(), &self.body(), None);
+        add_retry_after(&mut response, &self);
+        response
     }
 }
 
@@ -167,6 +200,16 @@ mod tests {
                 r#"{"detail":"Method \"GET\" not allowed."}"#,
             ),
             (ApiError::NotFound, 404, r#"{"detail":"Not found."}"#),
+            (
+                ApiError::Throttled(1),
+                429,
+                r#"{"detail":"Request was throttled. Expected available in 1 second."}"#,
+            ),
+            (
+                ApiError::Throttled(60),
+                429,
+                r#"{"detail":"Request was throttled. Expected available in 60 seconds."}"#,
+            ),
         ];
         for (error, status, body) in cases {
             assert_eq!(error.status().as_u16(), status);

@@ -209,3 +209,47 @@ dual_test! {
         );
     }
 }
+
+/// doorman's 429 is DRF's `Throttled` answer byte for byte: the reference app's login view
+/// behind DRF's own throttle (one request a minute, and one a second for the singular "1
+/// second") answers a burst, and doorman's `ApiError::Throttled` with the same wait must give
+/// the same status, `Retry-After`, content type and body.
+#[tokio::test]
+async fn throttled_answers_are_drfs() {
+    use axum::response::IntoResponse;
+    let Some(django) = ReferenceApp::start(TEST_SECRET, false).await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    for (path, plural) in [("/throttled/minute/", true), ("/throttled/second/", false)] {
+        // gunicorn's two workers count apart, so a burst of four throttles at least one.
+        let mut burst = Vec::new();
+        for _ in 0..4 {
+            let res = client
+                .post(format!("{}{path}", django.base_url))
+                .json(&json!({"username": "alice", "password": "wrong"}))
+                .send()
+                .await
+                .unwrap();
+            burst.push(res);
+        }
+        let theirs = burst
+            .into_iter()
+            .find(|res| res.status() == StatusCode::TOO_MANY_REQUESTS)
+            .unwrap_or_else(|| panic!("{path}: no 429 in a burst of four"));
+        let wait: u64 = theirs.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(wait != 1, plural, "{path}: Retry-After {wait}");
+        let their_type = theirs.headers()["content-type"].clone();
+        let their_body = theirs.text().await.unwrap();
+        let ours = doorman::api::ApiError::Throttled(wait).into_response();
+        assert_eq!(ours.status().as_u16(), 429);
+        assert_eq!(ours.headers()["retry-after"], wait.to_string().as_str());
+        assert_eq!(ours.headers()["content-type"], their_type);
+        let our_body = axum::body::to_bytes(ours.into_body(), 4096).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&our_body), their_body, "{path}");
+    }
+}
