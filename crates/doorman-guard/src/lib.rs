@@ -37,7 +37,8 @@ use http::request::Parts;
 pub use jwks::{JwksError, JwksOptions, JwksSource};
 pub use layer::{RequireToken, RequireTokenLayer};
 pub use rejection::{
-    DEFAULT_SCHEME, Rejection, UNAVAILABLE_DETAIL, add_challenge, www_authenticate,
+    DEFAULT_SCHEME, Rejection, UNAVAILABLE_DETAIL, UNAVAILABLE_RETRY_AFTER_SECS, add_challenge,
+    www_authenticate,
 };
 
 /// What a protected handler learns about its caller.

@@ -16,6 +16,10 @@ pub const DEFAULT_SCHEME: &str = "Bearer";
 /// The `detail` of every 503: the database or the server is too busy to answer now.
 pub const UNAVAILABLE_DETAIL: &str = "Service temporarily unavailable, try again later.";
 
+/// The `Retry-After` of a 503 for a database that doesn't answer: how long a server leaves the
+/// database alone after a failed lookup, so an earlier retry would meet the same pause.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
 /// simplejwt's `authenticate_header`: what a 401 names in `WWW-Authenticate`.
 pub fn www_authenticate(scheme: &str) -> String {
     format!("{scheme} realm=\"api\"")
@@ -51,6 +55,14 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// The seconds a client should wait before trying again, for an answer that has them.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Rejection::Unavailable => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -104,6 +116,11 @@ impl Rejection {
         )
             .into_response();
         add_challenge(&mut response, challenge);
+        if let Some(wait) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        }
         response
     }
 }
@@ -112,5 +129,31 @@ impl IntoResponse for Rejection {
     /// Without a guard at hand, the default scheme (`Bearer`) is named.
     fn into_response(self) -> Response {
         self.respond(&www_authenticate(DEFAULT_SCHEME))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_503_says_when_to_retry_and_only_a_401_challenges() {
+        let unavailable = Rejection::Unavailable.into_response();
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unavailable.headers()[header::RETRY_AFTER], "2");
+        assert!(
+            unavailable
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .is_none()
+        );
+        let refused = Rejection::NotProvided.into_response();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert!(refused.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(
+            refused.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"api\""
+        );
     }
 }

@@ -198,7 +198,8 @@ struct Found {
 }
 
 /// How long lookups are skipped after the database failed to answer one.
-pub const OUTAGE_BACKOFF: Duration = Duration::from_secs(2);
+pub const OUTAGE_BACKOFF: Duration =
+    Duration::from_secs(doorman_guard::UNAVAILABLE_RETRY_AFTER_SECS);
 
 /// Why a user lookup has no answer.
 #[derive(Clone, Copy, Debug)]

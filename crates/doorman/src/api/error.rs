@@ -96,10 +96,13 @@ impl ApiError {
 }
 
 impl ApiError {
-    /// The `Retry-After` seconds of an answer that asks the client to come back later.
+    /// The `Retry-After` seconds of an answer that asks the client to come back later: every
+    /// 503 and 429 has them.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::Throttled(wait) => Some(*wait),
+            ApiError::Unavailable => Some(doorman_guard::UNAVAILABLE_RETRY_AFTER_SECS),
+            ApiError::Auth(rejection) => rejection.retry_after(),
             _ => None,
         }
     }
@@ -163,8 +166,28 @@ impl IntoResponse for ApiError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_503_and_429_says_when_to_retry() {
+        for (error, wait) in [
+            (ApiError::Throttled(7), Some(7)),
+            (ApiError::Unavailable, Some(2)),
+            (ApiError::Auth(Rejection::Unavailable), Some(2)),
+            (ApiError::Auth(Rejection::NotProvided), None),
+            (ApiError::NoActiveAccount, None),
+            (ApiError::Internal, None),
+        ] {
+            let response = error.into_response();
+            let header = response.headers().get(http::header::RETRY_AFTER);
+            assert_eq!(
+                header.map(|v| v.to_str().unwrap().parse::<u64>().unwrap()),
+                wait
+            );
+        }
+    }
 
     #[test]
     fn bodies_match_the_contract() {

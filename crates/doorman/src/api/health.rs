@@ -115,11 +115,19 @@ fn answer(method: &Method, status: StatusCode, body: Value, endpoint: &Endpoint)
             render(error.status(), &error.body(), None)
         }
     };
+    let not_ready = response.status() == StatusCode::SERVICE_UNAVAILABLE;
     let headers = response.headers_mut();
     headers.insert(
         http::header::ALLOW,
         HeaderValue::from_static(endpoint.allow),
     );
+    if not_ready {
+        // A load balancer may ask again sooner; a client reading the 503 should not.
+        headers.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(doorman_guard::UNAVAILABLE_RETRY_AFTER_SECS),
+        );
+    }
     headers.insert(
         http::header::CACHE_CONTROL,
         http::HeaderValue::from_static("no-store"),

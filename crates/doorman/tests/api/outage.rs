@@ -132,11 +132,23 @@ impl Drop for OwnPostgres {
 }
 
 async fn timed(request: reqwest::RequestBuilder) -> (StatusCode, Value, Duration) {
+    let (status, body, took, _) = timed_with_retry_after(request).await;
+    (status, body, took)
+}
+
+/// As [`timed`], with the answer's `Retry-After`, if any.
+async fn timed_with_retry_after(
+    request: reqwest::RequestBuilder,
+) -> (StatusCode, Value, Duration, Option<String>) {
     let started = Instant::now();
     let res = request.send().await.unwrap();
     let status = res.status();
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
     let body = res.json().await.unwrap_or(Value::Null);
-    (status, body, started.elapsed())
+    (status, body, started.elapsed(), retry_after)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,25 +195,29 @@ async fn postgres_outage_and_recovery() {
         assert!(took < Duration::from_secs(limit), "/hello/ took {took:?}");
     }
     // What needs the database answers 503 within the acquire timeout (2 s), never hangs.
+    // Each 503 says when to try again.
     for request in [login(), refresh_request()] {
-        let (status, body, took) = timed(request).await;
+        let (status, body, took, retry_after) = timed_with_retry_after(request).await;
         assert_eq!(
-            (status, body),
+            (status, body, retry_after.as_deref()),
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"detail": "Service temporarily unavailable, try again later."})
+                json!({"detail": "Service temporarily unavailable, try again later."}),
+                Some("2")
             )
         );
         assert!(took < Duration::from_secs(4), "a 503 took {took:?}");
     }
 
     // Readiness says so, for the load balancer; liveness does not.
-    let (status, body, took) = timed(app.client.get(app.url("/readyz"))).await;
+    let (status, body, took, retry_after) =
+        timed_with_retry_after(app.client.get(app.url("/readyz"))).await;
     assert_eq!(
-        (status, body),
+        (status, body, retry_after.as_deref()),
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable", "database": "unreachable"})
+            json!({"status": "unavailable", "database": "unreachable"}),
+            Some("2")
         )
     );
     assert!(took < Duration::from_secs(4), "/readyz took {took:?}");
