@@ -157,20 +157,30 @@ impl SqliteStore {
     }
 }
 
-/// SQLite result codes that mean "not now" rather than "never": the lock stayed taken past
-/// `busy_timeout` (BUSY, LOCKED), or the file can't be opened, read or grown (CANTOPEN, IOERR,
-/// FULL). Extended codes carry the primary one in their low byte.
+/// SQLite result codes that mean the storage can't serve this request, rather than that the
+/// request is wrong: the lock stayed taken past `busy_timeout` (BUSY, LOCKED), or the file
+/// can't be opened, read, written or grown, or is damaged (CANTOPEN, IOERR, READONLY, FULL,
+/// CORRUPT, NOTADB). The client is told 503 and to retry; the operator reads the log line.
+/// Extended codes carry the primary one in their low byte.
 pub(super) fn is_unavailable(error: &(dyn DatabaseError + 'static)) -> bool {
     const BUSY: i32 = 5;
     const LOCKED: i32 = 6;
+    const READONLY: i32 = 8;
     const IOERR: i32 = 10;
+    const CORRUPT: i32 = 11;
     const FULL: i32 = 13;
     const CANTOPEN: i32 = 14;
+    const NOTADB: i32 = 26;
     error
         .try_downcast_ref::<SqliteError>()
         .and_then(|e| e.code())
         .and_then(|code| code.parse::<i32>().ok())
-        .is_some_and(|code| matches!(code & 0xff, BUSY | LOCKED | IOERR | FULL | CANTOPEN))
+        .is_some_and(|code| {
+            matches!(
+                code & 0xff,
+                BUSY | LOCKED | READONLY | IOERR | CORRUPT | FULL | CANTOPEN | NOTADB
+            )
+        })
 }
 
 /// The database's directory, created owner-only when doorman makes it: the file holds password
@@ -264,6 +274,31 @@ mod tests {
             Store::connect(&url).await,
             Err(StoreError::Unavailable(_))
         ));
+    }
+
+    /// Storage that can't take writes (a read-only file or mount, a damaged file) is "not
+    /// now" for the requests that meet it: a 503 with `Retry-After`, never a 500. Reads go on.
+    #[tokio::test]
+    async fn a_read_only_database_is_unavailable_for_writes() {
+        let (store, dir) = migrated().await;
+        let alice = store.create_user(new_user("alice")).await.unwrap();
+        drop(store);
+        let url = format!(
+            "sqlite://{}?mode=ro",
+            dir.path().join("sub/doorman.sqlite3").display()
+        );
+        let read_only = Store::connect(&url).await.unwrap();
+        assert_eq!(
+            read_only.user_by_id(alice.id).await.unwrap().map(|u| u.id),
+            Some(alice.id)
+        );
+        let refused = read_only.create_user(new_user("bob")).await.unwrap_err();
+        assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
+        let refused = read_only
+            .record_outstanding(&token("ro", Some(alice.id), 60))
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
     }
 
     /// Logins' writes (token rows, `last_login`) waiting for SQLite's write lock (held here by

@@ -255,3 +255,39 @@ async fn postgres_outage_and_recovery() {
         )
     );
 }
+
+/// A SQLite database doorman can read but not write (a read-only file or mount; here SQLite's
+/// own read-only mode): what needs a write is answered 503 with `Retry-After`, never 500, and
+/// what only reads goes on.
+#[tokio::test]
+async fn a_read_only_sqlite_database_answers_writes_503() {
+    let first = spawn_app().await;
+    let (refresh, access) = first.login_as(ALICE.0, ALICE.1).await;
+    assert!(
+        first.database_url.starts_with("sqlite:"),
+        "{}",
+        first.database_url
+    );
+    let read_only_url = format!("{}?mode=ro", first.database_url);
+    let app = spawn_second_instance(&first, &[("DOORMAN_DATABASE_URL", &read_only_url)]).await;
+
+    let (status, body, _, retry_after) = timed_with_retry_after(
+        app.client
+            .post(app.url("/api/token/"))
+            .json(&json!({"username": ALICE.0, "password": ALICE.1})),
+    )
+    .await;
+    assert_eq!(
+        (status, body, retry_after.as_deref()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"detail": "Service temporarily unavailable, try again later."}),
+            Some("2")
+        )
+    );
+    assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK);
+    let res = app
+        .post_json("/api/token/refresh/", &json!({ "refresh": refresh }))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
