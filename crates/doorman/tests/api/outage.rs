@@ -291,3 +291,123 @@ async fn a_read_only_sqlite_database_answers_writes_503() {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// A tmpfs of a few megabytes, mounted for one test (root only) and lazily unmounted after.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Result<SmallDisk, String> {
+        if !rustix::process::geteuid().is_root() {
+            return Err("mounting a tmpfs needs root".into());
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .map_err(|e| format!("could not run mount: {e}"))?;
+        if !status.success() {
+            return Err(format!("mount -t tmpfs failed: {status}"));
+        }
+        Ok(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills the disk under `dir` with one file until it is full; returns the file.
+fn fill(dir: &std::path::Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while file.write_all(&chunk).is_ok() {}
+    let small = [0u8; 512];
+    while file.write_all(&small).is_ok() {}
+    let _ = file.flush();
+    path
+}
+
+/// The disk under SQLite fills, and space comes back: while it is full the writes answer 503
+/// with `Retry-After`, never 500, and once it is back every login and refresh succeeds again.
+/// (A connection whose COMMIT failed went back to the pool with its transaction open, and
+/// every request that drew it later failed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_and_they_come_back_with_the_space() {
+    let disk = match SmallDisk::mount("8m") {
+        Ok(disk) => disk,
+        Err(reason) => {
+            skip_or_fail("the full-disk test", &reason);
+            return;
+        }
+    };
+    let url = format!("sqlite://{}", disk.path().join("doorman.sqlite3").display());
+    let app = spawn_app_with(&[
+        ("DOORMAN_DATABASE_URL", &url),
+        ("DOORMAN_ROTATE_REFRESH_TOKENS", "true"),
+        ("DOORMAN_BLACKLIST_AFTER_ROTATION", "true"),
+    ])
+    .await;
+    let login = || {
+        app.client
+            .post(app.url("/api/token/"))
+            .json(&json!({"username": ALICE.0, "password": ALICE.1}))
+    };
+    let (status, _, _) = timed(login()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let filler = fill(disk.path());
+    let mut refused = 0;
+    for _ in 0..50 {
+        let (status, body, _, retry_after) = timed_with_retry_after(login()).await;
+        match status {
+            StatusCode::OK => continue,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(retry_after.as_deref(), Some("2"), "{body}");
+                refused += 1;
+                break;
+            }
+            other => panic!("a login on a full disk answered {other}: {body}"),
+        }
+    }
+    assert_eq!(refused, 1, "no login was refused on a full disk");
+
+    std::fs::remove_file(&filler).unwrap();
+    for i in 0..30 {
+        let (status, body, _) = timed(login()).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "login {i} after the space came back: {body}"
+        );
+        let refresh = body["refresh"].as_str().unwrap().to_owned();
+        let (status, body, _) = timed(
+            app.client
+                .post(app.url("/api/token/refresh/"))
+                .json(&json!({ "refresh": refresh })),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "refresh {i} after the space came back: {body}"
+        );
+    }
+}

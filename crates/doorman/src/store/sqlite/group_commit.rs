@@ -304,20 +304,34 @@ enum Failed {
     Write(StoreError),
 }
 
+/// One `BEGIN IMMEDIATE` transaction for the group, begun and ended by hand rather than with
+/// sqlx's `Transaction`: when `COMMIT` fails (a full disk, an I/O error), SQLite leaves the
+/// transaction open, and a connection going back to the pool like that would fail every
+/// request that drew it later. So a failed end is rolled back, and a connection that can't
+/// roll back is closed instead of returned.
 async fn transaction(pool: &SqlitePool, group: &mut [Write]) -> Result<(), Failed> {
-    let mut tx = pool
-        .begin_with("BEGIN IMMEDIATE")
+    let mut conn = pool
+        .acquire()
         .await
         .map_err(|e| Failed::Transaction(e.into()))?;
-    match apply(&mut tx, group).await {
-        Ok(()) => tx.commit().await.map_err(|e| Failed::Transaction(e.into())),
-        Err(e) => {
-            tx.rollback()
-                .await
-                .map_err(|e| Failed::Transaction(e.into()))?;
-            Err(Failed::Write(e))
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Failed::Transaction(e.into()))?;
+    let applied = apply(&mut conn, group).await;
+    let end = if applied.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    if let Err(e) = sqlx::query(end).execute(&mut *conn).await {
+        if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+            tracing::warn!(error = %e, "a connection whose transaction could not end was closed");
+            let _ = conn.close().await;
         }
+        return Err(Failed::Transaction(e.into()));
     }
+    applied.map_err(Failed::Write)
 }
 
 /// The group's writes, in four statements:
