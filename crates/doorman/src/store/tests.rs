@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use time::OffsetDateTime;
@@ -632,7 +633,7 @@ async fn flush_removes_expired_rows_and_their_blacklist_entries(store: Store) {
     // Taken after "stale" was made, which expires the moment it is made: taken before, a
     // second that ticked over in between left "stale" unexpired (times are kept in seconds).
     let now = OffsetDateTime::now_utc();
-    assert_eq!(store.flush_expired(now).await.unwrap(), 2);
+    assert_eq!(store.flush_expired(now, Duration::ZERO).await.unwrap(), 2);
     assert!(!store.is_blacklisted("gone").await.unwrap());
     assert!(store.is_blacklisted("live-blacklisted").await.unwrap());
     assert_eq!(
@@ -644,7 +645,7 @@ async fn flush_removes_expired_rows_and_their_blacklist_entries(store: Store) {
         1,
         "the expired token's blacklist row went with it"
     );
-    assert_eq!(store.flush_expired(now).await.unwrap(), 0);
+    assert_eq!(store.flush_expired(now, Duration::ZERO).await.unwrap(), 0);
     assert_eq!(
         store.blacklist(&token("live", None, 600)).await.unwrap(),
         BlacklistOutcome::Added
@@ -662,7 +663,10 @@ async fn pruning_removes_expired_rows_as_flushing_does(store: Store) {
         .await
         .unwrap();
     let now = OffsetDateTime::now_utc();
-    assert_eq!(store.prune_expired(now).await.unwrap(), Some(1));
+    assert_eq!(
+        store.prune_expired(now, Duration::ZERO).await.unwrap(),
+        Some(1)
+    );
     assert_eq!(
         number(&store, "SELECT COUNT(*) FROM outstanding_tokens").await,
         1
@@ -672,5 +676,8 @@ async fn pruning_removes_expired_rows_as_flushing_does(store: Store) {
         0,
         "the expired token's blacklist row went with it"
     );
-    assert_eq!(store.prune_expired(now).await.unwrap(), Some(0));
+    assert_eq!(
+        store.prune_expired(now, Duration::ZERO).await.unwrap(),
+        Some(0)
+    );
 }

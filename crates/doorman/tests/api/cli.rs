@@ -333,6 +333,32 @@ dual_test! {
 }
 
 dual_test! {
+    /// `flush-expired-tokens` keeps the rows of tokens that still decode within `leeway` (a
+    /// blacklisted one stays refused) and deletes those past `exp + leeway`.
+    async fn flush_waits_out_the_leeway() {
+        // The background job is off, so only the command prunes.
+        let app =
+            spawn_app_with(&[("DOORMAN_LEEWAY", "30"), ("DOORMAN_PRUNE_INTERVAL", "0")]).await;
+        let store = &app.state.store;
+        let (within, within_row) = expired_refresh("within-leeway", 1);
+        let (_, past_row) = expired_refresh("past-leeway", 31);
+        store.blacklist(&within_row).await.unwrap();
+        store.blacklist(&past_row).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = doorman(dir.path())
+            .args(["--database-url", &app.database_url, "flush-expired-tokens"])
+            .env("DOORMAN_LEEWAY", "30")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert_eq!(stdout_of(&out), "Deleted 1 expired token(s).\n");
+        assert!(!store.is_blacklisted("past-leeway").await.unwrap());
+        assert!(store.is_blacklisted("within-leeway").await.unwrap());
+        assert_refused_as_blacklisted(&app, &within).await;
+    }
+}
+
+dual_test! {
     /// On a terminal, `user create` asks twice with echo off; differing answers create nobody.
     /// The command runs on a pseudo-terminal whose echo is on, as in a user's shell.
     async fn user_create_prompts_twice_on_a_terminal() {
