@@ -504,8 +504,9 @@ fn serve_generates_its_key_once_and_says_so() {
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), pem);
 }
 
-/// `doorman check --deploy`: quiet on the safe defaults, warnings for what is legal but
-/// unwise, and an error (exit 1) for private keys others can read.
+/// `doorman check --deploy`: on the defaults only the warning about accepting tokens during a
+/// database outage (a default kept for availability), warnings for what is legal but unwise,
+/// and an error (exit 1) for private keys others can read.
 #[test]
 fn check_deploy_reports_unwise_settings() {
     let dir = tempfile::tempdir().unwrap();
@@ -515,9 +516,12 @@ fn check_deploy_reports_unwise_settings() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
+    const OUTAGE: &str = "WARNING accept_tokens_during_outage: true: while the database can't \
+        be reached, access tokens of deactivated or revoked users keep working until they expire; \
+        set it to false to answer 503 instead\n";
     assert_eq!(
         stdout_of(&out),
-        "System check identified 0 issue(s) (0 error(s)).\n"
+        format!("{OUTAGE}System check identified 1 issue(s) (0 error(s)).\n")
     );
 
     let out = doorman(dir.path())
@@ -536,7 +540,7 @@ fn check_deploy_reports_unwise_settings() {
         "warnings alone exit 0: {}",
         stderr_of(&out)
     );
-    // These five warnings and no other, each line opening with what it is about (the advice
+    // These six warnings and no other, each line opening with what it is about (the advice
     // after that is prose).
     let report = stdout_of(&out);
     let expected = [
@@ -545,7 +549,8 @@ fn check_deploy_reports_unwise_settings() {
         "WARNING bind: serving plain HTTP on 0.0.0.0:8000",
         "WARNING cors_allowed_origins: \"*\"",
         "WARNING RUST_LOG: debug or trace",
-        "System check identified 5 issue(s) (0 error(s)).",
+        "WARNING accept_tokens_during_outage: true: while the database",
+        "System check identified 6 issue(s) (0 error(s)).",
     ];
     let lines: Vec<&str> = report.lines().collect();
     assert_eq!(lines.len(), expected.len(), "{report}");
@@ -555,7 +560,7 @@ fn check_deploy_reports_unwise_settings() {
             "{start:?} is not at its place in:\n{report}"
         );
     }
-    assert_eq!(lines[5], expected[5]);
+    assert_eq!(lines[6], expected[6]);
 
     use std::os::unix::fs::PermissionsExt;
     let data = dir.path().join("data");
@@ -568,8 +573,8 @@ fn check_deploy_reports_unwise_settings() {
     assert_eq!(
         stdout_of(&out),
         format!(
-            "ERROR data_dir: {}: readable by group or others (mode 0755); it holds private keys: \
-             chmod go-rwx\nSystem check identified 1 issue(s) (1 error(s)).\n",
+            "{OUTAGE}ERROR data_dir: {}: readable by group or others (mode 0755); it holds private \
+             keys: chmod go-rwx\nSystem check identified 2 issue(s) (1 error(s)).\n",
             data.display()
         )
     );
