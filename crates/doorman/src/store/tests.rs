@@ -681,3 +681,22 @@ async fn pruning_removes_expired_rows_as_flushing_does(store: Store) {
         Some(0)
     );
 }
+
+on_both_backends!(flushing_and_pruning_wait_out_the_leeway);
+/// A token still decodes for `leeway` after its expiry, so its rows stay until then; the
+/// verifier refuses `exp <= now - leeway`, and exactly those rows go.
+async fn flushing_and_pruning_wait_out_the_leeway(store: Store) {
+    store.migrate().await.unwrap();
+    let leeway = Duration::from_secs(30);
+    store.blacklist(&token("within", None, -20)).await.unwrap();
+    store.blacklist(&token("past", None, -40)).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(store.flush_expired(now, leeway).await.unwrap(), 1);
+    assert!(store.is_blacklisted("within").await.unwrap());
+    assert!(!store.is_blacklisted("past").await.unwrap());
+    assert_eq!(store.prune_expired(now, leeway).await.unwrap(), Some(0));
+    // Once its expiry plus the leeway has passed, it goes too.
+    let later = now + time::Duration::seconds(30);
+    assert_eq!(store.prune_expired(later, leeway).await.unwrap(), Some(1));
+    assert!(!store.is_blacklisted("within").await.unwrap());
+}
