@@ -86,10 +86,13 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let pruning =
-            self.state.config.store.prune_interval.map(|every| {
-                tokio::spawn(crate::jobs::prune_expired(self.state.store.clone(), every))
-            });
+        let pruning = self.state.config.store.prune_interval.map(|every| {
+            tokio::spawn(crate::jobs::prune_expired(
+                self.state.store.clone(),
+                every,
+                self.state.config.tokens.rules.leeway,
+            ))
+        });
         let metrics_upkeep = tokio::spawn(
             self.state
                 .metrics

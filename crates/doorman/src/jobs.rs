@@ -63,14 +63,18 @@ pub async fn refresh_keys(state: AppState) {
 }
 
 /// The background pruning task: every `every`, deletes outstanding (and with them
-/// blacklisted) rows past their expiry, so no cron job is needed. On PostgreSQL one instance
-/// at a time does it; a failure is logged and retried at the next tick.
-pub async fn prune_expired(store: Store, every: std::time::Duration) {
+/// blacklisted) rows whose tokens no longer decode (past their expiry plus `leeway`), so no
+/// cron job is needed. On PostgreSQL one instance at a time does it; a failure is logged and
+/// retried at the next tick.
+pub async fn prune_expired(store: Store, every: std::time::Duration, leeway: std::time::Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match store.prune_expired(time::OffsetDateTime::now_utc()).await {
+        match store
+            .prune_expired(time::OffsetDateTime::now_utc(), leeway)
+            .await
+        {
             Ok(Some(0)) => {}
             Ok(Some(deleted)) => tracing::info!(deleted, "pruned expired tokens"),
             Ok(None) => tracing::debug!("another instance is pruning expired tokens"),

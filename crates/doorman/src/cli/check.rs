@@ -156,6 +156,39 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
             ),
         );
     }
+    if config.accounts.accept_tokens_during_outage {
+        warn(
+            "accept_tokens_during_outage",
+            "true: while the database can't be reached, access tokens of deactivated or revoked \
+             users keep working until they expire; set it to false to answer 503 instead"
+                .into(),
+        );
+    }
+    if config.tokens.rules.token_type_claim.is_none() {
+        warn(
+            "token_type_claim",
+            "empty: tokens can't be told apart, so a refresh token is accepted where an access \
+             token is expected and the other way round; set it (\"token_type\")"
+                .into(),
+        );
+    }
+    if config.tokens.rules.jti_claim.is_none() {
+        warn(
+            "jti_claim",
+            "empty: tokens carry no id, so they can't be blacklisted or rotated safely: a \
+             logged-out or rotated-out refresh token keeps working until it expires; set it \
+             (\"jti\")"
+                .into(),
+        );
+    }
+    if config.tokens.rotate_refresh_tokens && !config.tokens.blacklist_after_rotation {
+        warn(
+            "blacklist_after_rotation",
+            "false while rotate_refresh_tokens is true: a rotated-out refresh token keeps working \
+             until it expires; set it to true"
+                .into(),
+        );
+    }
     for (setting, path) in key_files(config) {
         if let Some(problem) = readable_by_others(&path) {
             findings.push(Finding {
@@ -247,6 +280,9 @@ mod tests {
                     "*, http://localhost:3000, http://app.example.com",
                 ),
                 ("DOORMAN_LEEWAY", "5"),
+                ("DOORMAN_TOKEN_TYPE_CLAIM", ""),
+                ("DOORMAN_JTI_CLAIM", ""),
+                ("DOORMAN_ROTATE_REFRESH_TOKENS", "true"),
                 ("DOORMAN_DATA_DIR", &data),
             ],
             Some("doorman=debug"),
@@ -264,11 +300,16 @@ mod tests {
                 "Warning cors_allowed_origins: http://app.example.com is plain HTTP; tokens sent to it can be read on the way",
                 "Warning RUST_LOG: debug or trace logging is on; it is verbose and slower in production",
                 "Warning leeway: 5 s of clock skew accepted; keep clocks in sync (NTP) and this at 0",
+                "Warning accept_tokens_during_outage: true: while the database can't be reached, access tokens of deactivated or revoked users keep working until they expire; set it to false to answer 503 instead",
+                "Warning token_type_claim: empty: tokens can't be told apart, so a refresh token is accepted where an access token is expected and the other way round; set it (\"token_type\")",
+                "Warning jti_claim: empty: tokens carry no id, so they can't be blacklisted or rotated safely: a logged-out or rotated-out refresh token keeps working until it expires; set it (\"jti\")",
+                "Warning blacklist_after_rotation: false while rotate_refresh_tokens is true: a rotated-out refresh token keeps working until it expires; set it to true",
                 &error,
             ]
         );
         // A proxy in front (even one trusting everything) answers the plain-HTTP warning; an
-        // owner-only data directory and a key pair leave nothing else to say.
+        // owner-only data directory, a key pair, refusing tokens during an outage and
+        // blacklisting what rotation replaces leave nothing else to say.
         let private = dir.path().join("private");
         std::fs::create_dir(&private).unwrap();
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -277,6 +318,9 @@ mod tests {
                 ("DOORMAN_BIND", "0.0.0.0:8000"),
                 ("DOORMAN_TRUSTED_PROXIES", "0.0.0.0/0"),
                 ("DOORMAN_DATA_DIR", &private.display().to_string()),
+                ("DOORMAN_ACCEPT_TOKENS_DURING_OUTAGE", "false"),
+                ("DOORMAN_ROTATE_REFRESH_TOKENS", "true"),
+                ("DOORMAN_BLACKLIST_AFTER_ROTATION", "true"),
             ],
             None,
         );

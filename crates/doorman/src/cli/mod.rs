@@ -104,7 +104,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime.block_on(user::run(&load(&cli.config, &overrides)?, command))
         }
         Command::FlushExpiredTokens => {
-            runtime.block_on(flush::run(&load(&cli.config, &overrides)?.store))
+            runtime.block_on(flush::run(&load(&cli.config, &overrides)?))
         }
         Command::Token(command) => token::run(cli.config.as_deref(), &overrides, command),
         Command::Check(args) => check::run(&load(&cli.config, &overrides)?, args),

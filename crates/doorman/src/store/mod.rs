@@ -449,10 +449,18 @@ impl Store {
         dispatch!(self, s => s.rotate(old, new, blacklist_old).await)
     }
 
-    /// Deletes outstanding tokens with `expires_at <= now`, and their blacklist rows with them
-    /// (simplejwt's `flushexpiredtokens`). Returns how many outstanding rows went.
-    pub async fn flush_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.flush_expired(now).await)
+    /// Deletes outstanding tokens with `expires_at + leeway <= now`, and their blacklist rows
+    /// with them (simplejwt's `flushexpiredtokens`). Returns how many outstanding rows went.
+    ///
+    /// `leeway` is the tokens' `leeway`: a token still decodes until `exp + leeway`, so its rows
+    /// must stay until then, or a blacklisted or rotated-out refresh token would work again.
+    pub async fn flush_expired(
+        &self,
+        now: OffsetDateTime,
+        leeway: Duration,
+    ) -> Result<u64, StoreError> {
+        let cutoff = expiry_cutoff(now, leeway);
+        dispatch!(self, s => s.flush_expired(cutoff).await)
     }
 
     /// Every managed key, oldest first, retired ones included.
@@ -489,12 +497,24 @@ impl Store {
     /// [`flush_expired`](Self::flush_expired) for the background pruning task: on PostgreSQL
     /// at most one instance prunes at a time (an advisory lock); `None` when another one holds
     /// it.
-    pub async fn prune_expired(&self, now: OffsetDateTime) -> Result<Option<u64>, StoreError> {
+    pub async fn prune_expired(
+        &self,
+        now: OffsetDateTime,
+        leeway: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let cutoff = expiry_cutoff(now, leeway);
         match self {
-            Store::Sqlite(s) => s.flush_expired(now).await.map(Some),
-            Store::Postgres(s) => s.flush_expired_exclusively(now).await,
+            Store::Sqlite(s) => s.flush_expired(cutoff).await.map(Some),
+            Store::Postgres(s) => s.flush_expired_exclusively(cutoff).await,
         }
     }
+}
+
+/// The `expires_at` at or before which a token no longer decodes at `now`: the verifier
+/// refuses `exp <= now - leeway`, so exactly those rows may go.
+fn expiry_cutoff(now: OffsetDateTime, leeway: Duration) -> OffsetDateTime {
+    now.checked_sub(time::Duration::try_from(leeway).unwrap_or(time::Duration::MAX))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Every up migration the build knows, with whether and when the database applied it

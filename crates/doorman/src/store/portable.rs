@@ -196,10 +196,12 @@ macro_rules! portable_queries {
             is_blacklisted(&mut conn, jti).await
         }
 
-        pub async fn flush_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        /// Deletes the outstanding rows with `expires_at <= cutoff` (the caller has allowed
+        /// for `leeway`).
+        pub async fn flush_expired(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
             // Blacklist rows go by ON DELETE CASCADE, in the same statement.
             let done = sqlx::query("DELETE FROM outstanding_tokens WHERE expires_at <= $1")
-                .bind(now.unix_timestamp())
+                .bind(cutoff.unix_timestamp())
                 .execute(&self.pool)
                 .await?;
             Ok(done.rows_affected())

@@ -152,7 +152,7 @@ impl PostgresStore {
     /// transaction-scoped advisory lock; `None` when another instance holds it.
     pub async fn flush_expired_exclusively(
         &self,
-        now: OffsetDateTime,
+        cutoff: OffsetDateTime,
     ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
@@ -164,7 +164,7 @@ impl PostgresStore {
             return Ok(None);
         }
         let done = sqlx::query("DELETE FROM outstanding_tokens WHERE expires_at <= $1")
-            .bind(now.unix_timestamp())
+            .bind(cutoff.unix_timestamp())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use time::OffsetDateTime;
@@ -632,7 +633,7 @@ async fn flush_removes_expired_rows_and_their_blacklist_entries(store: Store) {
     // Taken after "stale" was made, which expires the moment it is made: taken before, a
     // second that ticked over in between left "stale" unexpired (times are kept in seconds).
     let now = OffsetDateTime::now_utc();
-    assert_eq!(store.flush_expired(now).await.unwrap(), 2);
+    assert_eq!(store.flush_expired(now, Duration::ZERO).await.unwrap(), 2);
     assert!(!store.is_blacklisted("gone").await.unwrap());
     assert!(store.is_blacklisted("live-blacklisted").await.unwrap());
     assert_eq!(
@@ -644,7 +645,7 @@ async fn flush_removes_expired_rows_and_their_blacklist_entries(store: Store) {
         1,
         "the expired token's blacklist row went with it"
     );
-    assert_eq!(store.flush_expired(now).await.unwrap(), 0);
+    assert_eq!(store.flush_expired(now, Duration::ZERO).await.unwrap(), 0);
     assert_eq!(
         store.blacklist(&token("live", None, 600)).await.unwrap(),
         BlacklistOutcome::Added
@@ -662,7 +663,10 @@ async fn pruning_removes_expired_rows_as_flushing_does(store: Store) {
         .await
         .unwrap();
     let now = OffsetDateTime::now_utc();
-    assert_eq!(store.prune_expired(now).await.unwrap(), Some(1));
+    assert_eq!(
+        store.prune_expired(now, Duration::ZERO).await.unwrap(),
+        Some(1)
+    );
     assert_eq!(
         number(&store, "SELECT COUNT(*) FROM outstanding_tokens").await,
         1
@@ -672,5 +676,27 @@ async fn pruning_removes_expired_rows_as_flushing_does(store: Store) {
         0,
         "the expired token's blacklist row went with it"
     );
-    assert_eq!(store.prune_expired(now).await.unwrap(), Some(0));
+    assert_eq!(
+        store.prune_expired(now, Duration::ZERO).await.unwrap(),
+        Some(0)
+    );
+}
+
+on_both_backends!(flushing_and_pruning_wait_out_the_leeway);
+/// A token still decodes for `leeway` after its expiry, so its rows stay until then; the
+/// verifier refuses `exp <= now - leeway`, and exactly those rows go.
+async fn flushing_and_pruning_wait_out_the_leeway(store: Store) {
+    store.migrate().await.unwrap();
+    let leeway = Duration::from_secs(30);
+    store.blacklist(&token("within", None, -20)).await.unwrap();
+    store.blacklist(&token("past", None, -40)).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(store.flush_expired(now, leeway).await.unwrap(), 1);
+    assert!(store.is_blacklisted("within").await.unwrap());
+    assert!(!store.is_blacklisted("past").await.unwrap());
+    assert_eq!(store.prune_expired(now, leeway).await.unwrap(), Some(0));
+    // Once its expiry plus the leeway has passed, it goes too.
+    let later = now + time::Duration::seconds(30);
+    assert_eq!(store.prune_expired(later, leeway).await.unwrap(), Some(1));
+    assert!(!store.is_blacklisted("within").await.unwrap());
 }

@@ -333,6 +333,32 @@ dual_test! {
 }
 
 dual_test! {
+    /// `flush-expired-tokens` keeps the rows of tokens that still decode within `leeway` (a
+    /// blacklisted one stays refused) and deletes those past `exp + leeway`.
+    async fn flush_waits_out_the_leeway() {
+        // The background job is off, so only the command prunes.
+        let app =
+            spawn_app_with(&[("DOORMAN_LEEWAY", "30"), ("DOORMAN_PRUNE_INTERVAL", "0")]).await;
+        let store = &app.state.store;
+        let (within, within_row) = expired_refresh("within-leeway", 1);
+        let (_, past_row) = expired_refresh("past-leeway", 31);
+        store.blacklist(&within_row).await.unwrap();
+        store.blacklist(&past_row).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = doorman(dir.path())
+            .args(["--database-url", &app.database_url, "flush-expired-tokens"])
+            .env("DOORMAN_LEEWAY", "30")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert_eq!(stdout_of(&out), "Deleted 1 expired token(s).\n");
+        assert!(!store.is_blacklisted("past-leeway").await.unwrap());
+        assert!(store.is_blacklisted("within-leeway").await.unwrap());
+        assert_refused_as_blacklisted(&app, &within).await;
+    }
+}
+
+dual_test! {
     /// On a terminal, `user create` asks twice with echo off; differing answers create nobody.
     /// The command runs on a pseudo-terminal whose echo is on, as in a user's shell.
     async fn user_create_prompts_twice_on_a_terminal() {
@@ -478,8 +504,9 @@ fn serve_generates_its_key_once_and_says_so() {
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), pem);
 }
 
-/// `doorman check --deploy`: quiet on the safe defaults, warnings for what is legal but
-/// unwise, and an error (exit 1) for private keys others can read.
+/// `doorman check --deploy`: on the defaults only the warning about accepting tokens during a
+/// database outage (a default kept for availability), warnings for what is legal but unwise,
+/// and an error (exit 1) for private keys others can read.
 #[test]
 fn check_deploy_reports_unwise_settings() {
     let dir = tempfile::tempdir().unwrap();
@@ -489,9 +516,12 @@ fn check_deploy_reports_unwise_settings() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
+    const OUTAGE: &str = "WARNING accept_tokens_during_outage: true: while the database can't \
+        be reached, access tokens of deactivated or revoked users keep working until they expire; \
+        set it to false to answer 503 instead\n";
     assert_eq!(
         stdout_of(&out),
-        "System check identified 0 issue(s) (0 error(s)).\n"
+        format!("{OUTAGE}System check identified 1 issue(s) (0 error(s)).\n")
     );
 
     let out = doorman(dir.path())
@@ -510,7 +540,7 @@ fn check_deploy_reports_unwise_settings() {
         "warnings alone exit 0: {}",
         stderr_of(&out)
     );
-    // These five warnings and no other, each line opening with what it is about (the advice
+    // These six warnings and no other, each line opening with what it is about (the advice
     // after that is prose).
     let report = stdout_of(&out);
     let expected = [
@@ -519,7 +549,8 @@ fn check_deploy_reports_unwise_settings() {
         "WARNING bind: serving plain HTTP on 0.0.0.0:8000",
         "WARNING cors_allowed_origins: \"*\"",
         "WARNING RUST_LOG: debug or trace",
-        "System check identified 5 issue(s) (0 error(s)).",
+        "WARNING accept_tokens_during_outage: true: while the database",
+        "System check identified 6 issue(s) (0 error(s)).",
     ];
     let lines: Vec<&str> = report.lines().collect();
     assert_eq!(lines.len(), expected.len(), "{report}");
@@ -529,7 +560,7 @@ fn check_deploy_reports_unwise_settings() {
             "{start:?} is not at its place in:\n{report}"
         );
     }
-    assert_eq!(lines[5], expected[5]);
+    assert_eq!(lines[6], expected[6]);
 
     use std::os::unix::fs::PermissionsExt;
     let data = dir.path().join("data");
@@ -542,8 +573,8 @@ fn check_deploy_reports_unwise_settings() {
     assert_eq!(
         stdout_of(&out),
         format!(
-            "ERROR data_dir: {}: readable by group or others (mode 0755); it holds private keys: \
-             chmod go-rwx\nSystem check identified 1 issue(s) (1 error(s)).\n",
+            "{OUTAGE}ERROR data_dir: {}: readable by group or others (mode 0755); it holds private \
+             keys: chmod go-rwx\nSystem check identified 2 issue(s) (1 error(s)).\n",
             data.display()
         )
     );

@@ -535,3 +535,27 @@ pub fn lines_until(
         }
     }
 }
+
+/// A refresh token of alice's (id 1) with this `jti` that expired `ago` seconds ago, and the
+/// row the store keeps of it.
+pub fn expired_refresh(jti: &str, ago: i64) -> (String, doorman::store::OutstandingToken) {
+    let exp = now() - ago;
+    let token = mint(&format!(
+        r#"{{"token_type":"refresh","exp":{exp},"iat":{},"jti":"{jti}","user_id":1}}"#,
+        exp - 86_400
+    ));
+    let expires_at = time::OffsetDateTime::from_unix_timestamp(exp).expect("a valid time");
+    (token, row(jti, expires_at))
+}
+
+/// simplejwt's answer to a refresh with a blacklisted token: 401 and this body.
+pub async fn assert_refused_as_blacklisted(app: &TestApp, refresh: &str) {
+    let (status, body) = status_body(app.refresh(refresh).await).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            reqwest::StatusCode::UNAUTHORIZED,
+            r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#
+        )
+    );
+}

@@ -205,14 +205,40 @@ dual_test! {
                 .await
                 .unwrap();
             store.blacklist(&row("expired-2", now - time::Duration::seconds(1))).await.unwrap();
-            assert_eq!(store.prune_expired(now).await.unwrap(), None, "the lock is held");
+            assert_eq!(store.prune_expired(now, std::time::Duration::ZERO).await.unwrap(), None, "the lock is held");
             sqlx::query("SELECT pg_advisory_unlock_all()")
                 .execute(&mut holder)
                 .await
                 .unwrap();
             // Free again: this call or the background task (whichever runs first) prunes it.
-            assert!(store.prune_expired(now).await.unwrap().is_some());
+            assert!(store.prune_expired(now, std::time::Duration::ZERO).await.unwrap().is_some());
             assert!(!store.is_blacklisted("expired-2").await.unwrap());
         }
+    }
+}
+
+dual_test! {
+    /// With `leeway`, a token still decodes for that long after its `exp`: the background job
+    /// keeps its blacklist row until then, so it can't be refreshed again in the meantime, and
+    /// prunes it once `exp + leeway` has passed.
+    async fn background_pruning_waits_out_the_leeway() {
+        let app = spawn_app_with(&[
+            ("DOORMAN_LEEWAY", "30"),
+            ("DOORMAN_PRUNE_INTERVAL", "100ms"),
+        ])
+        .await;
+        let store = &app.state.store;
+        let (within, within_row) = expired_refresh("within-leeway", 1);
+        let (_, past_row) = expired_refresh("past-leeway", 31);
+        store.blacklist(&within_row).await.unwrap();
+        store.blacklist(&past_row).await.unwrap();
+        // Once the job has pruned the row past the leeway, it has also looked at the other.
+        let started = std::time::Instant::now();
+        while store.is_blacklisted("past-leeway").await.unwrap() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(15), "never pruned");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(store.is_blacklisted("within-leeway").await.unwrap());
+        assert_refused_as_blacklisted(&app, &within).await;
     }
 }
