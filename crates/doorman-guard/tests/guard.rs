@@ -124,3 +124,54 @@ async fn custom_header_types_are_named_in_the_challenge() {
         )
     );
 }
+
+/// The guard checks a `kid` as its key set says (`KeySet::ignores_kid`): with one static
+/// HMAC secret, as a Django deployment shares it, a token naming a `kid` is accepted, as
+/// simplejwt accepts it; once the `kid` chooses between keys, one naming no key is refused.
+#[tokio::test]
+async fn a_kid_is_ignored_only_with_one_static_hmac_secret() {
+    // The same secret, but its tokens name a kid: what a Django service adding one sends.
+    let named = Tokens::new(
+        KeySet::new(
+            Key::hmac(Algorithm::HS256, SECRET)
+                .unwrap()
+                .with_kid(Some("x".into())),
+        ),
+        TokenRules::default(),
+    );
+    let access = named
+        .encode(&named.access_from_refresh(&named.refresh_for_user("5", now()), now()))
+        .unwrap();
+    let auth = format!("Bearer {access}");
+
+    for app in [
+        extractor_app(Guard::new(tokens())),
+        layer_app(Guard::new(tokens())),
+    ] {
+        let (s, b, _) = call(app, Some(&auth)).await;
+        assert_eq!((s, b.as_str()), (StatusCode::OK, "user 5"));
+    }
+
+    let two_secrets = || {
+        let second = Key::hmac(Algorithm::HS256, b"another test-only secret, 32+ bytes")
+            .unwrap()
+            .with_kid(Some("second".into()));
+        Tokens::new(
+            KeySet::new(Key::hmac(Algorithm::HS256, SECRET).unwrap())
+                .with_verify_only(second)
+                .unwrap(),
+            TokenRules::default(),
+        )
+    };
+    for app in [
+        extractor_app(Guard::new(two_secrets())),
+        layer_app(Guard::new(two_secrets())),
+    ] {
+        let (s, b, _) = call(app, Some(&auth)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            b,
+            r#"{"detail":"Given token not valid for any token type","code":"token_not_valid","messages":[{"token_class":"AccessToken","token_type":"access","message":"Token is invalid"}]}"#
+        );
+    }
+}

@@ -559,9 +559,25 @@ impl KeySet {
         serde_json::json!({ "keys": keys })
     }
 
-    /// The key a token's header points at: by `kid` when it has one, else the key without a
+    /// Whether this set ignores the `kid` a token's header names: it holds one HMAC secret,
+    /// no other key, and that secret has no id of its own (simplejwt's HS layout, a Django
+    /// `SECRET_KEY`). There is no key to choose, and simplejwt verifies with PyJWT, which
+    /// checks such a token with its one key whatever `kid` it names; a Django service that
+    /// adds a `kid` must still be understood. Wherever there is a choice (a second key, a key
+    /// pair, a key with an id) the `kid` picks the key, and an id no key has finds nothing.
+    /// Either way the `kid` is only compared, never used to load anything, and the algorithm
+    /// still comes from the key.
+    pub fn ignores_kid(&self) -> bool {
+        self.verify_only.is_empty() && self.signing.alg.is_hmac() && self.signing.kid.is_none()
+    }
+
+    /// The key a token's header points at: the one key of a set that [ignores the
+    /// `kid`](KeySet::ignores_kid); otherwise by `kid` when it has one, else the key without a
     /// `kid` (the simplejwt HS layout). An id nobody holds finds nothing.
     pub(crate) fn find(&self, kid: Option<&str>) -> Option<&Key> {
+        if self.ignores_kid() {
+            return Some(&self.signing);
+        }
         std::iter::once(&self.signing)
             .chain(self.verify_only.iter())
             .find(|key| key.kid.as_deref() == kid)

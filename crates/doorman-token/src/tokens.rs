@@ -103,7 +103,8 @@ impl Tokens {
     }
 
     /// Whether the token is well-formed but names a `kid` this key set doesn't hold: the cue
-    /// for a verifier that learns keys from a JWKS to fetch it again. Checks no signature.
+    /// for a verifier that learns keys from a JWKS to fetch it again. Never for a set that
+    /// ignores the `kid` ([`KeySet::ignores_kid`]). Checks no signature.
     pub fn names_unknown_key(&self, token: &str) -> bool {
         match wire::parse(token, self.rules.max_token_bytes) {
             Ok(compact) => {
@@ -542,12 +543,184 @@ mod tests {
         }
     }
 
+    /// An HS256 compact JWS over exactly this header and payload text, with any secret (an
+    /// empty or short one too, which `Key::hmac` refuses).
+    fn sign_hmac(secret: &[u8], header: &str, payload: &str) -> String {
+        use aws_lc_rs::hmac;
+        let input = format!(
+            "{}.{}",
+            encode_segment(header.as_bytes()),
+            encode_segment(payload.as_bytes())
+        );
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), input.as_bytes());
+        format!("{input}.{}", encode_segment(tag.as_ref()))
+    }
+
+    /// A compact JWS over exactly this header and payload text, signed with `key`.
+    fn sign_with(key: &Key, header: &str, payload: &str) -> String {
+        let input = format!(
+            "{}.{}",
+            encode_segment(header.as_bytes()),
+            encode_segment(payload.as_bytes())
+        );
+        let sig = key.sign(input.as_bytes()).unwrap();
+        format!("{input}.{sig}")
+    }
+
+    /// One static HMAC secret (simplejwt's HS256 mode): whatever string `kid` the header
+    /// names is ignored, as PyJWT ignores it, path-like and long ones included; it never finds
+    /// an "unknown key". Everything else is as strict as without a `kid`: the algorithm comes
+    /// from the key, another secret's signature fails, a non-string `kid` and a header member
+    /// that brings a key or a URL are refused.
     #[test]
-    fn unknown_kid_is_refused() {
+    fn a_kid_is_ignored_with_one_static_hmac_key() {
+        let t = tokens();
+        assert!(t.keys().ignores_kid());
+        let payload = format!(r#"{{"exp":{},"jti":"a"}}"#, NOW + 10);
+        let long = "k".repeat(4096);
+        for kid in [
+            "x",
+            "other",
+            "../../../../dev/null",
+            "' OR '1'='1",
+            "",
+            &long,
+        ] {
+            let header = format!(r#"{{"alg":"HS256","kid":"{kid}","typ":"JWT"}}"#);
+            let token = sign_raw(&header, &payload);
+            assert!(t.decode(&token, NOW).is_ok(), "kid {kid:.20}");
+            assert!(!t.names_unknown_key(&token), "kid {kid:.20}");
+            // Another secret, and the empty one a key read from a `kid` naming /dev/null would
+            // be: both fail, the kid loads nothing.
+            for other in [&b"another test-only secret, 32+ bytes"[..], b""] {
+                assert_eq!(
+                    t.decode(&sign_hmac(other, &header, &payload), NOW).err(),
+                    Some(TokenError::Invalid),
+                    "kid {kid:.20}, secret {other:?}"
+                );
+            }
+        }
+        for header in [
+            r#"{"alg":"HS512","kid":"x","typ":"JWT"}"#,
+            r#"{"alg":"none","kid":"x","typ":"JWT"}"#,
+            r#"{"alg":"HS256","kid":7,"typ":"JWT"}"#,
+            r#"{"alg":"HS256","kid":null,"typ":"JWT"}"#,
+            r#"{"alg":"HS256","kid":"x","jku":"http://127.0.0.1:9/"}"#,
+            r#"{"alg":"HS256","kid":"x","jwk":{"kty":"oct","k":"AAAA"}}"#,
+            r#"{"alg":"HS256","kid":"x","x5u":"http://127.0.0.1:9/"}"#,
+            r#"{"alg":"HS256","kid":"x","x5c":["MIIB"]}"#,
+            r#"{"alg":"HS256","kid":"x","crit":["exp"]}"#,
+        ] {
+            assert_eq!(
+                t.decode(&sign_raw(header, &payload), NOW).err(),
+                Some(TokenError::Invalid),
+                "{header}"
+            );
+        }
+    }
+
+    /// Wherever the `kid` chooses between keys, or names a key that has an id of its own, an
+    /// id the set doesn't hold is refused, even when the signature is the right key's: two
+    /// HMAC secrets, a key pair, a managed set (key pairs under stored ids, one or several),
+    /// an HMAC secret given an id, and an HMAC secret beside a key pair.
+    #[test]
+    fn unknown_kid_is_refused_where_a_key_is_chosen() {
+        crate::install_crypto_provider();
+        let payload = format!(r#"{{"exp":{},"jti":"a"}}"#, NOW + 10);
+        let secret = || Key::hmac(Algorithm::HS256, SECRET).unwrap();
+        let second = Key::hmac(Algorithm::HS256, b"another test-only secret, 32+ bytes")
+            .unwrap()
+            .with_kid(Some("second".into()));
+        let pair = || Key::generate(Algorithm::EdDSA).unwrap().0;
+        let managed_current = pair().with_kid(Some("managed-current".into()));
+        let managed_next = Key::generate(Algorithm::ES256)
+            .unwrap()
+            .0
+            .with_kid(Some("managed-next".into()));
+        let sets = [
+            (
+                "two HMAC secrets",
+                KeySet::new(secret())
+                    .with_verify_only(second.clone())
+                    .unwrap(),
+            ),
+            ("a key pair", KeySet::new(pair())),
+            ("a managed set of one", KeySet::new(managed_current.clone())),
+            (
+                "a managed set",
+                KeySet::new(managed_current)
+                    .with_verify_only(managed_next)
+                    .unwrap(),
+            ),
+            (
+                "an HMAC secret with an id",
+                KeySet::new(secret().with_kid(Some("named".into()))),
+            ),
+            (
+                "an HMAC secret beside a key pair",
+                KeySet::new(secret())
+                    .allowing_mixed_families()
+                    .with_verify_only(pair())
+                    .unwrap(),
+            ),
+        ];
+        for (what, set) in sets {
+            assert!(!set.ignores_kid(), "{what}");
+            let signing = set.signing().clone();
+            let alg = signing.alg();
+            let t = Tokens::new(set, TokenRules::default());
+            // Control: the signing key's own token (its kid, or none) verifies.
+            let own = t.encode(&t.refresh_for_user("1", NOW)).unwrap();
+            assert!(t.verify(&own, TokenKind::Refresh, NOW).is_ok(), "{what}");
+            for kid in ["x", "../../../../dev/null", "second-but-not"] {
+                let token = sign_with(
+                    &signing,
+                    &format!(r#"{{"alg":"{alg}","kid":"{kid}","typ":"JWT"}}"#),
+                    &payload,
+                );
+                assert_eq!(
+                    t.decode(&token, NOW).err(),
+                    Some(TokenError::Invalid),
+                    "{what}: kid {kid}"
+                );
+                assert!(t.names_unknown_key(&token), "{what}: kid {kid}");
+            }
+        }
+        // Two HMAC secrets: each verifies under its own id (none for the first), and only so.
+        let t = Tokens::new(
+            KeySet::new(secret())
+                .with_verify_only(second.clone())
+                .unwrap(),
+            TokenRules::default(),
+        );
+        let header = r#"{"alg":"HS256","kid":"second","typ":"JWT"}"#;
+        assert!(t.decode(&sign_with(&second, header, &payload), NOW).is_ok());
+        assert!(t.decode(&sign_raw(header, &payload), NOW).is_err());
+        assert!(
+            t.decode(&sign_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &payload), NOW)
+                .is_ok()
+        );
+    }
+
+    /// A token whose ignored `kid` was verified, and so cached, under one static HMAC secret
+    /// is checked afresh once the keys change to a set that chooses by `kid`: the cache
+    /// belongs to the key set that verified the token.
+    #[test]
+    fn a_cached_token_with_an_ignored_kid_is_refused_once_the_kid_chooses() {
         let t = tokens();
         let token = sign_raw(
-            r#"{"alg":"HS256","kid":"other","typ":"JWT"}"#,
-            &format!(r#"{{"exp":{}}}"#, NOW + 10),
+            r#"{"alg":"HS256","kid":"x","typ":"JWT"}"#,
+            &format!(r#"{{"exp":{},"jti":"a"}}"#, NOW + 10),
+        );
+        assert!(t.decode(&token, NOW).is_ok());
+        assert!(t.snapshot().verified.get(token.as_str()).is_some());
+        let second = Key::hmac(Algorithm::HS256, b"another test-only secret, 32+ bytes")
+            .unwrap()
+            .with_kid(Some("second".into()));
+        t.replace_keys(
+            KeySet::new(Key::hmac(Algorithm::HS256, SECRET).unwrap())
+                .with_verify_only(second)
+                .unwrap(),
         );
         assert_eq!(t.decode(&token, NOW).err(), Some(TokenError::Invalid));
     }

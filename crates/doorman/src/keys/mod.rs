@@ -198,6 +198,54 @@ mod tests {
         assert!(first.signing().kid().is_some());
     }
 
+    /// Which key choices ignore a token's `kid` (doorman-token's `KeySet::ignores_kid`): only
+    /// the static HMAC secret, simplejwt's mode; a configured or generated key pair and the
+    /// managed set, of one key or several, choose by `kid`.
+    #[test]
+    fn only_the_static_secret_ignores_the_kid() {
+        let dir = tempfile::tempdir().unwrap();
+        let hmac = load(&KeyConfig::Hmac {
+            alg: Algorithm::HS256,
+            secret: "a-test-only-hs256-secret-of-32-bytes-or-more".into(),
+        })
+        .unwrap();
+        assert!(hmac.ignores_kid());
+        let (_, pem) = Key::generate(Algorithm::ES256).unwrap();
+        let configured = load(&KeyConfig::Pem {
+            alg: Algorithm::ES256,
+            pem: pem.clone().into(),
+            kid: None,
+        })
+        .unwrap();
+        assert!(!configured.ignores_kid());
+        let generated = load(&KeyConfig::Generated {
+            alg: Algorithm::EdDSA,
+            path: dir.path().join("signing-key.pem"),
+        })
+        .unwrap();
+        assert!(!generated.ignores_kid());
+        let stored = |kid: &str, state: KeyState| StoredKey {
+            kid: kid.to_owned(),
+            alg: "ES256".to_owned(),
+            state,
+            private_pem: pem.clone().into(),
+            created_at: 0,
+            state_since: 0,
+            retire_after: None,
+        };
+        let one = managed_key_set(&[stored("current", KeyState::Current)], 0)
+            .unwrap()
+            .unwrap();
+        assert!(!one.ignores_kid());
+        let (_, next) = Key::generate(Algorithm::ES256).unwrap();
+        let mut next_key = stored("next", KeyState::Next);
+        next_key.private_pem = next.into();
+        let two = managed_key_set(&[stored("current", KeyState::Current), next_key], 0)
+            .unwrap()
+            .unwrap();
+        assert!(!two.ignores_kid());
+    }
+
     #[test]
     fn a_corrupt_key_file_is_an_error_not_a_new_key() {
         let dir = tempfile::tempdir().unwrap();

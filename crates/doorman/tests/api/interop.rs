@@ -36,6 +36,26 @@ dual_test! {
             (StatusCode::OK, r#"{"message":"Hello, World!"}"#.to_owned())
         );
 
+        // A Django service that adds a kid (PyJWT's `jwt.encode(..., headers={"kid": "x"})`
+        // writes this header) is understood by both: simplejwt ignores the kid, and so does
+        // doorman with its one HS256 secret.
+        let with_kid = sign_hs256(
+            r#"{"alg":"HS256","kid":"x","typ":"JWT"}"#,
+            &format!(
+                r#"{{"token_type":"access","exp":{},"iat":{},"jti":"k1","user_id":"1"}}"#,
+                now() + 300,
+                now()
+            ),
+            TEST_SECRET.as_bytes(),
+        );
+        for base in [&dj, &dm] {
+            assert_eq!(
+                hello(&client, base, &with_kid).await,
+                (StatusCode::OK, r#"{"message":"Hello, World!"}"#.to_owned()),
+                "a token with a kid at {base}"
+            );
+        }
+
         // The two sides lay tokens out identically: same header, same claim names in the same order.
         for (ours, theirs) in [(&dm_access, &dj_access), (&dm_refresh, &dj_refresh)] {
             assert_eq!(

@@ -68,6 +68,11 @@ TOKENS = {
     "float-exp": mint(claims(exp="%d.5" % (NOW + 300))),
     "aud-iss": mint(claims(extra=',"aud":"x","iss":"y"')),
     "kid-int": mint(claims(), header='{"alg":"HS256","kid":1,"typ":"JWT"}'),
+    # A Django service adding a kid: jwt.encode(..., headers={"kid": "x"}) writes exactly this
+    # header. simplejwt ignores the kid, and so does doorman with its one HS256 secret.
+    "kid-string": mint(claims(), header='{"alg":"HS256","kid":"x","typ":"JWT"}'),
+    "kid-path": mint(claims(), header='{"alg":"HS256","kid":"../../../../dev/null","typ":"JWT"}'),
+    "refresh-kid": mint(claims("refresh", NOW + 3600, "r4"), header='{"alg":"HS256","kid":"x","typ":"JWT"}'),
     "sliding": mint(claims("sliding", extra=',"refresh_exp":%d' % (NOW + 900))),
     "refresh-no-type": mint(claims(None, NOW + 3600, "r2")),
     "refresh-inactive": mint(claims("refresh", NOW + 3600, "r3", '"2"')),
