@@ -41,11 +41,23 @@ pub enum AccountsError {
 pub struct Accounts {
     store: Store,
     hasher: PasswordHasher,
+    /// Runs after a login's password check and before its rehash is written, so a test can
+    /// land a password change exactly there.
+    #[cfg(test)]
+    before_rehash_write: Option<TestHook>,
 }
+
+#[cfg(test)]
+type TestHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl Accounts {
     pub fn new(store: Store, hasher: PasswordHasher) -> Accounts {
-        Accounts { store, hasher }
+        Accounts {
+            store,
+            hasher,
+            #[cfg(test)]
+            before_rehash_write: None,
+        }
     }
 
     /// Django's `authenticate(username=..., password=...)`: the user when the password matches
@@ -65,11 +77,30 @@ impl Accounts {
             // Upgrade a Django (or weaker) hash to argon2id now that we know the password.
             match self.hasher.hash(password).await {
                 Ok(hash) => {
-                    self.store.set_password_hash(user.id, &hash).await?;
-                    tracing::info!(
-                        user_id = user.id,
-                        "upgraded the stored password hash to argon2id"
-                    );
+                    #[cfg(test)]
+                    if let Some(hook) = &self.before_rehash_write {
+                        hook().await;
+                    }
+                    // Written only over the hash that was checked: the check and the rehash
+                    // take long (half a second for Django's PBKDF2), and a password changed
+                    // meanwhile must not be undone by a rehash of the old one. The login still
+                    // succeeds, as it would have a moment earlier: the password was right
+                    // when it was checked, and the change applies to every later login.
+                    if self
+                        .store
+                        .replace_password_hash(user.id, &user.password_hash, &hash)
+                        .await?
+                    {
+                        tracing::info!(
+                            user_id = user.id,
+                            "upgraded the stored password hash to argon2id"
+                        );
+                    } else {
+                        tracing::info!(
+                            user_id = user.id,
+                            "the password changed during the login; kept the new one, not the upgrade"
+                        );
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(user_id = user.id, error = %e, "could not upgrade the password hash")
@@ -375,9 +406,10 @@ fn millis(d: Duration) -> i64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::expect_used)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::store::tests::{Backend, on_both_backends, run};
 
     #[test]
     fn usernames_follow_django() {
@@ -431,6 +463,69 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
+    }
+
+    // A login that upgrades a Django hash while the password is changed (by `user
+    // set-password`, another instance, an admin) keeps the new password: the rehash of the old
+    // one is written only over the hash the login checked.
+    on_both_backends!(a_password_change_during_a_login_upgrade_is_kept);
+    async fn a_password_change_during_a_login_upgrade_is_kept(store: Store) {
+        store.migrate().await.unwrap();
+        // Django's PBKDF2PasswordHasher output for "carol-password-1" (1000 iterations, salt
+        // "saltsalt").
+        let django = "pbkdf2_sha256$1000$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8=";
+        store
+            .create_user(NewUser {
+                username: "carol".into(),
+                password_hash: django.into(),
+                is_active: true,
+                is_superuser: false,
+            })
+            .await
+            .unwrap();
+        let hasher = PasswordHasher::new(1);
+        let plain = Accounts::new(store.clone(), hasher.clone());
+        let mut accounts = plain.clone();
+        let changer = plain.clone();
+        accounts.before_rehash_write = Some(Arc::new(move || {
+            let changer = changer.clone();
+            Box::pin(async move {
+                let changed = changer
+                    .set_password("carol", SecretString::from("carol-password-2"))
+                    .await
+                    .unwrap();
+                assert!(changed);
+            })
+        }));
+
+        // The old password was right when it was checked, so this login still succeeds.
+        let user = accounts
+            .authenticate("carol", SecretString::from("carol-password-1"))
+            .await
+            .unwrap();
+        assert_eq!(user.map(|u| u.username).as_deref(), Some("carol"));
+
+        // The new password stands, the old one no longer opens the account.
+        let stored = store
+            .user_by_username("carol")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash;
+        assert_eq!(
+            hasher
+                .verify(SecretString::from("carol-password-2"), Some(stored))
+                .await
+                .unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        let old = plain
+            .authenticate("carol", SecretString::from("carol-password-1"))
+            .await
+            .unwrap();
+        assert!(old.is_none(), "the old password still logs in");
     }
 
     #[test]
