@@ -415,6 +415,13 @@ impl Store {
         dispatch!(self, s => s.replace_password_hash(id, expected, hash).await)
     }
 
+    /// The distinct iteration counts of the stored Django `pbkdf2_sha256` hashes, as written
+    /// (unparsed: a malformed hash gives whatever text sits in that field). One scan of the
+    /// users table, a few rows back.
+    pub async fn pbkdf2_iteration_counts(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.pbkdf2_iteration_counts().await)
+    }
+
     /// Returns false when there is no such user.
     pub async fn set_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
         dispatch!(self, s => s.set_active(username, active).await)

@@ -351,6 +351,34 @@ async fn replacing_a_password_hash_needs_the_hash_read_before(store: Store) {
     assert!(!store.replace_password_hash(99, "h", "x").await.unwrap());
 }
 
+on_both_backends!(pbkdf2_iteration_counts_are_read_from_the_django_hashes);
+async fn pbkdf2_iteration_counts_are_read_from_the_django_hashes(store: Store) {
+    store.migrate().await.unwrap();
+    assert!(store.pbkdf2_iteration_counts().await.unwrap().is_empty());
+    for (name, hash) in [
+        ("a", "pbkdf2_sha256$1000000$salt$aGFzaA=="),
+        ("b", "pbkdf2_sha256$1000000$other$aGFzaA=="),
+        ("c", "pbkdf2_sha256$870000$salt$aGFzaA=="),
+        ("d", "pbkdf2_sha256$"),
+        ("d2", "pbkdf2_sha256$600"),
+        ("e", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+        ("f", "argon2$argon2id$v=19$m=102400,t=2,p=8$c2FsdA$aGFzaA"),
+        ("g", "!unusable"),
+        ("h", "pbkdf2_sha1$5000$salt$aGFzaA=="),
+    ] {
+        store
+            .create_user(NewUser {
+                password_hash: hash.into(),
+                ..new_user(name)
+            })
+            .await
+            .unwrap();
+    }
+    let mut counts = store.pbkdf2_iteration_counts().await.unwrap();
+    counts.sort();
+    assert_eq!(counts, ["", "1000000", "600", "870000"]);
+}
+
 #[test]
 fn a_user_printed_for_debugging_hides_its_hash() {
     let user = User {
