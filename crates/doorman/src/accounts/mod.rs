@@ -22,6 +22,10 @@ use crate::store::{NewUser, Store, StoreError, User};
 /// Longest password accepted: argon2 has no truncation, so the bound is there to cap the work
 /// one request can ask for.
 pub const MAX_PASSWORD_BYTES: usize = 4096;
+/// How long the PBKDF2 floor read from the store is used before it is read again: hashes
+/// imported since are caught by the login that reads them, and the floor drops only this
+/// long after the last Django hash is upgraded.
+pub const PBKDF2_FLOOR_REFRESH: Duration = Duration::from_secs(60);
 /// Shortest password `user create` and `set-password` accept (OWASP ASVS 6.2.1).
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
@@ -41,6 +45,9 @@ pub enum AccountsError {
 pub struct Accounts {
     store: Store,
     hasher: PasswordHasher,
+    /// When the hasher's PBKDF2 floor was last read from the store; `None` before the first
+    /// read.
+    floor_read: Arc<tokio::sync::Mutex<Option<Instant>>>,
     /// Runs after a login's password check and before its rehash is written, so a test can
     /// land a password change exactly there.
     #[cfg(test)]
@@ -55,6 +62,7 @@ impl Accounts {
         Accounts {
             store,
             hasher,
+            floor_read: Arc::default(),
             #[cfg(test)]
             before_rehash_write: None,
         }
@@ -67,8 +75,14 @@ impl Accounts {
         username: &str,
         password: SecretString,
     ) -> Result<Option<User>, AccountsError> {
+        self.refresh_pbkdf2_floor().await;
         let user = self.store.user_by_username(username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
+        // A hash asking for more than the floor knew of (imported since it was read) raises it
+        // for every later check; this one does its own iterations anyway.
+        if let Some(n) = stored.as_deref().and_then(password::pbkdf2_iterations_of) {
+            self.hasher.raise_pbkdf2_floor(n);
+        }
         let verified = self.hasher.verify(password.clone(), stored).await?;
         let (Some(user), Verified::Match { needs_rehash }) = (user, verified) else {
             return Ok(None);
@@ -108,6 +122,32 @@ impl Accounts {
             }
         }
         Ok(user.is_active.then_some(user))
+    }
+
+    /// Sets the hasher's PBKDF2 floor to the most iterations any stored Django hash asks for,
+    /// read from the store at most every [`PBKDF2_FLOOR_REFRESH`]. Until the last of them is
+    /// upgraded, every login pays that much PBKDF2 work, so that an account still holding one
+    /// can't be told from an unknown username by its slower check (see `check_evenly`). When
+    /// the store can't answer, the floor stays as it was and the next login asks again.
+    async fn refresh_pbkdf2_floor(&self) {
+        let mut read = self.floor_read.lock().await;
+        if read.is_some_and(|at| at.elapsed() < PBKDF2_FLOOR_REFRESH) {
+            return;
+        }
+        match self.store.pbkdf2_iteration_counts().await {
+            Ok(counts) => {
+                let most = counts
+                    .iter()
+                    .filter_map(|field| password::pbkdf2_iterations(field))
+                    .max()
+                    .unwrap_or(0);
+                self.hasher.set_pbkdf2_floor(most);
+                *read = Some(Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the stored PBKDF2 iteration counts")
+            }
+        }
     }
 
     pub async fn create_user(
@@ -526,6 +566,99 @@ mod tests {
             .await
             .unwrap();
         assert!(old.is_none(), "the old password still logs in");
+    }
+
+    // Login timing must not tell whether an account exists: an unknown user, a user whose
+    // hash is still Django's PBKDF2 and a user with an argon2id hash all cost the same hashing
+    // work, right or wrong password. Compared as counted work, not time.
+    on_both_backends!(every_login_does_the_same_hashing_work);
+    async fn every_login_does_the_same_hashing_work(store: Store) {
+        store.migrate().await.unwrap();
+        let hasher = PasswordHasher::new(1);
+        let accounts = Accounts::new(store.clone(), hasher.clone());
+        accounts
+            .create_user("alice", SecretString::from("alice-password-1"), false, true)
+            .await
+            .unwrap();
+        // Django's PBKDF2PasswordHasher output for "carol-password-1" (1000 iterations, salt
+        // "saltsalt"), and a shorter one, as an older Django made.
+        for (name, hash) in [
+            (
+                "carol",
+                "pbkdf2_sha256$1000$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8=",
+            ),
+            (
+                "dave",
+                "pbkdf2_sha256$600$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8=",
+            ),
+            ("erin", "!unusable"),
+        ] {
+            store
+                .create_user(NewUser {
+                    username: name.into(),
+                    password_hash: hash.into(),
+                    is_active: true,
+                    is_superuser: false,
+                })
+                .await
+                .unwrap();
+        }
+        hasher.take_work();
+
+        let mut logins = Vec::new();
+        for (name, password, succeeds) in [
+            ("nobody", "carol-password-1", false),
+            ("alice", "wrong-password", false),
+            ("alice", "alice-password-1", true),
+            ("carol", "wrong-password", false),
+            ("dave", "wrong-password", false),
+            ("erin", "wrong-password", false),
+            // Last: this upgrades carol's hash.
+            ("carol", "carol-password-1", true),
+        ] {
+            let user = accounts
+                .authenticate(name, SecretString::from(password))
+                .await
+                .unwrap();
+            assert_eq!(user.is_some(), succeeds, "{name}");
+            // A successful login's rehash is work done after the answer is decided; only the
+            // check is compared.
+            let work = hasher.take_work();
+            logins.push((name, work.into_iter().next().unwrap()));
+        }
+        // One argon2id verification with doorman's parameters and the 1000 PBKDF2 iterations
+        // of the costliest Django hash stored, for every one of them.
+        let (_, unknown) = &logins[0];
+        assert_eq!(*unknown, password::Work::new(&[(19_456, 2, 1)], 1000));
+        for (name, work) in &logins {
+            assert_eq!(work, unknown, "{name} against an unknown user");
+        }
+
+        // A costlier Django hash imported after the floor was read raises it at its first
+        // check, for unknown users too.
+        store
+            .create_user(NewUser {
+                username: "frank".into(),
+                password_hash:
+                    "pbkdf2_sha256$2000$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8="
+                        .into(),
+                is_active: true,
+                is_superuser: false,
+            })
+            .await
+            .unwrap();
+        for name in ["frank", "nobody", "alice"] {
+            let user = accounts
+                .authenticate(name, SecretString::from("wrong-password"))
+                .await
+                .unwrap();
+            assert!(user.is_none());
+            assert_eq!(
+                hasher.take_work(),
+                [password::Work::new(&[(19_456, 2, 1)], 2000)],
+                "{name}"
+            );
+        }
     }
 
     #[test]
