@@ -48,6 +48,9 @@ pub struct Accounts {
     /// When the hasher's PBKDF2 floor was last read from the store; `None` before the first
     /// read.
     floor_read: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    /// Whether the floor has been read once: from then on a login doesn't wait for another
+    /// login's reading.
+    floor_known: Arc<std::sync::atomic::AtomicBool>,
     /// Runs after a login's password check and before its rehash is written, so a test can
     /// land a password change exactly there.
     #[cfg(test)]
@@ -63,6 +66,7 @@ impl Accounts {
             store,
             hasher,
             floor_read: Arc::default(),
+            floor_known: Arc::default(),
             #[cfg(test)]
             before_rehash_write: None,
         }
@@ -130,7 +134,11 @@ impl Accounts {
     /// can't be told from an unknown username by its slower check (see `check_evenly`). When
     /// the store can't answer, the floor stays as it was and the next login asks again.
     async fn refresh_pbkdf2_floor(&self) {
-        let mut read = self.floor_read.lock().await;
+        let mut read = match self.floor_read.try_lock() {
+            Ok(read) => read,
+            Err(_) if self.floor_known.load(Ordering::Acquire) => return,
+            Err(_) => self.floor_read.lock().await,
+        };
         if read.is_some_and(|at| at.elapsed() < PBKDF2_FLOOR_REFRESH) {
             return;
         }
@@ -143,6 +151,7 @@ impl Accounts {
                     .unwrap_or(0);
                 self.hasher.set_pbkdf2_floor(most);
                 *read = Some(Instant::now());
+                self.floor_known.store(true, Ordering::Release);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the stored PBKDF2 iteration counts")
