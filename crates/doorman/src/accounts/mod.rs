@@ -22,6 +22,10 @@ use crate::store::{NewUser, Store, StoreError, User};
 /// Longest password accepted: argon2 has no truncation, so the bound is there to cap the work
 /// one request can ask for.
 pub const MAX_PASSWORD_BYTES: usize = 4096;
+/// How long the PBKDF2 floor read from the store is used before it is read again: hashes
+/// imported since are caught by the login that reads them, and the floor drops only this
+/// long after the last Django hash is upgraded.
+pub const PBKDF2_FLOOR_REFRESH: Duration = Duration::from_secs(60);
 /// Shortest password `user create` and `set-password` accept (OWASP ASVS 6.2.1).
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
@@ -41,11 +45,31 @@ pub enum AccountsError {
 pub struct Accounts {
     store: Store,
     hasher: PasswordHasher,
+    /// When the hasher's PBKDF2 floor was last read from the store; `None` before the first
+    /// read.
+    floor_read: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    /// Whether the floor has been read once: from then on a login doesn't wait for another
+    /// login's reading.
+    floor_known: Arc<std::sync::atomic::AtomicBool>,
+    /// Runs after a login's password check and before its rehash is written, so a test can
+    /// land a password change exactly there.
+    #[cfg(test)]
+    before_rehash_write: Option<TestHook>,
 }
+
+#[cfg(test)]
+type TestHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl Accounts {
     pub fn new(store: Store, hasher: PasswordHasher) -> Accounts {
-        Accounts { store, hasher }
+        Accounts {
+            store,
+            hasher,
+            floor_read: Arc::default(),
+            floor_known: Arc::default(),
+            #[cfg(test)]
+            before_rehash_write: None,
+        }
     }
 
     /// Django's `authenticate(username=..., password=...)`: the user when the password matches
@@ -55,8 +79,14 @@ impl Accounts {
         username: &str,
         password: SecretString,
     ) -> Result<Option<User>, AccountsError> {
+        self.refresh_pbkdf2_floor().await;
         let user = self.store.user_by_username(username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
+        // A hash asking for more than the floor knew of (imported since it was read) raises it
+        // for every later check; this one does its own iterations anyway.
+        if let Some(n) = stored.as_deref().and_then(password::pbkdf2_iterations_of) {
+            self.hasher.raise_pbkdf2_floor(n);
+        }
         let verified = self.hasher.verify(password.clone(), stored).await?;
         let (Some(user), Verified::Match { needs_rehash }) = (user, verified) else {
             return Ok(None);
@@ -65,11 +95,30 @@ impl Accounts {
             // Upgrade a Django (or weaker) hash to argon2id now that we know the password.
             match self.hasher.hash(password).await {
                 Ok(hash) => {
-                    self.store.set_password_hash(user.id, &hash).await?;
-                    tracing::info!(
-                        user_id = user.id,
-                        "upgraded the stored password hash to argon2id"
-                    );
+                    #[cfg(test)]
+                    if let Some(hook) = &self.before_rehash_write {
+                        hook().await;
+                    }
+                    // Written only over the hash that was checked: the check and the rehash
+                    // take long (half a second for Django's PBKDF2), and a password changed
+                    // meanwhile must not be undone by a rehash of the old one. The login still
+                    // succeeds, as it would have a moment earlier: the password was right
+                    // when it was checked, and the change applies to every later login.
+                    if self
+                        .store
+                        .replace_password_hash(user.id, &user.password_hash, &hash)
+                        .await?
+                    {
+                        tracing::info!(
+                            user_id = user.id,
+                            "upgraded the stored password hash to argon2id"
+                        );
+                    } else {
+                        tracing::info!(
+                            user_id = user.id,
+                            "the password changed during the login; kept the new one, not the upgrade"
+                        );
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(user_id = user.id, error = %e, "could not upgrade the password hash")
@@ -77,6 +126,37 @@ impl Accounts {
             }
         }
         Ok(user.is_active.then_some(user))
+    }
+
+    /// Sets the hasher's PBKDF2 floor to the most iterations any stored Django hash asks for,
+    /// read from the store at most every [`PBKDF2_FLOOR_REFRESH`]. Until the last of them is
+    /// upgraded, every login pays that much PBKDF2 work, so that an account still holding one
+    /// can't be told from an unknown username by its slower check (see `check_evenly`). When
+    /// the store can't answer, the floor stays as it was and the next login asks again.
+    async fn refresh_pbkdf2_floor(&self) {
+        let mut read = match self.floor_read.try_lock() {
+            Ok(read) => read,
+            Err(_) if self.floor_known.load(Ordering::Acquire) => return,
+            Err(_) => self.floor_read.lock().await,
+        };
+        if read.is_some_and(|at| at.elapsed() < PBKDF2_FLOOR_REFRESH) {
+            return;
+        }
+        match self.store.pbkdf2_iteration_counts().await {
+            Ok(counts) => {
+                let most = counts
+                    .iter()
+                    .filter_map(|field| password::pbkdf2_iterations(field))
+                    .max()
+                    .unwrap_or(0);
+                self.hasher.set_pbkdf2_floor(most);
+                *read = Some(Instant::now());
+                self.floor_known.store(true, Ordering::Release);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the stored PBKDF2 iteration counts")
+            }
+        }
     }
 
     pub async fn create_user(
@@ -376,9 +456,10 @@ fn millis(d: Duration) -> i64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::expect_used)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::store::tests::{Backend, on_both_backends, run};
 
     #[test]
     fn usernames_follow_django() {
@@ -431,6 +512,162 @@ mod tests {
     async fn settle() {
         for _ in 0..10 {
             tokio::task::yield_now().await;
+        }
+    }
+
+    // A login that upgrades a Django hash while the password is changed (by `user
+    // set-password`, another instance, an admin) keeps the new password: the rehash of the old
+    // one is written only over the hash the login checked.
+    on_both_backends!(a_password_change_during_a_login_upgrade_is_kept);
+    async fn a_password_change_during_a_login_upgrade_is_kept(store: Store) {
+        store.migrate().await.unwrap();
+        // Django's PBKDF2PasswordHasher output for "carol-password-1" (1000 iterations, salt
+        // "saltsalt").
+        let django = "pbkdf2_sha256$1000$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8=";
+        store
+            .create_user(NewUser {
+                username: "carol".into(),
+                password_hash: django.into(),
+                is_active: true,
+                is_superuser: false,
+            })
+            .await
+            .unwrap();
+        let hasher = PasswordHasher::new(1);
+        let plain = Accounts::new(store.clone(), hasher.clone());
+        let mut accounts = plain.clone();
+        let changer = plain.clone();
+        accounts.before_rehash_write = Some(Arc::new(move || {
+            let changer = changer.clone();
+            Box::pin(async move {
+                let changed = changer
+                    .set_password("carol", SecretString::from("carol-password-2"))
+                    .await
+                    .unwrap();
+                assert!(changed);
+            })
+        }));
+
+        // The old password was right when it was checked, so this login still succeeds.
+        let user = accounts
+            .authenticate("carol", SecretString::from("carol-password-1"))
+            .await
+            .unwrap();
+        assert_eq!(user.map(|u| u.username).as_deref(), Some("carol"));
+
+        // The new password stands, the old one no longer opens the account.
+        let stored = store
+            .user_by_username("carol")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash;
+        assert_eq!(
+            hasher
+                .verify(SecretString::from("carol-password-2"), Some(stored))
+                .await
+                .unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        let old = plain
+            .authenticate("carol", SecretString::from("carol-password-1"))
+            .await
+            .unwrap();
+        assert!(old.is_none(), "the old password still logs in");
+    }
+
+    // Login timing must not tell whether an account exists: an unknown user, a user whose
+    // hash is still Django's PBKDF2 and a user with an argon2id hash all cost the same hashing
+    // work, right or wrong password. Compared as counted work, not time.
+    on_both_backends!(every_login_does_the_same_hashing_work);
+    async fn every_login_does_the_same_hashing_work(store: Store) {
+        store.migrate().await.unwrap();
+        let hasher = PasswordHasher::new(1);
+        let accounts = Accounts::new(store.clone(), hasher.clone());
+        accounts
+            .create_user("alice", SecretString::from("alice-password-1"), false, true)
+            .await
+            .unwrap();
+        // Django's PBKDF2PasswordHasher output for "carol-password-1" (1000 iterations, salt
+        // "saltsalt"), and a shorter one, as an older Django made.
+        for (name, hash) in [
+            (
+                "carol",
+                "pbkdf2_sha256$1000$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8=",
+            ),
+            (
+                "dave",
+                "pbkdf2_sha256$600$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8=",
+            ),
+            ("erin", "!unusable"),
+        ] {
+            store
+                .create_user(NewUser {
+                    username: name.into(),
+                    password_hash: hash.into(),
+                    is_active: true,
+                    is_superuser: false,
+                })
+                .await
+                .unwrap();
+        }
+        hasher.take_work();
+
+        let mut logins = Vec::new();
+        for (name, password, succeeds) in [
+            ("nobody", "carol-password-1", false),
+            ("alice", "wrong-password", false),
+            ("alice", "alice-password-1", true),
+            ("carol", "wrong-password", false),
+            ("dave", "wrong-password", false),
+            ("erin", "wrong-password", false),
+            // Last: this upgrades carol's hash.
+            ("carol", "carol-password-1", true),
+        ] {
+            let user = accounts
+                .authenticate(name, SecretString::from(password))
+                .await
+                .unwrap();
+            assert_eq!(user.is_some(), succeeds, "{name}");
+            // A successful login's rehash is work done after the answer is decided; only the
+            // check is compared.
+            let work = hasher.take_work();
+            logins.push((name, work.into_iter().next().unwrap()));
+        }
+        // One argon2id verification with doorman's parameters and the 1000 PBKDF2 iterations
+        // of the costliest Django hash stored, for every one of them.
+        let (_, unknown) = &logins[0];
+        assert_eq!(*unknown, password::Work::new(&[(19_456, 2, 1)], 1000));
+        for (name, work) in &logins {
+            assert_eq!(work, unknown, "{name} against an unknown user");
+        }
+
+        // A costlier Django hash imported after the floor was read raises it at its first
+        // check, for unknown users too.
+        store
+            .create_user(NewUser {
+                username: "frank".into(),
+                password_hash:
+                    "pbkdf2_sha256$2000$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8="
+                        .into(),
+                is_active: true,
+                is_superuser: false,
+            })
+            .await
+            .unwrap();
+        for name in ["frank", "nobody", "alice"] {
+            let user = accounts
+                .authenticate(name, SecretString::from("wrong-password"))
+                .await
+                .unwrap();
+            assert!(user.is_none());
+            assert_eq!(
+                hasher.take_work(),
+                [password::Work::new(&[(19_456, 2, 1)], 2000)],
+                "{name}"
+            );
         }
     }
 

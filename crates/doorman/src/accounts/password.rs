@@ -42,6 +42,26 @@ const MAX_ARGON2_P_COST: u32 = 16;
 /// Django's `PBKDF2PasswordHasher` derives 32 bytes (the SHA-256 size).
 const DJANGO_PBKDF2_LEN: usize = 32;
 
+/// The hashing work one password check did, counted as it is done. What the tests compare
+/// across kinds of users instead of timing them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Work {
+    /// The cost parameters (m, t, p) of each argon2 verification.
+    argon2: Vec<(u32, u32, u32)>,
+    /// PBKDF2-HMAC-SHA256 iterations, all calls together.
+    pbkdf2_iterations: u64,
+}
+
+#[cfg(test)]
+impl Work {
+    pub(crate) fn new(argon2: &[(u32, u32, u32)], pbkdf2_iterations: u64) -> Work {
+        Work {
+            argon2: argon2.to_vec(),
+            pbkdf2_iterations,
+        }
+    }
+}
+
 /// The outcome of a password check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verified {
@@ -76,6 +96,11 @@ pub struct PasswordHasher {
     /// Hashes waiting for a slot, and where to report it.
     waiting: Arc<std::sync::atomic::AtomicUsize>,
     metrics: Option<crate::metrics::Metrics>,
+    /// PBKDF2 iterations every check spends at least (see [`PasswordHasher::verify`]).
+    pbkdf2_floor: Arc<std::sync::atomic::AtomicU32>,
+    /// The work each check did, for tests that compare it across users.
+    #[cfg(test)]
+    work_log: Arc<std::sync::Mutex<Vec<Work>>>,
 }
 
 impl PasswordHasher {
@@ -88,6 +113,9 @@ impl PasswordHasher {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, OWASP_PARAMS),
             waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             metrics: None,
+            pbkdf2_floor: Arc::default(),
+            #[cfg(test)]
+            work_log: Arc::default(),
         }
     }
 
@@ -95,6 +123,20 @@ impl PasswordHasher {
     pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> PasswordHasher {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Every check from now on spends at least `iterations` PBKDF2 iterations: the most any
+    /// stored Django hash asks for (0 when none is left).
+    pub fn set_pbkdf2_floor(&self, iterations: u32) {
+        self.pbkdf2_floor
+            .store(iterations, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Raises the floor to `iterations` if it is lower (a stored hash asking for more than
+    /// the floor knew of).
+    pub fn raise_pbkdf2_floor(&self, iterations: u32) {
+        self.pbkdf2_floor
+            .fetch_max(iterations, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A new argon2id PHC string for the password, with a random salt.
@@ -113,7 +155,9 @@ impl PasswordHasher {
     }
 
     /// Checks a password against a stored hash. `None` (no such user) costs the same as a wrong
-    /// password and never matches. Hashes that are unusable, malformed or of an unknown kind are
+    /// password and never matches. Every check does the same work whatever the stored hash:
+    /// one argon2id verification with our parameters and the floor's PBKDF2 iterations, the
+    /// dummy work making up whatever the hash itself didn't ask for. Hashes that are unusable, malformed or of an unknown kind are
     /// a `Mismatch`, never an error: they are the stored data's problem, not the caller's.
     pub async fn verify(
         &self,
@@ -124,17 +168,35 @@ impl PasswordHasher {
             return Ok(Verified::Mismatch);
         }
         let argon2 = self.argon2.clone();
+        let floor = self.pbkdf2_floor.load(std::sync::atomic::Ordering::Relaxed);
+        #[cfg(test)]
+        let work_log = self.work_log.clone();
         self.run(move || {
-            let password = password.expose_secret().as_bytes();
-            match stored {
-                Some(stored) => check(&argon2, password, &stored),
-                None => {
-                    spend_dummy_work(&argon2, password);
-                    Verified::Mismatch
-                }
+            let mut work = Work::default();
+            let verified = check_evenly(
+                &argon2,
+                password.expose_secret().as_bytes(),
+                stored.as_deref(),
+                floor,
+                &mut work,
+            );
+            #[cfg(test)]
+            if let Ok(mut log) = work_log.lock() {
+                log.push(work);
             }
+            verified
         })
         .await
+    }
+
+    /// The work of each check so far, oldest first; the log is emptied.
+    #[cfg(test)]
+    pub(crate) fn take_work(&self) -> Vec<Work> {
+        let mut log = self
+            .work_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut *log)
     }
 
     /// Runs CPU-heavy work on the blocking pool once a permit is free. The permit is taken here,
@@ -227,22 +289,77 @@ impl HashThreads {
     }
 }
 
-/// The stored hash's format decides how it is checked. Refusals still spend a dummy argon2
-/// verification so that a user with an unusable or broken hash can't be told apart by timing.
-fn check(argon2: &Argon2<'_>, password: &[u8], stored: &str) -> Verified {
+/// Checks a password against a stored hash, or against none (no such user), then makes the
+/// work up to the same for every user: an argon2id verification with our parameters if the
+/// hash asked for none, and PBKDF2 iterations up to `pbkdf2_floor` (as Django's
+/// `harden_runtime` makes up a hash's missing iterations). So an unknown user, an unusable or
+/// broken hash, an argon2id hash and a Django PBKDF2 hash all cost one argon2id verification
+/// plus `pbkdf2_floor` PBKDF2 iterations, and an account's existence doesn't show in the
+/// time its check takes. The outcome doesn't decide any of the work.
+fn check_evenly(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    stored: Option<&str>,
+    pbkdf2_floor: u32,
+    work: &mut Work,
+) -> Verified {
+    let verified = match stored {
+        Some(stored) => check(argon2, password, stored, work),
+        None => Verified::Mismatch,
+    };
+    if work.argon2.is_empty() {
+        spend_dummy_work(argon2, password, work);
+    }
+    let missing = u64::from(pbkdf2_floor).saturating_sub(work.pbkdf2_iterations);
+    if let Ok(missing @ 1..) = u32::try_from(missing) {
+        spend_dummy_pbkdf2(password, missing, work);
+    }
+    verified
+}
+
+fn spend_dummy_pbkdf2(password: &[u8], iterations: u32, work: &mut Work) {
+    work.pbkdf2_iterations += u64::from(iterations);
+    let mut out = Zeroizing::new([0u8; DJANGO_PBKDF2_LEN]);
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, b"doorman-dummy-salt", iterations, &mut *out);
+    // The result is never used; this keeps the compiler from skipping the work.
+    std::hint::black_box(&*out);
+}
+
+/// The iteration count a stored Django `pbkdf2_sha256` hash asks for, the text of its
+/// iteration field given; `None` when it is not one doorman would compute (those are refused
+/// without PBKDF2 work).
+pub fn pbkdf2_iterations(field: &str) -> Option<u32> {
+    if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match field.parse::<u32>() {
+        Ok(n @ 1..=MAX_PBKDF2_ITERATIONS) => Some(n),
+        _ => None,
+    }
+}
+
+/// [`pbkdf2_iterations`] of a whole stored hash.
+pub fn pbkdf2_iterations_of(stored: &str) -> Option<u32> {
+    let rest = stored.strip_prefix("pbkdf2_sha256$")?;
+    pbkdf2_iterations(rest.split('$').next()?)
+}
+
+/// The stored hash's format decides how it is checked. Refused hashes do no work here and are
+/// a `Mismatch`.
+fn check(argon2: &Argon2<'_>, password: &[u8], stored: &str, work: &mut Work) -> Verified {
     let verified = if let Some(rest) = stored.strip_prefix("pbkdf2_sha256$") {
-        check_django_pbkdf2(password, rest)
+        check_django_pbkdf2(password, rest, work)
     } else if let Some(phc) = stored.strip_prefix("argon2")
         && phc.starts_with('$')
     {
         // Django's Argon2PasswordHasher: its own prefix before argon2-cffi's PHC string. It
         // verifies as is, but is stored again in plain PHC form.
-        check_argon2(argon2, password, phc).map(|verified| match verified {
+        check_argon2(argon2, password, phc, work).map(|verified| match verified {
             Verified::Match { .. } => Verified::Match { needs_rehash: true },
             Verified::Mismatch => Verified::Mismatch,
         })
     } else if stored.starts_with('$') {
-        check_argon2(argon2, password, stored)
+        check_argon2(argon2, password, stored, work)
     } else if stored.starts_with('!') {
         Err("the user has an unusable password")
     } else {
@@ -252,13 +369,13 @@ fn check(argon2: &Argon2<'_>, password: &[u8], stored: &str) -> Verified {
         // Never the hash itself: a hash column that holds something unexpected may hold a
         // plaintext password.
         tracing::warn!(reason, "refused a stored password hash; the login fails");
-        spend_dummy_work(argon2, password);
         Verified::Mismatch
     })
 }
 
-fn spend_dummy_work(argon2: &Argon2<'_>, password: &[u8]) {
+fn spend_dummy_work(argon2: &Argon2<'_>, password: &[u8], work: &mut Work) {
     if let Ok(dummy) = PasswordHash::new(DUMMY_HASH) {
+        work.argon2.push(cost(&OWASP_PARAMS));
         // The outcome is meaningless; only the time spent matters.
         let _ = argon2.verify_password(password, &dummy);
     }
@@ -270,6 +387,7 @@ fn check_argon2(
     argon2: &Argon2<'_>,
     password: &[u8],
     stored: &str,
+    work: &mut Work,
 ) -> Result<Verified, &'static str> {
     let hash = PasswordHash::new(stored).map_err(|_| "a stored argon2 hash is malformed")?;
     let algorithm = Algorithm::new(hash.algorithm.as_str())
@@ -286,6 +404,7 @@ fn check_argon2(
     {
         return Err("a stored argon2 hash asks for more work than doorman allows");
     }
+    work.argon2.push(cost(&params));
     match argon2.verify_password(password, &hash) {
         Ok(()) => Ok(Verified::Match {
             needs_rehash: algorithm != Algorithm::Argon2id
@@ -293,8 +412,16 @@ fn check_argon2(
                 || !same_cost(&params, &OWASP_PARAMS),
         }),
         Err(password_hash::Error::PasswordInvalid) => Ok(Verified::Mismatch),
-        Err(_) => Err("a stored argon2 hash could not be verified"),
+        Err(_) => {
+            // It may have stopped before doing the work: not counted, so the dummy is spent.
+            work.argon2.pop();
+            Err("a stored argon2 hash could not be verified")
+        }
     }
+}
+
+fn cost(params: &Params) -> (u32, u32, u32) {
+    (params.m_cost(), params.t_cost(), params.p_cost())
 }
 
 /// Equal work and output length; Django's `must_update` likewise rehashes on any difference,
@@ -309,18 +436,18 @@ fn same_cost(a: &Params, b: &Params) -> bool {
 
 /// Django's `PBKDF2PasswordHasher`, after its `pbkdf2_sha256$` prefix:
 /// `<iterations>$<salt>$<base64 of the 32-byte PBKDF2-HMAC-SHA256>`, the salt used as its text.
-fn check_django_pbkdf2(password: &[u8], rest: &str) -> Result<Verified, &'static str> {
+fn check_django_pbkdf2(
+    password: &[u8],
+    rest: &str,
+    work: &mut Work,
+) -> Result<Verified, &'static str> {
     let mut parts = rest.splitn(3, '$');
     let (Some(iterations), Some(salt), Some(expected)) = (parts.next(), parts.next(), parts.next())
     else {
         return Err("a stored pbkdf2_sha256 hash has too few fields");
     };
-    if iterations.is_empty() || !iterations.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("a stored pbkdf2_sha256 hash has a malformed iteration count");
-    }
-    let iterations = match iterations.parse::<u32>() {
-        Ok(n @ 1..=MAX_PBKDF2_ITERATIONS) => n,
-        _ => return Err("a stored pbkdf2_sha256 hash has an iteration count out of bounds"),
+    let Some(iterations) = pbkdf2_iterations(iterations) else {
+        return Err("a stored pbkdf2_sha256 hash has a malformed or out-of-bounds iteration count");
     };
     if salt.is_empty() {
         return Err("a stored pbkdf2_sha256 hash has an empty salt");
@@ -332,6 +459,7 @@ fn check_django_pbkdf2(password: &[u8], rest: &str) -> Result<Verified, &'static
         return Err("a stored pbkdf2_sha256 hash has the wrong length");
     }
     let mut computed = Zeroizing::new([0u8; DJANGO_PBKDF2_LEN]);
+    work.pbkdf2_iterations += u64::from(iterations);
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt.as_bytes(), iterations, &mut *computed);
     Ok(if bool::from(computed.ct_eq(&expected)) {
         Verified::Match { needs_rehash: true }
@@ -378,6 +506,11 @@ mod tests {
 
     fn ours() -> Argon2<'static> {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, OWASP_PARAMS)
+    }
+
+    /// A stored hash checked the way a login checks it.
+    fn check(argon2: &Argon2<'_>, password: &[u8], stored: &str) -> Verified {
+        check_evenly(argon2, password, Some(stored), 0, &mut Work::default())
     }
 
     /// Produced by Python, as Django's PBKDF2PasswordHasher does:
@@ -588,6 +721,68 @@ mod tests {
                 "{stored} took {:?}",
                 started.elapsed()
             );
+        }
+    }
+
+    /// Whatever is stored, a check does one argon2id verification with our parameters and
+    /// the floor's PBKDF2 iterations: the hash's own work, made up with dummy work.
+    #[test]
+    fn every_stored_hash_costs_the_same_work() {
+        let argon2 = ours();
+        let ours_hash = argon2.hash_password(b"pw-123456").unwrap().to_string();
+        let stored = [
+            None,
+            Some(ours_hash.as_str()),
+            Some(DJANGO_1000),
+            Some("pbkdf2_sha256$600$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8="),
+            Some(
+                "pbkdf2_sha256$99999999999$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
+            ),
+            Some("pbkdf2_sha256$1000$$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s="),
+            Some("!unusable"),
+            Some("md5$salt$abc"),
+            Some("$argon2id$"),
+        ];
+        // The floor is at least the iterations of any stored hash (the store's and each
+        // login's own), so 1000 here is the least it can be with DJANGO_1000 stored.
+        for floor in [1000, 4000] {
+            for password in [&b"pw-123456"[..], b"correct horse battery staple", b"wrong"] {
+                for hash in stored {
+                    let mut work = Work::default();
+                    check_evenly(&argon2, password, hash, floor, &mut work);
+                    assert_eq!(
+                        work,
+                        Work::new(&[cost(&OWASP_PARAMS)], u64::from(floor)),
+                        "{hash:?} at floor {floor}"
+                    );
+                }
+            }
+        }
+        // Without Django hashes the floor is 0: one argon2id verification, nothing more.
+        for hash in [None, Some(ours_hash.as_str()), Some("!unusable")] {
+            let mut work = Work::default();
+            check_evenly(&argon2, b"x", hash, 0, &mut work);
+            assert_eq!(work, Work::new(&[cost(&OWASP_PARAMS)], 0), "{hash:?}");
+        }
+        // A hash asking for more than the floor does its own iterations, no fewer.
+        let mut work = Work::default();
+        check_evenly(&argon2, b"x", Some(DJANGO_1000), 600, &mut work);
+        assert_eq!(work, Work::new(&[cost(&OWASP_PARAMS)], 1000));
+    }
+
+    #[test]
+    fn pbkdf2_iteration_counts_are_read_as_the_check_reads_them() {
+        assert_eq!(pbkdf2_iterations_of(DJANGO_DEFAULT), Some(1_000_000));
+        assert_eq!(pbkdf2_iterations_of(DJANGO_1000), Some(1000));
+        for refused in [
+            "pbkdf2_sha256$0$s$h",
+            "pbkdf2_sha256$+1$s$h",
+            "pbkdf2_sha256$10000001$s$h",
+            "pbkdf2_sha256$$s$h",
+            "pbkdf2_sha1$1000$s$h",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+        ] {
+            assert_eq!(pbkdf2_iterations_of(refused), None, "{refused}");
         }
     }
 

@@ -10,7 +10,7 @@ pub mod settings;
 mod sqlite;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt;
 use std::time::Duration;
@@ -401,6 +401,25 @@ impl Store {
     /// Returns false when there is no such user.
     pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<bool, StoreError> {
         dispatch!(self, s => s.set_password_hash(id, hash).await)
+    }
+
+    /// Compare-and-set: stores `hash` only if the user's stored hash is still `expected`, for
+    /// writes decided on a hash read earlier (a login's rehash) that must not undo a password
+    /// change made since. False when the hash changed or there is no such user.
+    pub async fn replace_password_hash(
+        &self,
+        id: i64,
+        expected: &str,
+        hash: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.replace_password_hash(id, expected, hash).await)
+    }
+
+    /// The distinct iteration counts of the stored Django `pbkdf2_sha256` hashes, as written
+    /// (unparsed: a malformed hash gives whatever text sits in that field). One scan of the
+    /// users table, a few rows back.
+    pub async fn pbkdf2_iteration_counts(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.pbkdf2_iteration_counts().await)
     }
 
     /// Returns false when there is no such user.

@@ -174,6 +174,22 @@ macro_rules! portable_queries {
             Ok(done.rows_affected() == 1)
         }
 
+        pub async fn replace_password_hash(
+            &self,
+            id: i64,
+            expected: &str,
+            hash: &str,
+        ) -> Result<bool, StoreError> {
+            // One statement, so the comparison and the write can't be split by another writer.
+            let done = sqlx::query("UPDATE users SET password = $1 WHERE id = $2 AND password = $3")
+                .bind(hash)
+                .bind(id)
+                .bind(expected)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
         pub async fn set_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
             let done = sqlx::query("UPDATE users SET is_active = $1 WHERE username = $2")
                 .bind(active)

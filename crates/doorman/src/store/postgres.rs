@@ -87,6 +87,15 @@ impl PostgresStore {
         Ok(super::statuses(&MIGRATOR, &applied))
     }
 
+    pub async fn pbkdf2_iteration_counts(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT split_part(password, '$', 2)
+             FROM users WHERE substr(password, 1, 14) = 'pbkdf2_sha256$'",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn record_login(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
             .bind(at.unix_timestamp())

@@ -108,6 +108,17 @@ impl SqliteStore {
         Ok(super::statuses(&MIGRATOR, &applied))
     }
 
+    pub async fn pbkdf2_iteration_counts(&self) -> Result<Vec<String>, StoreError> {
+        // The text between `pbkdf2_sha256$` (14 characters) and the next `$` or the end, as
+        // PostgreSQL's split_part gives it.
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT substr(password, 15, instr(substr(password, 15) || '$', '$') - 1)
+             FROM users WHERE substr(password, 1, 14) = 'pbkdf2_sha256$'",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Sets a user's `last_login` in a group commit (see `group_commit`).
     pub async fn record_login(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
         self.writes.apply(group_commit::login(id, at)).await

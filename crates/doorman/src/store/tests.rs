@@ -42,15 +42,19 @@ macro_rules! on_both_backends {
     };
 }
 
+/// For tests elsewhere in the crate that need a store of each backend (they import `run` and
+/// `Backend` beside it, which the expanded tests name as `super::`).
+pub(crate) use on_both_backends;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
 /// Runs `test` on a fresh store of `backend`, or skips it loudly when PostgreSQL is unreachable.
 /// The store's database goes afterwards, whether the test passed or not.
-async fn run<T, F>(backend: Backend, name: &str, test: T)
+pub(crate) async fn run<T, F>(backend: Backend, name: &str, test: T)
 where
     T: FnOnce(Store) -> F,
     F: Future<Output = ()>,
@@ -319,6 +323,61 @@ async fn users(store: Store) {
     assert_eq!(store.user_by_username("alice").await.unwrap(), None);
     // The name is free again.
     store.create_user(new_user("alice")).await.unwrap();
+}
+
+on_both_backends!(replacing_a_password_hash_needs_the_hash_read_before);
+async fn replacing_a_password_hash_needs_the_hash_read_before(store: Store) {
+    store.migrate().await.unwrap();
+    let alice = store.create_user(new_user("alice")).await.unwrap();
+    let hash =
+        |store: Store| async move { store.user_by_id(1).await.unwrap().unwrap().password_hash };
+    // The hash changed since it was read ("h" became "changed"): nothing is written.
+    assert!(store.set_password_hash(alice.id, "changed").await.unwrap());
+    assert!(
+        !store
+            .replace_password_hash(alice.id, "h", "rehash-of-h")
+            .await
+            .unwrap()
+    );
+    assert_eq!(hash(store.clone()).await, "changed");
+    // Still the hash read: it is replaced.
+    assert!(
+        store
+            .replace_password_hash(alice.id, "changed", "rehash")
+            .await
+            .unwrap()
+    );
+    assert_eq!(hash(store.clone()).await, "rehash");
+    // No such user.
+    assert!(!store.replace_password_hash(99, "h", "x").await.unwrap());
+}
+
+on_both_backends!(pbkdf2_iteration_counts_are_read_from_the_django_hashes);
+async fn pbkdf2_iteration_counts_are_read_from_the_django_hashes(store: Store) {
+    store.migrate().await.unwrap();
+    assert!(store.pbkdf2_iteration_counts().await.unwrap().is_empty());
+    for (name, hash) in [
+        ("a", "pbkdf2_sha256$1000000$salt$aGFzaA=="),
+        ("b", "pbkdf2_sha256$1000000$other$aGFzaA=="),
+        ("c", "pbkdf2_sha256$870000$salt$aGFzaA=="),
+        ("d", "pbkdf2_sha256$"),
+        ("d2", "pbkdf2_sha256$600"),
+        ("e", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+        ("f", "argon2$argon2id$v=19$m=102400,t=2,p=8$c2FsdA$aGFzaA"),
+        ("g", "!unusable"),
+        ("h", "pbkdf2_sha1$5000$salt$aGFzaA=="),
+    ] {
+        store
+            .create_user(NewUser {
+                password_hash: hash.into(),
+                ..new_user(name)
+            })
+            .await
+            .unwrap();
+    }
+    let mut counts = store.pbkdf2_iteration_counts().await.unwrap();
+    counts.sort();
+    assert_eq!(counts, ["", "1000000", "600", "870000"]);
 }
 
 #[test]
