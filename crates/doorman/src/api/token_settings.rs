@@ -110,6 +110,12 @@ impl TokenSettings {
         if self.user_id_claim.is_empty() {
             return Err(src.fail("user_id_claim", "expected a claim name"));
         }
+        if self.jti_claim.is_empty() && self.rotate_refresh_tokens.0 {
+            return Err(src.fail(
+                "jti_claim",
+                "rotate_refresh_tokens records each refresh token by its id; set a claim name or turn rotation off",
+            ));
+        }
         let rules = TokenRules {
             access_token_lifetime: self.access_token_lifetime,
             refresh_token_lifetime: self.refresh_token_lifetime,

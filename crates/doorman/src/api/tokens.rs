@@ -193,7 +193,7 @@ async fn obtain_sliding(state: AppState, data: RequestData) -> Result<Answer, Ap
 }
 
 /// What both logins share: authenticate, mint the user's refresh or sliding token, and record
-/// it as outstanding. Returns the token and the time it was minted at.
+/// it as outstanding (when tokens have ids). Returns the token and the time it was minted at.
 async fn log_in_and_record(
     state: &AppState,
     data: &RequestData,
@@ -202,10 +202,14 @@ async fn log_in_and_record(
     let user_id = login(state, data).await?;
     let now = unix_now();
     let token = mint(&state.tokens, &user_id.to_string(), now);
-    state
-        .store
-        .record_outstanding(&outstanding(state, &token, Some(user_id), now)?)
-        .await?;
+    // With `jti_claim` empty, tokens carry no id: there is nothing to record, and nothing
+    // could later be blacklisted by it.
+    if state.tokens.rules().jti_claim.is_some() {
+        state
+            .store
+            .record_outstanding(&outstanding(state, &token, Some(user_id), now)?)
+            .await?;
+    }
     Ok((token, now))
 }
 

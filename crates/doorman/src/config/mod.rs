@@ -736,6 +736,14 @@ mod tests {
                 "configuration error: setting `user_id_claim` (from TOML file <dir>/doorman.toml): expected a claim name",
             ),
             (
+                (
+                    Some("jti_claim = \"\"\nrotate_refresh_tokens = true\n"),
+                    vec![],
+                    none(),
+                ),
+                "configuration error: setting `jti_claim` (from TOML file <dir>/doorman.toml): rotate_refresh_tokens records each refresh token by its id; set a claim name or turn rotation off",
+            ),
+            (
                 (None, vec![("DOORMAN_SIGNING_KEY", "short")], none()),
                 "configuration error: setting `signing_key` (from environment variable DOORMAN_SIGNING_KEY): an HS256 secret must be at least 32 bytes (RFC 7518 §3.2), this one has 5",
             ),

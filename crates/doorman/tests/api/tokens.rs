@@ -486,3 +486,27 @@ dual_test! {
         assert_eq!(app.verify(&access).await.status(), StatusCode::OK);
     }
 }
+
+dual_test! {
+    /// With `jti_claim = ""` tokens carry no id, as the setting says: logins record nothing,
+    /// refresh and verify work without the blacklist, and blacklisting, which needs an id,
+    /// answers "Token has no id". (Logins used to fail with that same answer.)
+    async fn tokens_without_ids_when_jti_claim_is_off() {
+        let app = spawn_app_with_empty(&[("DOORMAN_JTI_CLAIM", "")]).await;
+        let (refresh, access) = app.login().await;
+        assert!(payload(&refresh).get("jti").is_none(), "{refresh}");
+        assert!(payload(&access).get("jti").is_none(), "{access}");
+        let res = app.refresh(&refresh).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(app.verify(&refresh).await.status(), StatusCode::OK);
+        assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK);
+        let (s, b) = status_body(app.blacklist(&refresh).await).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"detail":"Token has no id","code":"token_not_valid"}"#
+            )
+        );
+    }
+}
