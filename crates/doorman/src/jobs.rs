@@ -1,6 +1,7 @@
 //! The background jobs a serving instance runs beside its listeners: rereading the managed
 //! key set, and pruning expired token rows.
 
+use crate::audit;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -28,10 +29,18 @@ pub async fn refresh_keys(state: AppState) {
         let expired = |k: &crate::store::StoredKey| {
             k.state == KeyState::Retiring && k.retire_after.is_none_or(|t| t <= now)
         };
-        if stored.iter().any(expired)
-            && let Err(e) = state.store.retire_expired_keys(now).await
-        {
-            tracing::warn!(error = %e, "could not retire expired signing keys");
+        if stored.iter().any(expired) {
+            match state.store.retire_expired_keys(now).await {
+                Ok(kids) => {
+                    for kid in kids {
+                        audit::Event::new(audit::Kind::KeyRetired)
+                            .detail(serde_json::json!({"kid": kid, "by": "expiry"}))
+                            .record(&state.store)
+                            .await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not retire expired signing keys"),
+            }
         }
         let shape: Vec<(String, KeyState, bool)> = stored
             .iter()

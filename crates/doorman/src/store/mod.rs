@@ -566,8 +566,9 @@ impl Store {
         dispatch!(self, s => s.retire_signing_key(kid, now).await)
     }
 
-    /// Retires the retiring keys whose tokens have all expired; returns how many.
-    pub async fn retire_expired_keys(&self, now: i64) -> Result<u64, StoreError> {
+    /// Retires the retiring keys whose tokens have all expired; returns their kids (those this
+    /// call retired, not another instance's), for the audit trail.
+    pub async fn retire_expired_keys(&self, now: i64) -> Result<Vec<String>, StoreError> {
         dispatch!(self, s => s.retire_expired_keys(now).await)
     }
 

@@ -81,15 +81,16 @@ macro_rules! portable_queries {
                 Ok(done.rows_affected() == 1)
             }
 
-            pub async fn retire_expired_keys(&self, now: i64) -> Result<u64, StoreError> {
-                let done = sqlx::query(
+            pub async fn retire_expired_keys(&self, now: i64) -> Result<Vec<String>, StoreError> {
+                let mut kids: Vec<String> = sqlx::query_scalar(
                     "UPDATE signing_keys SET state = 'retired', state_since = $1
-                     WHERE state = 'retiring' AND retire_after <= $1",
+                     WHERE state = 'retiring' AND retire_after <= $1 RETURNING kid",
                 )
                 .bind(now)
-                .execute(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
-                Ok(done.rows_affected())
+                kids.sort();
+                Ok(kids)
             }
 
             /// The rotation's writes, inside the caller's transaction.

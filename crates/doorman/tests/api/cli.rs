@@ -614,3 +614,92 @@ fn log_format_text_is_honoured() {
     for _ in lines {}
     assert!(child.wait().unwrap().success());
 }
+
+dual_test! {
+    async fn user_and_key_commands_leave_audit_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::create(dir.path()).await;
+        let run = |args: &[&str], stdin: &str| {
+            let out = doorman_on(dir.path(), &database)
+                .env("DOORMAN_ALGORITHM", "ES256")
+                .args(args)
+                .write_stdin(stdin.to_owned())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+            stdout_of(&out)
+        };
+        run(&["migrate"], "");
+        run(&["user", "create", "gus", "--password-stdin"], "gus-password-1\n");
+        run(&["user", "set-password", "gus", "--password-stdin"], "gus-password-2\n");
+        run(&["user", "deactivate", "gus"], "");
+        run(&["user", "activate", "gus"], "");
+        run(&["user", "delete", "gus"], "");
+        run(&["keys", "generate"], "");
+        let rotated = run(&["keys", "rotate"], "");
+        let promoted = rotated.split(' ').next().unwrap().to_owned();
+        run(&["keys", "generate"], "");
+        let listed = run(&["keys", "list"], "");
+        let next = listed
+            .lines()
+            .find(|line| line.contains(" next "))
+            .and_then(|line| line.split(' ').next())
+            .unwrap()
+            .to_owned();
+        run(&["keys", "retire", &next], "");
+
+        let store = doorman::store::Store::connect(&database.url).await.unwrap();
+        let events = store
+            .audit_events(&doorman::store::AuditFilter::default())
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "user_created",
+                "password_set",
+                "user_deactivated",
+                "user_activated",
+                "user_deleted",
+                // The data directory's key, made on first use, taken under management as the
+                // current key; then the next key.
+                "key_generated",
+                "key_generated",
+                "key_generated",
+                "key_rotated",
+                "key_generated",
+                "key_retired",
+            ]
+        );
+        // Every user event names gus and his id, the one after his deletion too.
+        for event in &events[..5] {
+            assert_eq!(event.username.as_deref(), Some("gus"), "{event:?}");
+            assert_eq!(event.user_id, events[0].user_id, "{event:?}");
+            assert!(event.user_id.is_some());
+        }
+        assert_eq!(
+            events[0].detail.as_deref(),
+            Some(r#"{"superuser":false,"active":true}"#)
+        );
+        let rotation: serde_json::Value =
+            serde_json::from_str(events[8].detail.as_deref().unwrap()).unwrap();
+        assert_eq!(rotation["current"], promoted.as_str());
+        let retired: serde_json::Value =
+            serde_json::from_str(events[10].detail.as_deref().unwrap()).unwrap();
+        assert_eq!(retired, serde_json::json!({"kid": next, "by": "command"}));
+        let made: serde_json::Value =
+            serde_json::from_str(events[5].detail.as_deref().unwrap()).unwrap();
+        let adopted: serde_json::Value =
+            serde_json::from_str(events[6].detail.as_deref().unwrap()).unwrap();
+        assert_eq!(made["state"], "data directory");
+        assert_eq!(adopted["state"], "current");
+        assert_eq!(made["kid"], adopted["kid"]);
+        // Names and ids only: no password, and no key material.
+        let table = format!("{events:?}");
+        for secret in ["gus-password-1", "gus-password-2", "PRIVATE KEY"] {
+            assert!(!table.contains(secret), "{table}");
+        }
+        store.close().await;
+    }
+}
