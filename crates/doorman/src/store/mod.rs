@@ -590,6 +590,15 @@ impl Store {
         dispatch!(self, s => s.audit_events(filter).await)
     }
 
+    /// Deletes the audit events older than `retention` at `now`; returns how many went.
+    pub async fn prune_audit_older_than(
+        &self,
+        now: OffsetDateTime,
+        retention: Duration,
+    ) -> Result<u64, StoreError> {
+        self.prune_audit(expiry_cutoff(now, retention)).await
+    }
+
     /// Deletes the audit events recorded before `before`; returns how many went.
     pub async fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         dispatch!(self, s => s.prune_audit(before).await)
