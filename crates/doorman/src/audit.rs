@@ -5,7 +5,7 @@
 
 use time::OffsetDateTime;
 
-use crate::store::{AuditEvent, Store};
+use crate::store::{AUDIT_USER_AGENT_MAX, AuditEvent, Store};
 
 /// What happened. The names are what the table and the log hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +56,10 @@ impl Event {
         })
     }
 
+    /// The username as given, cut to [`AUDIT_USER_AGENT_MAX`] characters: a failed login's
+    /// name is the client's to choose, up to the whole body, and no user has one that long.
     pub fn username(mut self, username: impl Into<String>) -> Event {
-        self.0.username = Some(username.into());
+        self.0.username = Some(bounded(username.into()));
         self
     }
 
@@ -69,7 +71,8 @@ impl Event {
     /// Who made the request: the client's address and user agent, when known.
     pub fn client(mut self, client: &Client) -> Event {
         self.0.client_addr.clone_from(&client.addr);
-        self.0.user_agent.clone_from(&client.user_agent);
+        // Cut here rather than only in the store, so the log line is bounded too.
+        self.0.user_agent = client.user_agent.clone().map(bounded);
         self
     }
 
@@ -105,9 +108,38 @@ impl Event {
     }
 }
 
+/// `text` up to its [`AUDIT_USER_AGENT_MAX`]th character.
+fn bounded(mut text: String) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(AUDIT_USER_AGENT_MAX) {
+        text.truncate(cut);
+    }
+    text
+}
+
 /// Who made a request, as far as the audit trail cares.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Client {
     pub addr: Option<String>,
     pub user_agent: Option<String>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_client_chose_is_cut_to_the_bound() {
+        let long = "ü".repeat(AUDIT_USER_AGENT_MAX + 1);
+        let client = Client {
+            addr: None,
+            user_agent: Some(long.clone()),
+        };
+        let Event(event) = Event::new(Kind::LoginFailed).username(long).client(&client);
+        let expected = Some("ü".repeat(AUDIT_USER_AGENT_MAX));
+        assert_eq!(event.username, expected);
+        assert_eq!(event.user_agent, expected);
+        let Event(event) = Event::new(Kind::LoginFailed).username("ann");
+        assert_eq!(event.username.as_deref(), Some("ann"));
+    }
 }

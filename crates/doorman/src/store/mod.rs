@@ -212,8 +212,8 @@ impl TryFrom<KeyRow> for StoredKey {
     }
 }
 
-/// The longest user agent the audit trail keeps, in characters; a longer one is cut (the
-/// header is the client's to choose, the table's size is not).
+/// The longest user agent (and username) the audit trail keeps, in characters; a longer one
+/// is cut (the client chooses them, not the table's size).
 pub const AUDIT_USER_AGENT_MAX: usize = 512;
 
 /// A security event of the audit trail, as written and as read back. Never holds a password

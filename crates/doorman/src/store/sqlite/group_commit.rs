@@ -650,6 +650,52 @@ mod tests {
         assert_eq!(tables(&pool).await, [("t".to_owned(), false)]);
     }
 
+    /// Audit events in one group, among token writes, are each answered and appended in queue
+    /// order; one that can't be written (a user agent past the table's bound, which the store
+    /// cuts before it gets here) fails alone and its neighbours commit.
+    #[tokio::test]
+    async fn a_group_appends_its_audit_events_in_queue_order() {
+        let (pool, _dir) = pool().await;
+        let event = |kind: &str, agent: usize| AuditEvent {
+            at: time::OffsetDateTime::from_unix_timestamp(100).unwrap(),
+            kind: kind.into(),
+            username: Some("ann".into()),
+            user_id: None,
+            client_addr: None,
+            user_agent: Some("a".repeat(agent)),
+            detail: None,
+        };
+        let (mut writes, mut waiting) = (Vec::new(), Vec::new());
+        for (kind, agent) in [
+            ("first", 1),
+            ("too_long", 513),
+            ("second", 512),
+            ("third", 0),
+        ] {
+            let (w, r) = audit(event(kind, agent));
+            writes.push(w);
+            waiting.push(r);
+        }
+        let (w, r) = record(token("t"));
+        writes.push(w);
+        commit(&pool, &mut writes).await.unwrap();
+        for write in writes {
+            write.answer(stopped);
+        }
+        let mut answers = Vec::new();
+        for r in waiting {
+            answers.push(r.await.unwrap().is_ok());
+        }
+        assert_eq!(answers, [true, false, true, true]);
+        r.await.unwrap().unwrap();
+        let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM audit_events ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(kinds, ["first", "second", "third"]);
+        assert_eq!(tables(&pool).await, [("t".to_owned(), false)]);
+    }
+
     /// One group gives every write the answer, and leaves the tables as, the same writes one
     /// transaction each.
     #[tokio::test]
