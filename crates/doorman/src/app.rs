@@ -91,6 +91,7 @@ impl Application {
                 self.state.store.clone(),
                 every,
                 self.state.config.tokens.rules.leeway,
+                self.state.config.store.audit_retention,
             ))
         });
         let metrics_upkeep = tokio::spawn(

@@ -1,6 +1,7 @@
 //! The background jobs a serving instance runs beside its listeners: rereading the managed
-//! key set, and pruning expired token rows.
+//! key set, and pruning expired token rows and old audit events.
 
+use crate::audit;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -28,10 +29,18 @@ pub async fn refresh_keys(state: AppState) {
         let expired = |k: &crate::store::StoredKey| {
             k.state == KeyState::Retiring && k.retire_after.is_none_or(|t| t <= now)
         };
-        if stored.iter().any(expired)
-            && let Err(e) = state.store.retire_expired_keys(now).await
-        {
-            tracing::warn!(error = %e, "could not retire expired signing keys");
+        if stored.iter().any(expired) {
+            match state.store.retire_expired_keys(now).await {
+                Ok(kids) => {
+                    for kid in kids {
+                        audit::Event::new(audit::Kind::KeyRetired)
+                            .detail(serde_json::json!({"kid": kid, "by": "expiry"}))
+                            .record(&state.store)
+                            .await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not retire expired signing keys"),
+            }
         }
         let shape: Vec<(String, KeyState, bool)> = stored
             .iter()
@@ -63,10 +72,16 @@ pub async fn refresh_keys(state: AppState) {
 }
 
 /// The background pruning task: every `every`, deletes outstanding (and with them
-/// blacklisted) rows whose tokens no longer decode (past their expiry plus `leeway`), so no
-/// cron job is needed. On PostgreSQL one instance at a time does it; a failure is logged and
-/// retried at the next tick.
-pub async fn prune_expired(store: Store, every: std::time::Duration, leeway: std::time::Duration) {
+/// blacklisted) rows whose tokens no longer decode (past their expiry plus `leeway`), and the
+/// audit events older than `audit_retention` (`None`: kept for good), so no cron job is
+/// needed. On PostgreSQL one instance at a time does it; a failure is logged and retried at
+/// the next tick.
+pub async fn prune_expired(
+    store: Store,
+    every: std::time::Duration,
+    leeway: std::time::Duration,
+    audit_retention: Option<std::time::Duration>,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -77,8 +92,22 @@ pub async fn prune_expired(store: Store, every: std::time::Duration, leeway: std
         {
             Ok(Some(0)) => {}
             Ok(Some(deleted)) => tracing::info!(deleted, "pruned expired tokens"),
-            Ok(None) => tracing::debug!("another instance is pruning expired tokens"),
+            Ok(None) => {
+                tracing::debug!("another instance is pruning expired tokens");
+                continue;
+            }
             Err(e) => tracing::warn!(error = %e, "could not prune expired tokens"),
+        }
+        let Some(retention) = audit_retention else {
+            continue;
+        };
+        match store
+            .prune_audit_older_than(time::OffsetDateTime::now_utc(), retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "pruned old audit events"),
+            Err(e) => tracing::warn!(error = %e, "could not prune old audit events"),
         }
     }
 }

@@ -60,6 +60,16 @@ pub struct Accounts {
 #[cfg(test)]
 type TestHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// How a login attempt ended.
+#[derive(Debug)]
+pub enum Attempt {
+    Succeeded(User),
+    /// Wrong password, unknown name or inactive account; `user_id` when the name exists.
+    Refused {
+        user_id: Option<i64>,
+    },
+}
+
 impl Accounts {
     pub fn new(store: Store, hasher: PasswordHasher) -> Accounts {
         Accounts {
@@ -79,6 +89,19 @@ impl Accounts {
         username: &str,
         password: SecretString,
     ) -> Result<Option<User>, AccountsError> {
+        Ok(match self.attempt(username, password).await? {
+            Attempt::Succeeded(user) => Some(user),
+            Attempt::Refused { .. } => None,
+        })
+    }
+
+    /// [`authenticate`](Self::authenticate), telling a refusal's user when the name is known,
+    /// for the audit trail (the client is never told).
+    pub async fn attempt(
+        &self,
+        username: &str,
+        password: SecretString,
+    ) -> Result<Attempt, AccountsError> {
         self.refresh_pbkdf2_floor().await;
         let user = self.store.user_by_username(username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
@@ -88,8 +111,9 @@ impl Accounts {
             self.hasher.raise_pbkdf2_floor(n);
         }
         let verified = self.hasher.verify(password.clone(), stored).await?;
+        let user_id = user.as_ref().map(|u| u.id);
         let (Some(user), Verified::Match { needs_rehash }) = (user, verified) else {
-            return Ok(None);
+            return Ok(Attempt::Refused { user_id });
         };
         if needs_rehash {
             // Upgrade a Django (or weaker) hash to argon2id now that we know the password.
@@ -125,7 +149,13 @@ impl Accounts {
                 }
             }
         }
-        Ok(user.is_active.then_some(user))
+        Ok(if user.is_active {
+            Attempt::Succeeded(user)
+        } else {
+            Attempt::Refused {
+                user_id: Some(user.id),
+            }
+        })
     }
 
     /// Sets the hasher's PBKDF2 floor to the most iterations any stored Django hash asks for,

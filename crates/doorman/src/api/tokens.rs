@@ -19,7 +19,10 @@ use time::OffsetDateTime;
 use super::answer::{Answer, finish, negotiate, read_body};
 use super::endpoint::{Endpoint, Listener, always};
 use super::error::ApiError;
+use crate::accounts::Attempt;
+use crate::audit::{self, Client};
 use crate::config::Config;
+use crate::serve::ClientAddr;
 use crate::state::AppState;
 use crate::store::{OutstandingToken, RotateOutcome};
 use crate::unix_now;
@@ -138,7 +141,7 @@ async fn view<F, Fut>(
     post: F,
 ) -> Response
 where
-    F: FnOnce(AppState, RequestData) -> Fut,
+    F: FnOnce(AppState, RequestData, Client) -> Fut,
     Fut: Future<Output = Result<Answer, ApiError>>,
 {
     let (parts, body) = request.into_parts();
@@ -150,7 +153,7 @@ where
     let result = match parts.method {
         Method::POST => {
             match read_data(&state, parts.headers.get(header::CONTENT_TYPE), body).await {
-                Ok(data) => post(state.clone(), data).await,
+                Ok(data) => post(state.clone(), data, client(&parts)).await,
                 Err(e) => Err(e),
             }
         }
@@ -163,6 +166,21 @@ where
     finish(result, indent, endpoint.allow, www)
 }
 
+/// Who sent the request, for the audit trail: the address the access log settled on (behind
+/// trusted proxies, the forwarded one) and the user agent as sent.
+fn client(parts: &http::request::Parts) -> Client {
+    Client {
+        addr: parts
+            .extensions
+            .get::<ClientAddr>()
+            .map(|ClientAddr(ip)| ip.to_string()),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .map(|agent| String::from_utf8_lossy(agent.as_bytes()).into_owned()),
+    }
+}
+
 async fn read_data(
     state: &AppState,
     content_type: Option<&http::HeaderValue>,
@@ -173,8 +191,13 @@ async fn read_data(
 }
 
 /// `POST /api/token/`: `{"refresh": R, "access": A}`.
-async fn obtain_pair(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
-    let (refresh, now) = log_in_and_record(&state, &data, Tokens::refresh_for_user).await?;
+async fn obtain_pair(
+    state: AppState,
+    data: RequestData,
+    client: Client,
+) -> Result<Answer, ApiError> {
+    let (refresh, now) =
+        log_in_and_record(&state, &data, &client, Tokens::refresh_for_user).await?;
     let access = state.tokens.access_from_refresh(&refresh, now);
     let body = json!({"refresh": encode(&state, &refresh)?, "access": encode(&state, &access)?});
     state.metrics.login(true);
@@ -184,8 +207,12 @@ async fn obtain_pair(state: AppState, data: RequestData) -> Result<Answer, ApiEr
 }
 
 /// `POST /api/token/sliding/`: `{"token": S}`.
-async fn obtain_sliding(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
-    let (sliding, _) = log_in_and_record(&state, &data, Tokens::sliding_for_user).await?;
+async fn obtain_sliding(
+    state: AppState,
+    data: RequestData,
+    client: Client,
+) -> Result<Answer, ApiError> {
+    let (sliding, _) = log_in_and_record(&state, &data, &client, Tokens::sliding_for_user).await?;
     let body = json!({"token": encode(&state, &sliding)?});
     state.metrics.login(true);
     state.metrics.token_issued("sliding");
@@ -197,9 +224,10 @@ async fn obtain_sliding(state: AppState, data: RequestData) -> Result<Answer, Ap
 async fn log_in_and_record(
     state: &AppState,
     data: &RequestData,
+    client: &Client,
     mint: fn(&Tokens, &str, i64) -> Claims,
 ) -> Result<(Claims, i64), ApiError> {
-    let user_id = login(state, data).await?;
+    let user_id = login(state, data, client).await?;
     let now = unix_now();
     let token = mint(&state.tokens, &user_id.to_string(), now);
     // With `jti_claim` empty, tokens carry no id: there is nothing to record, and nothing
@@ -213,17 +241,35 @@ async fn log_in_and_record(
     Ok((token, now))
 }
 
-/// simplejwt's `TokenObtainSerializer.validate`: authenticate, then update `last_login`.
-async fn login(state: &AppState, data: &RequestData) -> Result<i64, ApiError> {
+/// simplejwt's `TokenObtainSerializer.validate`: authenticate, then update `last_login`. The
+/// attempt goes into the audit trail once the credentials have been checked (a request
+/// refused before that, for a missing field, attempted nothing); a failure to record it is
+/// logged and changes no answer.
+async fn login(state: &AppState, data: &RequestData, client: &Client) -> Result<i64, ApiError> {
     let [username, password] = fields(data, ["username", "password"])?;
-    let user = state
+    let attempt = state
         .accounts
-        .authenticate(&username, SecretString::from(password))
+        .attempt(&username, SecretString::from(password))
         .await?;
-    let Some(user) = user else {
-        state.metrics.login(false);
-        return Err(ApiError::NoActiveAccount);
+    let user = match attempt {
+        Attempt::Succeeded(user) => user,
+        Attempt::Refused { user_id } => {
+            audit::Event::new(audit::Kind::LoginFailed)
+                .username(username)
+                .user_id(user_id)
+                .client(client)
+                .record(&state.store)
+                .await;
+            state.metrics.login(false);
+            return Err(ApiError::NoActiveAccount);
+        }
     };
+    audit::Event::new(audit::Kind::LoginSucceeded)
+        .username(username)
+        .user_id(Some(user.id))
+        .client(client)
+        .record(&state.store)
+        .await;
     if state.config.accounts.update_last_login {
         state
             .store
@@ -234,7 +280,7 @@ async fn login(state: &AppState, data: &RequestData) -> Result<i64, ApiError> {
 }
 
 /// `POST /api/token/refresh/`: `{"access": A}`, plus `"refresh"` when rotating.
-async fn refresh(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
+async fn refresh(state: AppState, data: RequestData, _: Client) -> Result<Answer, ApiError> {
     let state = &state;
     let [raw] = fields(&data, ["refresh"])?;
     let now = unix_now();
@@ -265,7 +311,11 @@ async fn refresh(state: AppState, data: RequestData) -> Result<Answer, ApiError>
 }
 
 /// `POST /api/token/sliding/refresh/`: the same token with a new `exp` until `refresh_exp`.
-async fn refresh_sliding(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
+async fn refresh_sliding(
+    state: AppState,
+    data: RequestData,
+    _: Client,
+) -> Result<Answer, ApiError> {
     let state = &state;
     let [raw] = fields(&data, ["token"])?;
     let now = unix_now();
@@ -286,7 +336,7 @@ async fn refresh_sliding(state: AppState, data: RequestData) -> Result<Answer, A
 /// `BlacklistMixin` only they carry, so also in a Django table moved over), so an access
 /// token's lookup could only ever answer "no": it is skipped, which keeps verify of access
 /// tokens, the common case, off the database.
-async fn verify(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
+async fn verify(state: AppState, data: RequestData, _: Client) -> Result<Answer, ApiError> {
     let state = &state;
     let [raw] = fields(&data, ["token"])?;
     let claims = state.tokens.decode(&raw, unix_now())?;
@@ -309,7 +359,7 @@ async fn verify(state: AppState, data: RequestData) -> Result<Answer, ApiError> 
 
 /// `POST /api/token/blacklist/`: `{}`; blacklists any valid refresh token, even one this
 /// server never issued (simplejwt get-or-creates its outstanding row).
-async fn blacklist(state: AppState, data: RequestData) -> Result<Answer, ApiError> {
+async fn blacklist(state: AppState, data: RequestData, _: Client) -> Result<Answer, ApiError> {
     let state = &state;
     let [raw] = fields(&data, ["refresh"])?;
     let now = unix_now();

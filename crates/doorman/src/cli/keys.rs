@@ -11,9 +11,11 @@ use time::OffsetDateTime;
 
 use super::failure::Failure;
 use super::start::open_store;
+use crate::audit;
 use crate::config::Config;
 use crate::keys::KeyConfig;
-use crate::store::{KeyRotation, KeyState, StoredKey};
+use crate::store::{KeyRotation, KeyState, Store, StoredKey};
+use serde_json::json;
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -56,7 +58,7 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<(), Failure> {
         KeysCommand::List => {
             let keys = store.signing_keys().await?;
             if keys.is_empty() {
-                let (key, _) = crate::keys::load_or_generate(*alg, path)?;
+                let (key, _) = crate::keys::load_or_generate_audited(*alg, path, &store).await?;
                 println!(
                     "No managed keys: doorman signs with {} ({}, kid {}). \
                      `doorman keys generate` starts a managed key set with it.",
@@ -94,10 +96,14 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<(), Failure> {
             if store.signing_keys().await?.is_empty() {
                 // The key in use so far becomes the first current key, so that the tokens it
                 // signed keep verifying through the first rotation.
-                let (key, pem) = crate::keys::load_or_generate(*alg, path)?;
+                let (key, pem) = crate::keys::load_or_generate_audited(*alg, path, &store).await?;
+                let kid = key.kid().unwrap_or_default();
                 store
                     .add_signing_key(&stored(&key, pem, KeyState::Current, now))
                     .await?;
+                // Not generated now but taken under management: an event of its own kind would
+                // be one more name to learn for the same fact, that this key may now sign.
+                key_event(&store, audit::Kind::KeyGenerated, kid, key.alg(), "current").await;
                 println!(
                     "Managing the key in use: {} ({}, current).",
                     key.kid().unwrap_or_default(),
@@ -108,6 +114,8 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<(), Failure> {
             store
                 .add_signing_key(&stored(&key, pem, KeyState::Next, now))
                 .await?;
+            let kid = key.kid().unwrap_or_default();
+            key_event(&store, audit::Kind::KeyGenerated, kid, new_alg, "next").await;
             println!(
                 "Generated {} ({}, next). It is in the JWKS now; `doorman keys rotate` makes it sign.",
                 key.kid().unwrap_or_default(),
@@ -118,6 +126,10 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<(), Failure> {
             let retire_after = now.saturating_add(overlap_secs(&config.tokens.rules));
             match store.rotate_signing_keys(now, retire_after).await? {
                 KeyRotation::Rotated { promoted, retiring } => {
+                    audit::Event::new(audit::Kind::KeyRotated)
+                        .detail(json!({"current": promoted, "retiring": retiring}))
+                        .record(&store)
+                        .await;
                     println!("{promoted} is now the current key.");
                     if let Some(old) = retiring {
                         println!(
@@ -144,6 +156,10 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<(), Failure> {
                     args.kid
                 )));
             }
+            audit::Event::new(audit::Kind::KeyRetired)
+                .detail(json!({"kid": args.kid, "by": "command"}))
+                .record(&store)
+                .await;
             println!(
                 "{} is retired; tokens it signed are refused within {} s.",
                 args.kid,
@@ -168,6 +184,14 @@ fn overlap_secs(rules: &doorman_token::TokenRules) -> i64 {
     .unwrap_or_default()
         + rules.leeway;
     i64::try_from(longest.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// A key's generation, for the audit trail: its id, algorithm and first state (never the key).
+async fn key_event(store: &Store, kind: audit::Kind, kid: &str, alg: Algorithm, state: &str) {
+    audit::Event::new(kind)
+        .detail(json!({"kid": kid, "alg": alg.as_str(), "state": state}))
+        .record(store)
+        .await;
 }
 
 fn stored(key: &Key, pem: String, state: KeyState, now: i64) -> StoredKey {

@@ -1,6 +1,7 @@
 //! The command line: one subcommand group per file. Exit codes: 0 ok, 1 runtime failure,
 //! 2 usage error; errors go to stderr as one line.
 
+mod audit;
 mod check;
 mod failure;
 mod flush;
@@ -59,6 +60,8 @@ enum Command {
     /// Manage the signing key set: generate, rotate, retire, list
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// List the audit trail: logins, user and password changes, key changes (oldest first)
+    Audit(audit::AuditArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -111,6 +114,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keys(command) => {
             runtime.block_on(keys::run(&load(&cli.config, &overrides)?, command))
         }
+        Command::Audit(args) => runtime.block_on(audit::run(&load(&cli.config, &overrides)?, args)),
     }
 }
 

@@ -5,10 +5,12 @@ use std::io::{BufRead, IsTerminal};
 
 use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
 
 use super::failure::Failure;
 use super::start::open_store;
 use crate::accounts::{Accounts, AccountsError, PasswordHasher};
+use crate::audit;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 
@@ -69,6 +71,12 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
                 .create_user(&args.name, password, args.superuser, !args.inactive)
                 .await
                 .map_err(explain)?;
+            audit::Event::new(audit::Kind::UserCreated)
+                .username(&user.username)
+                .user_id(Some(user.id))
+                .detail(json!({"superuser": user.is_superuser, "active": user.is_active}))
+                .record(&store)
+                .await;
             println!("Created user {} (id {}).", user.username, user.id);
         }
         UserCommand::List => list(&store).await?,
@@ -81,28 +89,53 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
             {
                 return Err(no_such_user(&args.name));
             }
+            user_event(&store, audit::Kind::PasswordSet, &args.name, None).await;
             println!("Password changed for {}.", args.name);
         }
         UserCommand::Deactivate(NameArg { name }) => {
             if !store.set_active(&name, false).await? {
                 return Err(no_such_user(&name));
             }
+            user_event(&store, audit::Kind::UserDeactivated, &name, None).await;
             println!("Deactivated {name}.");
         }
         UserCommand::Activate(NameArg { name }) => {
             if !store.set_active(&name, true).await? {
                 return Err(no_such_user(&name));
             }
+            user_event(&store, audit::Kind::UserActivated, &name, None).await;
             println!("Activated {name}.");
         }
         UserCommand::Delete(NameArg { name }) => {
+            // The id is read first: afterwards there is no user to read it from.
+            let id = store.user_by_username(&name).await?.map(|u| u.id);
             if !store.delete_user(&name).await? {
                 return Err(no_such_user(&name));
             }
+            user_event(&store, audit::Kind::UserDeleted, &name, id).await;
             println!("Deleted {name}.");
         }
     }
     Ok(())
+}
+
+/// Records a change made to a user; `id` when already known, else it is looked up (a failed
+/// lookup leaves it out rather than failing a command whose change is made).
+async fn user_event(store: &Store, kind: audit::Kind, name: &str, id: Option<i64>) {
+    let id = match id {
+        Some(id) => Some(id),
+        None => store
+            .user_by_username(name)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.id),
+    };
+    audit::Event::new(kind)
+        .username(name)
+        .user_id(id)
+        .record(store)
+        .await;
 }
 
 async fn list(store: &Store) -> Result<(), Failure> {

@@ -19,7 +19,8 @@
 //! - `keys` (`keys::policy`): `algorithm`, `signing_key`, `signing_key_file`,
 //!   `signing_key_id`, `verifying_key`, `verifying_key_file`, `key_refresh_interval`.
 //! - `store` (`store::settings`): `data_dir`, `database_url`, `database_max_connections`,
-//!   `database_acquire_timeout`, `database_statement_timeout`, `prune_interval`.
+//!   `database_acquire_timeout`, `database_statement_timeout`, `prune_interval`,
+//!   `audit_retention`.
 //! - `accounts` (`accounts::settings`): `check_user_is_active`, `accept_tokens_during_outage`,
 //!   `user_cache_ttl`, `user_cache_size`, `password_hash_workers`, `update_last_login`.
 //! - `telemetry` (`telemetry::settings`): `log_format`.

@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 
 pub use policy::{KeyConfig, KeySettings, KeysConfig};
 
+use crate::audit;
 use crate::store::{KeyState, Store, StoredKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +108,34 @@ pub async fn effective(config: &KeyConfig, store: &Store) -> anyhow::Result<KeyS
             return Ok(set);
         }
     }
+    if let KeyConfig::Generated { alg, path } = config {
+        doorman_token::install_crypto_provider();
+        let (key, _) = load_or_generate_audited(*alg, path, store).await?;
+        return Ok(KeySet::new(key));
+    }
     Ok(load(config)?)
+}
+
+/// [`load_or_generate`], with a key made now (the first start, or the first command that
+/// needed it) recorded in the audit trail.
+pub async fn load_or_generate_audited(
+    alg: Algorithm,
+    path: &Path,
+    store: &Store,
+) -> Result<(Key, String), KeyLoadError> {
+    let existed = path.exists();
+    let (key, pem) = load_or_generate(alg, path)?;
+    if !existed {
+        audit::Event::new(audit::Kind::KeyGenerated)
+            .detail(serde_json::json!({
+                "kid": key.kid().unwrap_or_default(),
+                "alg": alg.as_str(),
+                "state": "data directory",
+            }))
+            .record(store)
+            .await;
+    }
+    Ok((key, pem))
 }
 
 /// A fingerprint of a key set: which key signs and which verify. Equal sets need no swap.

@@ -212,6 +212,64 @@ impl TryFrom<KeyRow> for StoredKey {
     }
 }
 
+/// The longest user agent (and username) the audit trail keeps, in characters; a longer one
+/// is cut (the client chooses them, not the table's size).
+pub const AUDIT_USER_AGENT_MAX: usize = 512;
+
+/// A security event of the audit trail, as written and as read back. Never holds a password
+/// or a token: `detail` is for what names a thing (a key id), not for secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: OffsetDateTime,
+    /// What happened, such as `login_succeeded` (the names are the audit module's).
+    pub kind: String,
+    /// The username as given (for a failed login, whatever the client sent).
+    pub username: Option<String>,
+    /// The user's id when known; kept after the user is deleted.
+    pub user_id: Option<i64>,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Which audit events to read: all of them, or those of one username, or since a time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub username: Option<String>,
+    /// Events at or after this time.
+    pub since: Option<OffsetDateTime>,
+}
+
+/// An `audit_events` row as stored: `at` is Unix seconds.
+#[derive(FromRow)]
+struct AuditRow {
+    at: i64,
+    kind: String,
+    username: Option<String>,
+    user_id: Option<i64>,
+    client_addr: Option<String>,
+    user_agent: Option<String>,
+    detail: Option<String>,
+}
+
+impl TryFrom<AuditRow> for AuditEvent {
+    type Error = StoreError;
+
+    fn try_from(row: AuditRow) -> Result<AuditEvent, StoreError> {
+        let at = OffsetDateTime::from_unix_timestamp(row.at)
+            .map_err(|e| StoreError::Database(format!("bad timestamp {}: {e}", row.at).into()))?;
+        Ok(AuditEvent {
+            at,
+            kind: row.kind,
+            username: row.username,
+            user_id: row.user_id,
+            client_addr: row.client_addr,
+            user_agent: row.user_agent,
+            detail: row.detail,
+        })
+    }
+}
+
 /// How many connections the pool holds, for the metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
@@ -508,9 +566,42 @@ impl Store {
         dispatch!(self, s => s.retire_signing_key(kid, now).await)
     }
 
-    /// Retires the retiring keys whose tokens have all expired; returns how many.
-    pub async fn retire_expired_keys(&self, now: i64) -> Result<u64, StoreError> {
+    /// Retires the retiring keys whose tokens have all expired; returns their kids (those this
+    /// call retired, not another instance's), for the audit trail.
+    pub async fn retire_expired_keys(&self, now: i64) -> Result<Vec<String>, StoreError> {
         dispatch!(self, s => s.retire_expired_keys(now).await)
+    }
+
+    /// Appends an event to the audit trail (a user agent longer than
+    /// [`AUDIT_USER_AGENT_MAX`] characters is cut). On SQLite it rides the group commit, so
+    /// a login's event costs no disk sync of its own.
+    pub async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut event = event.clone();
+        if let Some(agent) = &mut event.user_agent
+            && let Some((cut, _)) = agent.char_indices().nth(AUDIT_USER_AGENT_MAX)
+        {
+            agent.truncate(cut);
+        }
+        dispatch!(self, s => s.record_audit(event).await)
+    }
+
+    /// The audit events `filter` selects, oldest first (in the order they were recorded).
+    pub async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        dispatch!(self, s => s.audit_events(filter).await)
+    }
+
+    /// Deletes the audit events older than `retention` at `now`; returns how many went.
+    pub async fn prune_audit_older_than(
+        &self,
+        now: OffsetDateTime,
+        retention: Duration,
+    ) -> Result<u64, StoreError> {
+        self.prune_audit(expiry_cutoff(now, retention)).await
+    }
+
+    /// Deletes the audit events recorded before `before`; returns how many went.
+    pub async fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.prune_audit(before).await)
     }
 
     /// [`flush_expired`](Self::flush_expired) for the background pruning task: on PostgreSQL

@@ -81,15 +81,16 @@ macro_rules! portable_queries {
                 Ok(done.rows_affected() == 1)
             }
 
-            pub async fn retire_expired_keys(&self, now: i64) -> Result<u64, StoreError> {
-                let done = sqlx::query(
+            pub async fn retire_expired_keys(&self, now: i64) -> Result<Vec<String>, StoreError> {
+                let mut kids: Vec<String> = sqlx::query_scalar(
                     "UPDATE signing_keys SET state = 'retired', state_since = $1
-                     WHERE state = 'retiring' AND retire_after <= $1",
+                     WHERE state = 'retiring' AND retire_after <= $1 RETURNING kid",
                 )
                 .bind(now)
-                .execute(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
-                Ok(done.rows_affected())
+                kids.sort();
+                Ok(kids)
             }
 
             /// The rotation's writes, inside the caller's transaction.
@@ -205,6 +206,32 @@ macro_rules! portable_queries {
                 .execute(&self.pool)
                 .await?;
             Ok(done.rows_affected() == 1)
+        }
+
+        pub async fn audit_events(
+            &self,
+            filter: &super::AuditFilter,
+        ) -> Result<Vec<super::AuditEvent>, StoreError> {
+            // A NULL parameter leaves its condition out, so one statement serves every filter.
+            let rows: Vec<super::AuditRow> = sqlx::query_as(
+                "SELECT at, kind, username, user_id, client_addr, user_agent, detail
+                 FROM audit_events
+                 WHERE ($1 IS NULL OR username = $1) AND ($2 IS NULL OR at >= $2)
+                 ORDER BY at, id",
+            )
+            .bind(filter.username.as_deref())
+            .bind(filter.since.map(OffsetDateTime::unix_timestamp))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter().map(super::AuditEvent::try_from).collect()
+        }
+
+        pub async fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+            let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")
+                .bind(before.unix_timestamp())
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
         }
 
         pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {

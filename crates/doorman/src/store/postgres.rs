@@ -105,6 +105,24 @@ impl PostgresStore {
         Ok(())
     }
 
+    pub async fn record_audit(&self, event: super::AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_events
+             (at, kind, username, user_id, client_addr, user_agent, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(event.at.unix_timestamp())
+        .bind(&event.kind)
+        .bind(&event.username)
+        .bind(event.user_id)
+        .bind(&event.client_addr)
+        .bind(&event.user_agent)
+        .bind(&event.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records a newly issued token (idempotent on its jti).
     pub async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;

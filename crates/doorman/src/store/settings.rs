@@ -1,5 +1,5 @@
 //! The store's settings: where the data lives (`data_dir`, `database_url`), the connection
-//! pool's limits, and how often expired rows are pruned.
+//! pool's limits, how often expired rows are pruned, and how long audit events are kept.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub struct StoreSettings {
     database_statement_timeout: Duration,
     #[serde(with = "values::duration")]
     prune_interval: Duration,
+    #[serde(with = "values::duration")]
+    audit_retention: Duration,
 }
 
 impl Default for StoreSettings {
@@ -35,9 +37,14 @@ impl Default for StoreSettings {
             database_acquire_timeout: PoolSettings::default().acquire_timeout,
             database_statement_timeout: PoolSettings::default().statement_timeout,
             prune_interval: Duration::from_secs(3600),
+            audit_retention: DEFAULT_AUDIT_RETENTION,
         }
     }
 }
+
+/// 90 days: long enough to look back over a quarter when something comes to light late, short
+/// enough that a login storm's failures don't pile up for good.
+const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Where doorman keeps its data and how it uses the database.
 #[derive(Clone, Debug)]
@@ -49,6 +56,9 @@ pub struct StoreConfig {
     /// How often expired outstanding and blacklisted rows are deleted; `None` turns the
     /// background task off (`flush-expired-tokens` still works).
     pub prune_interval: Option<Duration>,
+    /// How long audit events are kept; older ones go with the pruning (the background task
+    /// and `flush-expired-tokens`). `None` keeps them for good.
+    pub audit_retention: Option<Duration>,
 }
 
 impl StoreSettings {
@@ -90,6 +100,7 @@ impl StoreSettings {
                 statement_timeout,
             },
             prune_interval: Some(self.prune_interval).filter(|i| !i.is_zero()),
+            audit_retention: Some(self.audit_retention).filter(|r| !r.is_zero()),
         })
     }
 }
@@ -108,6 +119,30 @@ mod tests {
         let c = load(None, &[], Overrides::default()).unwrap();
         assert_eq!(c.store.pool, PoolSettings::default());
         assert_eq!(c.store.prune_interval, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            c.store.audit_retention,
+            Some(Duration::from_secs(90 * 24 * 3600))
+        );
+        let c = load(
+            Some("audit_retention = \"30d\"\n"),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.audit_retention,
+            Some(Duration::from_secs(30 * 24 * 3600))
+        );
+        let c = load(
+            None,
+            &[("DOORMAN_AUDIT_RETENTION", "0")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.audit_retention, None,
+            "0 keeps audit events for good"
+        );
         let c = load(
             Some("database_max_connections = 32\nprune_interval = \"0\"\n"),
             &[

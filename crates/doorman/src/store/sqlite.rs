@@ -124,6 +124,11 @@ impl SqliteStore {
         self.writes.apply(group_commit::login(id, at)).await
     }
 
+    /// Appends an audit event in a group commit (see `group_commit`).
+    pub async fn record_audit(&self, event: super::AuditEvent) -> Result<(), StoreError> {
+        self.writes.apply(group_commit::audit(event)).await
+    }
+
     /// Records a newly issued token in a group commit (see `group_commit`).
     pub async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
         self.writes.apply(group_commit::record(token.clone())).await

@@ -13,7 +13,10 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use time::OffsetDateTime;
 
-use super::{BlacklistOutcome, NewUser, OutstandingToken, RotateOutcome, Store, StoreError, User};
+use super::{
+    AUDIT_USER_AGENT_MAX, AuditEvent, AuditFilter, BlacklistOutcome, NewUser, OutstandingToken,
+    RotateOutcome, Store, StoreError, User,
+};
 use super::{PostgresStore, SqliteStore};
 
 /// Makes `NAME::sqlite` and `NAME::postgres` tests of the async function `NAME(store: Store)`;
@@ -758,4 +761,94 @@ async fn flushing_and_pruning_wait_out_the_leeway(store: Store) {
     let later = now + time::Duration::seconds(30);
     assert_eq!(store.prune_expired(later, leeway).await.unwrap(), Some(1));
     assert!(!store.is_blacklisted("within").await.unwrap());
+}
+
+fn audit_event(kind: &str, username: Option<&str>, at: OffsetDateTime) -> AuditEvent {
+    AuditEvent {
+        at: at.replace_nanosecond(0).unwrap(),
+        kind: kind.into(),
+        username: username.map(Into::into),
+        user_id: None,
+        client_addr: Some("192.0.2.7".into()),
+        user_agent: Some("curl/8".into()),
+        detail: None,
+    }
+}
+
+on_both_backends!(audit_events_are_kept_in_order_filtered_and_pruned);
+async fn audit_events_are_kept_in_order_filtered_and_pruned(store: Store) {
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let old = audit_event("login_failed", Some("ann"), now - time::Duration::days(2));
+    let mut created = audit_event("user_created", Some("bob"), now);
+    created.user_id = Some(41);
+    created.client_addr = None;
+    created.user_agent = None;
+    created.detail = Some(r#"{"superuser":false}"#.into());
+    let login = audit_event("login_succeeded", Some("ann"), now);
+    for event in [&old, &created, &login] {
+        store.record_audit(event).await.unwrap();
+    }
+
+    // Oldest first; events of one second in the order they were recorded.
+    let all = store.audit_events(&AuditFilter::default()).await.unwrap();
+    assert_eq!(all, vec![old.clone(), created.clone(), login.clone()]);
+    let ann = AuditFilter {
+        username: Some("ann".into()),
+        since: None,
+    };
+    assert_eq!(
+        store.audit_events(&ann).await.unwrap(),
+        vec![old.clone(), login.clone()]
+    );
+    let recent = AuditFilter {
+        username: None,
+        since: Some(now - time::Duration::hours(1)),
+    };
+    assert_eq!(
+        store.audit_events(&recent).await.unwrap(),
+        vec![created.clone(), login.clone()]
+    );
+    let both = AuditFilter {
+        username: Some("ann".into()),
+        since: Some(now - time::Duration::hours(1)),
+    };
+    assert_eq!(
+        store.audit_events(&both).await.unwrap(),
+        vec![login.clone()]
+    );
+
+    assert_eq!(
+        store
+            .prune_audit(now - time::Duration::days(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .prune_audit(now - time::Duration::days(1))
+            .await
+            .unwrap(),
+        0
+    );
+    let all = store.audit_events(&AuditFilter::default()).await.unwrap();
+    assert_eq!(all, vec![created, login]);
+}
+
+on_both_backends!(an_audit_event_outlives_its_user_and_keeps_a_bounded_user_agent);
+async fn an_audit_event_outlives_its_user_and_keeps_a_bounded_user_agent(store: Store) {
+    store.migrate().await.unwrap();
+    let user = store.create_user(new_user("cat")).await.unwrap();
+    let mut event = audit_event("user_created", Some("cat"), OffsetDateTime::now_utc());
+    event.user_id = Some(user.id);
+    // Multi-byte characters: the bound is in characters, as both databases count them.
+    event.user_agent = Some("é".repeat(AUDIT_USER_AGENT_MAX + 100));
+    store.record_audit(&event).await.unwrap();
+    assert!(store.delete_user("cat").await.unwrap());
+
+    let kept = store.audit_events(&AuditFilter::default()).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].user_id, Some(user.id));
+    assert_eq!(kept[0].user_agent, Some("é".repeat(AUDIT_USER_AGENT_MAX)));
 }

@@ -161,6 +161,7 @@ fn usage_errors_exit_2_and_help_exists_everywhere() {
         vec!["keys", "rotate", "--help"],
         vec!["keys", "retire", "--help"],
         vec!["check", "--help"],
+        vec!["audit", "--help"],
     ] {
         let out = doorman(dir.path()).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -613,4 +614,244 @@ fn log_format_text_is_honoured() {
         .unwrap();
     for _ in lines {}
     assert!(child.wait().unwrap().success());
+}
+
+dual_test! {
+    async fn user_and_key_commands_leave_audit_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::create(dir.path()).await;
+        let run = |args: &[&str], stdin: &str| {
+            let out = doorman_on(dir.path(), &database)
+                .env("DOORMAN_ALGORITHM", "ES256")
+                .args(args)
+                .write_stdin(stdin.to_owned())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+            stdout_of(&out)
+        };
+        run(&["migrate"], "");
+        run(&["user", "create", "gus", "--password-stdin"], "gus-password-1\n");
+        run(&["user", "set-password", "gus", "--password-stdin"], "gus-password-2\n");
+        run(&["user", "deactivate", "gus"], "");
+        run(&["user", "activate", "gus"], "");
+        run(&["user", "delete", "gus"], "");
+        run(&["keys", "generate"], "");
+        let rotated = run(&["keys", "rotate"], "");
+        let promoted = rotated.split(' ').next().unwrap().to_owned();
+        run(&["keys", "generate"], "");
+        let listed = run(&["keys", "list"], "");
+        let next = listed
+            .lines()
+            .find(|line| line.contains(" next "))
+            .and_then(|line| line.split(' ').next())
+            .unwrap()
+            .to_owned();
+        run(&["keys", "retire", &next], "");
+
+        let store = doorman::store::Store::connect(&database.url).await.unwrap();
+        let events = store
+            .audit_events(&doorman::store::AuditFilter::default())
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "user_created",
+                "password_set",
+                "user_deactivated",
+                "user_activated",
+                "user_deleted",
+                // The data directory's key, made on first use, taken under management as the
+                // current key; then the next key.
+                "key_generated",
+                "key_generated",
+                "key_generated",
+                "key_rotated",
+                "key_generated",
+                "key_retired",
+            ]
+        );
+        // Every user event names gus and his id, the one after his deletion too.
+        for event in &events[..5] {
+            assert_eq!(event.username.as_deref(), Some("gus"), "{event:?}");
+            assert_eq!(event.user_id, events[0].user_id, "{event:?}");
+            assert!(event.user_id.is_some());
+        }
+        assert_eq!(
+            events[0].detail.as_deref(),
+            Some(r#"{"superuser":false,"active":true}"#)
+        );
+        let rotation: serde_json::Value =
+            serde_json::from_str(events[8].detail.as_deref().unwrap()).unwrap();
+        assert_eq!(rotation["current"], promoted.as_str());
+        let retired: serde_json::Value =
+            serde_json::from_str(events[10].detail.as_deref().unwrap()).unwrap();
+        assert_eq!(retired, serde_json::json!({"kid": next, "by": "command"}));
+        let made: serde_json::Value =
+            serde_json::from_str(events[5].detail.as_deref().unwrap()).unwrap();
+        let adopted: serde_json::Value =
+            serde_json::from_str(events[6].detail.as_deref().unwrap()).unwrap();
+        assert_eq!(made["state"], "data directory");
+        assert_eq!(adopted["state"], "current");
+        assert_eq!(made["kid"], adopted["kid"]);
+        // Names and ids only: no password, and no key material.
+        let table = format!("{events:?}");
+        for secret in ["gus-password-1", "gus-password-2", "PRIVATE KEY"] {
+            assert!(!table.contains(secret), "{table}");
+        }
+        store.close().await;
+    }
+}
+
+/// An audit event at `at` (whole seconds), for tests that need known times.
+fn audit_at(kind: &str, username: &str, at: time::OffsetDateTime) -> doorman::store::AuditEvent {
+    doorman::store::AuditEvent {
+        at: at.replace_nanosecond(0).unwrap(),
+        kind: kind.into(),
+        username: Some(username.into()),
+        user_id: None,
+        client_addr: None,
+        user_agent: None,
+        detail: None,
+    }
+}
+
+dual_test! {
+    async fn audit_lists_the_trail_oldest_first_as_text_or_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::create(dir.path()).await;
+        doorman_on(dir.path(), &database).arg("migrate").assert().success();
+        let store = doorman::store::Store::connect(&database.url).await.unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let mut failed = audit_at("login_failed", "ivy", now - time::Duration::hours(3));
+        failed.client_addr = Some("192.0.2.9".into());
+        failed.user_agent = Some("curl/8.5 \"x\"".into());
+        let mut created = audit_at("user_created", "jon", now - time::Duration::minutes(30));
+        created.user_id = Some(7);
+        created.detail = Some(r#"{"superuser":false,"active":true}"#.into());
+        let succeeded = audit_at("login_succeeded", "ivy", now - time::Duration::minutes(5));
+        for event in [&failed, &created, &succeeded] {
+            store.record_audit(event).await.unwrap();
+        }
+        store.close().await;
+        let at = |e: &doorman::store::AuditEvent| {
+            e.at.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+            ))
+            .unwrap()
+        };
+        let audit = |args: &[&str]| {
+            let out = doorman_on(dir.path(), &database).arg("audit").args(args).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+            stdout_of(&out)
+        };
+
+        assert_eq!(
+            audit(&[]),
+            format!(
+                "{}  login_failed user=\"ivy\" from=192.0.2.9 agent=\"curl/8.5 \\\"x\\\"\"\n\
+                 {}  user_created user=\"jon\" id=7 detail={{\"superuser\":false,\"active\":true}}\n\
+                 {}  login_succeeded user=\"ivy\"\n",
+                at(&failed),
+                at(&created),
+                at(&succeeded)
+            )
+        );
+        assert_eq!(
+            audit(&["--user", "ivy", "--since", "1h"]),
+            format!("{}  login_succeeded user=\"ivy\"\n", at(&succeeded))
+        );
+        assert_eq!(audit(&["--user", "nobody"]), "");
+
+        let rfc3339 = |e: &doorman::store::AuditEvent| {
+            e.at.format(&time::format_description::well_known::Rfc3339).unwrap()
+        };
+        assert_eq!(
+            audit(&["--since", "2h", "--json"]),
+            format!(
+                "{{\"at\":\"{}\",\"kind\":\"user_created\",\"username\":\"jon\",\"user_id\":7,\
+                 \"client_addr\":null,\"user_agent\":null,\"detail\":{{\"superuser\":false,\"active\":true}}}}\n\
+                 {{\"at\":\"{}\",\"kind\":\"login_succeeded\",\"username\":\"ivy\",\"user_id\":null,\
+                 \"client_addr\":null,\"user_agent\":null,\"detail\":null}}\n",
+                rfc3339(&created),
+                rfc3339(&succeeded)
+            )
+        );
+
+        let out = doorman_on(dir.path(), &database)
+            .args(["audit", "--since", "yesterday"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            stderr_of(&out),
+            "error: --since \"yesterday\": expected seconds or a duration like 30m, 1h or 7d\n"
+        );
+    }
+}
+
+dual_test! {
+    async fn flushing_prunes_audit_events_past_their_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::create(dir.path()).await;
+        doorman_on(dir.path(), &database).arg("migrate").assert().success();
+        let store = doorman::store::Store::connect(&database.url).await.unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let old = audit_at("login_failed", "kim", now - time::Duration::days(100));
+        let recent = audit_at("login_failed", "kim", now - time::Duration::days(10));
+        for event in [&old, &recent] {
+            store.record_audit(event).await.unwrap();
+        }
+        let flush = |retention: Option<&str>| {
+            let mut cmd = doorman_on(dir.path(), &database);
+            if let Some(retention) = retention {
+                cmd.env("DOORMAN_AUDIT_RETENTION", retention);
+            }
+            let out = cmd.arg("flush-expired-tokens").output().unwrap();
+            assert!(out.status.success(), "{}", stderr_of(&out));
+            stdout_of(&out)
+        };
+        let all = doorman::store::AuditFilter::default();
+
+        // "0" keeps them all, and the answer is the one line it always was.
+        assert_eq!(flush(Some("0")), "Deleted 0 expired token(s).\n");
+        assert_eq!(store.audit_events(&all).await.unwrap().len(), 2);
+        // The default, 90 days, takes the 100-day-old one.
+        assert_eq!(
+            flush(None),
+            "Deleted 0 expired token(s).\nDeleted 1 audit event(s) older than the audit_retention.\n"
+        );
+        assert_eq!(store.audit_events(&all).await.unwrap(), vec![recent.clone()]);
+        assert_eq!(
+            flush(Some("7d")),
+            "Deleted 0 expired token(s).\nDeleted 1 audit event(s) older than the audit_retention.\n"
+        );
+        assert!(store.audit_events(&all).await.unwrap().is_empty());
+        store.close().await;
+    }
+}
+
+dual_test! {
+    async fn background_pruning_removes_audit_events_past_their_retention() {
+        let app = spawn_app_with(&[
+            ("DOORMAN_AUDIT_RETENTION", "1d"),
+            ("DOORMAN_PRUNE_INTERVAL", "100ms"),
+        ])
+        .await;
+        let store = &app.state.store;
+        let now = time::OffsetDateTime::now_utc();
+        let old = audit_at("login_failed", "lou", now - time::Duration::days(2));
+        let recent = audit_at("login_failed", "lou", now - time::Duration::hours(2));
+        store.record_audit(&old).await.unwrap();
+        store.record_audit(&recent).await.unwrap();
+        let all = doorman::store::AuditFilter::default();
+        let started = std::time::Instant::now();
+        while store.audit_events(&all).await.unwrap().len() > 1 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(15), "never pruned");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.audit_events(&all).await.unwrap(), vec![recent]);
+    }
 }

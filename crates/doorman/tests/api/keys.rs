@@ -288,6 +288,19 @@ dual_test! {
             listed.lines().any(|l| l.starts_with(&old_kid) && l.contains("retired")),
             "{listed}"
         );
+        // Both instances saw it expire; the one that retired it says so, once.
+        let retired: Vec<_> = a
+            .state
+            .store
+            .audit_events(&doorman::store::AuditFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "key_retired")
+            .collect();
+        assert_eq!(retired.len(), 1, "{retired:?}");
+        let detail: Value = serde_json::from_str(retired[0].detail.as_deref().unwrap()).unwrap();
+        assert_eq!(detail, serde_json::json!({"kid": old_kid, "by": "expiry"}));
 
         // A next key retired by hand disappears from the JWKS at once.
         let generated = keys_cli(&a, &["generate"]);

@@ -1,5 +1,6 @@
 //! Group commit for the writes SQLite gets at request rate: rotations and blacklistings, which
-//! decide races, and what logins write (the new token's outstanding row, `last_login`).
+//! decide races, and what logins write (the new token's outstanding row, `last_login`, the
+//! audit event).
 //!
 //! SQLite has one writer, and with `synchronous = FULL` every commit waits for the disk, so one
 //! transaction per rotation caps rotations at the disk's sync rate whatever the load. Here the
@@ -26,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{BlacklistOutcome, OutstandingToken, RotateOutcome, StoreError};
+use crate::store::{AuditEvent, BlacklistOutcome, OutstandingToken, RotateOutcome, StoreError};
 
 /// Most writes in one transaction; more wait for the next one.
 const MAX_GROUP: usize = 256;
@@ -54,6 +55,11 @@ pub(super) enum Write {
     Login {
         user_id: i64,
         at: i64,
+        answer: Answer<()>,
+    },
+    /// An event of the audit trail (a login's, mostly).
+    Audit {
+        event: AuditEvent,
         answer: Answer<()>,
     },
 }
@@ -116,6 +122,11 @@ pub(super) fn login(user_id: i64, at: time::OffsetDateTime) -> (Write, Receiver<
     )
 }
 
+pub(super) fn audit(event: AuditEvent) -> (Write, Receiver<()>) {
+    let (answer, from) = Answer::new();
+    (Write::Audit { event, answer }, from)
+}
+
 pub(super) type Receiver<T> = oneshot::Receiver<Result<T, StoreError>>;
 
 /// The queue's sending end, shared by every clone of the store.
@@ -169,6 +180,7 @@ impl Write {
             Write::Rotate { answer, .. } => answer.send(fallback),
             Write::Record { answer, .. } => answer.send(fallback),
             Write::Login { answer, .. } => answer.send(fallback),
+            Write::Audit { answer, .. } => answer.send(fallback),
         }
     }
 
@@ -178,6 +190,7 @@ impl Write {
             Write::Rotate { answer, .. } => answer.result = Some(Err(error)),
             Write::Record { answer, .. } => answer.result = Some(Err(error)),
             Write::Login { answer, .. } => answer.result = Some(Err(error)),
+            Write::Audit { answer, .. } => answer.result = Some(Err(error)),
         }
     }
 
@@ -186,7 +199,7 @@ impl Write {
         match self {
             Write::Blacklist { token, .. } => Some(token),
             Write::Rotate { old, .. } => Some(old),
-            Write::Record { .. } | Write::Login { .. } => None,
+            Write::Record { .. } | Write::Login { .. } | Write::Audit { .. } => None,
         }
     }
 
@@ -204,7 +217,7 @@ impl Write {
         match self {
             Write::Blacklist { .. } => true,
             Write::Rotate { blacklist_old, .. } => *blacklist_old,
-            Write::Record { .. } | Write::Login { .. } => false,
+            Write::Record { .. } | Write::Login { .. } | Write::Audit { .. } => false,
         }
     }
 
@@ -234,7 +247,7 @@ impl Write {
                 answer.result = Some(Ok(()));
                 Some(token)
             }
-            Write::Login { answer, .. } => {
+            Write::Login { answer, .. } | Write::Audit { answer, .. } => {
                 answer.result = Some(Ok(()));
                 None
             }
@@ -343,7 +356,8 @@ async fn transaction(pool: &SqlitePool, group: &mut [Write]) -> Result<(), Faile
 ///    marks its token for the writes after it;
 /// 4. the tokens of the writes that went ahead are blacklisted, and the rotations' successors
 ///    and the tokens to record are recorded;
-/// 5. the logins' `last_login` are set (a fifth statement, only when the group has logins).
+/// 5. the logins' `last_login` are set (a fifth statement, only when the group has logins);
+/// 6. the audit events are appended, in queue order (a sixth, only when the group has any).
 async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), StoreError> {
     let to_blacklist: Vec<&OutstandingToken> = group
         .iter()
@@ -418,6 +432,37 @@ async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), S
              WHERE users.id = t.id",
         )
         .bind(json(&logins)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    let events: Vec<_> = group
+        .iter()
+        .filter_map(|w| match w {
+            Write::Audit { event, .. } => Some((
+                event.at.unix_timestamp(),
+                event.kind.as_str(),
+                event.username.as_deref(),
+                event.user_id,
+                event.client_addr.as_deref(),
+                event.user_agent.as_deref(),
+                event.detail.as_deref(),
+            )),
+            _ => None,
+        })
+        .collect();
+    if !events.is_empty() {
+        // json_each walks the array in order, so ids follow the queue.
+        sqlx::query(
+            "INSERT INTO audit_events
+             (at, kind, username, user_id, client_addr, user_agent, detail)
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+                    json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+                    json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+                    json_extract(value, '$[6]')
+             FROM json_each($1) ORDER BY key",
+        )
+        .bind(json(&events)?)
         .execute(&mut *conn)
         .await?;
     }
@@ -602,6 +647,52 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(logins, [(1, Some(300)), (2, Some(50))]);
+        assert_eq!(tables(&pool).await, [("t".to_owned(), false)]);
+    }
+
+    /// Audit events in one group, among token writes, are each answered and appended in queue
+    /// order; one that can't be written (a user agent past the table's bound, which the store
+    /// cuts before it gets here) fails alone and its neighbours commit.
+    #[tokio::test]
+    async fn a_group_appends_its_audit_events_in_queue_order() {
+        let (pool, _dir) = pool().await;
+        let event = |kind: &str, agent: usize| AuditEvent {
+            at: time::OffsetDateTime::from_unix_timestamp(100).unwrap(),
+            kind: kind.into(),
+            username: Some("ann".into()),
+            user_id: None,
+            client_addr: None,
+            user_agent: Some("a".repeat(agent)),
+            detail: None,
+        };
+        let (mut writes, mut waiting) = (Vec::new(), Vec::new());
+        for (kind, agent) in [
+            ("first", 1),
+            ("too_long", 513),
+            ("second", 512),
+            ("third", 0),
+        ] {
+            let (w, r) = audit(event(kind, agent));
+            writes.push(w);
+            waiting.push(r);
+        }
+        let (w, r) = record(token("t"));
+        writes.push(w);
+        commit(&pool, &mut writes).await.unwrap();
+        for write in writes {
+            write.answer(stopped);
+        }
+        let mut answers = Vec::new();
+        for r in waiting {
+            answers.push(r.await.unwrap().is_ok());
+        }
+        assert_eq!(answers, [true, false, true, true]);
+        r.await.unwrap().unwrap();
+        let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM audit_events ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(kinds, ["first", "second", "third"]);
         assert_eq!(tables(&pool).await, [("t".to_owned(), false)]);
     }
 
