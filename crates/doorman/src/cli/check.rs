@@ -175,9 +175,8 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
     if config.tokens.rules.jti_claim.is_none() {
         warn(
             "jti_claim",
-            "empty: tokens carry no id, so they can't be blacklisted or rotated safely: a \
-             logged-out or rotated-out refresh token keeps working until it expires; set it \
-             (\"jti\")"
+            "empty: tokens carry no id, so they can't be blacklisted: a logged-out refresh \
+             token keeps working until it expires; set it (\"jti\")"
                 .into(),
         );
     }
@@ -281,7 +280,6 @@ mod tests {
                 ),
                 ("DOORMAN_LEEWAY", "5"),
                 ("DOORMAN_TOKEN_TYPE_CLAIM", ""),
-                ("DOORMAN_JTI_CLAIM", ""),
                 ("DOORMAN_ROTATE_REFRESH_TOKENS", "true"),
                 ("DOORMAN_DATA_DIR", &data),
             ],
@@ -302,10 +300,16 @@ mod tests {
                 "Warning leeway: 5 s of clock skew accepted; keep clocks in sync (NTP) and this at 0",
                 "Warning accept_tokens_during_outage: true: while the database can't be reached, access tokens of deactivated or revoked users keep working until they expire; set it to false to answer 503 instead",
                 "Warning token_type_claim: empty: tokens can't be told apart, so a refresh token is accepted where an access token is expected and the other way round; set it (\"token_type\")",
-                "Warning jti_claim: empty: tokens carry no id, so they can't be blacklisted or rotated safely: a logged-out or rotated-out refresh token keeps working until it expires; set it (\"jti\")",
                 "Warning blacklist_after_rotation: false while rotate_refresh_tokens is true: a rotated-out refresh token keeps working until it expires; set it to true",
                 &error,
             ]
+        );
+        // Without token ids (which rotation needs, so the settings refuse the two together).
+        assert!(
+            findings(&[("DOORMAN_JTI_CLAIM", "")], None).contains(
+                &"Warning jti_claim: empty: tokens carry no id, so they can't be blacklisted: a logged-out refresh token keeps working until it expires; set it (\"jti\")"
+                    .to_owned()
+            )
         );
         // A proxy in front (even one trusting everything) answers the plain-HTTP warning; an
         // owner-only data directory, a key pair, refusing tokens during an outage and
