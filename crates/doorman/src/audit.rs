@@ -70,9 +70,12 @@ impl Event {
 
     /// Who made the request: the client's address and user agent, when known.
     pub fn client(mut self, client: &Client) -> Event {
-        self.0.client_addr.clone_from(&client.addr);
+        self.0.client_addr = client.addr.map(|ip| ip.to_string());
         // Cut here rather than only in the store, so the log line is bounded too.
-        self.0.user_agent = client.user_agent.clone().map(bounded);
+        self.0.user_agent = client
+            .user_agent
+            .as_ref()
+            .map(|agent| bounded(String::from_utf8_lossy(agent.as_bytes()).into_owned()));
         self
     }
 
@@ -116,11 +119,12 @@ fn bounded(mut text: String) -> String {
     text
 }
 
-/// Who made a request, as far as the audit trail cares.
+/// Who made a request, as far as the audit trail cares: kept as the request had it (an
+/// address, a shared header value), so a request that records nothing makes no string of it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Client {
-    pub addr: Option<String>,
-    pub user_agent: Option<String>,
+    pub addr: Option<std::net::IpAddr>,
+    pub user_agent: Option<http::HeaderValue>,
 }
 
 #[cfg(test)]
@@ -133,7 +137,7 @@ mod tests {
         let long = "ü".repeat(AUDIT_USER_AGENT_MAX + 1);
         let client = Client {
             addr: None,
-            user_agent: Some(long.clone()),
+            user_agent: Some(http::HeaderValue::from_str(&long).unwrap()),
         };
         let Event(event) = Event::new(Kind::LoginFailed).username(long).client(&client);
         let expected = Some("ü".repeat(AUDIT_USER_AGENT_MAX));

@@ -173,11 +173,8 @@ fn client(parts: &http::request::Parts) -> Client {
         addr: parts
             .extensions
             .get::<ClientAddr>()
-            .map(|ClientAddr(ip)| ip.to_string()),
-        user_agent: parts
-            .headers
-            .get(header::USER_AGENT)
-            .map(|agent| String::from_utf8_lossy(agent.as_bytes()).into_owned()),
+            .map(|ClientAddr(ip)| *ip),
+        user_agent: parts.headers.get(header::USER_AGENT).cloned(),
     }
 }
 
