@@ -55,6 +55,8 @@ pub struct Authenticated {
 pub enum UserRefusal {
     NotFound,
     Inactive,
+    /// The user's tokens were revoked (logged out everywhere) after this one was issued.
+    Revoked,
     /// The check could not be made (e.g. the database is down).
     Unavailable,
 }
@@ -66,6 +68,18 @@ pub trait UserCheck: Send + Sync + 'static {
         &self,
         user_id: i64,
     ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>>;
+
+    /// [`check`](Self::check) for a token issued at `issued_at` (its `iat` in whole seconds,
+    /// `None` without one), for checks that also refuse tokens issued before the user's were
+    /// revoked ([`UserRefusal::Revoked`]). By default the time is not looked at.
+    fn check_issued(
+        &self,
+        user_id: i64,
+        issued_at: Option<i64>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
+        let _ = issued_at;
+        self.check(user_id)
+    }
 }
 
 /// The verifier a protected route uses. Cheap to clone.
@@ -156,9 +170,13 @@ impl Guard {
             let Some(id) = user_id else {
                 return Err(Rejection::UserNotFound);
             };
-            users.check(id).await.map_err(|refusal| match refusal {
+            let refused = users.check_issued(id, claims.issued_at()).await;
+            refused.map_err(|refusal| match refusal {
                 UserRefusal::NotFound => Rejection::UserNotFound,
                 UserRefusal::Inactive => Rejection::UserInactive,
+                // As simplejwt answers a blacklisted token: the token, not the user, is
+                // what no longer counts.
+                UserRefusal::Revoked => Rejection::InvalidToken(TokenError::Blacklisted),
                 UserRefusal::Unavailable => Rejection::Unavailable,
             })?;
         }

@@ -63,6 +63,11 @@ impl Claims {
         self.0.get(name).map(seconds_of)
     }
 
+    /// `iat` in whole seconds; `None` when it is absent or not a time.
+    pub fn issued_at(&self) -> Option<i64> {
+        self.seconds("iat").and_then(Result::ok)
+    }
+
     /// Reads the user-id claim. `None` when the claim is absent.
     pub fn user_id(&self, claim: &str) -> Option<UserId> {
         self.0.get(claim).map(|value| match value {

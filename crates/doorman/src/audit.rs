@@ -17,6 +17,8 @@ pub enum Kind {
     UserDeactivated,
     UserActivated,
     UserDeleted,
+    /// Every token of a user revoked (log out everywhere); `detail` says why.
+    TokensRevoked,
     KeyGenerated,
     KeyRotated,
     KeyRetired,
@@ -32,6 +34,7 @@ impl Kind {
             Kind::UserDeactivated => "user_deactivated",
             Kind::UserActivated => "user_activated",
             Kind::UserDeleted => "user_deleted",
+            Kind::TokensRevoked => "tokens_revoked",
             Kind::KeyGenerated => "key_generated",
             Kind::KeyRotated => "key_rotated",
             Kind::KeyRetired => "key_retired",

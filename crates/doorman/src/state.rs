@@ -22,6 +22,8 @@ pub struct Shared {
     pub store: Store,
     pub accounts: Accounts,
     pub guard: Guard,
+    /// The guard's user check, which revocations made here update at once.
+    pub users: Arc<StoreUserCheck>,
     pub metrics: crate::metrics::Metrics,
 }
 
@@ -58,22 +60,24 @@ impl AppState {
         let hasher = PasswordHasher::new(config.accounts.password_hash_workers)
             .with_metrics(metrics.clone());
         let accounts = Accounts::new(store.clone(), hasher);
+        let users = StoreUserCheck::shared(
+            store.clone(),
+            config.accounts.check_user_is_active,
+            config.accounts.accept_tokens_during_outage,
+            config.accounts.user_cache_ttl,
+            config.accounts.user_cache_size,
+            &metrics,
+        );
         let guard = Guard::from_shared(tokens.clone())
             .with_header_types(config.tokens.auth_header_types.clone())
-            .with_user_check(StoreUserCheck::shared(
-                store.clone(),
-                config.accounts.check_user_is_active,
-                config.accounts.accept_tokens_during_outage,
-                config.accounts.user_cache_ttl,
-                config.accounts.user_cache_size,
-                &metrics,
-            ));
+            .with_user_check(users.clone());
         Ok(AppState(Arc::new(Shared {
             config: Arc::new(config),
             tokens,
             store,
             accounts,
             guard,
+            users,
             metrics,
         })))
     }

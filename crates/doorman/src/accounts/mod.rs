@@ -26,6 +26,10 @@ pub const MAX_PASSWORD_BYTES: usize = 4096;
 /// imported since are caught by the login that reads them, and the floor drops only this
 /// long after the last Django hash is upgraded.
 pub const PBKDF2_FLOOR_REFRESH: Duration = Duration::from_secs(60);
+/// Longest a login waits for the second its user's tokens were revoked in to pass (see
+/// [`Accounts::issue_time`]); a revocation further ahead means another machine's clock runs
+/// ahead, and the login's tokens are refused until it catches up.
+pub const MAX_ISSUE_WAIT: Duration = Duration::from_secs(2);
 /// Shortest password `user create` and `set-password` accept (OWASP ASVS 6.2.1).
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
@@ -189,6 +193,47 @@ impl Accounts {
         }
     }
 
+    /// The time (Unix seconds, the new tokens' `iat`) to issue a logged-in user's new tokens
+    /// at. Tokens issued in or before the second of the user's last revocation are refused,
+    /// so a login in that very second (logging in again right after logging out everywhere)
+    /// waits for the next one, at most [`MAX_ISSUE_WAIT`]. The user is read again here, after
+    /// the password check: a revocation made while the check ran (a password set meanwhile)
+    /// is seen, and the tokens of a login it overtook are refused by their `iat`.
+    pub async fn issue_time(&self, user_id: i64) -> Result<i64, AccountsError> {
+        let revoked = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .and_then(|user| user.tokens_valid_after);
+        let Some(revoked) = revoked else {
+            return Ok(crate::unix_now());
+        };
+        let started = Instant::now();
+        loop {
+            let now = crate::unix_now();
+            if now > revoked {
+                return Ok(now);
+            }
+            let waited = started.elapsed();
+            if waited >= MAX_ISSUE_WAIT {
+                tracing::warn!(
+                    user_id,
+                    tokens_valid_after = revoked,
+                    now,
+                    "the user's tokens were revoked at a time still ahead of this clock;                      the new tokens are refused until it passes"
+                );
+                return Ok(now);
+            }
+            let next_second = std::time::UNIX_EPOCH
+                + Duration::from_secs(u64::try_from(now.saturating_add(1)).unwrap_or(0));
+            let wait = next_second
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::from_millis(1))
+                .max(Duration::from_millis(1));
+            tokio::time::sleep(wait.min(MAX_ISSUE_WAIT - waited)).await;
+        }
+    }
+
     pub async fn create_user(
         &self,
         username: &str,
@@ -271,6 +316,11 @@ pub fn validate_password(password: &SecretString) -> Result<(), AccountsError> {
 /// another instance) is refused by every instance within it. Not-found answers are kept too,
 /// so tokens of a deleted user don't each cost a lookup.
 ///
+/// The same lookup tells whether the token was issued before the user's tokens were revoked
+/// (log out everywhere, a password set, a deactivation): such a token is refused. Another
+/// instance's revocation shows within `user_cache_ttl` too; one made through this instance
+/// ([`StoreUserCheck::revoked`]) shows at once.
+///
 /// When the database can't be reached, a token that passed every other check is accepted
 /// without the lookup (unless `accept_tokens_during_outage` is off, which answers 503): access
 /// tokens live minutes, and an outage must not take down every service that verifies them.
@@ -286,6 +336,9 @@ pub struct StoreUserCheck {
     /// Milliseconds after `started` until which lookups are skipped; 0 when the database is up.
     skip_until_ms: AtomicI64,
     cache: Option<UserCache>,
+    /// Revocations made through this instance while the cache may still hold what was looked
+    /// up before them; see [`StoreUserCheck::revoked`].
+    local: LocalRevocations,
     from_cache: metrics::Counter,
     from_database: metrics::Counter,
 }
@@ -294,17 +347,64 @@ pub struct StoreUserCheck {
 struct UserCache {
     /// Where a request looks first: its hits write nothing shared, so two cores answering for
     /// the same user don't slow each other down.
-    hot: HotCache<i64, Option<bool>>,
+    hot: HotCache<i64, Option<Standing>>,
     /// Behind it: where concurrent misses for one user share one lookup.
     shared: moka::future::Cache<i64, Found>,
     ttl: Duration,
 }
 
-/// What a lookup found for a user id (`None`: no such user; `Some(active)`), and when.
+/// What a lookup found of an existing user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Standing {
+    active: bool,
+    /// The user's `tokens_valid_after` (see [`crate::store::User::tokens_valid_after`]).
+    tokens_valid_after: Option<i64>,
+}
+
+/// What a lookup found for a user id (`None`: no such user), and when.
 #[derive(Clone, Copy, Debug)]
 struct Found {
-    user: Option<bool>,
+    user: Option<Standing>,
     at: Instant,
+}
+
+/// How long past `user_cache_ttl` this instance keeps its own revocations: longer than any
+/// lookup started before a revocation can take to come back (the pool's acquire and statement
+/// timeouts are seconds), so no answer read before the revocation outlives it in the cache.
+pub const LOCAL_REVOCATION_HOLD: Duration = Duration::from_secs(60);
+
+/// The revocations made through this instance, each kept until no cached answer can be older
+/// than it. Empty nearly always: a request reads one atomic counter, and the map only when it
+/// holds something.
+#[derive(Default)]
+struct LocalRevocations {
+    held: std::sync::atomic::AtomicUsize,
+    /// User id -> (tokens_valid_after, kept until).
+    map: std::sync::RwLock<std::collections::HashMap<i64, (i64, Instant)>>,
+}
+
+impl LocalRevocations {
+    fn record(&self, user_id: i64, tokens_valid_after: i64, until: Instant) {
+        // A poisoned lock only means another thread panicked while holding it; the map itself
+        // is still whole (each write is one insert or retain).
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        map.retain(|_, (_, kept_until)| *kept_until > now);
+        let entry = map.entry(user_id).or_insert((tokens_valid_after, until));
+        *entry = (entry.0.max(tokens_valid_after), until);
+        self.held.store(map.len(), Ordering::Release);
+    }
+
+    /// The user's `tokens_valid_after` as revoked here, while it is kept.
+    fn get(&self, user_id: i64) -> Option<i64> {
+        if self.held.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&user_id)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(after, _)| *after)
+    }
 }
 
 /// How long lookups are skipped after the database failed to answer one.
@@ -325,9 +425,29 @@ impl UserCheck for StoreUserCheck {
         &self,
         user_id: i64,
     ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
+        self.check_token(user_id, None)
+    }
+
+    fn check_issued(
+        &self,
+        user_id: i64,
+        issued_at: Option<i64>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
+        self.check_token(user_id, Some(issued_at))
+    }
+}
+
+impl StoreUserCheck {
+    /// The user check; `issued_at` `Some` also refuses a token issued (at the inner value, its
+    /// `iat`) before the user's tokens were revoked.
+    fn check_token(
+        &self,
+        user_id: i64,
+        issued_at: Option<Option<i64>>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
         if let Some(found) = self.cache.as_ref().and_then(|c| c.hot.get(&user_id)) {
             self.from_cache.increment(1);
-            return Box::pin(std::future::ready(self.judge(found)));
+            return Box::pin(std::future::ready(self.judge(user_id, found, issued_at)));
         }
         Box::pin(async move {
             let found = match &self.cache {
@@ -360,15 +480,28 @@ impl UserCheck for StoreUserCheck {
                 None => self.look_up(user_id).await,
             };
             match found {
-                Ok(found) => self.judge(found),
+                Ok(found) => self.judge(user_id, found, issued_at),
                 Err(LookupFailed::Outage) => self.during_outage(),
                 Err(LookupFailed::Error) => Err(UserRefusal::Unavailable),
             }
         })
     }
-}
 
-impl StoreUserCheck {
+    /// Tells this instance's check that the user's tokens were revoked up to
+    /// `tokens_valid_after` (the store's answer), so that its own requests refuse them at once
+    /// rather than once the cached lookup expires. Another instance learns it from its next
+    /// lookup, within `user_cache_ttl`.
+    pub fn revoked(&self, user_id: i64, tokens_valid_after: i64) {
+        let Some(cache) = &self.cache else {
+            // Every request asks the database, which already has it.
+            return;
+        };
+        let hold = cache.ttl.saturating_add(LOCAL_REVOCATION_HOLD);
+        if let Some(until) = Instant::now().checked_add(hold) {
+            self.local.record(user_id, tokens_valid_after, until);
+        }
+    }
+
     /// `cache_ttl` `None` looks the user up on every request.
     pub fn shared(
         store: Store,
@@ -377,7 +510,7 @@ impl StoreUserCheck {
         cache_ttl: Option<Duration>,
         cache_size: u64,
         metrics: &crate::metrics::Metrics,
-    ) -> Arc<dyn UserCheck> {
+    ) -> Arc<StoreUserCheck> {
         Arc::new(StoreUserCheck {
             store,
             check_is_active,
@@ -392,6 +525,7 @@ impl StoreUserCheck {
                     .build(),
                 ttl,
             }),
+            local: LocalRevocations::default(),
             from_cache: metrics.user_lookups("cache"),
             from_database: metrics.user_lookups("database"),
         })
@@ -401,8 +535,9 @@ impl StoreUserCheck {
         millis(self.started.elapsed())
     }
 
-    /// Asks the database whether the user exists and is active, unless it failed moments ago.
-    async fn look_up(&self, user_id: i64) -> Result<Option<bool>, LookupFailed> {
+    /// Asks the database whether the user exists and is active, and since when their tokens
+    /// count, unless it failed moments ago.
+    async fn look_up(&self, user_id: i64) -> Result<Option<Standing>, LookupFailed> {
         if self.elapsed_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
             return Err(LookupFailed::Outage);
         }
@@ -412,7 +547,10 @@ impl StoreUserCheck {
                 if self.skip_until_ms.swap(0, Ordering::Relaxed) != 0 {
                     tracing::info!("the database answers again; user lookups resumed");
                 }
-                Ok(found.map(|user| user.is_active))
+                Ok(found.map(|user| Standing {
+                    active: user.is_active,
+                    tokens_valid_after: user.tokens_valid_after,
+                }))
             }
             Err(StoreError::Unavailable(e)) => {
                 // At least OUTAGE_BACKOFF, so never the 0 that means "up".
@@ -433,12 +571,28 @@ impl StoreUserCheck {
         }
     }
 
-    fn judge(&self, found: Option<bool>) -> Result<(), UserRefusal> {
-        match found {
-            None => Err(UserRefusal::NotFound),
-            Some(false) if self.check_is_active => Err(UserRefusal::Inactive),
-            Some(_) => Ok(()),
+    /// The user must exist, be active (when that is checked), and, for a token issued at
+    /// `issued_at`, not have had their tokens revoked since: by what the lookup found or by a
+    /// revocation made here since.
+    fn judge(
+        &self,
+        user_id: i64,
+        found: Option<Standing>,
+        issued_at: Option<Option<i64>>,
+    ) -> Result<(), UserRefusal> {
+        let Some(standing) = found else {
+            return Err(UserRefusal::NotFound);
+        };
+        if !standing.active && self.check_is_active {
+            return Err(UserRefusal::Inactive);
         }
+        if let Some(iat) = issued_at {
+            let after = standing.tokens_valid_after.max(self.local.get(user_id));
+            if crate::store::is_revoked(after, iat) {
+                return Err(UserRefusal::Revoked);
+            }
+        }
+        Ok(())
     }
 
     fn during_outage(&self) -> Result<(), UserRefusal> {

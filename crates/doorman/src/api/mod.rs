@@ -7,6 +7,7 @@ pub mod error;
 pub mod health;
 pub mod hello;
 pub mod render;
+pub mod revocation;
 pub mod token_settings;
 pub mod tokens;
 pub mod wellknown;
@@ -17,11 +18,12 @@ pub use error::ApiError;
 
 /// Every endpoint doorman has, each module's declarations in turn. `/hello/` comes first: the
 /// access log finds a request's route label by walking this order.
-const ENDPOINTS: [&[Endpoint]; 4] = [
+const ENDPOINTS: [&[Endpoint]; 5] = [
     hello::ENDPOINTS,
     wellknown::ENDPOINTS,
     health::ENDPOINTS,
     tokens::ENDPOINTS,
+    revocation::ENDPOINTS,
 ];
 
 /// Every endpoint, whatever the configuration turns on.
@@ -71,6 +73,11 @@ mod tests {
             (
                 "/api/token/sliding/refresh/",
                 r#"{"name":"Token Refresh Sliding","description":"Takes a sliding JSON web token and returns a new, refreshed version if the\ntoken's refresh period has not expired.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"actions":{"POST":{"token":{"type":"string","required":true,"read_only":false,"label":"Token"}}}}"#,
+            ),
+            // doorman's own view, described as DRF describes an APIView without a serializer.
+            (
+                "/api/token/revoke-all/",
+                r#"{"name":"Token Revoke All","description":"Takes the access token that authenticates the request and revokes every token\nof its user: each outstanding refresh and sliding token is blacklisted and\nevery token issued until now is refused.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"]}"#,
             ),
             (
                 "/hello/",

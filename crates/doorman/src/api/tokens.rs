@@ -168,7 +168,7 @@ where
 
 /// Who sent the request, for the audit trail: the address the access log settled on (behind
 /// trusted proxies, the forwarded one) and the user agent as sent.
-fn client(parts: &http::request::Parts) -> Client {
+pub(super) fn client(parts: &http::request::Parts) -> Client {
     Client {
         addr: parts
             .extensions
@@ -225,7 +225,7 @@ async fn log_in_and_record(
     mint: fn(&Tokens, &str, i64) -> Claims,
 ) -> Result<(Claims, i64), ApiError> {
     let user_id = login(state, data, client).await?;
-    let now = unix_now();
+    let now = state.accounts.issue_time(user_id).await?;
     let token = mint(&state.tokens, &user_id.to_string(), now);
     // With `jti_claim` empty, tokens carry no id: there is nothing to record, and nothing
     // could later be blacklisted by it.
@@ -392,7 +392,8 @@ async fn blacklistable(
     Ok(claims)
 }
 
-/// The token's user must exist and pass the authentication rule. A token without the claim
+/// The token's user must exist, pass the authentication rule, and not have had their tokens
+/// revoked since the token was issued. A token without the claim
 /// passes (simplejwt's behaviour); any value that names no active user is refused, where
 /// simplejwt 5.5.1 skips falsy ids and crashes on deleted users.
 async fn active_user(state: &AppState, claims: &Claims) -> Result<Option<i64>, ApiError> {
@@ -402,6 +403,9 @@ async fn active_user(state: &AppState, claims: &Claims) -> Result<Option<i64>, A
         Some(UserId::Id(id)) => id,
     };
     match state.store.user_by_id(id).await? {
+        // Issued before the user's tokens were revoked: refused as the blacklisted token it
+        // nearly always is already (one recorded while the revocation ran may not be).
+        Some(user) if user.revoked(claims.issued_at()) => Err(TokenError::Blacklisted.into()),
         Some(user) if user.is_active || !state.config.accounts.check_user_is_active => {
             Ok(Some(user.id))
         }

@@ -20,14 +20,18 @@ pub enum UserCommand {
     Create(CreateArgs),
     /// List users
     List,
-    /// Change a user's password
+    /// Change a user's password (and log them out everywhere)
     SetPassword(PasswordArgs),
-    /// Stop a user from logging in or refreshing (their access tokens are refused too)
+    /// Stop a user from logging in or refreshing (and log them out everywhere)
     Deactivate(NameArg),
     /// Let a deactivated user log in again
     Activate(NameArg),
-    /// Delete a user (their refresh tokens stop working)
+    /// Delete a user (after logging them out everywhere)
     Delete(NameArg),
+    /// Log a user out everywhere: every refresh and sliding token is blacklisted, and every
+    /// token issued until now is refused (access tokens by every instance within
+    /// `user_cache_ttl`)
+    Revoke(NameArg),
 }
 
 #[derive(Args, Debug)]
@@ -91,6 +95,7 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
             }
             user_event(&store, audit::Kind::PasswordSet, &args.name, None).await;
             println!("Password changed for {}.", args.name);
+            revoke(&store, &args.name, "password_set").await?;
         }
         UserCommand::Deactivate(NameArg { name }) => {
             if !store.set_active(&name, false).await? {
@@ -98,6 +103,7 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
             }
             user_event(&store, audit::Kind::UserDeactivated, &name, None).await;
             println!("Deactivated {name}.");
+            revoke(&store, &name, "deactivated").await?;
         }
         UserCommand::Activate(NameArg { name }) => {
             if !store.set_active(&name, true).await? {
@@ -107,15 +113,56 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
             println!("Activated {name}.");
         }
         UserCommand::Delete(NameArg { name }) => {
-            // The id is read first: afterwards there is no user to read it from.
+            // The id is read first: afterwards there is no user to read it from. The tokens
+            // are revoked first too: once the user is gone, their token rows no longer name
+            // them.
             let id = store.user_by_username(&name).await?.map(|u| u.id);
+            if id.is_some() {
+                revoke(&store, &name, "deleted").await?;
+            }
             if !store.delete_user(&name).await? {
                 return Err(no_such_user(&name));
             }
             user_event(&store, audit::Kind::UserDeleted, &name, id).await;
             println!("Deleted {name}.");
         }
+        UserCommand::Revoke(NameArg { name }) => revoke(&store, &name, "cli").await?,
     }
+    Ok(())
+}
+
+/// Logs the user out everywhere (see `Store::revoke_user_tokens`) and records why. A failure
+/// after the change it follows (a password set, a deactivation) is reported as such, so the
+/// operator knows to run `user revoke` again.
+async fn revoke(store: &Store, name: &str, reason: &str) -> Result<(), Failure> {
+    let revocation = match store.user_by_username(name).await? {
+        Some(user) => store
+            .revoke_user_tokens(user.id)
+            .await
+            .map(|r| (user.id, r)),
+        None => return Err(no_such_user(name)),
+    };
+    let (id, revocation) = match revocation {
+        Ok((id, Some(revocation))) => (id, revocation),
+        Ok((_, None)) => return Err(no_such_user(name)),
+        Err(e) if reason != "cli" => {
+            return Err(Failure::runtime(format!(
+                "could not log {name} out everywhere ({e}); run `doorman user revoke {name}` \
+                 once the database answers"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    audit::Event::new(audit::Kind::TokensRevoked)
+        .username(name)
+        .user_id(Some(id))
+        .detail(json!({"reason": reason, "blacklisted": revocation.blacklisted}))
+        .record(store)
+        .await;
+    println!(
+        "Logged {name} out everywhere: {} refresh or sliding tokens blacklisted, every token issued until now refused.",
+        revocation.blacklisted
+    );
     Ok(())
 }
 

@@ -62,6 +62,9 @@ pub struct User {
     pub is_superuser: bool,
     pub last_login: Option<OffsetDateTime>,
     pub date_joined: OffsetDateTime,
+    /// Unix second at or before which every token of the user was revoked (log out
+    /// everywhere): a token with an `iat` at or before it is refused. `None`: never revoked.
+    pub tokens_valid_after: Option<i64>,
 }
 
 // A user printed into a log must not carry its password hash along.
@@ -75,8 +78,39 @@ impl fmt::Debug for User {
             .field("is_superuser", &self.is_superuser)
             .field("last_login", &self.last_login)
             .field("date_joined", &self.date_joined)
+            .field("tokens_valid_after", &self.tokens_valid_after)
             .finish()
     }
+}
+
+impl User {
+    /// Whether a token of this user issued at `iat` (whole seconds; `None`: the token has no
+    /// `iat`) was revoked since: issued at or before the revocation's second. A token without
+    /// `iat` can't show it is newer, so it is revoked once anything of the user's was.
+    pub fn revoked(&self, iat: Option<i64>) -> bool {
+        is_revoked(self.tokens_valid_after, iat)
+    }
+}
+
+/// [`User::revoked`] for a `tokens_valid_after` read on its own (the user cache keeps only it).
+pub fn is_revoked(tokens_valid_after: Option<i64>, iat: Option<i64>) -> bool {
+    match (tokens_valid_after, iat) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(after), Some(iat)) => iat <= after,
+    }
+}
+
+/// What [`Store::revoke_user_tokens`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// The user's name, for the audit trail.
+    pub username: String,
+    /// The user's `tokens_valid_after` now: every token issued at or before this second is
+    /// refused.
+    pub tokens_valid_after: i64,
+    /// Outstanding refresh and sliding tokens this call blacklisted.
+    pub blacklisted: u64,
 }
 
 #[derive(Clone)]
@@ -491,6 +525,15 @@ impl Store {
         dispatch!(self, s => s.delete_user(username).await)
     }
 
+    /// Logs the user out everywhere, in one transaction: blacklists every outstanding refresh
+    /// and sliding token of the user not blacklisted yet, then sets `tokens_valid_after` to
+    /// the current second (never lowering it), read after the blacklisting so that a token
+    /// recorded too late to be blacklisted here was issued at or before it, and is refused by
+    /// its `iat`. `None` when there is no such user.
+    pub async fn revoke_user_tokens(&self, id: i64) -> Result<Option<Revocation>, StoreError> {
+        dispatch!(self, s => s.revoke_user_tokens(id).await)
+    }
+
     /// Sets `last_login` (Django's `update_last_login`).
     pub async fn record_login(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
         dispatch!(self, s => s.record_login(id, at).await)
@@ -677,6 +720,7 @@ struct UserRow {
     is_superuser: bool,
     last_login: Option<i64>,
     date_joined: i64,
+    tokens_valid_after: Option<i64>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -695,6 +739,7 @@ impl TryFrom<UserRow> for User {
             is_superuser: row.is_superuser,
             last_login: row.last_login.map(time).transpose()?,
             date_joined: time(row.date_joined)?,
+            tokens_valid_after: row.tokens_valid_after,
         })
     }
 }

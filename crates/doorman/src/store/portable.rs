@@ -11,7 +11,8 @@ macro_rules! portable_queries {
         macro_rules! select_users {
             ($rest:literal) => {
                 concat!(
-                    "SELECT id, username, password, is_active, is_superuser, last_login, date_joined ",
+                    "SELECT id, username, password, is_active, is_superuser, last_login, date_joined, ",
+                    "tokens_valid_after ",
                     "FROM users ",
                     $rest
                 )
@@ -127,7 +128,8 @@ macro_rules! portable_queries {
             let row: UserRow = sqlx::query_as(
                 "INSERT INTO users (username, password, is_active, is_superuser, date_joined)
                  VALUES ($1, $2, $3, $4, $5)
-                 RETURNING id, username, password, is_active, is_superuser, last_login, date_joined",
+                 RETURNING id, username, password, is_active, is_superuser, last_login, date_joined,
+                           tokens_valid_after",
             )
             .bind(&new.username)
             .bind(&new.password_hash)
@@ -249,6 +251,43 @@ macro_rules! portable_queries {
                 .await?;
             Ok(done.rows_affected())
         }
+        }
+
+        /// The revocation's writes, inside the caller's transaction (see
+        /// `Store::revoke_user_tokens`): the blacklisting first, then the time, read after it.
+        async fn revoke_in(
+            conn: &mut $conn,
+            id: i64,
+        ) -> Result<Option<super::Revocation>, StoreError> {
+            let blacklisted = sqlx::query(
+                "INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
+                 SELECT o.id, $1 FROM outstanding_tokens o
+                 WHERE o.user_id = $2
+                   AND NOT EXISTS (SELECT 1 FROM blacklisted_tokens b WHERE b.token_id = o.id)
+                 ORDER BY o.id
+                 ON CONFLICT (token_id) DO NOTHING",
+            )
+            .bind(crate::unix_now())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            let now = crate::unix_now();
+            let revoked: Option<(String, i64)> = sqlx::query_as(
+                "UPDATE users SET tokens_valid_after = CASE
+                     WHEN tokens_valid_after IS NULL OR tokens_valid_after < $1 THEN $1
+                     ELSE tokens_valid_after END
+                 WHERE id = $2 RETURNING username, tokens_valid_after",
+            )
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(revoked.map(|(username, tokens_valid_after)| super::Revocation {
+                username,
+                tokens_valid_after,
+                blacklisted,
+            }))
         }
 
         async fn is_blacklisted(conn: &mut $conn, jti: &str) -> Result<bool, StoreError> {

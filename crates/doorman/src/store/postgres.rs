@@ -96,6 +96,19 @@ impl PostgresStore {
         .await?)
     }
 
+    /// Revokes in one transaction. A rotation racing it either commits first (its successor is
+    /// then blacklisted here, or, inserted too late for this statement to see, carries an
+    /// `iat` at or before the time set after it) or finds its old token blacklisted.
+    pub async fn revoke_user_tokens(
+        &self,
+        id: i64,
+    ) -> Result<Option<super::Revocation>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let revocation = revoke_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(revocation)
+    }
+
     pub async fn record_login(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
             .bind(at.unix_timestamp())

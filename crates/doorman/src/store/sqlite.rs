@@ -119,6 +119,20 @@ impl SqliteStore {
         .await?)
     }
 
+    /// Revokes in a `BEGIN IMMEDIATE` transaction of its own: rare (an operator, a user
+    /// logging out everywhere), so not worth a place in the group commit, and still serialised
+    /// with it by SQLite's one write lock. A rotation committed before it has its successor
+    /// blacklisted here; one committed after finds its old token blacklisted.
+    pub async fn revoke_user_tokens(
+        &self,
+        id: i64,
+    ) -> Result<Option<super::Revocation>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let revocation = revoke_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(revocation)
+    }
+
     /// Sets a user's `last_login` in a group commit (see `group_commit`).
     pub async fn record_login(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
         self.writes.apply(group_commit::login(id, at)).await

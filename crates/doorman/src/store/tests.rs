@@ -393,8 +393,190 @@ fn a_user_printed_for_debugging_hides_its_hash() {
         is_superuser: false,
         last_login: None,
         date_joined: OffsetDateTime::UNIX_EPOCH,
+        tokens_valid_after: None,
     };
     assert!(!format!("{user:?}").contains("argon2id"));
+}
+
+#[test]
+fn a_token_is_revoked_when_issued_at_or_before_the_revocations_second() {
+    use super::is_revoked;
+    assert!(!is_revoked(None, Some(5)));
+    assert!(!is_revoked(None, None));
+    assert!(is_revoked(Some(10), Some(9)));
+    assert!(
+        is_revoked(Some(10), Some(10)),
+        "the same second counts as before"
+    );
+    assert!(!is_revoked(Some(10), Some(11)));
+    // Without `iat` a token can't show it came after.
+    assert!(is_revoked(Some(10), None));
+}
+
+on_both_backends!(revoking_blacklists_every_token_of_the_user_and_sets_the_time);
+async fn revoking_blacklists_every_token_of_the_user_and_sets_the_time(store: Store) {
+    store.migrate().await.unwrap();
+    let alice = store.create_user(new_user("alice")).await.unwrap();
+    let bob = store.create_user(new_user("bob")).await.unwrap();
+    assert_eq!(alice.tokens_valid_after, None);
+    for jti in ["a1", "a2", "a3"] {
+        store
+            .record_outstanding(&token(jti, Some(alice.id), 60))
+            .await
+            .unwrap();
+    }
+    store
+        .record_outstanding(&token("b1", Some(bob.id), 60))
+        .await
+        .unwrap();
+    // One already blacklisted (a logout), one long expired but not yet flushed.
+    store
+        .blacklist(&token("a1", Some(alice.id), 60))
+        .await
+        .unwrap();
+    store
+        .record_outstanding(&token("a-old", Some(alice.id), -3600))
+        .await
+        .unwrap();
+
+    let before = crate::unix_now();
+    let revocation = store.revoke_user_tokens(alice.id).await.unwrap().unwrap();
+    let after = crate::unix_now();
+    assert_eq!(revocation.username, "alice");
+    assert_eq!(
+        revocation.blacklisted, 3,
+        "a2, a3 and a-old; a1 was already"
+    );
+    assert!((before..=after).contains(&revocation.tokens_valid_after));
+    for jti in ["a1", "a2", "a3", "a-old"] {
+        assert!(store.is_blacklisted(jti).await.unwrap(), "{jti}");
+    }
+    assert!(!store.is_blacklisted("b1").await.unwrap());
+    let read = store.user_by_id(alice.id).await.unwrap().unwrap();
+    assert_eq!(read.tokens_valid_after, Some(revocation.tokens_valid_after));
+    assert_eq!(
+        store.user_by_username("alice").await.unwrap().unwrap(),
+        read
+    );
+    assert_eq!(
+        store
+            .user_by_id(bob.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .tokens_valid_after,
+        None
+    );
+
+    // Again: nothing left to blacklist; the time never goes back (a clock stepped back, or
+    // another machine's behind).
+    sqlx_set_valid_after(&store, alice.id, i64::MAX / 2).await;
+    let again = store.revoke_user_tokens(alice.id).await.unwrap().unwrap();
+    assert_eq!(again.blacklisted, 0);
+    assert_eq!(again.tokens_valid_after, i64::MAX / 2);
+
+    // A rotation after the revocation finds its old token blacklisted.
+    assert_eq!(
+        store
+            .rotate(
+                &token("a2", Some(alice.id), 60),
+                &token("a4", Some(alice.id), 60),
+                true
+            )
+            .await
+            .unwrap(),
+        RotateOutcome::AlreadyBlacklisted
+    );
+    assert_eq!(store.revoke_user_tokens(9999).await.unwrap(), None);
+}
+
+/// Sets a user's `tokens_valid_after` behind the store's back.
+async fn sqlx_set_valid_after(store: &Store, id: i64, at: i64) {
+    let sql = "UPDATE users SET tokens_valid_after = $1 WHERE id = $2";
+    match store {
+        Store::Sqlite(s) => {
+            sqlx::query(sql)
+                .bind(at)
+                .bind(id)
+                .execute(s.pool())
+                .await
+                .unwrap();
+        }
+        Store::Postgres(s) => {
+            sqlx::query(sql)
+                .bind(at)
+                .bind(id)
+                .execute(s.pool())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+// Racing revocations of one user, and rotations of the user's tokens beside them, end with
+// every one of the tokens blacklisted: nothing deadlocks, nothing is lost.
+on_both_backends!(revocations_race_rotations_and_each_other, multi_thread);
+async fn revocations_race_rotations_and_each_other(store: Store) {
+    store.migrate().await.unwrap();
+    let alice = store.create_user(new_user("alice")).await.unwrap();
+    for i in 0..40 {
+        store
+            .record_outstanding(&token(&format!("r{i}"), Some(alice.id), 60))
+            .await
+            .unwrap();
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(44));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (store, start) = (store.clone(), start.clone());
+        tasks.spawn(async move {
+            start.wait().await;
+            store
+                .revoke_user_tokens(alice.id)
+                .await
+                .map(|r| r.map(|r| r.blacklisted))
+        });
+    }
+    for i in 0..40 {
+        let (store, start) = (store.clone(), start.clone());
+        tasks.spawn(async move {
+            start.wait().await;
+            store
+                .rotate(
+                    &token(&format!("r{i}"), Some(alice.id), 60),
+                    &token(&format!("s{i}"), Some(alice.id), 60),
+                    true,
+                )
+                .await
+                .map(|outcome| Some(u64::from(outcome == RotateOutcome::Rotated)))
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    // Every old token is blacklisted (by a revocation or by its rotation), and a successor
+    // left live was recorded too late for the last revocation to see: its `created_at` (its
+    // `iat`) is at or before the user's `tokens_valid_after`, so it is refused by that.
+    let valid_after = store
+        .user_by_id(alice.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .tokens_valid_after
+        .unwrap();
+    let live_after = number(
+        &store,
+        "SELECT COALESCE(MAX(o.created_at), 0) FROM outstanding_tokens o
+         WHERE NOT EXISTS (SELECT 1 FROM blacklisted_tokens b WHERE b.token_id = o.id)",
+    )
+    .await;
+    assert!(live_after <= valid_after, "{live_after} > {valid_after}");
+    for i in 0..40 {
+        assert!(
+            store.is_blacklisted(&format!("r{i}")).await.unwrap(),
+            "r{i}"
+        );
+    }
 }
 
 on_both_backends!(deleting_a_user_keeps_their_tokens_without_owner);

@@ -660,8 +660,12 @@ dual_test! {
             [
                 "user_created",
                 "password_set",
+                "tokens_revoked",
                 "user_deactivated",
+                "tokens_revoked",
                 "user_activated",
+                // Revoked before the user goes, while the token rows still name him.
+                "tokens_revoked",
                 "user_deleted",
                 // The data directory's key, made on first use, taken under management as the
                 // current key; then the next key.
@@ -674,7 +678,7 @@ dual_test! {
             ]
         );
         // Every user event names gus and his id, the one after his deletion too.
-        for event in &events[..5] {
+        for event in &events[..8] {
             assert_eq!(event.username.as_deref(), Some("gus"), "{event:?}");
             assert_eq!(event.user_id, events[0].user_id, "{event:?}");
             assert!(event.user_id.is_some());
@@ -683,16 +687,25 @@ dual_test! {
             events[0].detail.as_deref(),
             Some(r#"{"superuser":false,"active":true}"#)
         );
+        let reasons: Vec<String> = [2, 4, 6]
+            .iter()
+            .map(|&i| {
+                let detail: serde_json::Value =
+                    serde_json::from_str(events[i].detail.as_deref().unwrap()).unwrap();
+                detail["reason"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(reasons, ["password_set", "deactivated", "deleted"]);
         let rotation: serde_json::Value =
-            serde_json::from_str(events[8].detail.as_deref().unwrap()).unwrap();
+            serde_json::from_str(events[11].detail.as_deref().unwrap()).unwrap();
         assert_eq!(rotation["current"], promoted.as_str());
         let retired: serde_json::Value =
-            serde_json::from_str(events[10].detail.as_deref().unwrap()).unwrap();
+            serde_json::from_str(events[13].detail.as_deref().unwrap()).unwrap();
         assert_eq!(retired, serde_json::json!({"kid": next, "by": "command"}));
         let made: serde_json::Value =
-            serde_json::from_str(events[5].detail.as_deref().unwrap()).unwrap();
+            serde_json::from_str(events[8].detail.as_deref().unwrap()).unwrap();
         let adopted: serde_json::Value =
-            serde_json::from_str(events[6].detail.as_deref().unwrap()).unwrap();
+            serde_json::from_str(events[9].detail.as_deref().unwrap()).unwrap();
         assert_eq!(made["state"], "data directory");
         assert_eq!(adopted["state"], "current");
         assert_eq!(made["kid"], adopted["kid"]);

@@ -17,6 +17,7 @@ mod ops;
 mod outage;
 mod protocol;
 mod reference_app;
+mod revocation;
 mod rotation;
 mod scale;
 mod self_contained;
