@@ -220,7 +220,8 @@ impl Accounts {
                     user_id,
                     tokens_valid_after = revoked,
                     now,
-                    "the user's tokens were revoked at a time still ahead of this clock;                      the new tokens are refused until it passes"
+                    "the user's tokens were revoked at a time still ahead of this clock; \
+                     the new tokens are refused until it passes"
                 );
                 return Ok(now);
             }
