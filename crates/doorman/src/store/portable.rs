@@ -234,6 +234,22 @@ macro_rules! portable_queries {
             Ok(done.rows_affected())
         }
 
+        /// The family (NULL: its own), jti, owner and rotation time (Unix ms) of `jti` when
+        /// a rotation blacklisted it.
+        pub async fn rotated_out(
+            &self,
+            jti: &str,
+        ) -> Result<Option<(Option<String>, String, Option<i64>, i64)>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT o.family, o.jti, o.user_id, o.rotated_at_ms
+                 FROM outstanding_tokens o JOIN blacklisted_tokens b ON b.token_id = o.id
+                 WHERE o.jti = $1 AND o.rotated_at_ms IS NOT NULL",
+            )
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?)
+        }
+
         pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
             let mut conn = self.pool.acquire().await?;
             is_blacklisted(&mut conn, jti).await
@@ -265,3 +281,9 @@ macro_rules! portable_queries {
 }
 
 pub(super) use portable_queries;
+
+/// Blacklists every row of family `$2` not blacklisted yet, at `$1` (Unix seconds). The
+/// family's first row may predate families (`family` NULL): its jti names the family.
+pub(super) const REVOKE_FAMILY: &str = "INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
+     SELECT id, $1 FROM outstanding_tokens WHERE family = $2 OR jti = $2
+     ON CONFLICT (token_id) DO NOTHING";
