@@ -156,7 +156,8 @@ impl PostgresStore {
         let old_is_live = if blacklist_old {
             // The unique blacklist row is the arbiter: a racing transaction that inserted it
             // first makes this insert wait for its commit and then add nothing. The row is
-            // marked rotated out in the same statement, for reuse detection.
+            // marked rotated out, with its successor, in the same statement, for reuse
+            // detection and for answering a replay inside the grace window.
             let rotated = sqlx::query(
                 "WITH added AS (
                      INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
@@ -164,12 +165,13 @@ impl PostgresStore {
                      ON CONFLICT (token_id) DO NOTHING
                      RETURNING token_id
                  )
-                 UPDATE outstanding_tokens SET rotated_at_ms = $3
+                 UPDATE outstanding_tokens SET rotated_at_ms = $3, replaced_by = $4
                  WHERE id IN (SELECT token_id FROM added)",
             )
             .bind(OffsetDateTime::now_utc().unix_timestamp())
             .bind(&old.jti)
             .bind(unix_millis(OffsetDateTime::now_utc()))
+            .bind(&new.jti)
             .execute(&mut *tx)
             .await?;
             rotated.rows_affected() == 1

@@ -922,9 +922,12 @@ async fn a_replay_past_the_grace_window_revokes_the_whole_family(store: Store) {
 
     let grace = Duration::from_secs(10);
     let later = |secs| rotated.rotated_at + time::Duration::seconds(secs);
+    // r1's successor, r2, was rotated out in turn: nothing live to give again.
     assert_eq!(
         store.replayed("r1", later(9), grace).await.unwrap(),
-        Replay::WithinGrace
+        Replay::WithinGrace {
+            live_successor: None
+        }
     );
     assert_eq!(live_in_family(&store, "r1").await, ["r3"]);
 
@@ -1088,4 +1091,124 @@ async fn a_revocation_racing_rotations_of_its_family_misses_no_successor(store: 
         // successor revoked with the rest: in any order, nothing of the family is left.
         assert!(live.is_empty(), "family f{f}a kept {live:?}");
     }
+}
+
+/// What the store keeps of a token: its id, owner and times to the second.
+fn stored(token: &OutstandingToken) -> (String, Option<i64>, Option<i64>, i64) {
+    (
+        token.jti.clone(),
+        token.user_id,
+        token.created_at.map(OffsetDateTime::unix_timestamp),
+        token.expires_at.unix_timestamp(),
+    )
+}
+
+/// The live successor a replay of `jti` inside a 10 s window is given, as [`stored`] shows it.
+async fn successor_given(
+    store: &Store,
+    jti: &str,
+) -> Option<(String, Option<i64>, Option<i64>, i64)> {
+    match store
+        .replayed(jti, OffsetDateTime::now_utc(), Duration::from_secs(10))
+        .await
+        .unwrap()
+    {
+        super::Replay::WithinGrace { live_successor } => live_successor.as_ref().map(stored),
+        other => panic!("{jti}: {other:?}"),
+    }
+}
+
+on_both_backends!(a_replay_inside_the_grace_window_is_given_the_live_successor);
+/// A rotation records on the rotated-out row which token replaced it; a replay inside the
+/// window is given that successor's row (its id, owner, creation and expiry) while it is live,
+/// and nothing once it was rotated out in turn, logged out or revoked with its family.
+async fn a_replay_inside_the_grace_window_is_given_the_live_successor(store: Store) {
+    store.migrate().await.unwrap();
+    let alice = store.create_user(new_user("alice")).await.unwrap();
+    let mine = |jti: &str, expires_in| token(jti, Some(alice.id), expires_in);
+    store.record_outstanding(&mine("t1", 60)).await.unwrap();
+    let t2 = mine("t2", 3600);
+    store.rotate(&mine("t1", 60), &t2, true).await.unwrap();
+    let rotated = store.rotated_out("t1").await.unwrap().unwrap();
+    assert_eq!(
+        rotated.live_successor.as_ref().map(stored),
+        Some(stored(&t2))
+    );
+    assert_eq!(successor_given(&store, "t1").await, Some(stored(&t2)));
+    // Asking again changes nothing: the same successor, no new row.
+    assert_eq!(successor_given(&store, "t1").await, Some(stored(&t2)));
+    assert_eq!(live_in_family(&store, "t1").await, ["t2"]);
+
+    // The successor rotated in turn: the first replay gets nothing, the second the new end.
+    let t3 = mine("t3", 3600);
+    store.rotate(&t2, &t3, true).await.unwrap();
+    assert_eq!(successor_given(&store, "t1").await, None);
+    assert_eq!(successor_given(&store, "t2").await, Some(stored(&t3)));
+    // The successor logged out (blacklisted, not rotated).
+    store.blacklist(&t3).await.unwrap();
+    assert_eq!(successor_given(&store, "t2").await, None);
+
+    // The family revoked.
+    store.record_outstanding(&mine("u1", 60)).await.unwrap();
+    store
+        .rotate(&mine("u1", 60), &mine("u2", 60), true)
+        .await
+        .unwrap();
+    assert!(successor_given(&store, "u1").await.is_some());
+    store.revoke_family("u1").await.unwrap();
+    assert_eq!(successor_given(&store, "u1").await, None);
+
+    // The successor flushed (expired) with its row.
+    store.record_outstanding(&mine("w1", 60)).await.unwrap();
+    store
+        .rotate(&mine("w1", 60), &mine("w2", -5), true)
+        .await
+        .unwrap();
+    store
+        .flush_expired(OffsetDateTime::now_utc(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(successor_given(&store, "w1").await, None);
+}
+
+on_both_backends!(
+    racing_rotations_of_one_token_record_the_winners_successor,
+    multi_thread
+);
+/// Twenty rotations of one token at once, each with a successor of its own: one wins, the
+/// family gains exactly one row, and the rotated-out token names the winner's successor, the
+/// one every loser is then given.
+async fn racing_rotations_of_one_token_record_the_winners_successor(store: Store) {
+    store.migrate().await.unwrap();
+    let t = |jti: String| token(&jti, None, 60);
+    store.record_outstanding(&t("v0".into())).await.unwrap();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 1..=20 {
+        let (store, start, new) = (store.clone(), start.clone(), t(format!("v{i}")));
+        tasks.spawn(async move {
+            start.wait().await;
+            let outcome = store.rotate(&t("v0".into()), &new, true).await.unwrap();
+            (outcome, new.jti)
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (outcome, jti) = done.unwrap();
+        if outcome == RotateOutcome::Rotated {
+            winners.push(jti);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(live_in_family(&store, "v0").await, winners);
+    assert_eq!(
+        number(
+            &store,
+            "SELECT COUNT(*) FROM outstanding_tokens WHERE family = 'v0'"
+        )
+        .await,
+        2
+    );
+    let given = successor_given(&store, "v0").await.map(|s| s.0);
+    assert_eq!(given.as_ref(), winners.first());
 }

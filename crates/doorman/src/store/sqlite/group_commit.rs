@@ -398,7 +398,7 @@ async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), S
 ///    before it (already, or by an earlier write of the group), and a write that blacklists
 ///    marks its token for the writes after it;
 /// 4. the tokens of the writes that went ahead are blacklisted (the rotated ones marked rotated
-///    out, a statement of its own), and the rotations' successors (in their predecessors'
+///    out with their successors' jtis, a statement of its own), and the rotations' successors (in their predecessors'
 ///    families) and the tokens to record are recorded;
 /// 5. the logins' `last_login` are set (a statement only when the group has logins);
 /// 6. the audit events are appended, in queue order (one only when the group has any).
@@ -441,7 +441,10 @@ async fn apply_run(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(
         let jti = write.decided_by().map(|t| t.jti.clone());
         let was_blacklisted = jti.as_ref().is_some_and(|jti| blacklisted.contains(jti));
         let blacklists = write.blacklists();
-        let rotates = matches!(write, Write::Rotate { .. });
+        let successor_jti = match &*write {
+            Write::Rotate { new, .. } => Some(new.jti.clone()),
+            _ => None,
+        };
         // A token the store has no row of is the first of its family.
         let family = jti
             .as_ref()
@@ -457,8 +460,8 @@ async fn apply_run(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(
             && blacklists
         {
             blacklisted.insert(jti.clone());
-            if rotates {
-                rotated_out.push(jti.clone());
+            if let Some(successor_jti) = successor_jti {
+                rotated_out.push((jti.clone(), successor_jti));
             }
             newly_blacklisted.push(jti);
         }
@@ -489,8 +492,9 @@ async fn apply_run(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(
         if !rotated_out.is_empty() {
             let millis = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
             sqlx::query(
-                "UPDATE outstanding_tokens SET rotated_at_ms = $1
-                 WHERE jti IN (SELECT value FROM json_each($2))",
+                "UPDATE outstanding_tokens
+                 SET rotated_at_ms = $1, replaced_by = json_extract(t.value, '$[1]')
+                 FROM json_each($2) AS t WHERE jti = json_extract(t.value, '$[0]')",
             )
             .bind(millis)
             .bind(json(&rotated_out)?)
@@ -723,10 +727,13 @@ mod tests {
         out
     }
 
-    /// Each token: whether it is blacklisted, its family, and whether it was rotated out.
-    async fn tables(pool: &SqlitePool) -> Vec<(String, bool, Option<String>, bool)> {
+    /// Each token: whether it is blacklisted, its family, whether it was rotated out, and the
+    /// successor that rotation made.
+    async fn tables(
+        pool: &SqlitePool,
+    ) -> Vec<(String, bool, Option<String>, bool, Option<String>)> {
         sqlx::query_as(
-            "SELECT o.jti, b.id IS NOT NULL, o.family, o.rotated_at_ms IS NOT NULL
+            "SELECT o.jti, b.id IS NOT NULL, o.family, o.rotated_at_ms IS NOT NULL, o.replaced_by
              FROM outstanding_tokens o
              LEFT JOIN blacklisted_tokens b ON b.token_id = o.id ORDER BY o.jti",
         )
@@ -772,7 +779,7 @@ mod tests {
         assert_eq!(logins, [(1, Some(300)), (2, Some(50))]);
         assert_eq!(
             tables(&pool).await,
-            [("t".to_owned(), false, Some("t".to_owned()), false)]
+            [("t".to_owned(), false, Some("t".to_owned()), false, None)]
         );
     }
 
@@ -821,7 +828,7 @@ mod tests {
         assert_eq!(kinds, ["first", "second", "third"]);
         assert_eq!(
             tables(&pool).await,
-            [("t".to_owned(), false, Some("t".to_owned()), false)]
+            [("t".to_owned(), false, Some("t".to_owned()), false, None)]
         );
     }
 
@@ -891,6 +898,10 @@ mod tests {
             let row = rows.iter().find(|row| row.0 == jti).unwrap();
             (row.2.as_deref(), row.3)
         };
+        let successor_of = |jti: &str| {
+            let row = rows.iter().find(|row| row.0 == jti).unwrap();
+            row.4.as_deref()
+        };
         // Successors join their predecessor's family; rotated tokens are marked.
         assert_eq!(family_of("a"), (Some("a"), true));
         assert_eq!(family_of("d"), (Some("a"), false));
@@ -900,5 +911,13 @@ mod tests {
             (None, false),
             "a row from before families"
         );
+        // A rotated-out token names the successor of the rotation that won, never a loser's;
+        // rotations that blacklist nothing, or were refused, name none.
+        assert_eq!(successor_of("a"), Some("b"));
+        assert_eq!(successor_of("b"), Some("d"));
+        assert_eq!(successor_of("m"), Some("o"));
+        assert_eq!(successor_of("e"), None);
+        assert_eq!(successor_of("d"), None);
+        assert_eq!(successor_of("old"), None);
     }
 }
