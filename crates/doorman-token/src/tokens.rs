@@ -163,16 +163,23 @@ impl Tokens {
 
     /// Rotation: the same payload with a new id, a new `exp` and `iat` (claim order kept).
     pub fn rotate_refresh(&self, refresh: &Claims, now: i64) -> Claims {
-        let mut rotated = refresh.clone();
+        let exp = now.saturating_add(secs(self.rules.refresh_token_lifetime));
+        self.successor_of(refresh, &new_jti(), now, exp)
+    }
+
+    /// The successor a rotation of `refresh` made, from what the store kept of it: the same
+    /// payload with that successor's id, `iat` and `exp`, claim for claim (and in order) the
+    /// claims [`rotate_refresh`](Self::rotate_refresh) gave it. Signed again it is the same
+    /// token with a deterministic algorithm (HS*, RS*, EdDSA) and the same key; ES* and PS*
+    /// sign with fresh randomness, so only the signature differs.
+    pub fn successor_of(&self, refresh: &Claims, jti: &str, iat: i64, exp: i64) -> Claims {
+        let mut successor = refresh.clone();
         if let Some(jti_claim) = &self.rules.jti_claim {
-            rotated.insert(jti_claim, new_jti());
+            successor.insert(jti_claim, jti);
         }
-        rotated.insert(
-            "exp",
-            now.saturating_add(secs(self.rules.refresh_token_lifetime)),
-        );
-        rotated.insert("iat", now);
-        rotated
+        successor.insert("exp", exp);
+        successor.insert("iat", iat);
+        successor
     }
 
     /// Sliding refresh: new `exp` and `iat` only (id and `refresh_exp` unchanged).
@@ -452,6 +459,31 @@ mod tests {
             payload.ends_with(r#""user_id":"7","scope":"read","aud":"api","iss":"doorman"}"#),
             "{payload}"
         );
+    }
+
+    /// What the store keeps of a rotation's successor (its id, `iat` and `exp`) rebuilds it
+    /// from the rotated-out token, claim for claim and byte for byte under HS256, with the
+    /// custom claims and `aud`/`iss` where they were.
+    #[test]
+    fn a_successor_rebuilt_from_its_id_and_times_is_the_rotated_token() {
+        let rules = TokenRules {
+            audience: Some("api".into()),
+            issuer: Some("doorman".into()),
+            ..TokenRules::default()
+        };
+        let t = Tokens::new(KeySet::clone(&tokens().keys()), rules);
+        let mut refresh = t.refresh_for_user("7", NOW);
+        refresh.insert("scope", "read");
+        let old = t.decode(&t.encode(&refresh).unwrap(), NOW).unwrap();
+        let rotated = t.rotate_refresh(&old, NOW + 60);
+        let jti = rotated.str("jti").unwrap().to_owned();
+        assert_ne!(Some(jti.as_str()), old.str("jti"));
+        let rebuilt = t.successor_of(&old, &jti, NOW + 60, NOW + 60 + 86400);
+        assert_eq!(rebuilt, rotated);
+        assert_eq!(t.encode(&rebuilt).unwrap(), t.encode(&rotated).unwrap());
+        // Another id or time is another token.
+        let other = t.successor_of(&old, &jti, NOW + 61, NOW + 60 + 86400);
+        assert_ne!(t.encode(&other).unwrap(), t.encode(&rotated).unwrap());
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum Kind {
     KeyGenerated,
     KeyRotated,
     KeyRetired,
+    /// A rotated-out refresh token was presented after the grace window and its family revoked.
+    FamilyRevoked,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
             Kind::KeyGenerated => "key_generated",
             Kind::KeyRotated => "key_rotated",
             Kind::KeyRetired => "key_retired",
+            Kind::FamilyRevoked => "family_revoked",
         }
     }
 }

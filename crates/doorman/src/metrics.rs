@@ -175,6 +175,24 @@ impl Metrics {
         .increment(1);
     }
 
+    /// A rotated-out refresh token presented after the reuse grace window (its family revoked,
+    /// or revoked before by an earlier replay).
+    pub fn refresh_reuse_detected(&self) {
+        self.counter("doorman_refresh_reuse_detected_total", vec![])
+            .increment(1);
+    }
+
+    /// A rotated-out refresh token presented again inside the reuse grace window: `reissued`
+    /// when answered with its rotation's successor, `refused` when that one was no longer live
+    /// (or the token failed a refresh's other checks).
+    pub fn refresh_replay(&self, outcome: &'static str) {
+        self.counter(
+            "doorman_refresh_replays_total",
+            vec![Label::new("outcome", outcome)],
+        )
+        .increment(1);
+    }
+
     pub fn login(&self, succeeded: bool) {
         let outcome = if succeeded { "succeeded" } else { "failed" };
         self.counter("doorman_logins_total", vec![Label::new("outcome", outcome)])

@@ -1,6 +1,6 @@
 //! The token settings: simplejwt's lifetimes, claim names and validation rules (`aud`, `iss`,
 //! leeway), which token views are served (sliding tokens), what a refresh does to the old token
-//! (rotation, blacklisting), and the `Authorization` schemes accepted.
+//! (rotation, blacklisting, the reuse grace window), and the `Authorization` schemes accepted.
 
 use std::time::Duration;
 
@@ -9,6 +9,11 @@ use serde::Deserialize;
 
 use crate::config::source::{ConfigError, Sources};
 use crate::config::values::{self, Flag, StringList};
+
+/// A replay of a rotated-out refresh token this soon after its rotation is taken for a retry
+/// after a lost answer or a second tab, not for theft: Supabase Auth's template uses 10 s.
+const DEFAULT_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(10);
+const MAX_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(300);
 
 /// The token settings as the layers give them.
 #[derive(Debug, Deserialize)]
@@ -25,6 +30,8 @@ pub struct TokenSettings {
     sliding_tokens: Flag,
     rotate_refresh_tokens: Flag,
     blacklist_after_rotation: Flag,
+    #[serde(with = "values::duration")]
+    refresh_reuse_grace: Duration,
     audience: Option<String>,
     issuer: Option<String>,
     #[serde(with = "values::duration")]
@@ -47,6 +54,7 @@ impl Default for TokenSettings {
             sliding_tokens: Flag(true),
             rotate_refresh_tokens: Flag(false),
             blacklist_after_rotation: Flag(false),
+            refresh_reuse_grace: DEFAULT_REFRESH_REUSE_GRACE,
             audience: None,
             issuer: None,
             leeway: Duration::ZERO,
@@ -70,6 +78,9 @@ pub struct TokensConfig {
     pub rotate_refresh_tokens: bool,
     /// A rotated refresh token is blacklisted.
     pub blacklist_after_rotation: bool,
+    /// How long after its rotation a rotated-out refresh token may be presented again without
+    /// its family being revoked (reuse detection runs with rotation and blacklisting on).
+    pub refresh_reuse_grace: Duration,
     /// The `Authorization` schemes accepted (`Bearer`).
     pub auth_header_types: Vec<String>,
 }
@@ -116,6 +127,12 @@ impl TokenSettings {
                 "rotate_refresh_tokens records each refresh token by its id; set a claim name or turn rotation off",
             ));
         }
+        if self.refresh_reuse_grace > MAX_REFRESH_REUSE_GRACE {
+            return Err(src.fail(
+                "refresh_reuse_grace",
+                "expected at most 5 minutes (a retry or a second tab takes seconds; a longer window only gives a stolen token time)",
+            ));
+        }
         let rules = TokenRules {
             access_token_lifetime: self.access_token_lifetime,
             refresh_token_lifetime: self.refresh_token_lifetime,
@@ -135,6 +152,7 @@ impl TokenSettings {
             sliding_tokens: self.sliding_tokens.0,
             rotate_refresh_tokens: self.rotate_refresh_tokens.0,
             blacklist_after_rotation: self.blacklist_after_rotation.0,
+            refresh_reuse_grace: self.refresh_reuse_grace,
             auth_header_types: self.auth_header_types.0,
         })
     }

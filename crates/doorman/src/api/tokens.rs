@@ -24,7 +24,7 @@ use crate::audit::{self, Client};
 use crate::config::Config;
 use crate::serve::ClientAddr;
 use crate::state::AppState;
-use crate::store::{OutstandingToken, RotateOutcome};
+use crate::store::{OutstandingToken, Replay, RotateOutcome};
 use crate::unix_now;
 
 /// Where clients log in; the discovery document names it too.
@@ -276,12 +276,23 @@ async fn login(state: &AppState, data: &RequestData, client: &Client) -> Result<
     Ok(user.id)
 }
 
-/// `POST /api/token/refresh/`: `{"access": A}`, plus `"refresh"` when rotating.
-async fn refresh(state: AppState, data: RequestData, _: Client) -> Result<Answer, ApiError> {
+/// `POST /api/token/refresh/`: `{"access": A}`, plus `"refresh"` when rotating. A token that
+/// was rotated out is answered, inside the grace window, with the successor its rotation made
+/// (while that one is live) and a new access token; otherwise it is refused as blacklisted, and
+/// past the window it revokes its family.
+async fn refresh(state: AppState, data: RequestData, client: Client) -> Result<Answer, ApiError> {
     let state = &state;
     let [raw] = fields(&data, ["refresh"])?;
     let now = unix_now();
-    let claims = blacklistable(state, &raw, TokenKind::Refresh, now).await?;
+    let claims = state.tokens.decode(&raw, now)?;
+    if let Err(refused) = not_blacklisted(state, &claims, TokenKind::Refresh).await {
+        if matches!(refused, ApiError::Token(TokenError::Blacklisted))
+            && let Some(successor) = detect_reuse(state, &claims, &client).await?
+        {
+            return reissue(state, &claims, &successor, now).await;
+        }
+        return Err(refused);
+    }
     let user_id = active_user(state, &claims).await?;
     let access = state.tokens.access_from_refresh(&claims, now);
     let mut body = Map::new();
@@ -294,7 +305,11 @@ async fn refresh(state: AppState, data: RequestData, _: Client) -> Result<Answer
         let blacklist_old = state.config.tokens.blacklist_after_rotation;
         if state.store.rotate(&old, &new, blacklist_old).await? == RotateOutcome::AlreadyBlacklisted
         {
-            // Another request rotated this token between our check and our write.
+            // Another request rotated this token between our check and our write (or revoked
+            // its family): a replay like any other, answered with the winner's successor.
+            if let Some(successor) = detect_reuse(state, &claims, &client).await? {
+                return reissue(state, &claims, &successor, now).await;
+            }
             return Err(TokenError::Blacklisted.into());
         }
         body.insert("refresh".into(), Value::String(encode(state, &rotated)?));
@@ -305,6 +320,114 @@ async fn refresh(state: AppState, data: RequestData, _: Client) -> Result<Answer
         state.metrics.token_issued("refresh");
     }
     Ok(Answer::tokens(Value::Object(body)))
+}
+
+/// Reuse detection (RFC 9700 section 4.14.2) for a refresh token found blacklisted: when it was
+/// rotated out longer than `refresh_reuse_grace` ago, either it or its successor is in the
+/// hands of someone else, and the whole family is revoked. Only with rotation and
+/// `blacklist_after_rotation` on: otherwise a rotated-out token stays valid by design (as in
+/// simplejwt), and presenting it again is no replay.
+///
+/// Inside the window the replay is a retry after a lost answer, a second tab, or the loser of
+/// racing refreshes: the successor its rotation made is returned while that one is live, for
+/// the caller to answer with again. Otherwise (`None`) the caller answers with the usual
+/// blacklisted 401 whatever this found; the attacker learns nothing from it.
+async fn detect_reuse(
+    state: &AppState,
+    claims: &Claims,
+    client: &Client,
+) -> Result<Option<OutstandingToken>, ApiError> {
+    let settings = &state.config.tokens;
+    if !(settings.rotate_refresh_tokens && settings.blacklist_after_rotation) {
+        return Ok(None);
+    }
+    let Some(jti) = state.tokens.jti(claims) else {
+        return Ok(None);
+    };
+    let replay = state
+        .store
+        .replayed(jti, OffsetDateTime::now_utc(), settings.refresh_reuse_grace)
+        .await?;
+    if let Replay::WithinGrace { live_successor } = replay {
+        if live_successor.is_none() {
+            state.metrics.refresh_replay("refused");
+        }
+        return Ok(live_successor);
+    }
+    if let Replay::FamilyRevoked {
+        user_id, revoked, ..
+    } = replay
+    {
+        state.metrics.refresh_reuse_detected();
+        // A later replay finds the family revoked already: counted, not recorded again.
+        if revoked > 0 {
+            let username = match user_id {
+                Some(id) => state.store.user_by_id(id).await?.map(|u| u.username),
+                None => None,
+            };
+            let mut event = audit::Event::new(audit::Kind::FamilyRevoked)
+                .user_id(user_id)
+                .client(client)
+                .detail(json!({"revoked": revoked}));
+            if let Some(username) = username {
+                event = event.username(username);
+            }
+            event.record(&state.store).await;
+        }
+    }
+    Ok(None)
+}
+
+/// The answer to a replay inside the grace window: the successor the token's rotation made,
+/// rebuilt from the presented token's claims and the successor's stored id, `iat` and `exp`
+/// (no new token, so the family does not grow or fork), and a new access token, as a refresh
+/// of the successor would give. The presented token passes a normal refresh's checks first
+/// (its type, an active user); failing them, or with the successor expired or its times not
+/// stored, the replay is refused as blacklisted, as it was before the window was looked at.
+///
+/// Not audited: nothing changed hands that the rotation had not already handed out. Counted
+/// in `doorman_refresh_replays_total{outcome="reissued"}`.
+async fn reissue(
+    state: &AppState,
+    claims: &Claims,
+    successor: &OutstandingToken,
+    now: i64,
+) -> Result<Answer, ApiError> {
+    let refused = || {
+        state.metrics.refresh_replay("refused");
+        Err(ApiError::Token(TokenError::Blacklisted))
+    };
+    if state
+        .tokens
+        .check(claims, Some(TokenKind::Refresh))
+        .is_err()
+    {
+        return refused();
+    }
+    match active_user(state, claims).await {
+        Ok(_) => {}
+        Err(ApiError::NoActiveAccountForToken) => return refused(),
+        Err(other) => return Err(other),
+    }
+    let (Some(iat), exp) = (
+        successor.created_at.map(OffsetDateTime::unix_timestamp),
+        successor.expires_at.unix_timestamp(),
+    ) else {
+        return refused();
+    };
+    if exp <= now {
+        return refused();
+    }
+    let rebuilt = state.tokens.successor_of(claims, &successor.jti, iat, exp);
+    let access = state.tokens.access_from_refresh(claims, now);
+    let mut body = Map::new();
+    body.insert("access".into(), Value::String(encode(state, &access)?));
+    body.insert("refresh".into(), Value::String(encode(state, &rebuilt)?));
+    let body = Value::Object(body);
+    state.metrics.refresh_replay("reissued");
+    state.metrics.token_refreshed();
+    state.metrics.token_issued("access");
+    Ok(Answer::tokens(body))
 }
 
 /// `POST /api/token/sliding/refresh/`: the same token with a new `exp` until `refresh_exp`.
@@ -382,14 +505,24 @@ async fn blacklistable(
     now: i64,
 ) -> Result<Claims, ApiError> {
     let claims = state.tokens.decode(raw, now)?;
+    not_blacklisted(state, &claims, kind).await?;
+    Ok(claims)
+}
+
+/// [`blacklistable`]'s checks after decoding: the blacklist, then the type.
+async fn not_blacklisted(
+    state: &AppState,
+    claims: &Claims,
+    kind: TokenKind,
+) -> Result<(), ApiError> {
     if state.tokens.rules().jti_claim.is_some() {
-        let jti = state.tokens.jti(&claims).ok_or(TokenError::NoId)?;
+        let jti = state.tokens.jti(claims).ok_or(TokenError::NoId)?;
         if state.store.is_blacklisted(jti).await? {
             return Err(TokenError::Blacklisted.into());
         }
     }
-    state.tokens.check(&claims, Some(kind))?;
-    Ok(claims)
+    state.tokens.check(claims, Some(kind))?;
+    Ok(())
 }
 
 /// The token's user must exist, pass the authentication rule, and not have had their tokens

@@ -13,9 +13,9 @@
 //!   `cors_allowed_origins`, `cors_allow_credentials`.
 //! - `tokens` (`api::token_settings`): `access_token_lifetime`, `refresh_token_lifetime`,
 //!   `sliding_token_lifetime`, `sliding_token_refresh_lifetime`, `sliding_tokens`,
-//!   `rotate_refresh_tokens`, `blacklist_after_rotation`, `audience`, `issuer`, `leeway`,
-//!   `auth_header_types`, `user_id_claim`, `token_type_claim`, `jti_claim`,
-//!   `sliding_token_refresh_exp_claim`.
+//!   `rotate_refresh_tokens`, `blacklist_after_rotation`, `refresh_reuse_grace`, `audience`,
+//!   `issuer`, `leeway`, `auth_header_types`, `user_id_claim`, `token_type_claim`,
+//!   `jti_claim`, `sliding_token_refresh_exp_claim`.
 //! - `keys` (`keys::policy`): `algorithm`, `signing_key`, `signing_key_file`,
 //!   `signing_key_id`, `verifying_key`, `verifying_key_file`, `key_refresh_interval`.
 //! - `store` (`store::settings`): `data_dir`, `database_url`, `database_max_connections`,
@@ -743,6 +743,10 @@ mod tests {
                     none(),
                 ),
                 "configuration error: setting `jti_claim` (from TOML file <dir>/doorman.toml): rotate_refresh_tokens records each refresh token by its id; set a claim name or turn rotation off",
+            ),
+            (
+                (Some("refresh_reuse_grace = \"6m\"\n"), vec![], none()),
+                "configuration error: setting `refresh_reuse_grace` (from TOML file <dir>/doorman.toml): expected at most 5 minutes (a retry or a second tab takes seconds; a longer window only gives a stolen token time)",
             ),
             (
                 (None, vec![("DOORMAN_SIGNING_KEY", "short")], none()),

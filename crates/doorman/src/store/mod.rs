@@ -157,6 +157,41 @@ pub enum RotateOutcome {
     AlreadyBlacklisted,
 }
 
+/// A rotated-out refresh token as the store knows it: which family it belongs to, whose it
+/// is, when the rotation that blacklisted it was committed, and the token that rotation made
+/// while that one is live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RotatedOut {
+    /// The jti of the family's first token.
+    pub family: String,
+    pub user_id: Option<i64>,
+    pub rotated_at: OffsetDateTime,
+    /// The successor's row (the rotation recorded its jti on this one), or `None` once it is
+    /// blacklisted (rotated out in turn, logged out, revoked with its family) or flushed.
+    pub live_successor: Option<OutstandingToken>,
+}
+
+/// What a refresh with an already blacklisted token amounts to (see [`Store::replayed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replay {
+    /// The token was not rotated out (blacklisted by a logout, a family revocation, or never
+    /// recorded): nothing to detect.
+    NotRotatedOut,
+    /// Rotated out less than the grace window ago: a retry or a second tab, left alone. The
+    /// successor the rotation made is given while it is live, for the replay to be answered
+    /// with it again.
+    WithinGrace {
+        live_successor: Option<OutstandingToken>,
+    },
+    /// Rotated out longer ago than the grace window: its family was revoked. `revoked` counts
+    /// the tokens this call blacklisted (0 when an earlier replay revoked them already).
+    FamilyRevoked {
+        family: String,
+        user_id: Option<i64>,
+        revoked: u64,
+    },
+}
+
 /// Where a managed key is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyState {
@@ -539,7 +574,8 @@ impl Store {
         dispatch!(self, s => s.record_login(id, at).await)
     }
 
-    /// Records a newly issued refresh or sliding token (idempotent on its jti).
+    /// Records a newly issued refresh or sliding token (idempotent on its jti); it starts a
+    /// family of its own.
     pub async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
         dispatch!(self, s => s.record_outstanding(token).await)
     }
@@ -558,8 +594,9 @@ impl Store {
     }
 
     /// Rotation in one transaction: blacklist `old` (when `blacklist_old`, creating its
-    /// outstanding row if needed) and record `new`. If `old` is already blacklisted nothing is
-    /// written, so of racing rotations of one token exactly one gets `Rotated`.
+    /// outstanding row if needed, and marking it rotated out now) and record `new` in `old`'s
+    /// family. If `old` is already blacklisted nothing is written, so of racing rotations of
+    /// one token exactly one gets `Rotated`.
     pub async fn rotate(
         &self,
         old: &OutstandingToken,
@@ -567,6 +604,84 @@ impl Store {
         blacklist_old: bool,
     ) -> Result<RotateOutcome, StoreError> {
         dispatch!(self, s => s.rotate(old, new, blacklist_old).await)
+    }
+
+    /// The rotated-out refresh token `jti`, or `None` when it was never rotated out.
+    pub async fn rotated_out(&self, jti: &str) -> Result<Option<RotatedOut>, StoreError> {
+        let Some(row) = dispatch!(self, s => s.rotated_out(jti).await)? else {
+            return Ok(None);
+        };
+        let portable::RotatedOutRow {
+            family,
+            jti,
+            user_id,
+            rotated_at_ms,
+            successor_jti,
+            successor_user_id,
+            successor_created_at,
+            successor_expires_at,
+        } = row;
+        let rotated_at =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(rotated_at_ms) * 1_000_000)
+                .map_err(|e| {
+                    StoreError::Database(format!("bad rotation time {rotated_at_ms}: {e}").into())
+                })?;
+        let time = |secs: i64| {
+            OffsetDateTime::from_unix_timestamp(secs)
+                .map_err(|e| StoreError::Database(format!("bad timestamp {secs}: {e}").into()))
+        };
+        let live_successor = match (successor_jti, successor_expires_at) {
+            (Some(jti), Some(expires_at)) => Some(OutstandingToken {
+                jti,
+                user_id: successor_user_id,
+                created_at: successor_created_at.map(time).transpose()?,
+                expires_at: time(expires_at)?,
+            }),
+            _ => None,
+        };
+        Ok(Some(RotatedOut {
+            family: family.unwrap_or(jti),
+            user_id,
+            rotated_at,
+            live_successor,
+        }))
+    }
+
+    /// Blacklists every token of a refresh-token family at once, in one statement (a row
+    /// without a family is the family of its own jti). A rotation of one of them racing this
+    /// either finds its token blacklisted or has its successor blacklisted too. Returns how
+    /// many tokens this call blacklisted.
+    pub async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.revoke_family(family).await)
+    }
+
+    /// Reuse detection (RFC 9700 section 4.14.2) for a refresh presented with an already
+    /// blacklisted token: when the token was rotated out at least `grace` before `now`, its
+    /// whole family is revoked. A replay inside the window (a retry after a lost answer, two
+    /// tabs refreshing at once) revokes nothing and is given the rotation's successor while it
+    /// is live; a `grace` of 0 revokes on any replay.
+    pub async fn replayed(
+        &self,
+        jti: &str,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> Result<Replay, StoreError> {
+        let Some(rotated) = self.rotated_out(jti).await? else {
+            return Ok(Replay::NotRotatedOut);
+        };
+        // A clock behind the rotating instance's gives a negative age: inside any window.
+        let age = now - rotated.rotated_at;
+        if age < time::Duration::try_from(grace).unwrap_or(time::Duration::MAX) {
+            return Ok(Replay::WithinGrace {
+                live_successor: rotated.live_successor,
+            });
+        }
+        let revoked = self.revoke_family(&rotated.family).await?;
+        Ok(Replay::FamilyRevoked {
+            family: rotated.family,
+            user_id: rotated.user_id,
+            revoked,
+        })
     }
 
     /// Deletes outstanding tokens with `expires_at + leeway <= now`, and their blacklist rows

@@ -236,6 +236,29 @@ macro_rules! portable_queries {
             Ok(done.rows_affected())
         }
 
+        /// The family (NULL: its own), jti, owner and rotation time (Unix ms) of `jti` when
+        /// a rotation blacklisted it.
+        /// The rotated-out row `jti` and, in the same read, its successor's row unless that
+        /// one is blacklisted.
+        pub(super) async fn rotated_out(
+            &self,
+            jti: &str,
+        ) -> Result<Option<super::portable::RotatedOutRow>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT o.family, o.jti, o.user_id, o.rotated_at_ms,
+                        s.jti AS successor_jti, s.user_id AS successor_user_id,
+                        s.created_at AS successor_created_at,
+                        s.expires_at AS successor_expires_at
+                 FROM outstanding_tokens o JOIN blacklisted_tokens b ON b.token_id = o.id
+                 LEFT JOIN outstanding_tokens s ON s.jti = o.replaced_by
+                      AND NOT EXISTS (SELECT 1 FROM blacklisted_tokens sb WHERE sb.token_id = s.id)
+                 WHERE o.jti = $1 AND o.rotated_at_ms IS NOT NULL",
+            )
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?)
+        }
+
         pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
             let mut conn = self.pool.acquire().await?;
             is_blacklisted(&mut conn, jti).await
@@ -304,3 +327,24 @@ macro_rules! portable_queries {
 }
 
 pub(super) use portable_queries;
+
+/// Blacklists every row of family `$2` not blacklisted yet, at `$1` (Unix seconds). The
+/// family's first row may predate families (`family` NULL): its jti names the family.
+/// A rotated-out `outstanding_tokens` row and its live successor's columns (all NULL when the
+/// successor is blacklisted or gone), as [`Store::rotated_out`](super::Store::rotated_out)
+/// reads them.
+#[derive(sqlx::FromRow)]
+pub(super) struct RotatedOutRow {
+    pub family: Option<String>,
+    pub jti: String,
+    pub user_id: Option<i64>,
+    pub rotated_at_ms: i64,
+    pub successor_jti: Option<String>,
+    pub successor_user_id: Option<i64>,
+    pub successor_created_at: Option<i64>,
+    pub successor_expires_at: Option<i64>,
+}
+
+pub(super) const REVOKE_FAMILY: &str = "INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
+     SELECT id, $1 FROM outstanding_tokens WHERE family = $2 OR jti = $2
+     ON CONFLICT (token_id) DO NOTHING";

@@ -139,7 +139,7 @@ impl PostgresStore {
     /// Records a newly issued token (idempotent on its jti).
     pub async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        insert_outstanding(&mut conn, token).await
+        insert_outstanding(&mut conn, token, None).await
     }
 
     pub async fn blacklist(
@@ -147,7 +147,7 @@ impl PostgresStore {
         token: &OutstandingToken,
     ) -> Result<BlacklistOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_outstanding(&mut tx, token).await?;
+        insert_outstanding(&mut tx, token, None).await?;
         let added = insert_blacklisted(&mut tx, &token.jti).await?;
         tx.commit().await?;
         Ok(if added {
@@ -164,15 +164,33 @@ impl PostgresStore {
         blacklist_old: bool,
     ) -> Result<RotateOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
+        insert_outstanding(&mut tx, old, None).await?;
+        let family = lock_family_of(&mut tx, &old.jti).await?;
         let old_is_live = if blacklist_old {
             // The unique blacklist row is the arbiter: a racing transaction that inserted it
-            // first makes this insert wait for its commit and then add nothing.
-            insert_outstanding(&mut tx, old).await?;
-            insert_blacklisted(&mut tx, &old.jti).await?
+            // first makes this insert wait for its commit and then add nothing. The row is
+            // marked rotated out, with its successor, in the same statement, for reuse
+            // detection and for answering a replay inside the grace window.
+            let rotated = sqlx::query(
+                "WITH added AS (
+                     INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
+                     SELECT id, $1 FROM outstanding_tokens WHERE jti = $2
+                     ON CONFLICT (token_id) DO NOTHING
+                     RETURNING token_id
+                 )
+                 UPDATE outstanding_tokens SET rotated_at_ms = $3, replaced_by = $4
+                 WHERE id IN (SELECT token_id FROM added)",
+            )
+            .bind(OffsetDateTime::now_utc().unix_timestamp())
+            .bind(&old.jti)
+            .bind(unix_millis(OffsetDateTime::now_utc()))
+            .bind(&new.jti)
+            .execute(&mut *tx)
+            .await?;
+            rotated.rows_affected() == 1
         } else {
             // Lock the old token's row so a blacklisting of it can't slip in between the check
             // and the new token's insert.
-            insert_outstanding(&mut tx, old).await?;
             sqlx::query("SELECT 1 FROM outstanding_tokens WHERE jti = $1 FOR UPDATE")
                 .bind(&old.jti)
                 .execute(&mut *tx)
@@ -183,9 +201,24 @@ impl PostgresStore {
             tx.rollback().await?;
             return Ok(RotateOutcome::AlreadyBlacklisted);
         }
-        insert_outstanding(&mut tx, new).await?;
+        insert_outstanding(&mut tx, new, Some(&family)).await?;
         tx.commit().await?;
         Ok(RotateOutcome::Rotated)
+    }
+
+    pub async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Rotations within the family hold its lock until they commit: waiting for it waits
+        // them out, so their successors are seen below; one starting later waits for this
+        // transaction and then finds its token blacklisted.
+        lock_family(&mut tx, family).await?;
+        let done = sqlx::query(super::portable::REVOKE_FAMILY)
+            .bind(OffsetDateTime::now_utc().unix_timestamp())
+            .bind(family)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     /// [`flush_expired`](Self::flush_expired) by at most one instance at a time: a
@@ -260,22 +293,59 @@ async fn insert_blacklisted(conn: &mut PgConnection, jti: &str) -> Result<bool, 
     Ok(done.rows_affected() == 1)
 }
 
-/// Get-or-create of the outstanding row. An owner that does not exist (deleted, or a token from
+/// The advisory lock class of refresh-token families (the two-key lock space, apart from the
+/// one-key locks of the pruning task and of sqlx's migrations).
+const FAMILY_LOCK_CLASS: i32 = 0x646f_6f72;
+
+/// Takes the transaction-scoped lock of a family: its rotations and its revocation take turns,
+/// so a revocation can't miss a successor being recorded. Distinct families may share a lock
+/// (the key is a 32-bit hash); they then only wait for each other.
+async fn lock_family(conn: &mut PgConnection, family: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(FAMILY_LOCK_CLASS)
+        .bind(family)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The family of the outstanding row `jti` (which exists), locked as [`lock_family`] does, in
+/// one round trip (the lock's `void` is read as an empty text).
+async fn lock_family_of(conn: &mut PgConnection, jti: &str) -> Result<String, StoreError> {
+    let (family, _locked): (String, String) = sqlx::query_as(
+        "SELECT COALESCE(family, jti),
+                pg_advisory_xact_lock($2, hashtext(COALESCE(family, jti)))::text
+         FROM outstanding_tokens WHERE jti = $1",
+    )
+    .bind(jti)
+    .bind(FAMILY_LOCK_CLASS)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(family)
+}
+
+fn unix_millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Get-or-create of the outstanding row, in `family` (`None`: a family of its own). An owner that does not exist (deleted, or a token from
 /// elsewhere) is stored as NULL rather than failing the foreign key. (SQLite's counterpart, for
 /// a whole group at once, is in `sqlite/group_commit.rs`.)
 async fn insert_outstanding(
     conn: &mut PgConnection,
     token: &OutstandingToken,
+    family: Option<&str>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at)
-         VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4)
+        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at, family)
+         VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4, COALESCE($5, $1))
          ON CONFLICT (jti) DO NOTHING",
     )
     .bind(&token.jti)
     .bind(token.user_id)
     .bind(token.created_at.map(OffsetDateTime::unix_timestamp))
     .bind(token.expires_at.unix_timestamp())
+    .bind(family)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -1,8 +1,8 @@
 //! The SQLite backend: one file in WAL mode with foreign keys on. Writes that decide a race
 //! start with `BEGIN IMMEDIATE`, which takes SQLite's single write lock up front, so racing
 //! writers queue (within `busy_timeout`) instead of failing half-way with `SQLITE_BUSY`.
-//! The writes made at request rate (rotations, blacklistings, logins' token rows and
-//! `last_login`) go through one group commit (`group_commit`), so they cost one disk sync per
+//! The writes made at request rate (rotations, blacklistings, family revocations, logins'
+//! token rows and `last_login`) go through one group commit (`group_commit`), so they cost one disk sync per
 //! group rather than one each, and never hold the pool's other connections waiting for the
 //! write lock.
 
@@ -167,6 +167,14 @@ impl SqliteStore {
     ) -> Result<RotateOutcome, StoreError> {
         let write = group_commit::rotate(old.clone(), new.clone(), blacklist_old);
         self.writes.apply(write).await
+    }
+
+    /// Revokes a refresh-token family in a group commit (see `group_commit`), in queue order
+    /// among the rotations of its members.
+    pub async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
+        self.writes
+            .apply(group_commit::revoke_family(family.to_owned()))
+            .await
     }
 
     /// Transactions the group commit has committed and the writes they held.

@@ -1034,3 +1034,363 @@ async fn an_audit_event_outlives_its_user_and_keeps_a_bounded_user_agent(store: 
     assert_eq!(kept[0].user_id, Some(user.id));
     assert_eq!(kept[0].user_agent, Some("é".repeat(AUDIT_USER_AGENT_MAX)));
 }
+
+/// Runs a statement of the test's own, alike on both backends.
+async fn execute(store: &Store, sql: &'static str) {
+    match store {
+        Store::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.map(|_| ()),
+        Store::Postgres(s) => sqlx::query(sql).execute(s.pool()).await.map(|_| ()),
+    }
+    .unwrap();
+}
+
+/// The tokens of family `family` no blacklist row refuses.
+async fn live_in_family(store: &Store, family: &str) -> Vec<String> {
+    let sql = "SELECT o.jti FROM outstanding_tokens o
+               LEFT JOIN blacklisted_tokens b ON b.token_id = o.id
+               WHERE (o.family = $1 OR o.jti = $1) AND b.id IS NULL ORDER BY o.jti";
+    match store {
+        Store::Sqlite(s) => {
+            sqlx::query_scalar(sql)
+                .bind(family)
+                .fetch_all(s.pool())
+                .await
+        }
+        Store::Postgres(s) => {
+            sqlx::query_scalar(sql)
+                .bind(family)
+                .fetch_all(s.pool())
+                .await
+        }
+    }
+    .unwrap()
+}
+
+on_both_backends!(a_replay_past_the_grace_window_revokes_the_whole_family);
+/// A login's token starts a family and its rotations inherit it. A rotated-out token presented
+/// again inside the grace window revokes nothing; past it, every token of its family is
+/// blacklisted at once, and no other family is touched. A second replay revokes nothing more;
+/// a token blacklisted by the revocation (not rotated out) is no replay of its own.
+async fn a_replay_past_the_grace_window_revokes_the_whole_family(store: Store) {
+    use super::Replay;
+    store.migrate().await.unwrap();
+    let alice = store.create_user(new_user("alice")).await.unwrap();
+    let mine = |jti: &str| token(jti, Some(alice.id), 60);
+    store.record_outstanding(&mine("r1")).await.unwrap();
+    store.record_outstanding(&mine("s1")).await.unwrap();
+    for (old, new) in [("r1", "r2"), ("r2", "r3"), ("s1", "s2")] {
+        assert_eq!(
+            store.rotate(&mine(old), &mine(new), true).await.unwrap(),
+            RotateOutcome::Rotated
+        );
+    }
+    let rotated = store.rotated_out("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (rotated.family.as_str(), rotated.user_id),
+        ("r1", Some(alice.id))
+    );
+    let now = OffsetDateTime::now_utc();
+    assert!((now - rotated.rotated_at).abs() < time::Duration::seconds(5));
+    assert_eq!(store.rotated_out("r3").await.unwrap(), None, "live");
+    assert_eq!(
+        number(
+            &store,
+            "SELECT COUNT(*) FROM outstanding_tokens WHERE family = 'r1'"
+        )
+        .await,
+        3,
+        "the login's token and both successors"
+    );
+
+    let grace = Duration::from_secs(10);
+    let later = |secs| rotated.rotated_at + time::Duration::seconds(secs);
+    // r1's successor, r2, was rotated out in turn: nothing live to give again.
+    assert_eq!(
+        store.replayed("r1", later(9), grace).await.unwrap(),
+        Replay::WithinGrace {
+            live_successor: None
+        }
+    );
+    assert_eq!(live_in_family(&store, "r1").await, ["r3"]);
+
+    assert_eq!(
+        store.replayed("r1", later(10), grace).await.unwrap(),
+        Replay::FamilyRevoked {
+            family: "r1".into(),
+            user_id: Some(alice.id),
+            revoked: 1,
+        }
+    );
+    assert!(store.is_blacklisted("r3").await.unwrap());
+    assert!(live_in_family(&store, "r1").await.is_empty());
+    assert_eq!(live_in_family(&store, "s1").await, ["s2"], "another login");
+
+    // Replaying the middle of the chain finds the family revoked already.
+    assert!(matches!(
+        store.replayed("r2", later(60), grace).await.unwrap(),
+        Replay::FamilyRevoked { revoked: 0, .. }
+    ));
+    assert_eq!(
+        store.replayed("r3", later(60), grace).await.unwrap(),
+        Replay::NotRotatedOut
+    );
+    assert_eq!(
+        store.replayed("s2", later(60), grace).await.unwrap(),
+        Replay::NotRotatedOut
+    );
+    // A logout blacklists without rotating: no replay either.
+    store.blacklist(&mine("s2")).await.unwrap();
+    assert_eq!(
+        store.replayed("s2", later(60), grace).await.unwrap(),
+        Replay::NotRotatedOut
+    );
+
+    // No grace: a replay at once revokes.
+    store.record_outstanding(&mine("t1")).await.unwrap();
+    store.rotate(&mine("t1"), &mine("t2"), true).await.unwrap();
+    assert!(matches!(
+        store
+            .replayed("t1", OffsetDateTime::now_utc(), Duration::ZERO)
+            .await
+            .unwrap(),
+        Replay::FamilyRevoked { revoked: 1, .. }
+    ));
+    assert!(store.is_blacklisted("t2").await.unwrap());
+
+    // Without blacklisting, a rotation leaves no rotated-out token behind.
+    store.record_outstanding(&mine("u1")).await.unwrap();
+    store.rotate(&mine("u1"), &mine("u2"), false).await.unwrap();
+    assert_eq!(store.rotated_out("u1").await.unwrap(), None);
+    assert_eq!(live_in_family(&store, "u1").await, ["u1", "u2"]);
+}
+
+on_both_backends!(a_row_from_before_families_is_a_family_of_its_own);
+/// Rows written before families existed (or moved over from Django) have no family: each is
+/// the first of its own, its successors join it, and its revocation reaches them.
+async fn a_row_from_before_families_is_a_family_of_its_own(store: Store) {
+    use super::Replay;
+    store.migrate().await.unwrap();
+    execute(
+        &store,
+        "INSERT INTO outstanding_tokens (jti, expires_at) VALUES ('django', 9999999999)",
+    )
+    .await;
+    let t = |jti: &str| token(jti, None, 60);
+    store.rotate(&t("django"), &t("next"), true).await.unwrap();
+    store.rotate(&t("next"), &t("last"), true).await.unwrap();
+    // A token this server never recorded, rotated: its row is made, first of its family.
+    store
+        .rotate(&t("foreign"), &t("child"), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        number(
+            &store,
+            "SELECT COUNT(*) FROM outstanding_tokens
+             WHERE family IS NULL AND jti = 'django'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        number(
+            &store,
+            "SELECT COUNT(*) FROM outstanding_tokens WHERE family = 'django'"
+        )
+        .await,
+        2
+    );
+    assert!(matches!(
+        store
+            .replayed("django", OffsetDateTime::now_utc(), Duration::ZERO)
+            .await
+            .unwrap(),
+        Replay::FamilyRevoked { revoked: 1, ref family, .. } if family == "django"
+    ));
+    assert!(store.is_blacklisted("last").await.unwrap());
+    assert_eq!(live_in_family(&store, "foreign").await, ["child"]);
+}
+
+on_both_backends!(
+    a_revocation_racing_rotations_of_its_family_misses_no_successor,
+    multi_thread
+);
+/// A family revoked while one of its tokens is being rotated ends with no live token: either
+/// the rotation finds its token blacklisted, or its successor is blacklisted with the rest.
+/// Forty families, each raced at once by a rotation, a revocation and a second rotation.
+async fn a_revocation_racing_rotations_of_its_family_misses_no_successor(store: Store) {
+    store.migrate().await.unwrap();
+    let t = |jti: String| token(&jti, None, 60);
+    for f in 0..40 {
+        store
+            .record_outstanding(&t(format!("f{f}a")))
+            .await
+            .unwrap();
+        store
+            .rotate(&t(format!("f{f}a")), &t(format!("f{f}b")), true)
+            .await
+            .unwrap();
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(120));
+    let mut tasks = tokio::task::JoinSet::new();
+    for f in 0..40 {
+        for job in 0..3 {
+            let (store, start) = (store.clone(), start.clone());
+            tasks.spawn(async move {
+                start.wait().await;
+                match job {
+                    0 => {
+                        store.revoke_family(&format!("f{f}a")).await.unwrap();
+                    }
+                    1 => {
+                        let first = store
+                            .rotate(&t(format!("f{f}b")), &t(format!("f{f}c")), true)
+                            .await
+                            .unwrap();
+                        if first == RotateOutcome::Rotated {
+                            store
+                                .rotate(&t(format!("f{f}c")), &t(format!("f{f}d")), true)
+                                .await
+                                .unwrap();
+                        }
+                    }
+                    _ => {
+                        store
+                            .rotate(&t(format!("f{f}b")), &t(format!("f{f}e")), true)
+                            .await
+                            .unwrap();
+                    }
+                }
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    for f in 0..40 {
+        let live = live_in_family(&store, &format!("f{f}a")).await;
+        // A rotation after the revocation found its token blacklisted; one before it had its
+        // successor revoked with the rest: in any order, nothing of the family is left.
+        assert!(live.is_empty(), "family f{f}a kept {live:?}");
+    }
+}
+
+/// What the store keeps of a token: its id, owner and times to the second.
+fn stored(token: &OutstandingToken) -> (String, Option<i64>, Option<i64>, i64) {
+    (
+        token.jti.clone(),
+        token.user_id,
+        token.created_at.map(OffsetDateTime::unix_timestamp),
+        token.expires_at.unix_timestamp(),
+    )
+}
+
+/// The live successor a replay of `jti` inside a 10 s window is given, as [`stored`] shows it.
+async fn successor_given(
+    store: &Store,
+    jti: &str,
+) -> Option<(String, Option<i64>, Option<i64>, i64)> {
+    match store
+        .replayed(jti, OffsetDateTime::now_utc(), Duration::from_secs(10))
+        .await
+        .unwrap()
+    {
+        super::Replay::WithinGrace { live_successor } => live_successor.as_ref().map(stored),
+        other => panic!("{jti}: {other:?}"),
+    }
+}
+
+on_both_backends!(a_replay_inside_the_grace_window_is_given_the_live_successor);
+/// A rotation records on the rotated-out row which token replaced it; a replay inside the
+/// window is given that successor's row (its id, owner, creation and expiry) while it is live,
+/// and nothing once it was rotated out in turn, logged out or revoked with its family.
+async fn a_replay_inside_the_grace_window_is_given_the_live_successor(store: Store) {
+    store.migrate().await.unwrap();
+    let alice = store.create_user(new_user("alice")).await.unwrap();
+    let mine = |jti: &str, expires_in| token(jti, Some(alice.id), expires_in);
+    store.record_outstanding(&mine("t1", 60)).await.unwrap();
+    let t2 = mine("t2", 3600);
+    store.rotate(&mine("t1", 60), &t2, true).await.unwrap();
+    let rotated = store.rotated_out("t1").await.unwrap().unwrap();
+    assert_eq!(
+        rotated.live_successor.as_ref().map(stored),
+        Some(stored(&t2))
+    );
+    assert_eq!(successor_given(&store, "t1").await, Some(stored(&t2)));
+    // Asking again changes nothing: the same successor, no new row.
+    assert_eq!(successor_given(&store, "t1").await, Some(stored(&t2)));
+    assert_eq!(live_in_family(&store, "t1").await, ["t2"]);
+
+    // The successor rotated in turn: the first replay gets nothing, the second the new end.
+    let t3 = mine("t3", 3600);
+    store.rotate(&t2, &t3, true).await.unwrap();
+    assert_eq!(successor_given(&store, "t1").await, None);
+    assert_eq!(successor_given(&store, "t2").await, Some(stored(&t3)));
+    // The successor logged out (blacklisted, not rotated).
+    store.blacklist(&t3).await.unwrap();
+    assert_eq!(successor_given(&store, "t2").await, None);
+
+    // The family revoked.
+    store.record_outstanding(&mine("u1", 60)).await.unwrap();
+    store
+        .rotate(&mine("u1", 60), &mine("u2", 60), true)
+        .await
+        .unwrap();
+    assert!(successor_given(&store, "u1").await.is_some());
+    store.revoke_family("u1").await.unwrap();
+    assert_eq!(successor_given(&store, "u1").await, None);
+
+    // The successor flushed (expired) with its row.
+    store.record_outstanding(&mine("w1", 60)).await.unwrap();
+    store
+        .rotate(&mine("w1", 60), &mine("w2", -5), true)
+        .await
+        .unwrap();
+    store
+        .flush_expired(OffsetDateTime::now_utc(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(successor_given(&store, "w1").await, None);
+}
+
+on_both_backends!(
+    racing_rotations_of_one_token_record_the_winners_successor,
+    multi_thread
+);
+/// Twenty rotations of one token at once, each with a successor of its own: one wins, the
+/// family gains exactly one row, and the rotated-out token names the winner's successor, the
+/// one every loser is then given.
+async fn racing_rotations_of_one_token_record_the_winners_successor(store: Store) {
+    store.migrate().await.unwrap();
+    let t = |jti: String| token(&jti, None, 60);
+    store.record_outstanding(&t("v0".into())).await.unwrap();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 1..=20 {
+        let (store, start, new) = (store.clone(), start.clone(), t(format!("v{i}")));
+        tasks.spawn(async move {
+            start.wait().await;
+            let outcome = store.rotate(&t("v0".into()), &new, true).await.unwrap();
+            (outcome, new.jti)
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (outcome, jti) = done.unwrap();
+        if outcome == RotateOutcome::Rotated {
+            winners.push(jti);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(live_in_family(&store, "v0").await, winners);
+    assert_eq!(
+        number(
+            &store,
+            "SELECT COUNT(*) FROM outstanding_tokens WHERE family = 'v0'"
+        )
+        .await,
+        2
+    );
+    let given = successor_given(&store, "v0").await.map(|s| s.0);
+    assert_eq!(given.as_ref(), winners.first());
+}

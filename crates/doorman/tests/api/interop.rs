@@ -190,6 +190,8 @@ dual_test! {
         let app = spawn_app_with(&[
             ("DOORMAN_ROTATE_REFRESH_TOKENS", "1"),
             ("DOORMAN_BLACKLIST_AFTER_ROTATION", "1"),
+            // No grace window: a rotated-out token is refused at once, as in simplejwt.
+            ("DOORMAN_REFRESH_REUSE_GRACE", "0"),
         ])
         .await;
         let client = reqwest::Client::new();

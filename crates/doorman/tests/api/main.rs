@@ -9,6 +9,7 @@ mod audit;
 mod cli;
 mod contract;
 mod deploy;
+mod families;
 mod hello;
 mod interop;
 mod keys;

@@ -142,7 +142,8 @@ dual_test! {
 }
 
 dual_test! {
-    /// Twenty refreshes of one token, split across two processes: exactly one wins.
+    /// Twenty refreshes of one token, split across two processes: exactly one rotates it, and
+    /// the others (inside `refresh_reuse_grace`) are given its successor, on either process.
     multi_thread async fn twenty_refreshes_across_two_instances_one_winner() {
         let dir = tempfile::tempdir().unwrap();
         let database = TestDatabase::create(dir.path()).await;
@@ -162,19 +163,13 @@ dual_test! {
                 post(&client, url, body).await
             }));
         }
-        let mut winners = 0;
+        let mut successors = std::collections::BTreeSet::new();
         for task in tasks {
             let (status, body) = task.await.unwrap();
-            match status {
-                StatusCode::OK => winners += 1,
-                StatusCode::UNAUTHORIZED => assert_eq!(
-                    body,
-                    json!({"detail": "Token is blacklisted", "code": "token_not_valid"})
-                ),
-                other => panic!("unexpected {other}: {body}"),
-            }
+            assert_eq!(status, StatusCode::OK, "{body}");
+            successors.insert(body["refresh"].as_str().unwrap().to_owned());
         }
-        assert_eq!(winners, 1, "exactly one refresh must win");
+        assert_eq!(successors.len(), 1, "exactly one refresh must rotate: {successors:?}");
     }
 }
 

@@ -1,6 +1,7 @@
 //! Group commit for the writes SQLite gets at request rate: rotations and blacklistings, which
-//! decide races, and what logins write (the new token's outstanding row, `last_login`, the
-//! audit event).
+//! decide races, what logins write (the new token's outstanding row, `last_login`, the audit
+//! event), and the revocation of a refresh-token family on reuse, which must be ordered among
+//! the rotations of its members.
 //!
 //! SQLite has one writer, and with `synchronous = FULL` every commit waits for the disk, so one
 //! transaction per rotation caps rotations at the disk's sync rate whatever the load. Here the
@@ -20,7 +21,7 @@
 //! back and committed write by write, so the failing write gets its error and its neighbours
 //! commit.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -62,6 +63,8 @@ pub(super) enum Write {
         event: AuditEvent,
         answer: Answer<()>,
     },
+    /// Every token of a refresh-token family blacklisted; answered with how many were not yet.
+    RevokeFamily { family: String, answer: Answer<u64> },
 }
 
 pub(super) struct Answer<T> {
@@ -127,6 +130,11 @@ pub(super) fn audit(event: AuditEvent) -> (Write, Receiver<()>) {
     (Write::Audit { event, answer }, from)
 }
 
+pub(super) fn revoke_family(family: String) -> (Write, Receiver<u64>) {
+    let (answer, from) = Answer::new();
+    (Write::RevokeFamily { family, answer }, from)
+}
+
 pub(super) type Receiver<T> = oneshot::Receiver<Result<T, StoreError>>;
 
 /// The queue's sending end, shared by every clone of the store.
@@ -181,6 +189,7 @@ impl Write {
             Write::Record { answer, .. } => answer.send(fallback),
             Write::Login { answer, .. } => answer.send(fallback),
             Write::Audit { answer, .. } => answer.send(fallback),
+            Write::RevokeFamily { answer, .. } => answer.send(fallback),
         }
     }
 
@@ -191,6 +200,7 @@ impl Write {
             Write::Record { answer, .. } => answer.result = Some(Err(error)),
             Write::Login { answer, .. } => answer.result = Some(Err(error)),
             Write::Audit { answer, .. } => answer.result = Some(Err(error)),
+            Write::RevokeFamily { answer, .. } => answer.result = Some(Err(error)),
         }
     }
 
@@ -199,7 +209,10 @@ impl Write {
         match self {
             Write::Blacklist { token, .. } => Some(token),
             Write::Rotate { old, .. } => Some(old),
-            Write::Record { .. } | Write::Login { .. } | Write::Audit { .. } => None,
+            Write::Record { .. }
+            | Write::Login { .. }
+            | Write::Audit { .. }
+            | Write::RevokeFamily { .. } => None,
         }
     }
 
@@ -217,8 +230,15 @@ impl Write {
         match self {
             Write::Blacklist { .. } => true,
             Write::Rotate { blacklist_old, .. } => *blacklist_old,
-            Write::Record { .. } | Write::Login { .. } | Write::Audit { .. } => false,
+            Write::Record { .. }
+            | Write::Login { .. }
+            | Write::Audit { .. }
+            | Write::RevokeFamily { .. } => false,
         }
+    }
+
+    fn revokes_a_family(&self) -> bool {
+        matches!(self, Write::RevokeFamily { .. })
     }
 
     /// Sets the answer given whether the deciding token was blacklisted before this write;
@@ -251,6 +271,8 @@ impl Write {
                 answer.result = Some(Ok(()));
                 None
             }
+            // Applied on their own, between the runs of the other writes (see `apply`).
+            Write::RevokeFamily { .. } => None,
         }
     }
 }
@@ -347,65 +369,112 @@ async fn transaction(pool: &SqlitePool, group: &mut [Write]) -> Result<(), Faile
     applied.map_err(Failed::Write)
 }
 
-/// The group's writes, in four statements:
+/// The group's writes in queue order: each family revocation on its own, and the runs of
+/// other writes between them as [`apply_run`] does, so the writes after a revocation find its
+/// tokens blacklisted, as they would in transactions of their own.
+async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), StoreError> {
+    for run in group.chunk_by_mut(|a, b| !a.revokes_a_family() && !b.revokes_a_family()) {
+        match run {
+            [Write::RevokeFamily { family, answer }] => {
+                let revoked = sqlx::query(crate::store::portable::REVOKE_FAMILY)
+                    .bind(time::OffsetDateTime::now_utc().unix_timestamp())
+                    .bind(family.as_str())
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                answer.result = Some(Ok(revoked));
+            }
+            run => apply_run(conn, run).await?,
+        }
+    }
+    Ok(())
+}
+
+/// A run of writes, in a handful of statements:
 /// 1. the outstanding rows of the tokens to blacklist are created where missing (simplejwt's
 ///    get-or-create);
-/// 2. which of the deciding tokens are blacklisted already is read;
+/// 2. which of the deciding tokens are blacklisted already, and their families, are read;
 /// 3. in queue order, each write is decided: it goes ahead unless its token was blacklisted
 ///    before it (already, or by an earlier write of the group), and a write that blacklists
 ///    marks its token for the writes after it;
-/// 4. the tokens of the writes that went ahead are blacklisted, and the rotations' successors
-///    and the tokens to record are recorded;
-/// 5. the logins' `last_login` are set (a fifth statement, only when the group has logins);
-/// 6. the audit events are appended, in queue order (a sixth, only when the group has any).
-async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), StoreError> {
-    let to_blacklist: Vec<&OutstandingToken> = group
+/// 4. the tokens of the writes that went ahead are blacklisted (the rotated ones marked rotated
+///    out with their successors' jtis, a statement of its own), and the rotations' successors (in their predecessors'
+///    families) and the tokens to record are recorded;
+/// 5. the logins' `last_login` are set (a statement only when the group has logins);
+/// 6. the audit events are appended, in queue order (one only when the group has any).
+async fn apply_run(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), StoreError> {
+    let to_blacklist: Vec<(&OutstandingToken, Option<&str>)> = group
         .iter()
         .filter(|w| w.blacklists())
         .filter_map(Write::decided_by)
+        .map(|t| (t, None))
         .collect();
-    record_outstanding(conn, &to_blacklist).await?;
+    let created = record_outstanding(conn, &to_blacklist).await?;
 
     let deciding: Vec<&str> = group
         .iter()
         .filter_map(Write::decided_by)
         .map(|t| t.jti.as_str())
         .collect();
-    let mut blacklisted: HashSet<String> = sqlx::query_scalar(
-        "SELECT o.jti FROM blacklisted_tokens b JOIN outstanding_tokens o ON o.id = b.token_id
+    let known: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT o.jti, COALESCE(o.family, o.jti), b.id IS NOT NULL
+         FROM outstanding_tokens o LEFT JOIN blacklisted_tokens b ON b.token_id = o.id
          WHERE o.jti IN (SELECT value FROM json_each($1))",
     )
     .bind(json(&deciding)?)
     .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
+    .await?;
+    let mut blacklisted: HashSet<String> = known
+        .iter()
+        .filter(|(_, _, blacklisted)| *blacklisted)
+        .map(|(jti, _, _)| jti.clone())
+        .collect();
+    let mut families: HashMap<String, String> = known
+        .into_iter()
+        .map(|(jti, family, _)| (jti, family))
+        .collect();
 
     let mut newly_blacklisted = Vec::new();
+    let mut rotated_out = Vec::new();
     let mut successors = Vec::new();
     for write in group.iter_mut() {
         let jti = write.decided_by().map(|t| t.jti.clone());
         let was_blacklisted = jti.as_ref().is_some_and(|jti| blacklisted.contains(jti));
         let blacklists = write.blacklists();
+        let successor_jti = match &*write {
+            Write::Rotate { new, .. } => Some(new.jti.clone()),
+            _ => None,
+        };
+        // A token the store has no row of is the first of its family.
+        let family = jti
+            .as_ref()
+            .map(|jti| families.get(jti).unwrap_or(jti).clone());
         if let Some(successor) = write.decide(was_blacklisted) {
-            successors.push(successor.clone());
+            if let Some(family) = &family {
+                families.insert(successor.jti.clone(), family.clone());
+            }
+            successors.push((successor.clone(), family));
         }
         if let Some(jti) = jti
             && !was_blacklisted
             && blacklists
         {
             blacklisted.insert(jti.clone());
+            if let Some(successor_jti) = successor_jti {
+                rotated_out.push((jti.clone(), successor_jti));
+            }
             newly_blacklisted.push(jti);
         }
     }
 
     if !newly_blacklisted.is_empty() {
+        let now = time::OffsetDateTime::now_utc();
         let added = sqlx::query(
             "INSERT INTO blacklisted_tokens (token_id, blacklisted_at)
              SELECT id, $1 FROM outstanding_tokens WHERE jti IN (SELECT value FROM json_each($2))
              ON CONFLICT (token_id) DO NOTHING",
         )
-        .bind(time::OffsetDateTime::now_utc().unix_timestamp())
+        .bind(now.unix_timestamp())
         .bind(json(&newly_blacklisted)?)
         .execute(&mut *conn)
         .await?
@@ -420,8 +489,40 @@ async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), S
                 .into(),
             ));
         }
+        if !rotated_out.is_empty() {
+            let millis = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+            sqlx::query(
+                "UPDATE outstanding_tokens
+                 SET rotated_at_ms = $1, replaced_by = json_extract(t.value, '$[1]')
+                 FROM json_each($2) AS t WHERE jti = json_extract(t.value, '$[0]')",
+            )
+            .bind(millis)
+            .bind(json(&rotated_out)?)
+            .execute(&mut *conn)
+            .await?;
+        }
     }
-    record_outstanding(conn, &successors.iter().collect::<Vec<_>>()).await?;
+    let successors: Vec<(&OutstandingToken, Option<&str>)> = successors
+        .iter()
+        .map(|(token, family)| (token, family.as_deref()))
+        .collect();
+    record_outstanding(conn, &successors).await?;
+    // A successor rotated again within the group had its row made in step 1, in a family of
+    // its own: it joins its predecessor's, as it would have one write at a time.
+    let rejoining: Vec<(&str, &str)> = successors
+        .iter()
+        .filter(|(token, _)| created.contains(&token.jti))
+        .filter_map(|(token, family)| Some((token.jti.as_str(), (*family)?)))
+        .collect();
+    if !rejoining.is_empty() {
+        sqlx::query(
+            "UPDATE outstanding_tokens SET family = json_extract(t.value, '$[1]')
+             FROM json_each($1) AS t WHERE jti = json_extract(t.value, '$[0]')",
+        )
+        .bind(json(&rejoining)?)
+        .execute(&mut *conn)
+        .await?;
+    }
 
     let logins: Vec<(i64, i64)> = group.iter().filter_map(Write::last_login).collect();
     if !logins.is_empty() {
@@ -469,39 +570,47 @@ async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), S
     Ok(())
 }
 
-/// Get-or-create of outstanding rows, in one statement. An owner that does not exist is stored
-/// as NULL, as one write at a time does it.
+/// An outstanding row as [`record_outstanding`] sends it: jti, owner, created, expires, family.
+type OutstandingRow<'a> = (&'a str, Option<i64>, Option<i64>, i64, Option<&'a str>);
+
+/// Get-or-create of outstanding rows, in one statement, each in the family given (`None`: a
+/// family of its own). An owner that does not exist is stored as NULL, as one write at a time
+/// does it. Returns the jtis of the rows it made.
 async fn record_outstanding(
     conn: &mut SqliteConnection,
-    tokens: &[&OutstandingToken],
-) -> Result<(), StoreError> {
+    tokens: &[(&OutstandingToken, Option<&str>)],
+) -> Result<HashSet<String>, StoreError> {
     if tokens.is_empty() {
-        return Ok(());
+        return Ok(HashSet::new());
     }
-    let rows: Vec<(&str, Option<i64>, Option<i64>, i64)> = tokens
+    let rows: Vec<OutstandingRow> = tokens
         .iter()
-        .map(|t| {
+        .map(|(t, family)| {
             (
                 t.jti.as_str(),
                 t.user_id,
                 t.created_at.map(time::OffsetDateTime::unix_timestamp),
                 t.expires_at.unix_timestamp(),
+                *family,
             )
         })
         .collect();
     // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
-    sqlx::query(
-        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at)
+    Ok(sqlx::query_scalar(
+        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at, family)
          SELECT json_extract(t.value, '$[0]'),
                 (SELECT id FROM users WHERE id = json_extract(t.value, '$[1]')),
-                json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]')
+                json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]'),
+                COALESCE(json_extract(t.value, '$[4]'), json_extract(t.value, '$[0]'))
          FROM json_each($1) AS t WHERE true
-         ON CONFLICT (jti) DO NOTHING",
+         ON CONFLICT (jti) DO NOTHING
+         RETURNING jti",
     )
     .bind(json(&rows)?)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect())
 }
 
 fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
@@ -539,6 +648,7 @@ mod tests {
         Blacklist(Receiver<BlacklistOutcome>),
         Rotate(Receiver<RotateOutcome>),
         Record(Receiver<()>),
+        Revoke(Receiver<u64>),
     }
 
     /// Writes that race on the same tokens, in every mix of kinds.
@@ -582,6 +692,20 @@ mod tests {
                 let (w, r) = blacklist(token("k"));
                 (w, Waiting::Blacklist(r))
             },
+            // A family revoked between rotations of its members: d (a's, through b) goes
+            // with it, and rotating d afterwards is refused; m, of another family, goes on.
+            record_("l"),
+            rotate_("l", "m", true),
+            {
+                let (w, r) = revoke_family("a".into());
+                (w, Waiting::Revoke(r))
+            },
+            rotate_("d", "n", true),
+            rotate_("m", "o", true),
+            {
+                let (w, r) = revoke_family("a".into());
+                (w, Waiting::Revoke(r))
+            },
         ];
         for (w, r) in list {
             writes.push(w);
@@ -597,14 +721,20 @@ mod tests {
                 Waiting::Blacklist(r) => format!("{:?}", r.await.unwrap().unwrap()),
                 Waiting::Rotate(r) => format!("{:?}", r.await.unwrap().unwrap()),
                 Waiting::Record(r) => format!("{:?}", r.await.unwrap().unwrap()),
+                Waiting::Revoke(r) => format!("revoked {}", r.await.unwrap().unwrap()),
             });
         }
         out
     }
 
-    async fn tables(pool: &SqlitePool) -> Vec<(String, bool)> {
+    /// Each token: whether it is blacklisted, its family, whether it was rotated out, and the
+    /// successor that rotation made.
+    async fn tables(
+        pool: &SqlitePool,
+    ) -> Vec<(String, bool, Option<String>, bool, Option<String>)> {
         sqlx::query_as(
-            "SELECT o.jti, b.id IS NOT NULL FROM outstanding_tokens o
+            "SELECT o.jti, b.id IS NOT NULL, o.family, o.rotated_at_ms IS NOT NULL, o.replaced_by
+             FROM outstanding_tokens o
              LEFT JOIN blacklisted_tokens b ON b.token_id = o.id ORDER BY o.jti",
         )
         .fetch_all(pool)
@@ -647,7 +777,10 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(logins, [(1, Some(300)), (2, Some(50))]);
-        assert_eq!(tables(&pool).await, [("t".to_owned(), false)]);
+        assert_eq!(
+            tables(&pool).await,
+            [("t".to_owned(), false, Some("t".to_owned()), false, None)]
+        );
     }
 
     /// Audit events in one group, among token writes, are each answered and appended in queue
@@ -693,7 +826,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(kinds, ["first", "second", "third"]);
-        assert_eq!(tables(&pool).await, [("t".to_owned(), false)]);
+        assert_eq!(
+            tables(&pool).await,
+            [("t".to_owned(), false, Some("t".to_owned()), false, None)]
+        );
     }
 
     /// One group gives every write the answer, and leaves the tables as, the same writes one
@@ -741,6 +877,12 @@ mod tests {
                 "()",
                 "Added",
                 "AlreadyBlacklisted",
+                "()",
+                "Rotated",
+                "revoked 1",
+                "AlreadyBlacklisted",
+                "Rotated",
+                "revoked 0",
             ]
         );
 
@@ -750,6 +892,32 @@ mod tests {
             write.answer(stopped);
         }
         assert_eq!(answers(waiting).await, expected);
-        assert_eq!(tables(&grouped).await, tables(&one_by_one).await);
+        let rows = tables(&grouped).await;
+        assert_eq!(rows, tables(&one_by_one).await);
+        let family_of = |jti: &str| {
+            let row = rows.iter().find(|row| row.0 == jti).unwrap();
+            (row.2.as_deref(), row.3)
+        };
+        let successor_of = |jti: &str| {
+            let row = rows.iter().find(|row| row.0 == jti).unwrap();
+            row.4.as_deref()
+        };
+        // Successors join their predecessor's family; rotated tokens are marked.
+        assert_eq!(family_of("a"), (Some("a"), true));
+        assert_eq!(family_of("d"), (Some("a"), false));
+        assert_eq!(family_of("o"), (Some("l"), false));
+        assert_eq!(
+            family_of("old"),
+            (None, false),
+            "a row from before families"
+        );
+        // A rotated-out token names the successor of the rotation that won, never a loser's;
+        // rotations that blacklist nothing, or were refused, name none.
+        assert_eq!(successor_of("a"), Some("b"));
+        assert_eq!(successor_of("b"), Some("d"));
+        assert_eq!(successor_of("m"), Some("o"));
+        assert_eq!(successor_of("e"), None);
+        assert_eq!(successor_of("d"), None);
+        assert_eq!(successor_of("old"), None);
     }
 }
