@@ -6,6 +6,7 @@ use std::sync::Arc;
 use doorman_guard::Guard;
 use doorman_token::Tokens;
 
+use crate::accounts::throttle::LoginThrottle;
 use crate::accounts::{Accounts, PasswordHasher, StoreUserCheck};
 use crate::config::Config;
 use crate::store::Store;
@@ -21,6 +22,8 @@ pub struct Shared {
     pub tokens: Arc<Tokens>,
     pub store: Store,
     pub accounts: Accounts,
+    /// Failed-login counters, consulted before any password is hashed.
+    pub throttle: LoginThrottle,
     pub guard: Guard,
     pub metrics: crate::metrics::Metrics,
 }
@@ -58,6 +61,8 @@ impl AppState {
         let hasher = PasswordHasher::new(config.accounts.password_hash_workers)
             .with_metrics(metrics.clone());
         let accounts = Accounts::new(store.clone(), hasher);
+        let throttle = LoginThrottle::new(&config.accounts.login_throttle, store.clone())?;
+        tracing::info!(counters = throttle.backend(), "login throttling");
         let guard = Guard::from_shared(tokens.clone())
             .with_header_types(config.tokens.auth_header_types.clone())
             .with_user_check(StoreUserCheck::shared(
@@ -73,6 +78,7 @@ impl AppState {
             tokens,
             store,
             accounts,
+            throttle,
             guard,
             metrics,
         })))

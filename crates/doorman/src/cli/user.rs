@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::failure::Failure;
 use super::start::open_store;
+use crate::accounts::throttle::LoginThrottle;
 use crate::accounts::{Accounts, AccountsError, PasswordHasher};
 use crate::audit;
 use crate::config::Config;
@@ -28,6 +29,8 @@ pub enum UserCommand {
     Activate(NameArg),
     /// Delete a user (their refresh tokens stop working)
     Delete(NameArg),
+    /// Clear a username's failed-login counters, so its logins are no longer throttled
+    Unlock(NameArg),
 }
 
 #[derive(Args, Debug)]
@@ -115,7 +118,32 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
             user_event(&store, audit::Kind::UserDeleted, &name, id).await;
             println!("Deleted {name}.");
         }
+        UserCommand::Unlock(NameArg { name }) => unlock(config, &store, &name).await?,
     }
+    Ok(())
+}
+
+/// Clears the username's failures from anywhere and from every address, in the database or
+/// Redis (wherever the server keeps them). A name that is no user's is cleared too when it
+/// has counters (an attacker's guesses), and refused only when there was nothing to clear.
+async fn unlock(config: &Config, store: &Store, name: &str) -> Result<(), Failure> {
+    let throttle = LoginThrottle::new(&config.accounts.login_throttle, store.clone())?;
+    let cleared = throttle.unlock(name).await?;
+    let user = store.user_by_username(name).await?;
+    if user.is_none() && cleared == 0 {
+        return Err(no_such_user(name));
+    }
+    audit::Event::new(audit::Kind::UserUnlocked)
+        .username(name)
+        .user_id(user.map(|u| u.id))
+        .detail(json!({"counters": cleared, "in": throttle.backend()}))
+        .record(store)
+        .await;
+    let plural = if cleared == 1 { "" } else { "s" };
+    println!(
+        "Unlocked {name}: cleared {cleared} failed-login counter{plural} ({}).",
+        throttle.backend()
+    );
     Ok(())
 }
 

@@ -33,6 +33,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
 super::portable::portable_queries!(SqliteStore, SqliteConnection);
+super::throttle::throttle_queries!(SqliteConnection);
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -152,6 +153,28 @@ impl SqliteStore {
         blacklist_old: bool,
     ) -> Result<RotateOutcome, StoreError> {
         let write = group_commit::rotate(old.clone(), new.clone(), blacklist_old);
+        self.writes.apply(write).await
+    }
+
+    /// Reserves a login attempt in a group commit (see `group_commit` and `store::throttle`).
+    pub async fn throttle_reserve(
+        &self,
+        key: &super::throttle::LoginKey,
+        rules: &super::throttle::ThrottleRules,
+        now: i64,
+    ) -> Result<super::throttle::Verdict, StoreError> {
+        let write = group_commit::throttle_reserve(key.clone(), *rules, now);
+        self.writes.apply(write).await
+    }
+
+    /// Clears a successful login's counters in a group commit.
+    pub async fn throttle_succeeded(
+        &self,
+        key: &super::throttle::LoginKey,
+        rules: &super::throttle::ThrottleRules,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let write = group_commit::throttle_succeeded(key.clone(), *rules, now);
         self.writes.apply(write).await
     }
 

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::store::throttle::{LoginKey, ThrottleRules, Verdict};
 use crate::store::{AuditEvent, BlacklistOutcome, OutstandingToken, RotateOutcome, StoreError};
 
 /// Most writes in one transaction; more wait for the next one.
@@ -60,6 +61,20 @@ pub(super) enum Write {
     /// An event of the audit trail (a login's, mostly).
     Audit {
         event: AuditEvent,
+        answer: Answer<()>,
+    },
+    /// A login attempt reserved against its throttling counters (`store::throttle`).
+    ThrottleReserve {
+        key: LoginKey,
+        rules: ThrottleRules,
+        now: i64,
+        answer: Answer<Verdict>,
+    },
+    /// A successful login's clearing of its throttling counters.
+    ThrottleSucceeded {
+        key: LoginKey,
+        rules: ThrottleRules,
+        now: i64,
         answer: Answer<()>,
     },
 }
@@ -127,6 +142,36 @@ pub(super) fn audit(event: AuditEvent) -> (Write, Receiver<()>) {
     (Write::Audit { event, answer }, from)
 }
 
+pub(super) fn throttle_reserve(
+    key: LoginKey,
+    rules: ThrottleRules,
+    now: i64,
+) -> (Write, Receiver<Verdict>) {
+    let (answer, from) = Answer::new();
+    let write = Write::ThrottleReserve {
+        key,
+        rules,
+        now,
+        answer,
+    };
+    (write, from)
+}
+
+pub(super) fn throttle_succeeded(
+    key: LoginKey,
+    rules: ThrottleRules,
+    now: i64,
+) -> (Write, Receiver<()>) {
+    let (answer, from) = Answer::new();
+    let write = Write::ThrottleSucceeded {
+        key,
+        rules,
+        now,
+        answer,
+    };
+    (write, from)
+}
+
 pub(super) type Receiver<T> = oneshot::Receiver<Result<T, StoreError>>;
 
 /// The queue's sending end, shared by every clone of the store.
@@ -181,6 +226,8 @@ impl Write {
             Write::Record { answer, .. } => answer.send(fallback),
             Write::Login { answer, .. } => answer.send(fallback),
             Write::Audit { answer, .. } => answer.send(fallback),
+            Write::ThrottleReserve { answer, .. } => answer.send(fallback),
+            Write::ThrottleSucceeded { answer, .. } => answer.send(fallback),
         }
     }
 
@@ -191,6 +238,8 @@ impl Write {
             Write::Record { answer, .. } => answer.result = Some(Err(error)),
             Write::Login { answer, .. } => answer.result = Some(Err(error)),
             Write::Audit { answer, .. } => answer.result = Some(Err(error)),
+            Write::ThrottleReserve { answer, .. } => answer.result = Some(Err(error)),
+            Write::ThrottleSucceeded { answer, .. } => answer.result = Some(Err(error)),
         }
     }
 
@@ -199,7 +248,11 @@ impl Write {
         match self {
             Write::Blacklist { token, .. } => Some(token),
             Write::Rotate { old, .. } => Some(old),
-            Write::Record { .. } | Write::Login { .. } | Write::Audit { .. } => None,
+            Write::Record { .. }
+            | Write::Login { .. }
+            | Write::Audit { .. }
+            | Write::ThrottleReserve { .. }
+            | Write::ThrottleSucceeded { .. } => None,
         }
     }
 
@@ -217,7 +270,11 @@ impl Write {
         match self {
             Write::Blacklist { .. } => true,
             Write::Rotate { blacklist_old, .. } => *blacklist_old,
-            Write::Record { .. } | Write::Login { .. } | Write::Audit { .. } => false,
+            Write::Record { .. }
+            | Write::Login { .. }
+            | Write::Audit { .. }
+            | Write::ThrottleReserve { .. }
+            | Write::ThrottleSucceeded { .. } => false,
         }
     }
 
@@ -251,6 +308,8 @@ impl Write {
                 answer.result = Some(Ok(()));
                 None
             }
+            // Answered when its statements run, after the others (see `apply`).
+            Write::ThrottleReserve { .. } | Write::ThrottleSucceeded { .. } => None,
         }
     }
 }
@@ -357,7 +416,10 @@ async fn transaction(pool: &SqlitePool, group: &mut [Write]) -> Result<(), Faile
 /// 4. the tokens of the writes that went ahead are blacklisted, and the rotations' successors
 ///    and the tokens to record are recorded;
 /// 5. the logins' `last_login` are set (a fifth statement, only when the group has logins);
-/// 6. the audit events are appended, in queue order (a sixth, only when the group has any).
+/// 6. the audit events are appended, in queue order (a sixth, only when the group has any);
+/// 7. the login throttling's writes run one after the other in queue order, a few statements
+///    each (their counters are the same table's rows, and each reservation must see the
+///    ones queued before it).
 async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), StoreError> {
     let to_blacklist: Vec<&OutstandingToken> = group
         .iter()
@@ -465,6 +527,30 @@ async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), S
         .bind(json(&events)?)
         .execute(&mut *conn)
         .await?;
+    }
+
+    for write in group.iter_mut() {
+        match write {
+            Write::ThrottleReserve {
+                key,
+                rules,
+                now,
+                answer,
+            } => {
+                let verdict = super::throttle_reserve_in(conn, key, rules, *now).await?;
+                answer.result = Some(Ok(verdict));
+            }
+            Write::ThrottleSucceeded {
+                key,
+                rules,
+                now,
+                answer,
+            } => {
+                super::throttle_succeeded_in(conn, key, rules, *now).await?;
+                answer.result = Some(Ok(()));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

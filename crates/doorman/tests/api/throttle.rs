@@ -1,0 +1,458 @@
+//! Login throttling, as an attacker meets it: repeated wrong passwords, parallel bursts,
+//! failures spread over many addresses, password spraying, several instances, and Redis.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::reference_app::ReferenceApp;
+
+/// Behind a trusted proxy on loopback, so each request can say which client it is for.
+const PROXIED: (&str, &str) = ("DOORMAN_TRUSTED_PROXIES", "127.0.0.1");
+
+/// A login as the client at `addr` (forwarded by the trusted proxy).
+async fn login_from(
+    app: &TestApp,
+    addr: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/token/"))
+        .header("X-Forwarded-For", addr)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A metric's value from the instance's `/metrics` (0 when it hasn't appeared yet).
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name))
+        .filter_map(|rest| rest.strip_prefix(' '))
+        .map(|value| value.trim().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Hashes the instance has waited a slot for: one per password check.
+async fn hashes(app: &TestApp) -> f64 {
+    metric(app, "doorman_password_hash_wait_seconds_count").await
+}
+
+async fn assert_throttled(res: reqwest::Response) -> u64 {
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 1);
+    let unit = if wait == 1 { "second" } else { "seconds" };
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"detail": format!("Request was throttled. Expected available in {wait} {unit}.")})
+    );
+    wait
+}
+
+dual_test! {
+    /// Five wrong passwords are answered as always; the sixth at once is DRF's 429, costs no
+    /// hash, and is audited and counted. Even the right password waits out the block, then
+    /// logs in and clears the failures.
+    async fn repeated_failures_get_drfs_429_without_hashing() {
+        let app = spawn_app().await;
+        let before = hashes(&app).await;
+        for _ in 0..5 {
+            let res = app.post_token(&credentials((ALICE.0, "wrong-password"))).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        let hashed = hashes(&app).await;
+        assert_eq!(hashed, before + 5.0);
+        let res = app.post_token(&credentials((ALICE.0, "wrong-password"))).await;
+        assert_eq!(assert_throttled(res).await, 1);
+        let res = app.post_token(&credentials(ALICE)).await;
+        assert_throttled(res).await;
+        assert_eq!(hashes(&app).await, hashed, "a throttled attempt hashed");
+        assert_eq!(metric(&app, "doorman_logins_throttled_total").await, 2.0);
+
+        let events = app
+            .state
+            .store
+            .audit_events(&doorman::store::AuditFilter::default())
+            .await
+            .unwrap();
+        let throttled: Vec<_> = events.iter().filter(|e| e.kind == "login_throttled").collect();
+        assert_eq!(throttled.len(), 2);
+        assert_eq!(throttled[0].username.as_deref(), Some("alice"));
+        assert_eq!(throttled[0].user_id, Some(1));
+        assert_eq!(throttled[0].client_addr.as_deref(), Some("127.0.0.1"));
+
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let res = app.post_token(&credentials(ALICE)).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        // Cleared: five free failures again.
+        for _ in 0..5 {
+            let res = app.post_token(&credentials((ALICE.0, "wrong-password"))).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_throttled(app.post_token(&credentials(ALICE)).await).await;
+    }
+}
+
+dual_test! {
+    /// Waits grow: after the block of 1 s, one more failure blocks for 2 s.
+    async fn waits_double_after_each_failure_past_the_free_ones() {
+        let app = spawn_app().await;
+        for _ in 0..5 {
+            app.post_token(&credentials((ALICE.0, "wrong-password"))).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let res = app.post_token(&credentials((ALICE.0, "wrong-password"))).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let res = app.post_token(&credentials((ALICE.0, "wrong-password"))).await;
+        assert_eq!(assert_throttled(res).await, 2);
+    }
+}
+
+dual_test! {
+    /// Fifty wrong passwords at once get no more through than one at a time would: exactly
+    /// the five free ones are checked (401), the rest are throttled (429).
+    multi_thread async fn parallel_wrong_logins_pass_no_more_than_the_free_ones() {
+        let app = spawn_app().await;
+        let before = hashes(&app).await;
+        let mut burst = Vec::new();
+        for _ in 0..50 {
+            let (client, url) = (app.client.clone(), app.url("/api/token/"));
+            burst.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&credentials((ALICE.0, "wrong-password")))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }));
+        }
+        let mut statuses = Vec::new();
+        for request in burst {
+            statuses.push(request.await.unwrap());
+        }
+        let refused = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+        let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+        assert_eq!((refused, throttled), (5, 45), "{statuses:?}");
+        assert_eq!(hashes(&app).await, before + 5.0);
+    }
+}
+
+dual_test! {
+    /// An attacker failing for alice from many addresses reaches the account's ceiling, and
+    /// new addresses are throttled for alice even with her password; but the address she
+    /// logged in from before still lets her in.
+    async fn failures_from_elsewhere_dont_lock_alice_out_of_her_own_address() {
+        // Waits long enough that none ends during the test.
+        let app = spawn_app_with(&[
+            PROXIED,
+            ("DOORMAN_LOGIN_ACCOUNT_FREE_ATTEMPTS", "10"),
+            ("DOORMAN_LOGIN_BACKOFF_BASE", "30s"),
+        ])
+        .await;
+        let home = "198.51.100.20";
+        assert_eq!(login_from(&app, home, ALICE.0, ALICE.1).await.status(), StatusCode::OK);
+        let mut statuses = Vec::new();
+        for n in 1..=30 {
+            let res = login_from(&app, &format!("203.0.113.{n}"), ALICE.0, "guess").await;
+            statuses.push(res.status());
+        }
+        let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+        assert_eq!(checked, 10, "{statuses:?}");
+        let res = login_from(&app, "192.0.2.99", ALICE.0, ALICE.1).await;
+        assert_throttled(res).await;
+        let res = login_from(&app, home, ALICE.0, ALICE.1).await;
+        assert_eq!(res.status(), StatusCode::OK, "alice is locked out of her own address");
+        // Her success cleared the account's failures: new addresses are let in again.
+        let res = login_from(&app, "192.0.2.99", ALICE.0, ALICE.1).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
+
+dual_test! {
+    /// One address trying one password on many usernames is stopped by the address's own
+    /// counter, though no username failed twice; other addresses are untouched.
+    async fn password_spraying_from_one_address_is_throttled() {
+        let app = spawn_app_with(&[
+            PROXIED,
+            ("DOORMAN_LOGIN_ADDRESS_FREE_ATTEMPTS", "12"),
+            ("DOORMAN_LOGIN_BACKOFF_BASE", "30s"),
+        ])
+        .await;
+        let sprayer = "203.0.113.66";
+        let mut statuses = Vec::new();
+        for n in 0..20 {
+            let res = login_from(&app, sprayer, &format!("user{n}"), "Winter2026!").await;
+            statuses.push(res.status());
+        }
+        let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+        assert_eq!(checked, 12, "{statuses:?}");
+        assert_throttled(login_from(&app, sprayer, ALICE.0, ALICE.1).await).await;
+        let res = login_from(&app, "198.51.100.1", ALICE.0, ALICE.1).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
+
+dual_test! {
+    /// Requests refused before any credential is checked (a field missing) count nowhere.
+    async fn a_request_missing_a_field_counts_nowhere() {
+        let app = spawn_app().await;
+        for _ in 0..10 {
+            let res = app.post_token(&json!({"username": ALICE.0})).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        }
+        for _ in 0..5 {
+            let res = app.post_token(&credentials((ALICE.0, "wrong-password"))).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_throttled(app.post_token(&credentials(ALICE)).await).await;
+    }
+}
+
+dual_test! {
+    /// Two instances on one database share the counters: failures on either count toward
+    /// one limit, and both refuse once it is reached.
+    async fn instances_on_one_database_share_the_counters() {
+        let first = spawn_app().await;
+        let second = spawn_second_instance(&first, &[]).await;
+        for n in 0..5 {
+            let app = if n % 2 == 0 { &first } else { &second };
+            let res = app.post_token(&credentials((ALICE.0, "wrong-password"))).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_throttled(second.post_token(&credentials(ALICE)).await).await;
+        assert_throttled(first.post_token(&credentials(ALICE)).await).await;
+    }
+}
+
+dual_test! {
+    /// `login_throttle = false` keeps no counters at all.
+    async fn throttling_can_be_turned_off() {
+        let app = spawn_app_with(&[("DOORMAN_LOGIN_THROTTLE", "false")]).await;
+        for _ in 0..8 {
+            let res = app.post_token(&credentials((ALICE.0, "wrong-password"))).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(app.post_token(&credentials(ALICE)).await.status(), StatusCode::OK);
+    }
+}
+
+dual_test! {
+    /// `doorman user unlock` clears the username's failures: throttled before, let in after,
+    /// and the unlock is in the audit trail.
+    async fn user_unlock_clears_the_failures() {
+        let app = spawn_app_with(&[PROXIED]).await;
+        for addr in ["203.0.113.1", "203.0.113.2"] {
+            for _ in 0..5 {
+                login_from(&app, addr, ALICE.0, "wrong-password").await;
+            }
+            assert_throttled(login_from(&app, addr, ALICE.0, ALICE.1).await).await;
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_doorman"))
+            .args(["user", "unlock", "alice"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DOORMAN_DATABASE_URL", &app.database_url)
+            .env("DOORMAN_DATA_DIR", app.data_dir())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Two pairs and the account.
+        assert_eq!(stdout, "Unlocked alice: cleared 3 failed-login counters (database).\n");
+        for addr in ["203.0.113.1", "203.0.113.2"] {
+            assert_eq!(login_from(&app, addr, ALICE.0, ALICE.1).await.status(), StatusCode::OK);
+        }
+        let events = app
+            .state
+            .store
+            .audit_events(&doorman::store::AuditFilter::default())
+            .await
+            .unwrap();
+        let unlocked = events.iter().find(|e| e.kind == "user_unlocked").unwrap();
+        assert_eq!(unlocked.user_id, Some(1));
+        // Nothing to unlock and no such user: an error, not a silent success.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_doorman"))
+            .args(["user", "unlock", "nobody"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DOORMAN_DATABASE_URL", &app.database_url)
+            .env("DOORMAN_DATA_DIR", app.data_dir())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no user named \"nobody\""));
+    }
+}
+
+/// Redis at 127.0.0.1:6379, or `None` after saying why the test can't run.
+fn redis_url(what: &str) -> Option<String> {
+    let url = std::env::var("DOORMAN_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let reachable = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:6379".parse().unwrap(),
+        std::time::Duration::from_secs(2),
+    )
+    .is_ok();
+    if reachable {
+        Some(url)
+    } else {
+        skip_or_fail(what, "Redis is unreachable at 127.0.0.1:6379");
+        None
+    }
+}
+
+/// Two instances with their own SQLite files share the counters through Redis: the limit
+/// holds across them, under a parallel burst too, and `user unlock` clears it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_counters_hold_across_instances() {
+    let Some(url) = redis_url("the Redis throttling test") else {
+        return;
+    };
+    let prefix = format!("doorman-test-{}", uuid::Uuid::new_v4().simple());
+    let settings = [
+        ("DOORMAN_RATE_LIMIT_URL", url.as_str()),
+        ("DOORMAN_RATE_LIMIT_PREFIX", prefix.as_str()),
+    ];
+    let first = spawn_app_with(&settings).await;
+    let second = spawn_app_with(&settings).await;
+    assert_ne!(first.database_url, second.database_url);
+
+    let mut burst = Vec::new();
+    for n in 0..50 {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let (client, url) = (app.client.clone(), app.url("/api/token/"));
+        burst.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&credentials((ALICE.0, "wrong-password")))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for request in burst {
+        statuses.push(request.await.unwrap());
+    }
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!(refused, 5, "{statuses:?}");
+    assert_throttled(first.post_token(&credentials(ALICE)).await).await;
+    assert_throttled(second.post_token(&credentials(ALICE)).await).await;
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_doorman"))
+        .args(["user", "unlock", "alice"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DOORMAN_DATABASE_URL", &first.database_url)
+        .env("DOORMAN_DATA_DIR", first.data_dir())
+        .env("DOORMAN_RATE_LIMIT_URL", &url)
+        .env("DOORMAN_RATE_LIMIT_PREFIX", &prefix)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Unlocked alice: cleared 2 failed-login counters (redis).\n"
+    );
+    assert_eq!(
+        second.post_token(&credentials(ALICE)).await.status(),
+        StatusCode::OK
+    );
+}
+
+/// With the counters out of reach, a login is answered 503 with `Retry-After`: never let
+/// through unthrottled, and never a password checked.
+#[tokio::test]
+async fn unreachable_counters_answer_503_not_an_unthrottled_login() {
+    // Nothing listens on port 1.
+    let app = spawn_app_with(&[("DOORMAN_RATE_LIMIT_URL", "redis://127.0.0.1:1")]).await;
+    let before = hashes(&app).await;
+    for credentials in [credentials(ALICE), credentials((ALICE.0, "wrong"))] {
+        let res = app.post_token(&credentials).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(res.headers().contains_key("retry-after"));
+    }
+    assert_eq!(hashes(&app).await, before);
+}
+
+/// A real login's 429 has the shape DRF's throttle gives it: the reference app's login view
+/// behind DRF's own throttle answers with the same status, content type, `Retry-After` and
+/// body text for the same wait, the singular "1 second" included.
+#[tokio::test]
+async fn a_throttled_login_is_answered_as_drf_answers() {
+    let Some(django) = ReferenceApp::start(TEST_SECRET, false).await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    for (path, base) in [("/throttled/second/", "1s"), ("/throttled/minute/", "60s")] {
+        let mut theirs = None;
+        for _ in 0..4 {
+            let res = client
+                .post(format!("{}{path}", django.base_url))
+                .json(&json!({"username": "alice", "password": "wrong"}))
+                .send()
+                .await
+                .unwrap();
+            if res.status() == StatusCode::TOO_MANY_REQUESTS {
+                theirs = Some(res);
+                break;
+            }
+        }
+        let theirs = theirs.unwrap_or_else(|| panic!("{path}: no 429 in a burst of four"));
+        let their_wait = theirs.headers()["retry-after"].to_str().unwrap().to_owned();
+        let their_type = theirs.headers()["content-type"].clone();
+        let their_body = theirs.text().await.unwrap();
+
+        let app = spawn_app_with(&[
+            ("DOORMAN_LOGIN_BACKOFF_BASE", base),
+            ("DOORMAN_LOGIN_BACKOFF_MAX", base),
+        ])
+        .await;
+        for _ in 0..5 {
+            app.post_token(&credentials((ALICE.0, "wrong"))).await;
+        }
+        let ours = app.post_token(&credentials((ALICE.0, "wrong"))).await;
+        assert_eq!(ours.status(), StatusCode::TOO_MANY_REQUESTS);
+        let our_wait = ours.headers()["retry-after"].to_str().unwrap().to_owned();
+        assert_eq!(ours.headers()["content-type"], their_type, "{path}");
+        let our_body = ours.text().await.unwrap();
+        // The waits may differ by the second that passed: compare the answers with each
+        // one's own wait written in.
+        assert_eq!(
+            our_body.replace(&our_wait, "N"),
+            their_body.replace(&their_wait, "N"),
+            "{path}"
+        );
+        assert_eq!(
+            our_wait == "1",
+            their_wait == "1",
+            "{path}: {our_wait} vs {their_wait}"
+        );
+    }
+}
