@@ -22,6 +22,7 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
 super::portable::portable_queries!(PostgresStore, PgConnection);
 super::throttle::throttle_queries!(PgConnection);
+use super::throttle;
 
 #[derive(Clone, Debug)]
 pub struct PostgresStore {

@@ -33,7 +33,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
 super::portable::portable_queries!(SqliteStore, SqliteConnection);
-super::throttle::throttle_queries!(SqliteConnection);
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {

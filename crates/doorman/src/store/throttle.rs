@@ -137,20 +137,21 @@ pub fn reserve(
         .collect())
 }
 
-/// Expands, in the calling backend module, the throttling statements over `$conn`, that
-/// backend's connection type: each runs inside the caller's transaction.
+/// Expands, where it is called, the throttling statements over `$conn`, that backend's
+/// connection type: each runs inside the caller's transaction. The caller has this module in
+/// scope as `throttle`.
 macro_rules! throttle_queries {
     ($conn:ty) => {
         /// Reserves an attempt (see `store::throttle`), inside the caller's write transaction.
         /// The counters are locked in one fixed order (pair, account, address), so two
         /// reservations sharing counters can't deadlock.
-        pub(super) async fn throttle_reserve_in(
+        async fn throttle_reserve_in(
             conn: &mut $conn,
-            key: &super::throttle::LoginKey,
-            rules: &super::throttle::ThrottleRules,
+            key: &throttle::LoginKey,
+            rules: &throttle::ThrottleRules,
             now: i64,
-        ) -> Result<super::throttle::Verdict, StoreError> {
-            use super::throttle::{Scope, Verdict};
+        ) -> Result<throttle::Verdict, StoreError> {
+            use throttle::{Scope, Verdict};
             let known: Option<i64> = sqlx::query_scalar(
                 "SELECT expires_at FROM login_throttle
                  WHERE scope = 'known' AND username = $1 AND addr = $2 AND expires_at > $3",
@@ -173,7 +174,7 @@ macro_rules! throttle_queries {
             let mut counters = Vec::with_capacity(scopes.len());
             for (scope, bucket, username, addr) in &scopes {
                 // The no-op update takes the row's lock until the transaction ends.
-                let counter: super::throttle::Counter = sqlx::query_as(
+                let counter: throttle::Counter = sqlx::query_as(
                     "INSERT INTO login_throttle (scope, username, addr) VALUES ($1, $2, $3)
                      ON CONFLICT (scope, username, addr)
                      DO UPDATE SET failures = login_throttle.failures
@@ -186,7 +187,7 @@ macro_rules! throttle_queries {
                 .await?;
                 counters.push((*bucket, counter));
             }
-            let updated = match super::throttle::reserve(rules, now, &counters) {
+            let updated = match throttle::reserve(rules, now, &counters) {
                 Ok(updated) => updated,
                 Err(verdict) => return Ok(verdict),
             };
@@ -211,10 +212,10 @@ macro_rules! throttle_queries {
         /// address) are cleared, this attempt's failure is taken back from the address's
         /// count (the address's other failures stay: spraying isn't undone by one good
         /// password), and the address becomes known to the username.
-        pub(super) async fn throttle_succeeded_in(
+        async fn throttle_succeeded_in(
             conn: &mut $conn,
-            key: &super::throttle::LoginKey,
-            rules: &super::throttle::ThrottleRules,
+            key: &throttle::LoginKey,
+            rules: &throttle::ThrottleRules,
             now: i64,
         ) -> Result<(), StoreError> {
             // Locked in the order reservations lock them (pair, account, address), or a

@@ -27,8 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::throttle::{LoginKey, ThrottleRules, Verdict};
+use crate::store::throttle::{self, LoginKey, ThrottleRules, Verdict};
 use crate::store::{AuditEvent, BlacklistOutcome, OutstandingToken, RotateOutcome, StoreError};
+
+throttle::throttle_queries!(SqliteConnection);
 
 /// Most writes in one transaction; more wait for the next one.
 const MAX_GROUP: usize = 256;
@@ -537,7 +539,7 @@ async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), S
                 now,
                 answer,
             } => {
-                let verdict = super::throttle_reserve_in(conn, key, rules, *now).await?;
+                let verdict = throttle_reserve_in(conn, key, rules, *now).await?;
                 answer.result = Some(Ok(verdict));
             }
             Write::ThrottleSucceeded {
@@ -546,7 +548,7 @@ async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), S
                 now,
                 answer,
             } => {
-                super::throttle_succeeded_in(conn, key, rules, *now).await?;
+                throttle_succeeded_in(conn, key, rules, *now).await?;
                 answer.result = Some(Ok(()));
             }
             _ => {}
