@@ -215,3 +215,83 @@ impl AccountSettings {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::config::Overrides;
+    use crate::config::testing::load;
+    use crate::store::throttle::Bucket;
+
+    #[test]
+    fn login_throttle_defaults_and_values() {
+        let c = load(None, &[], Overrides::default()).unwrap();
+        let t = c.accounts.login_throttle;
+        assert!(t.enabled && t.redis_url.is_none());
+        assert_eq!(
+            t.rules.pair,
+            Bucket {
+                free: 5,
+                ceiling: None
+            }
+        );
+        assert_eq!(
+            t.rules.account,
+            Bucket {
+                free: 20,
+                ceiling: Some(100)
+            }
+        );
+        assert_eq!(t.rules.address.free, 100);
+        assert_eq!((t.rules.base_ms, t.rules.max_ms), (1_000, 900_000));
+        assert_eq!(t.rules.window_ms, 86_400_000);
+        assert_eq!(t.rules.known_ms, 30 * 86_400_000);
+        let c = load(
+            Some("login_account_max_failures = 0\nrate_limit_url = \"redis://127.0.0.1:6379/2\"\n"),
+            &[("DOORMAN_LOGIN_BACKOFF_BASE", "250ms")],
+            Overrides::default(),
+        )
+        .unwrap();
+        let t = c.accounts.login_throttle;
+        assert_eq!(t.rules.account.ceiling, None, "0: no ceiling");
+        assert_eq!(t.rules.base_ms, 250);
+        assert_eq!(t.redis_url.as_deref(), Some("redis://127.0.0.1:6379/2"));
+    }
+
+    #[test]
+    fn bad_login_throttle_settings_are_named_and_explained() {
+        for (name, value, expected) in [
+            ("DOORMAN_LOGIN_FREE_ATTEMPTS", "0", "from 1 to 1000000"),
+            (
+                "DOORMAN_LOGIN_ADDRESS_FREE_ATTEMPTS",
+                "many",
+                "whole number",
+            ),
+            (
+                "DOORMAN_LOGIN_ACCOUNT_MAX_FAILURES",
+                "10",
+                "at least login_account_free_attempts",
+            ),
+            ("DOORMAN_LOGIN_BACKOFF_BASE", "0", "longer than 0"),
+            (
+                "DOORMAN_LOGIN_BACKOFF_MAX",
+                "500ms",
+                "at least login_backoff_base",
+            ),
+            (
+                "DOORMAN_LOGIN_THROTTLE_WINDOW",
+                "1m",
+                "at least login_backoff_max",
+            ),
+            ("DOORMAN_RATE_LIMIT_URL", "http://cache:6379", "redis://"),
+            ("DOORMAN_RATE_LIMIT_PREFIX", "two words", "without spaces"),
+        ] {
+            let err = load(None, &[(name, value)], Overrides::default())
+                .unwrap_err()
+                .to_string();
+            let setting = name.trim_start_matches("DOORMAN_").to_lowercase();
+            assert!(err.contains(&setting) && err.contains(name), "{err}");
+            assert!(err.contains(expected), "{name}: {err}");
+        }
+    }
+}
