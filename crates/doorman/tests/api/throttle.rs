@@ -155,57 +155,132 @@ dual_test! {
     }
 }
 
+/// An attacker failing for alice from many addresses reaches the account's limit, and new
+/// addresses are throttled for alice even with her password; but the address she logged in
+/// from before still lets her in, and her login there clears the account's failures.
+async fn failures_elsewhere_spare_alices_own_address(counters: &[(&str, &str)]) {
+    // Waits long enough that none ends during the test.
+    let mut settings = vec![
+        PROXIED,
+        ("DOORMAN_LOGIN_ACCOUNT_FREE_ATTEMPTS", "10"),
+        ("DOORMAN_LOGIN_BACKOFF_BASE", "30s"),
+    ];
+    settings.extend_from_slice(counters);
+    let app = spawn_app_with(&settings).await;
+    let home = "198.51.100.20";
+    assert_eq!(
+        login_from(&app, home, ALICE.0, ALICE.1).await.status(),
+        StatusCode::OK
+    );
+    let mut statuses = Vec::new();
+    for n in 1..=30 {
+        let res = login_from(&app, &format!("203.0.113.{n}"), ALICE.0, "guess").await;
+        statuses.push(res.status());
+    }
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!(checked, 10, "{statuses:?}");
+    let res = login_from(&app, "192.0.2.99", ALICE.0, ALICE.1).await;
+    assert_throttled(res).await;
+    let res = login_from(&app, home, ALICE.0, ALICE.1).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "alice is locked out of her own address"
+    );
+    // Her success cleared the account's failures: new addresses are let in again.
+    let res = login_from(&app, "192.0.2.99", ALICE.0, ALICE.1).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
 dual_test! {
-    /// An attacker failing for alice from many addresses reaches the account's ceiling, and
-    /// new addresses are throttled for alice even with her password; but the address she
-    /// logged in from before still lets her in.
     async fn failures_from_elsewhere_dont_lock_alice_out_of_her_own_address() {
-        // Waits long enough that none ends during the test.
-        let app = spawn_app_with(&[
-            PROXIED,
-            ("DOORMAN_LOGIN_ACCOUNT_FREE_ATTEMPTS", "10"),
-            ("DOORMAN_LOGIN_BACKOFF_BASE", "30s"),
-        ])
-        .await;
-        let home = "198.51.100.20";
-        assert_eq!(login_from(&app, home, ALICE.0, ALICE.1).await.status(), StatusCode::OK);
-        let mut statuses = Vec::new();
-        for n in 1..=30 {
-            let res = login_from(&app, &format!("203.0.113.{n}"), ALICE.0, "guess").await;
-            statuses.push(res.status());
-        }
-        let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
-        assert_eq!(checked, 10, "{statuses:?}");
-        let res = login_from(&app, "192.0.2.99", ALICE.0, ALICE.1).await;
-        assert_throttled(res).await;
-        let res = login_from(&app, home, ALICE.0, ALICE.1).await;
-        assert_eq!(res.status(), StatusCode::OK, "alice is locked out of her own address");
-        // Her success cleared the account's failures: new addresses are let in again.
-        let res = login_from(&app, "192.0.2.99", ALICE.0, ALICE.1).await;
-        assert_eq!(res.status(), StatusCode::OK);
+        failures_elsewhere_spare_alices_own_address(&[]).await;
+    }
+}
+
+#[tokio::test]
+async fn with_redis_failures_from_elsewhere_dont_lock_alice_out_of_her_own_address() {
+    if let Some(redis) = RedisCounters::for_test("the Redis known-address test") {
+        failures_elsewhere_spare_alices_own_address(&redis.settings()).await;
+    }
+}
+
+/// One address trying one password on many usernames is stopped by the address's own counter,
+/// though no username failed twice; other addresses are untouched.
+async fn spraying_is_throttled(counters: &[(&str, &str)]) {
+    let mut settings = vec![
+        PROXIED,
+        ("DOORMAN_LOGIN_ADDRESS_FREE_ATTEMPTS", "12"),
+        ("DOORMAN_LOGIN_BACKOFF_BASE", "30s"),
+    ];
+    settings.extend_from_slice(counters);
+    let app = spawn_app_with(&settings).await;
+    let sprayer = "203.0.113.66";
+    let mut statuses = Vec::new();
+    for n in 0..20 {
+        let res = login_from(&app, sprayer, &format!("user{n}"), "Winter2026!").await;
+        statuses.push(res.status());
+    }
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!(checked, 12, "{statuses:?}");
+    assert_throttled(login_from(&app, sprayer, ALICE.0, ALICE.1).await).await;
+    let res = login_from(&app, "198.51.100.1", ALICE.0, ALICE.1).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+dual_test! {
+    async fn password_spraying_from_one_address_is_throttled() {
+        spraying_is_throttled(&[]).await;
+    }
+}
+
+#[tokio::test]
+async fn with_redis_password_spraying_from_one_address_is_throttled() {
+    if let Some(redis) = RedisCounters::for_test("the Redis spraying test") {
+        spraying_is_throttled(&redis.settings()).await;
     }
 }
 
 dual_test! {
-    /// One address trying one password on many usernames is stopped by the address's own
-    /// counter, though no username failed twice; other addresses are untouched.
-    async fn password_spraying_from_one_address_is_throttled() {
+    /// Many people logging in successfully behind one address (an office's NAT) don't fill
+    /// its counter: each success takes its own attempt back, and only failures add up.
+    async fn successful_logins_dont_fill_the_address_counter() {
         let app = spawn_app_with(&[
             PROXIED,
-            ("DOORMAN_LOGIN_ADDRESS_FREE_ATTEMPTS", "12"),
+            ("DOORMAN_LOGIN_ADDRESS_FREE_ATTEMPTS", "3"),
             ("DOORMAN_LOGIN_BACKOFF_BASE", "30s"),
         ])
         .await;
-        let sprayer = "203.0.113.66";
-        let mut statuses = Vec::new();
-        for n in 0..20 {
-            let res = login_from(&app, sprayer, &format!("user{n}"), "Winter2026!").await;
-            statuses.push(res.status());
+        let office = "192.0.2.10";
+        for _ in 0..8 {
+            assert_eq!(login_from(&app, office, ALICE.0, ALICE.1).await.status(), StatusCode::OK);
         }
-        let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
-        assert_eq!(checked, 12, "{statuses:?}");
-        assert_throttled(login_from(&app, sprayer, ALICE.0, ALICE.1).await).await;
-        let res = login_from(&app, "198.51.100.1", ALICE.0, ALICE.1).await;
+        for name in ["bob", "carol", "dave"] {
+            let res = login_from(&app, office, name, "wrong-password").await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_throttled(login_from(&app, office, ALICE.0, ALICE.1).await).await;
+    }
+}
+
+dual_test! {
+    /// An IPv6 client is counted by its /64: hopping between addresses of one subscriber's
+    /// block doesn't buy fresh attempts, and another block is another client.
+    async fn ipv6_clients_are_counted_by_their_slash_64() {
+        let app = spawn_app_with(&[PROXIED, ("DOORMAN_LOGIN_BACKOFF_BASE", "30s")]).await;
+        for n in 1..=5 {
+            let res = login_from(&app, &format!("2001:db8:1:2::{n}"), ALICE.0, "guess").await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        let res = login_from(&app, "2001:db8:1:2:ffff::99", ALICE.0, ALICE.1).await;
+        assert_throttled(res).await;
+        let res = login_from(&app, "2001:db8:1:3::1", ALICE.0, ALICE.1).await;
         assert_eq!(res.status(), StatusCode::OK);
     }
 }
@@ -318,20 +393,39 @@ dual_test! {
     }
 }
 
-/// Redis at 127.0.0.1:6379, or `None` after saying why the test can't run.
-fn redis_url(what: &str) -> Option<String> {
-    let url = std::env::var("DOORMAN_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let reachable = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        std::time::Duration::from_secs(2),
-    )
-    .is_ok();
-    if reachable {
-        Some(url)
-    } else {
-        skip_or_fail(what, "Redis is unreachable at 127.0.0.1:6379");
-        None
+/// Redis at 127.0.0.1:6379 (or `DOORMAN_TEST_REDIS_URL`) with a key prefix of the test's
+/// own, so tests running at once don't share counters.
+struct RedisCounters {
+    url: String,
+    prefix: String,
+}
+
+impl RedisCounters {
+    /// `None` after saying why `what` can't run (a failure under `DOORMAN_REQUIRE_ALL=1`).
+    fn for_test(what: &str) -> Option<RedisCounters> {
+        let url = std::env::var("DOORMAN_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let reachable = url
+            .strip_prefix("redis://")
+            .map(|rest| rest.split('/').next().unwrap_or(rest))
+            .and_then(|host| std::net::ToSocketAddrs::to_socket_addrs(host).ok()?.next())
+            .is_some_and(|addr| {
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+                    .is_ok()
+            });
+        if !reachable {
+            skip_or_fail(what, &format!("Redis is unreachable at {url}"));
+            return None;
+        }
+        let prefix = format!("doorman-test-{}", uuid::Uuid::new_v4().simple());
+        Some(RedisCounters { url, prefix })
+    }
+
+    fn settings(&self) -> [(&str, &str); 2] {
+        [
+            ("DOORMAN_RATE_LIMIT_URL", self.url.as_str()),
+            ("DOORMAN_RATE_LIMIT_PREFIX", self.prefix.as_str()),
+        ]
     }
 }
 
@@ -339,14 +433,10 @@ fn redis_url(what: &str) -> Option<String> {
 /// holds across them, under a parallel burst too, and `user unlock` clears it there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_counters_hold_across_instances() {
-    let Some(url) = redis_url("the Redis throttling test") else {
+    let Some(redis) = RedisCounters::for_test("the Redis throttling test") else {
         return;
     };
-    let prefix = format!("doorman-test-{}", uuid::Uuid::new_v4().simple());
-    let settings = [
-        ("DOORMAN_RATE_LIMIT_URL", url.as_str()),
-        ("DOORMAN_RATE_LIMIT_PREFIX", prefix.as_str()),
-    ];
+    let settings = redis.settings();
     let first = spawn_app_with(&settings).await;
     let second = spawn_app_with(&settings).await;
     assert_ne!(first.database_url, second.database_url);
@@ -383,8 +473,8 @@ async fn redis_counters_hold_across_instances() {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DOORMAN_DATABASE_URL", &first.database_url)
         .env("DOORMAN_DATA_DIR", first.data_dir())
-        .env("DOORMAN_RATE_LIMIT_URL", &url)
-        .env("DOORMAN_RATE_LIMIT_PREFIX", &prefix)
+        .env("DOORMAN_RATE_LIMIT_URL", &redis.url)
+        .env("DOORMAN_RATE_LIMIT_PREFIX", &redis.prefix)
         .output()
         .unwrap();
     assert!(
