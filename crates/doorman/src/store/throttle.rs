@@ -189,7 +189,23 @@ macro_rules! throttle_queries {
             }
             let updated = match throttle::reserve(rules, now, &counters) {
                 Ok(updated) => updated,
-                Err(verdict) => return Ok(verdict),
+                Err(verdict) => {
+                    // A refused attempt leaves nothing behind: the rows it just made (never
+                    // written, so `expires_at` 0) go again, or an attacker trying new
+                    // usernames from a blocked address would add a row with each.
+                    for (scope, _, username, addr) in &scopes {
+                        sqlx::query(
+                            "DELETE FROM login_throttle
+                             WHERE scope = $1 AND username = $2 AND addr = $3 AND expires_at = 0",
+                        )
+                        .bind(scope.as_str())
+                        .bind(*username)
+                        .bind(*addr)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    return Ok(verdict);
+                }
             };
             for ((scope, _, username, addr), counter) in scopes.iter().zip(updated) {
                 sqlx::query(
@@ -438,9 +454,8 @@ mod tests {
             store.throttle_reserve(&home, &rules, now).await.unwrap(),
             Verdict::Allowed
         );
-        // The rows refused attempts made hold nothing and go at once (a pair and an address
-        // for each of the two refused addresses); the counters stay their day.
-        assert_eq!(store.prune_throttle(now + 1).await.unwrap(), 4);
+        // Refused attempts left no rows behind; the counters stay their day.
+        assert_eq!(store.prune_throttle(now + 1).await.unwrap(), 0);
         let pruned = store
             .prune_throttle(now + rules.window_ms * 2 + 1)
             .await
