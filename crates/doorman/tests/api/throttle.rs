@@ -286,6 +286,21 @@ dual_test! {
 }
 
 dual_test! {
+    /// The sliding login is the same login: failures at either endpoint count together, and
+    /// both answer 429.
+    async fn the_sliding_login_shares_the_counters() {
+        let app = spawn_app().await;
+        for n in 0..5 {
+            let path = if n % 2 == 0 { "/api/token/sliding/" } else { "/api/token/" };
+            let res = app.post_json(path, &credentials((ALICE.0, "wrong-password"))).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_throttled(app.post_json("/api/token/sliding/", &credentials(ALICE)).await).await;
+        assert_throttled(app.post_json("/api/token/", &credentials(ALICE)).await).await;
+    }
+}
+
+dual_test! {
     /// Requests refused before any credential is checked (a field missing) count nowhere.
     async fn a_request_missing_a_field_counts_nowhere() {
         let app = spawn_app().await;
