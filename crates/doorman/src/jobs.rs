@@ -88,7 +88,7 @@ pub async fn prune_expired(
     loop {
         ticks.tick().await;
         // Forgotten failures and known addresses past their time; any instance may do it.
-        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        let now_ms = crate::accounts::throttle::now_ms();
         match store.prune_throttle(now_ms).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned login throttling rows"),

@@ -114,8 +114,10 @@ fn retry_after_secs(wait_ms: i64) -> u64 {
     u64::try_from(wait_ms).map_or(1, |ms| ms.div_ceil(1000).max(1))
 }
 
-fn now_ms() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+/// The time in Unix milliseconds, the counters' unit.
+pub fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
 }
 
 /// The counters' key for an attempt. The username is the client's to choose, so it is cut to

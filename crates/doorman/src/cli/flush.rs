@@ -25,7 +25,7 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
     }
     // Forgotten failures and known addresses past their time; not worth a line of output.
     store
-        .prune_throttle(time::OffsetDateTime::now_utc().unix_timestamp() * 1000)
+        .prune_throttle(crate::accounts::throttle::now_ms())
         .await?;
     Ok(())
 }

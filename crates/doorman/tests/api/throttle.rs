@@ -304,6 +304,33 @@ dual_test! {
 }
 
 dual_test! {
+    /// Failures are forgotten `login_throttle_window` after the last one: the background
+    /// pruning deletes the counters then, and the username starts afresh.
+    async fn the_background_pruning_forgets_old_failures() {
+        let app = spawn_app_with(&[
+            ("DOORMAN_LOGIN_BACKOFF_BASE", "1s"),
+            ("DOORMAN_LOGIN_BACKOFF_MAX", "1s"),
+            ("DOORMAN_LOGIN_THROTTLE_WINDOW", "1s"),
+            ("DOORMAN_PRUNE_INTERVAL", "1s"),
+        ])
+        .await;
+        for _ in 0..3 {
+            let res = app.post_token(&credentials((ALICE.0, "wrong-password"))).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        // Expired a second after the last failure; pruned at the next tick, within another.
+        tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+        // `unlock` counts the rows holding failures, expired or not: none are left.
+        assert_eq!(app.state.throttle.unlock(ALICE.0).await.unwrap(), 0);
+        for _ in 0..5 {
+            let res = app.post_token(&credentials((ALICE.0, "wrong-password"))).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(app.state.throttle.unlock(ALICE.0).await.unwrap(), 2);
+    }
+}
+
+dual_test! {
     /// Requests refused before any credential is checked (a field missing) count nowhere.
     async fn a_request_missing_a_field_counts_nowhere() {
         let app = spawn_app_with(&[LONG_WAITS]).await;
