@@ -553,6 +553,97 @@ async fn unreachable_counters_answer_503_not_an_unthrottled_login() {
     assert_eq!(hashes(&app).await, before);
 }
 
+/// A Redis server of the test's own on a free port, stopped when dropped.
+struct OwnRedis {
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Option<OwnRedis> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let redis = OwnRedis { child };
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(redis);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Redis going away while doorman runs: logins are answered 503 (never let through
+/// unthrottled, no password checked) until it is back, and then counted again.
+#[tokio::test]
+async fn a_redis_outage_answers_503_until_it_is_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(redis) = OwnRedis::start(port) else {
+        skip_or_fail("the Redis outage test", "redis-server could not be started");
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let app = spawn_app_with(&[("DOORMAN_RATE_LIMIT_URL", &url), LONG_WAITS]).await;
+    assert_eq!(
+        app.post_token(&credentials(ALICE)).await.status(),
+        StatusCode::OK
+    );
+    let res = app
+        .post_token(&credentials((ALICE.0, "wrong-password")))
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    drop(redis);
+    let before = hashes(&app).await;
+    for credentials in [credentials(ALICE), credentials((ALICE.0, "wrong-password"))] {
+        let res = app.post_token(&credentials).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(res.headers().contains_key("retry-after"));
+    }
+    assert_eq!(
+        hashes(&app).await,
+        before,
+        "a password was checked without its counters"
+    );
+
+    // Back (empty: it kept nothing): logins are counted from scratch.
+    let _redis = OwnRedis::start(port).unwrap();
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = app
+            .post_token(&credentials((ALICE.0, "wrong-password")))
+            .await
+            .status();
+        if status != StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for _ in 0..4 {
+        let res = app
+            .post_token(&credentials((ALICE.0, "wrong-password")))
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(app.post_token(&credentials(ALICE)).await).await;
+}
+
 /// A real login's 429 has the shape DRF's throttle gives it: the reference app's login view
 /// behind DRF's own throttle answers with the same status, content type, `Retry-After` and
 /// body text for the same wait, the singular "1 second" included.
