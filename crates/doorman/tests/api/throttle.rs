@@ -466,10 +466,13 @@ impl RedisCounters {
         Some(RedisCounters { url, prefix })
     }
 
-    fn settings(&self) -> [(&str, &str); 2] {
+    /// The settings that use it; what the test leaves there expires within the hour.
+    fn settings(&self) -> [(&str, &str); 4] {
         [
             ("DOORMAN_RATE_LIMIT_URL", self.url.as_str()),
             ("DOORMAN_RATE_LIMIT_PREFIX", self.prefix.as_str()),
+            ("DOORMAN_LOGIN_THROTTLE_WINDOW", "1h"),
+            ("DOORMAN_LOGIN_KNOWN_ADDRESS_TTL", "1h"),
         ]
     }
 }
