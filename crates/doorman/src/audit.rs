@@ -12,6 +12,7 @@ use crate::store::{AUDIT_USER_AGENT_MAX, AuditEvent, Store};
 pub enum Kind {
     LoginSucceeded,
     LoginFailed,
+    LoginThrottled,
     PasswordSet,
     UserCreated,
     UserDeactivated,
@@ -19,6 +20,7 @@ pub enum Kind {
     UserDeleted,
     /// Every token of a user revoked (log out everywhere); `detail` says why.
     TokensRevoked,
+    UserUnlocked,
     KeyGenerated,
     KeyRotated,
     KeyRetired,
@@ -31,12 +33,14 @@ impl Kind {
         match self {
             Kind::LoginSucceeded => "login_succeeded",
             Kind::LoginFailed => "login_failed",
+            Kind::LoginThrottled => "login_throttled",
             Kind::PasswordSet => "password_set",
             Kind::UserCreated => "user_created",
             Kind::UserDeactivated => "user_deactivated",
             Kind::UserActivated => "user_activated",
             Kind::UserDeleted => "user_deleted",
             Kind::TokensRevoked => "tokens_revoked",
+            Kind::UserUnlocked => "user_unlocked",
             Kind::KeyGenerated => "key_generated",
             Kind::KeyRotated => "key_rotated",
             Kind::KeyRetired => "key_retired",

@@ -1,5 +1,6 @@
 //! The background jobs a serving instance runs beside its listeners: rereading the managed
-//! key set, and pruning expired token rows and old audit events.
+//! key set, and pruning expired token rows, old audit events and login throttling rows past
+//! their expiry.
 
 use crate::audit;
 use crate::state::AppState;
@@ -86,6 +87,13 @@ pub async fn prune_expired(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        // Forgotten failures and known addresses past their time; any instance may do it.
+        let now_ms = crate::accounts::throttle::now_ms();
+        match store.prune_throttle(now_ms).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "pruned login throttling rows"),
+            Err(e) => tracing::warn!(error = %e, "could not prune login throttling rows"),
+        }
         match store
             .prune_expired(time::OffsetDateTime::now_utc(), leeway)
             .await

@@ -199,6 +199,12 @@ impl Metrics {
             .increment(1);
     }
 
+    /// A login refused by the login throttle before its password was checked.
+    pub fn login_throttled(&self) {
+        self.counter("doorman_logins_throttled_total", vec![])
+            .increment(1);
+    }
+
     /// The counter of `/hello/` user checks answered from `source`: `cache` or `database`.
     pub fn user_lookups(&self, source: &'static str) -> ::metrics::Counter {
         self.counter(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use doorman_guard::Guard;
 use doorman_token::Tokens;
 
+use crate::accounts::throttle::LoginThrottle;
 use crate::accounts::{Accounts, PasswordHasher, StoreUserCheck};
 use crate::config::Config;
 use crate::store::Store;
@@ -21,6 +22,8 @@ pub struct Shared {
     pub tokens: Arc<Tokens>,
     pub store: Store,
     pub accounts: Accounts,
+    /// Failed-login counters, consulted before any password is hashed.
+    pub throttle: LoginThrottle,
     pub guard: Guard,
     /// The guard's user check, which revocations made here update at once.
     pub users: Arc<StoreUserCheck>,
@@ -68,6 +71,8 @@ impl AppState {
             config.accounts.user_cache_size,
             &metrics,
         );
+        let throttle = LoginThrottle::new(&config.accounts.login_throttle, store.clone())?;
+        tracing::info!(counters = throttle.backend(), "login throttling");
         let guard = Guard::from_shared(tokens.clone())
             .with_header_types(config.tokens.auth_header_types.clone())
             .with_user_check(users.clone());
@@ -76,6 +81,7 @@ impl AppState {
             tokens,
             store,
             accounts,
+            throttle,
             guard,
             users,
             metrics,

@@ -4,6 +4,7 @@
 
 pub mod password;
 pub mod settings;
+pub mod throttle;
 
 use std::future::Future;
 use std::pin::Pin;

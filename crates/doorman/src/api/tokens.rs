@@ -20,6 +20,7 @@ use super::answer::{Answer, finish, negotiate, read_body};
 use super::endpoint::{Endpoint, Listener, always};
 use super::error::ApiError;
 use crate::accounts::Attempt;
+use crate::accounts::throttle::Reservation;
 use crate::audit::{self, Client};
 use crate::config::Config;
 use crate::serve::ClientAddr;
@@ -242,14 +243,42 @@ async fn log_in_and_record(
 /// attempt goes into the audit trail once the credentials have been checked (a request
 /// refused before that, for a missing field, attempted nothing); a failure to record it is
 /// logged and changes no answer.
+///
+/// Before any hashing, the attempt is reserved against the login throttle's counters
+/// (`accounts::throttle`): while one is blocked the answer is DRF's 429, and the password is
+/// never looked at.
 async fn login(state: &AppState, data: &RequestData, client: &Client) -> Result<i64, ApiError> {
     let [username, password] = fields(data, ["username", "password"])?;
+    if let Reservation::Throttled { retry_after } =
+        state.throttle.reserve(&username, client.addr).await?
+    {
+        let user_id = match state.store.user_by_username(&username).await {
+            Ok(user) => user.map(|u| u.id),
+            Err(_) => None,
+        };
+        audit::Event::new(audit::Kind::LoginThrottled)
+            .username(username)
+            .user_id(user_id)
+            .client(client)
+            .detail(json!({"retry_after": retry_after}))
+            .record(&state.store)
+            .await;
+        state.metrics.login_throttled();
+        return Err(ApiError::Throttled(retry_after));
+    }
     let attempt = state
         .accounts
         .attempt(&username, SecretString::from(password))
         .await?;
     let user = match attempt {
-        Attempt::Succeeded(user) => user,
+        Attempt::Succeeded(user) => {
+            // The login stands either way; failures left uncleared only cost the user a
+            // throttled attempt later.
+            if let Err(e) = state.throttle.succeeded(&username, client.addr).await {
+                tracing::warn!(error = %e, "could not clear the login's throttling counters");
+            }
+            user
+        }
         Attempt::Refused { user_id } => {
             audit::Event::new(audit::Kind::LoginFailed)
                 .username(username)

@@ -188,6 +188,14 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
                 .into(),
         );
     }
+    if !config.accounts.login_throttle.enabled {
+        warn(
+            "login_throttle",
+            "false: failed logins are not throttled, so passwords can be guessed as fast as \
+             doorman hashes them; turn it on, or throttle POST /api/token/ in front of doorman"
+                .into(),
+        );
+    }
     for (setting, path) in key_files(config) {
         if let Some(problem) = readable_by_others(&path) {
             findings.push(Finding {
@@ -334,5 +342,12 @@ mod tests {
                 "Warning trusted_proxies: trusts every address: any client can claim any address with X-Forwarded-For"
             ]
         );
+    }
+
+    #[test]
+    fn throttling_turned_off_is_warned_about() {
+        let warning = "Warning login_throttle: false: failed logins are not throttled, so passwords can be guessed as fast as doorman hashes them; turn it on, or throttle POST /api/token/ in front of doorman".to_owned();
+        assert!(findings(&[("DOORMAN_LOGIN_THROTTLE", "false")], None).contains(&warning));
+        assert!(!findings(&[], None).contains(&warning));
     }
 }

@@ -1,5 +1,6 @@
 //! `doorman flush-expired-tokens`: simplejwt's `flushexpiredtokens`, for cron or by hand; it
-//! also deletes the audit events older than `audit_retention`, as the background pruning does.
+//! also deletes the audit events older than `audit_retention` and the login throttle's rows past
+//! their expiry, as the background pruning does.
 
 use super::failure::Failure;
 use super::start::open_store;
@@ -22,5 +23,9 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
             println!("Deleted {pruned} audit event(s) older than the audit_retention.");
         }
     }
+    // Forgotten failures and known addresses past their time; not worth a line of output.
+    store
+        .prune_throttle(crate::accounts::throttle::now_ms())
+        .await?;
     Ok(())
 }

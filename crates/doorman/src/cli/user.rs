@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::failure::Failure;
 use super::start::open_store;
+use crate::accounts::throttle::LoginThrottle;
 use crate::accounts::{Accounts, AccountsError, PasswordHasher};
 use crate::audit;
 use crate::config::Config;
@@ -32,6 +33,8 @@ pub enum UserCommand {
     /// token issued until now is refused (access tokens by every instance within
     /// `user_cache_ttl`)
     Revoke(NameArg),
+    /// Clear a username's failed-login counters, so its logins are no longer throttled
+    Unlock(NameArg),
 }
 
 #[derive(Args, Debug)]
@@ -127,6 +130,7 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
             println!("Deleted {name}.");
         }
         UserCommand::Revoke(NameArg { name }) => revoke(&store, &name, "cli").await?,
+        UserCommand::Unlock(NameArg { name }) => unlock(config, &store, &name).await?,
     }
     Ok(())
 }
@@ -162,6 +166,30 @@ async fn revoke(store: &Store, name: &str, reason: &str) -> Result<(), Failure> 
     println!(
         "Logged {name} out everywhere: {} refresh or sliding tokens blacklisted, every token issued until now refused.",
         revocation.blacklisted
+    );
+    Ok(())
+}
+
+/// Clears the username's failures from anywhere and from every address, in the database or
+/// Redis (wherever the server keeps them). A name that is no user's is cleared too when it
+/// has counters (an attacker's guesses), and refused only when there was nothing to clear.
+async fn unlock(config: &Config, store: &Store, name: &str) -> Result<(), Failure> {
+    let throttle = LoginThrottle::new(&config.accounts.login_throttle, store.clone())?;
+    let cleared = throttle.unlock(name).await?;
+    let user = store.user_by_username(name).await?;
+    if user.is_none() && cleared == 0 {
+        return Err(no_such_user(name));
+    }
+    audit::Event::new(audit::Kind::UserUnlocked)
+        .username(name)
+        .user_id(user.map(|u| u.id))
+        .detail(json!({"counters": cleared, "in": throttle.backend()}))
+        .record(store)
+        .await;
+    let plural = if cleared == 1 { "" } else { "s" };
+    println!(
+        "Unlocked {name}: cleared {cleared} failed-login counter{plural} ({}).",
+        throttle.backend()
     );
     Ok(())
 }

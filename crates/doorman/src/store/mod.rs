@@ -11,6 +11,7 @@ mod sqlite;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub(crate) mod tests;
+pub mod throttle;
 
 use std::fmt;
 use std::time::Duration;
@@ -760,6 +761,40 @@ impl Store {
     /// Deletes the audit events recorded before `before`; returns how many went.
     pub async fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         dispatch!(self, s => s.prune_audit(before).await)
+    }
+
+    /// Reserves a login attempt against its throttling counters before its password is
+    /// checked (see [`throttle`]): refused while a counter is blocked, else counted as a
+    /// failure in each, atomically.
+    pub async fn throttle_reserve(
+        &self,
+        key: &throttle::LoginKey,
+        rules: &throttle::ThrottleRules,
+        now_ms: i64,
+    ) -> Result<throttle::Verdict, StoreError> {
+        dispatch!(self, s => s.throttle_reserve(key, rules, now_ms).await)
+    }
+
+    /// After a successful login: clears the username's failures, takes this attempt back from
+    /// the address's count, and remembers the address as known to the username.
+    pub async fn throttle_succeeded(
+        &self,
+        key: &throttle::LoginKey,
+        rules: &throttle::ThrottleRules,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.throttle_succeeded(key, rules, now_ms).await)
+    }
+
+    /// Clears a username's throttling counters (from anywhere and from every address);
+    /// returns how many held failures.
+    pub async fn throttle_unlock(&self, username: &str) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.throttle_unlock(username).await)
+    }
+
+    /// Deletes the throttling rows past their expiry at `now_ms`; returns how many went.
+    pub async fn prune_throttle(&self, now_ms: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.prune_throttle(now_ms).await)
     }
 
     /// [`flush_expired`](Self::flush_expired) for the background pruning task: on PostgreSQL

@@ -259,6 +259,31 @@ macro_rules! portable_queries {
             .await?)
         }
 
+        pub async fn throttle_unlock(&self, username: &str) -> Result<u64, StoreError> {
+            // Pairs before the account, the order reservations lock them in.
+            let mut cleared = 0;
+            for scope in ["pair", "account"] {
+                let done = sqlx::query(
+                    "DELETE FROM login_throttle
+                     WHERE scope = $1 AND username = $2 AND failures > 0",
+                )
+                .bind(scope)
+                .bind(username)
+                .execute(&self.pool)
+                .await?;
+                cleared += done.rows_affected();
+            }
+            Ok(cleared)
+        }
+
+        pub async fn prune_throttle(&self, now: i64) -> Result<u64, StoreError> {
+            let done = sqlx::query("DELETE FROM login_throttle WHERE expires_at <= $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
         pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
             let mut conn = self.pool.acquire().await?;
             is_blacklisted(&mut conn, jti).await

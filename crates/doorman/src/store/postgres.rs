@@ -21,6 +21,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
 super::portable::portable_queries!(PostgresStore, PgConnection);
+super::throttle::throttle_queries!(PgConnection);
+use super::throttle;
 
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
@@ -107,6 +109,32 @@ impl PostgresStore {
         let revocation = revoke_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(revocation)
+    }
+
+    /// Reserves a login attempt in a transaction of its own: the counters' row locks make
+    /// racing reservations, on any instance, take their turns.
+    pub async fn throttle_reserve(
+        &self,
+        key: &super::throttle::LoginKey,
+        rules: &super::throttle::ThrottleRules,
+        now: i64,
+    ) -> Result<super::throttle::Verdict, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let verdict = throttle_reserve_in(&mut tx, key, rules, now).await?;
+        tx.commit().await?;
+        Ok(verdict)
+    }
+
+    pub async fn throttle_succeeded(
+        &self,
+        key: &super::throttle::LoginKey,
+        rules: &super::throttle::ThrottleRules,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        throttle_succeeded_in(&mut tx, key, rules, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn record_login(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {

@@ -177,6 +177,28 @@ impl SqliteStore {
             .await
     }
 
+    /// Reserves a login attempt in a group commit (see `group_commit` and `store::throttle`).
+    pub async fn throttle_reserve(
+        &self,
+        key: &super::throttle::LoginKey,
+        rules: &super::throttle::ThrottleRules,
+        now: i64,
+    ) -> Result<super::throttle::Verdict, StoreError> {
+        let write = group_commit::throttle_reserve(key.clone(), *rules, now);
+        self.writes.apply(write).await
+    }
+
+    /// Clears a successful login's counters in a group commit.
+    pub async fn throttle_succeeded(
+        &self,
+        key: &super::throttle::LoginKey,
+        rules: &super::throttle::ThrottleRules,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let write = group_commit::throttle_succeeded(key.clone(), *rules, now);
+        self.writes.apply(write).await
+    }
+
     /// Transactions the group commit has committed and the writes they held.
     pub fn group_commits(&self) -> (u64, u64) {
         self.writes.stats()

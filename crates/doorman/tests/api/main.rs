@@ -23,4 +23,5 @@ mod rotation;
 mod scale;
 mod self_contained;
 mod server;
+mod throttle;
 mod tokens;

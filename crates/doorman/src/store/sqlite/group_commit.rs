@@ -28,7 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::store::throttle::{self, LoginKey, ThrottleRules, Verdict};
 use crate::store::{AuditEvent, BlacklistOutcome, OutstandingToken, RotateOutcome, StoreError};
+
+throttle::throttle_queries!(SqliteConnection);
 
 /// Most writes in one transaction; more wait for the next one.
 const MAX_GROUP: usize = 256;
@@ -65,6 +68,20 @@ pub(super) enum Write {
     },
     /// Every token of a refresh-token family blacklisted; answered with how many were not yet.
     RevokeFamily { family: String, answer: Answer<u64> },
+    /// A login attempt reserved against its throttling counters (`store::throttle`).
+    ThrottleReserve {
+        key: LoginKey,
+        rules: ThrottleRules,
+        now: i64,
+        answer: Answer<Verdict>,
+    },
+    /// A successful login's clearing of its throttling counters.
+    ThrottleSucceeded {
+        key: LoginKey,
+        rules: ThrottleRules,
+        now: i64,
+        answer: Answer<()>,
+    },
 }
 
 pub(super) struct Answer<T> {
@@ -135,6 +152,36 @@ pub(super) fn revoke_family(family: String) -> (Write, Receiver<u64>) {
     (Write::RevokeFamily { family, answer }, from)
 }
 
+pub(super) fn throttle_reserve(
+    key: LoginKey,
+    rules: ThrottleRules,
+    now: i64,
+) -> (Write, Receiver<Verdict>) {
+    let (answer, from) = Answer::new();
+    let write = Write::ThrottleReserve {
+        key,
+        rules,
+        now,
+        answer,
+    };
+    (write, from)
+}
+
+pub(super) fn throttle_succeeded(
+    key: LoginKey,
+    rules: ThrottleRules,
+    now: i64,
+) -> (Write, Receiver<()>) {
+    let (answer, from) = Answer::new();
+    let write = Write::ThrottleSucceeded {
+        key,
+        rules,
+        now,
+        answer,
+    };
+    (write, from)
+}
+
 pub(super) type Receiver<T> = oneshot::Receiver<Result<T, StoreError>>;
 
 /// The queue's sending end, shared by every clone of the store.
@@ -190,6 +237,8 @@ impl Write {
             Write::Login { answer, .. } => answer.send(fallback),
             Write::Audit { answer, .. } => answer.send(fallback),
             Write::RevokeFamily { answer, .. } => answer.send(fallback),
+            Write::ThrottleReserve { answer, .. } => answer.send(fallback),
+            Write::ThrottleSucceeded { answer, .. } => answer.send(fallback),
         }
     }
 
@@ -201,6 +250,8 @@ impl Write {
             Write::Login { answer, .. } => answer.result = Some(Err(error)),
             Write::Audit { answer, .. } => answer.result = Some(Err(error)),
             Write::RevokeFamily { answer, .. } => answer.result = Some(Err(error)),
+            Write::ThrottleReserve { answer, .. } => answer.result = Some(Err(error)),
+            Write::ThrottleSucceeded { answer, .. } => answer.result = Some(Err(error)),
         }
     }
 
@@ -212,7 +263,9 @@ impl Write {
             Write::Record { .. }
             | Write::Login { .. }
             | Write::Audit { .. }
-            | Write::RevokeFamily { .. } => None,
+            | Write::RevokeFamily { .. }
+            | Write::ThrottleReserve { .. }
+            | Write::ThrottleSucceeded { .. } => None,
         }
     }
 
@@ -233,7 +286,9 @@ impl Write {
             Write::Record { .. }
             | Write::Login { .. }
             | Write::Audit { .. }
-            | Write::RevokeFamily { .. } => false,
+            | Write::RevokeFamily { .. }
+            | Write::ThrottleReserve { .. }
+            | Write::ThrottleSucceeded { .. } => false,
         }
     }
 
@@ -273,6 +328,8 @@ impl Write {
             }
             // Applied on their own, between the runs of the other writes (see `apply`).
             Write::RevokeFamily { .. } => None,
+            // Answered when its statements run, after the others (see `apply_run`).
+            Write::ThrottleReserve { .. } | Write::ThrottleSucceeded { .. } => None,
         }
     }
 }
@@ -398,10 +455,13 @@ async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), S
 ///    before it (already, or by an earlier write of the group), and a write that blacklists
 ///    marks its token for the writes after it;
 /// 4. the tokens of the writes that went ahead are blacklisted (the rotated ones marked rotated
-///    out with their successors' jtis, a statement of its own), and the rotations' successors (in their predecessors'
-///    families) and the tokens to record are recorded;
+///    out with their successors' jtis, a statement of its own), and the rotations' successors
+///    (in their predecessors' families) and the tokens to record are recorded;
 /// 5. the logins' `last_login` are set (a statement only when the group has logins);
-/// 6. the audit events are appended, in queue order (one only when the group has any).
+/// 6. the audit events are appended, in queue order (one only when the group has any);
+/// 7. the login throttling's writes run one after the other in queue order, a few statements
+///    each (their counters are the same table's rows, and each reservation must see the
+///    ones queued before it).
 async fn apply_run(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), StoreError> {
     let to_blacklist: Vec<(&OutstandingToken, Option<&str>)> = group
         .iter()
@@ -566,6 +626,30 @@ async fn apply_run(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(
         .bind(json(&events)?)
         .execute(&mut *conn)
         .await?;
+    }
+
+    for write in group.iter_mut() {
+        match write {
+            Write::ThrottleReserve {
+                key,
+                rules,
+                now,
+                answer,
+            } => {
+                let verdict = throttle_reserve_in(conn, key, rules, *now).await?;
+                answer.result = Some(Ok(verdict));
+            }
+            Write::ThrottleSucceeded {
+                key,
+                rules,
+                now,
+                answer,
+            } => {
+                throttle_succeeded_in(conn, key, rules, *now).await?;
+                answer.result = Some(Ok(()));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
