@@ -6,9 +6,21 @@
 //! where one Lua script applies the same rule atomically.
 //!
 //! When the counters can't be reached, a login is answered 503, never let through unthrottled.
+//!
+//! A reservation counts as a failure until its password proves right, so that parallel wrong
+//! attempts can't slip past the free ones. Left at that, parallel *right* attempts (a service
+//! logging in from several workers behind one address) would be refused too, for failures
+//! that are only in flight. So each instance also lets through at most as many attempts of one
+//! username and address (and of one address) at once as the counter has free failures; the
+//! others wait their turn here (up to [`IN_FLIGHT_QUEUE`] of them, for at most
+//! [`IN_FLIGHT_WAIT`]) instead of being refused.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -19,11 +31,19 @@ use crate::store::{AUDIT_USER_AGENT_MAX, Store, StoreError};
 /// How long a login waits for Redis to connect or answer before it is told 503.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long an attempt waits for its turn among the attempts of its username and address in
+/// flight on this instance before it is refused (429, retry in a second).
+pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(2);
+/// How many attempts of one key may wait for a turn on this instance; more are refused at
+/// once (429), so a flood for one username costs neither memory nor request slots.
+pub const IN_FLIGHT_QUEUE: usize = 64;
+
 /// Whether an attempt may go on to the password check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Reservation {
-    /// Counted as a failure until it succeeds; check the password.
-    Allowed,
+    /// Counted as a failure until it succeeds; check the password, and keep the turn until its
+    /// outcome is recorded ([`LoginThrottle::succeeded`] for a right one).
+    Allowed(Turn),
     /// Refused: the next attempt is let through in this many seconds (at least 1).
     Throttled { retry_after: u64 },
 }
@@ -33,6 +53,7 @@ pub enum Reservation {
 pub struct LoginThrottle {
     counters: Counters,
     rules: ThrottleRules,
+    in_flight: InFlight,
 }
 
 #[derive(Clone)]
@@ -54,6 +75,7 @@ impl LoginThrottle {
         Ok(LoginThrottle {
             counters,
             rules: config.rules,
+            in_flight: InFlight::default(),
         })
     }
 
@@ -73,13 +95,30 @@ impl LoginThrottle {
         addr: Option<IpAddr>,
     ) -> Result<Reservation, StoreError> {
         let key = login_key(username, addr);
+        if let Counters::Off = self.counters {
+            return Ok(Reservation::Allowed(Turn::default()));
+        }
+        // Pair before address, always: a turn held waits for nothing but the next one.
+        let pair = format!("{}\u{0}{}", key.username, key.addr);
+        let Some(pair_turn) = self.in_flight.enter(pair, self.rules.pair.free).await else {
+            return Ok(Reservation::Throttled { retry_after: 1 });
+        };
+        let Some(address_turn) = self
+            .in_flight
+            .enter(format!("\u{0}{}", key.addr), self.rules.address.free)
+            .await
+        else {
+            return Ok(Reservation::Throttled { retry_after: 1 });
+        };
         let verdict = match &self.counters {
             Counters::Off => Verdict::Allowed,
             Counters::Store(store) => store.throttle_reserve(&key, &self.rules, now_ms()).await?,
             Counters::Redis(redis) => redis.reserve(&key, &self.rules).await?,
         };
         Ok(match verdict {
-            Verdict::Allowed => Reservation::Allowed,
+            Verdict::Allowed => Reservation::Allowed(Turn {
+                _passes: vec![pair_turn, address_turn],
+            }),
             Verdict::Throttled { wait_ms } => Reservation::Throttled {
                 retry_after: retry_after_secs(wait_ms),
             },
@@ -105,6 +144,82 @@ impl LoginThrottle {
             Counters::Off => Ok(0),
             Counters::Store(store) => store.throttle_unlock(&username).await,
             Counters::Redis(redis) => redis.unlock(&username).await,
+        }
+    }
+}
+
+/// An attempt's turn among those in flight on this instance: held until its outcome is
+/// recorded, then given to the next waiting attempt.
+#[derive(Debug, Default)]
+pub struct Turn {
+    _passes: Vec<Pass>,
+}
+
+/// Attempts in flight on this instance, by key: at most as many at once as the key's counter
+/// has free failures, so no attempt is refused for failures that are only in flight here.
+/// An entry exists while an attempt of its key holds or waits for a turn.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashMap<String, Arc<Semaphore>>>>);
+
+/// One turn of one key; gives the turn back, and the key's entry once nobody holds or waits
+/// for one, when dropped.
+#[derive(Debug)]
+struct Pass {
+    permit: Option<OwnedSemaphorePermit>,
+    gate: Arc<Semaphore>,
+    key: String,
+    map: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl InFlight {
+    /// Waits for a turn of `key` (`turns` at once, at least one); `None` when
+    /// [`IN_FLIGHT_QUEUE`] attempts wait already, or the wait passes [`IN_FLIGHT_WAIT`].
+    async fn enter(&self, key: String, turns: u32) -> Option<Pass> {
+        let turns = usize::try_from(turns.max(1)).unwrap_or(usize::MAX);
+        let gate = {
+            // A poisoned lock only means a panic elsewhere while it was held; the map (one
+            // insert or remove at a time) is still whole.
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let gate = map
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(turns)))
+                .clone();
+            // Holders and waiters, besides the map's own reference and this one.
+            let present = Arc::strong_count(&gate).saturating_sub(2);
+            if present >= turns.saturating_add(IN_FLIGHT_QUEUE) {
+                return None;
+            }
+            gate
+        };
+        let mut pass = Pass {
+            permit: None,
+            gate: gate.clone(),
+            key,
+            map: self.0.clone(),
+        };
+        match tokio::time::timeout(IN_FLIGHT_WAIT, gate.acquire_owned()).await {
+            Ok(Ok(permit)) => {
+                pass.permit = Some(permit);
+                Some(pass)
+            }
+            // Timed out (or, never, closed): the pass, dropped, cleans its entry up.
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        // Only the map and this pass hold the gate: nobody else holds or waits for a turn (a
+        // new one would have cloned it under this lock).
+        if Arc::strong_count(&self.gate) == 2
+            && map
+                .get(&self.key)
+                .is_some_and(|g| Arc::ptr_eq(g, &self.gate))
+        {
+            map.remove(&self.key);
         }
     }
 }

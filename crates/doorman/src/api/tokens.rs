@@ -249,23 +249,25 @@ async fn log_in_and_record(
 /// never looked at.
 async fn login(state: &AppState, data: &RequestData, client: &Client) -> Result<i64, ApiError> {
     let [username, password] = fields(data, ["username", "password"])?;
-    if let Reservation::Throttled { retry_after } =
-        state.throttle.reserve(&username, client.addr).await?
-    {
-        let user_id = match state.store.user_by_username(&username).await {
-            Ok(user) => user.map(|u| u.id),
-            Err(_) => None,
-        };
-        audit::Event::new(audit::Kind::LoginThrottled)
-            .username(username)
-            .user_id(user_id)
-            .client(client)
-            .detail(json!({"retry_after": retry_after}))
-            .record(&state.store)
-            .await;
-        state.metrics.login_throttled();
-        return Err(ApiError::Throttled(retry_after));
-    }
+    // The turn is held until the outcome is recorded: dropped at the end of this function.
+    let _turn = match state.throttle.reserve(&username, client.addr).await? {
+        Reservation::Allowed(turn) => turn,
+        Reservation::Throttled { retry_after } => {
+            let user_id = match state.store.user_by_username(&username).await {
+                Ok(user) => user.map(|u| u.id),
+                Err(_) => None,
+            };
+            audit::Event::new(audit::Kind::LoginThrottled)
+                .username(username)
+                .user_id(user_id)
+                .client(client)
+                .detail(json!({"retry_after": retry_after}))
+                .record(&state.store)
+                .await;
+            state.metrics.login_throttled();
+            return Err(ApiError::Throttled(retry_after));
+        }
+    };
     let attempt = state
         .accounts
         .attempt(&username, SecretString::from(password))

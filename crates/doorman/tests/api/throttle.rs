@@ -158,6 +158,39 @@ dual_test! {
     }
 }
 
+dual_test! {
+    /// Parallel logins with the right password (a service logging in from several workers
+    /// behind one address) are not refused for the failures their reservations count while
+    /// in flight: the ones past the free five wait their turn, and every one logs in.
+    multi_thread async fn parallel_right_logins_from_one_address_all_get_in() {
+        let app = spawn_app_with(&[LONG_WAITS]).await;
+        let before = hashes(&app).await;
+        let mut burst = Vec::new();
+        for _ in 0..30 {
+            let (client, url) = (app.client.clone(), app.url("/api/token/"));
+            burst.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&credentials(ALICE))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }));
+        }
+        let mut statuses = Vec::new();
+        for request in burst {
+            statuses.push(request.await.unwrap());
+        }
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::OK),
+            "{statuses:?}"
+        );
+        assert_eq!(hashes(&app).await, before + 30.0);
+        assert_eq!(metric(&app, "doorman_logins_throttled_total").await, 0.0);
+    }
+}
+
 /// An attacker failing for alice from many addresses reaches the account's limit, and new
 /// addresses are throttled for alice even with her password; but the address she logged in
 /// from before still lets her in, and her login there clears the account's failures.
