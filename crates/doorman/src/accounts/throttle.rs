@@ -157,18 +157,20 @@ pub struct Turn {
 
 /// Attempts in flight on this instance, by key: at most as many at once as the key's counter
 /// has free failures, so no attempt is refused for failures that are only in flight here.
-/// An entry exists while an attempt of its key holds or waits for a turn.
+/// An entry (its gate, and how many attempts hold or wait for a turn of it) exists while
+/// one does.
 #[derive(Clone, Default)]
-struct InFlight(Arc<Mutex<HashMap<String, Arc<Semaphore>>>>);
+struct InFlight(Arc<Mutex<Gates>>);
+
+type Gates = HashMap<String, (Arc<Semaphore>, usize)>;
 
 /// One turn of one key; gives the turn back, and the key's entry once nobody holds or waits
 /// for one, when dropped.
 #[derive(Debug)]
 struct Pass {
     permit: Option<OwnedSemaphorePermit>,
-    gate: Arc<Semaphore>,
     key: String,
-    map: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    gates: Arc<Mutex<Gates>>,
 }
 
 impl InFlight {
@@ -178,31 +180,29 @@ impl InFlight {
         let turns = usize::try_from(turns.max(1)).unwrap_or(usize::MAX);
         let gate = {
             // A poisoned lock only means a panic elsewhere while it was held; the map (one
-            // insert or remove at a time) is still whole.
-            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            let gate = map
+            // insert, count or remove at a time) is still whole.
+            let mut gates = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let (gate, present) = gates
                 .entry(key.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(turns)))
-                .clone();
-            // Holders and waiters, besides the map's own reference and this one.
-            let present = Arc::strong_count(&gate).saturating_sub(2);
-            if present >= turns.saturating_add(IN_FLIGHT_QUEUE) {
+                .or_insert_with(|| (Arc::new(Semaphore::new(turns)), 0));
+            if *present >= turns.saturating_add(IN_FLIGHT_QUEUE) {
                 return None;
             }
-            gate
+            *present += 1;
+            gate.clone()
         };
+        // From here the pass counts this attempt, and takes it back when dropped.
         let mut pass = Pass {
             permit: None,
-            gate: gate.clone(),
             key,
-            map: self.0.clone(),
+            gates: self.0.clone(),
         };
         match tokio::time::timeout(IN_FLIGHT_WAIT, gate.acquire_owned()).await {
             Ok(Ok(permit)) => {
                 pass.permit = Some(permit);
                 Some(pass)
             }
-            // Timed out (or, never, closed): the pass, dropped, cleans its entry up.
+            // Timed out (or, never, closed).
             _ => None,
         }
     }
@@ -211,15 +211,12 @@ impl InFlight {
 impl Drop for Pass {
     fn drop(&mut self) {
         drop(self.permit.take());
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        // Only the map and this pass hold the gate: nobody else holds or waits for a turn (a
-        // new one would have cloned it under this lock).
-        if Arc::strong_count(&self.gate) == 2
-            && map
-                .get(&self.key)
-                .is_some_and(|g| Arc::ptr_eq(g, &self.gate))
-        {
-            map.remove(&self.key);
+        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, present)) = gates.get_mut(&self.key) {
+            *present = present.saturating_sub(1);
+            if *present == 0 {
+                gates.remove(&self.key);
+            }
         }
     }
 }
