@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Before/after on one machine: two doorman binaries side by side, `GET /hello/` (HS256),
-`POST /api/token/verify/` and `POST /api/token/refresh/` (rotation off) at c=64, alternated round by round so that the machine's drift falls
-on both. Reports, per binary and workload, the median requests per second and the median server
+`POST /api/token/verify/` and `POST /api/token/refresh/` (rotation off) at c=64, and
+`POST /api/token/` (one user's right password, as a service's workers behind one address log
+in) at c=16, alternated round by round so that the machine's drift falls on both. Reports, per binary and workload, the median requests per second and the median server
 CPU per request (user, and user + system), read from /proc. User CPU per request is the
 steadiest of them on a shared machine: it leaves out the kernel's share, which moves with how
 often wrk has to be woken.
@@ -44,13 +45,17 @@ def main():
             scripts = [("hello", h.script_get("/hello/", access)),
                        ("verify", h.script_post("/api/token/verify/", {"token": access})),
                        ("refresh", h.script_post("/api/token/refresh/",
-                                                 {"refresh": pair["refresh"]}))]
+                                                 {"refresh": pair["refresh"]})),
+                       ("login", h.script_post("/api/token/", {
+                           "username": "bench", "password": h.PASSWORD}))]
             server.scripts = scripts
         results = {}
         for r in range(args.rounds):
             for i, server in enumerate(servers):
                 for workload, script in server.scripts:
-                    w = server.load(script, 64, args.seconds, workdir=run.work)
+                    # Logins hash a password each: 16 connections already keep every core busy.
+                    conns = 16 if workload == "login" else 64
+                    w = server.load(script, conns, args.seconds, workdir=run.work)
                     row = (w["ok_rps"], w["user_us_per_req"], w["cpu_us_per_req"], w["errors"])
                     results.setdefault((i, workload), []).append(row)
                     h.log(f"round {r + 1}: {args.binaries[i]} {workload} {row[0]:.0f} req/s, "

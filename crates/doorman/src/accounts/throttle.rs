@@ -12,8 +12,8 @@
 //! logging in from several workers behind one address) would be refused too, for failures
 //! that are only in flight. So each instance also lets through at most as many attempts of one
 //! username and address (and of one address) at once as the counter has free failures; the
-//! others wait their turn here (up to [`IN_FLIGHT_QUEUE`] of them, for at most
-//! [`IN_FLIGHT_WAIT`]) instead of being refused.
+//! others wait their turn here (up to [`IN_FLIGHT_QUEUE`] of them, within the request's
+//! deadline, `request_timeout`) instead of being refused.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,9 +31,6 @@ use crate::store::{AUDIT_USER_AGENT_MAX, Store, StoreError};
 /// How long a login waits for Redis to connect or answer before it is told 503.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long an attempt waits for its turn among the attempts of its username and address in
-/// flight on this instance before it is refused (429, retry in a second).
-pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(2);
 /// How many attempts of one key may wait for a turn on this instance; more are refused at
 /// once (429), so a flood for one username costs neither memory nor request slots.
 pub const IN_FLIGHT_QUEUE: usize = 64;
@@ -174,8 +171,10 @@ struct Pass {
 }
 
 impl InFlight {
-    /// Waits for a turn of `key` (`turns` at once, at least one); `None` when
-    /// [`IN_FLIGHT_QUEUE`] attempts wait already, or the wait passes [`IN_FLIGHT_WAIT`].
+    /// Waits for a turn of `key` (`turns` at once, at least one), first come first served;
+    /// `None` when [`IN_FLIGHT_QUEUE`] attempts wait already. The wait has no bound of its
+    /// own: the attempts ahead are each one password check, and the request's deadline
+    /// (`request_timeout`) ends any wait that outlasts it.
     async fn enter(&self, key: String, turns: u32) -> Option<Pass> {
         let turns = usize::try_from(turns.max(1)).unwrap_or(usize::MAX);
         let gate = {
@@ -197,14 +196,9 @@ impl InFlight {
             key,
             gates: self.0.clone(),
         };
-        match tokio::time::timeout(IN_FLIGHT_WAIT, gate.acquire_owned()).await {
-            Ok(Ok(permit)) => {
-                pass.permit = Some(permit);
-                Some(pass)
-            }
-            // Timed out (or, never, closed).
-            _ => None,
-        }
+        // The semaphore is never closed, so acquiring fails never.
+        pass.permit = Some(gate.acquire_owned().await.ok()?);
+        Some(pass)
     }
 }
 
