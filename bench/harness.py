@@ -313,9 +313,8 @@ class Run:
         binary = self.args.doorman
         if prepare:
             subprocess.run([binary, "migrate"], env=env, check=True, capture_output=True)
-            # `flood` is the login flood's user: attempts the flood leaves in flight when it
-            # stops count as failures (the throttle counts an attempt until it succeeds), and
-            # they must not throttle `bench`'s own login runs.
+            # `flood` is the login flood's user, so that the login runs measured after it
+            # start from counters of their own.
             for user in ("bench", "flood"):
                 subprocess.run([binary, "user", "create", user, "--password-stdin"], env=env,
                                input=PASSWORD + "\n", text=True, check=True,

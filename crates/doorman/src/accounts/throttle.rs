@@ -85,37 +85,43 @@ impl LoginThrottle {
         }
     }
 
-    /// Reserves an attempt by `username` from `addr` before its password is checked.
+    /// Waits for the attempt's turn among those of its username and address in flight on
+    /// this instance. Nothing is counted yet, so a client that goes away while waiting leaves
+    /// nothing behind; `None`: too many wait already (answer 429, retry in a second).
+    pub async fn turn(&self, username: &str, addr: Option<IpAddr>) -> Option<Turn> {
+        if let Counters::Off = self.counters {
+            return Some(Turn::default());
+        }
+        let key = login_key(username, addr);
+        // Pair before address, always: a turn held waits for nothing but the next one.
+        let pair = format!("{}\u{0}{}", key.username, key.addr);
+        let pair_turn = self.in_flight.enter(pair, self.rules.pair.free).await?;
+        let address_turn = self
+            .in_flight
+            .enter(format!("\u{0}{}", key.addr), self.rules.address.free)
+            .await?;
+        Some(Turn {
+            _passes: vec![pair_turn, address_turn],
+        })
+    }
+
+    /// Reserves an attempt by `username` from `addr`, holding its `turn`, before its password
+    /// is checked. From here the attempt must be decided (its outcome recorded) even if the
+    /// client goes away: run it to its end.
     pub async fn reserve(
         &self,
         username: &str,
         addr: Option<IpAddr>,
+        turn: Turn,
     ) -> Result<Reservation, StoreError> {
         let key = login_key(username, addr);
-        if let Counters::Off = self.counters {
-            return Ok(Reservation::Allowed(Turn::default()));
-        }
-        // Pair before address, always: a turn held waits for nothing but the next one.
-        let pair = format!("{}\u{0}{}", key.username, key.addr);
-        let Some(pair_turn) = self.in_flight.enter(pair, self.rules.pair.free).await else {
-            return Ok(Reservation::Throttled { retry_after: 1 });
-        };
-        let Some(address_turn) = self
-            .in_flight
-            .enter(format!("\u{0}{}", key.addr), self.rules.address.free)
-            .await
-        else {
-            return Ok(Reservation::Throttled { retry_after: 1 });
-        };
         let verdict = match &self.counters {
             Counters::Off => Verdict::Allowed,
             Counters::Store(store) => store.throttle_reserve(&key, &self.rules, now_ms()).await?,
             Counters::Redis(redis) => redis.reserve(&key, &self.rules).await?,
         };
         Ok(match verdict {
-            Verdict::Allowed => Reservation::Allowed(Turn {
-                _passes: vec![pair_turn, address_turn],
-            }),
+            Verdict::Allowed => Reservation::Allowed(turn),
             Verdict::Throttled { wait_ms } => Reservation::Throttled {
                 retry_after: retry_after_secs(wait_ms),
             },

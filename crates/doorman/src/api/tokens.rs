@@ -20,7 +20,7 @@ use super::answer::{Answer, finish, negotiate, read_body};
 use super::endpoint::{Endpoint, Listener, always};
 use super::error::ApiError;
 use crate::accounts::Attempt;
-use crate::accounts::throttle::Reservation;
+use crate::accounts::throttle::{Reservation, Turn};
 use crate::audit::{self, Client};
 use crate::config::Config;
 use crate::serve::ClientAddr;
@@ -249,25 +249,62 @@ async fn log_in_and_record(
 /// never looked at.
 async fn login(state: &AppState, data: &RequestData, client: &Client) -> Result<i64, ApiError> {
     let [username, password] = fields(data, ["username", "password"])?;
-    // The turn is held until the outcome is recorded: dropped at the end of this function.
-    let _turn = match state.throttle.reserve(&username, client.addr).await? {
-        Reservation::Allowed(turn) => turn,
-        Reservation::Throttled { retry_after } => {
-            let user_id = match state.store.user_by_username(&username).await {
-                Ok(user) => user.map(|u| u.id),
-                Err(_) => None,
-            };
-            audit::Event::new(audit::Kind::LoginThrottled)
-                .username(username)
-                .user_id(user_id)
-                .client(client)
-                .detail(json!({"retry_after": retry_after}))
-                .record(&state.store)
-                .await;
-            state.metrics.login_throttled();
-            return Err(ApiError::Throttled(retry_after));
-        }
+    let Some(turn) = state.throttle.turn(&username, client.addr).await else {
+        return Err(throttled(state, username, client, 1).await);
     };
+    // From the reservation on, the attempt runs to its end even when the client goes away
+    // meanwhile: it counts as a failure from its reservation until its outcome is recorded,
+    // so a login cancelled half-way (a client's timeout) would otherwise stay a failure it
+    // never was, and an attacker hanging up would still have had the password checked.
+    let state = state.clone();
+    let client = client.clone();
+    tokio::spawn(async move {
+        match state.throttle.reserve(&username, client.addr, turn).await? {
+            Reservation::Allowed(turn) => decide(&state, username, password, &client, turn).await,
+            Reservation::Throttled { retry_after } => {
+                Err(throttled(&state, username, &client, retry_after).await)
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a login's password check ended abnormally");
+        Err(ApiError::Internal)
+    })
+}
+
+/// A throttled attempt: recorded in the audit trail and counted, and answered 429.
+async fn throttled(
+    state: &AppState,
+    username: String,
+    client: &Client,
+    retry_after: u64,
+) -> ApiError {
+    let user_id = match state.store.user_by_username(&username).await {
+        Ok(user) => user.map(|u| u.id),
+        Err(_) => None,
+    };
+    audit::Event::new(audit::Kind::LoginThrottled)
+        .username(username)
+        .user_id(user_id)
+        .client(client)
+        .detail(json!({"retry_after": retry_after}))
+        .record(&state.store)
+        .await;
+    state.metrics.login_throttled();
+    ApiError::Throttled(retry_after)
+}
+
+/// A reserved login attempt, from its password check to its outcome recorded: the throttle's
+/// counters cleared after a right password, the audit trail, `last_login`. The turn is held
+/// until then.
+async fn decide(
+    state: &AppState,
+    username: String,
+    password: String,
+    client: &Client,
+    _turn: Turn,
+) -> Result<i64, ApiError> {
     let attempt = state
         .accounts
         .attempt(&username, SecretString::from(password))

@@ -191,6 +191,51 @@ dual_test! {
     }
 }
 
+/// Sends a login on a raw connection, and hangs up without reading the answer once the
+/// server has started on it (its attempt reserved: the throttle's metric of reservations
+/// moved, or a password check began).
+async fn hang_up_after(app: &TestApp, username: &str, password: &str) {
+    use tokio::io::AsyncWriteExt;
+    let body = json!({"username": username, "password": password}).to_string();
+    let head = format!(
+        "POST /api/token/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let before = hashes(app).await;
+    let addr = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    // The hash-wait metric counts a password check as it starts: hang up in the middle of it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while hashes(app).await <= before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    drop(stream);
+}
+
+dual_test! {
+    /// A login whose client hangs up before the answer is decided all the same: with the right
+    /// password it clears its failure (a client's timeouts don't pile up failures that were
+    /// never made), and with a wrong one it counts (hanging up gains an attacker nothing).
+    multi_thread async fn a_login_whose_client_hangs_up_is_decided_all_the_same() {
+        let app = spawn_app_with(&[LONG_WAITS]).await;
+        for _ in 0..10 {
+            hang_up_after(&app, ALICE.0, ALICE.1).await;
+        }
+        // Ten abandoned right logins, twice the free failures: none of them stays a failure.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(app.post_token(&credentials(ALICE)).await.status(), StatusCode::OK);
+
+        for _ in 0..5 {
+            hang_up_after(&app, ALICE.0, "wrong-password").await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_throttled(app.post_token(&credentials(ALICE)).await).await;
+    }
+}
+
 /// An attacker failing for alice from many addresses reaches the account's limit, and new
 /// addresses are throttled for alice even with her password; but the address she logged in
 /// from before still lets her in, and her login there clears the account's failures.
