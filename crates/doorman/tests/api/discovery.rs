@@ -209,8 +209,7 @@ async fn audited_address(app: &TestApp, headers: &[(&str, &str)]) -> Option<Stri
         .unwrap();
     events
         .iter()
-        .filter(|e| e.kind == "login_succeeded")
-        .next_back()
+        .rfind(|e| e.kind == "login_succeeded")
         .and_then(|e| e.client_addr.clone())
 }
 
