@@ -1,6 +1,7 @@
 //! The token settings: simplejwt's lifetimes, claim names and validation rules (`aud`, `iss`,
 //! leeway), which token views are served (sliding tokens), what a refresh does to the old token
-//! (rotation, blacklisting, the reuse grace window), and the `Authorization` schemes accepted.
+//! (rotation, blacklisting, the reuse grace window), the `Authorization` schemes accepted, and
+//! the URL the discovery document names doorman by (`public_url`).
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub struct TokenSettings {
     refresh_reuse_grace: Duration,
     audience: Option<String>,
     issuer: Option<String>,
+    public_url: Option<String>,
     #[serde(with = "values::duration")]
     leeway: Duration,
     auth_header_types: StringList,
@@ -57,6 +59,7 @@ impl Default for TokenSettings {
             refresh_reuse_grace: DEFAULT_REFRESH_REUSE_GRACE,
             audience: None,
             issuer: None,
+            public_url: None,
             leeway: Duration::ZERO,
             auth_header_types: StringList(vec!["Bearer".to_owned()]),
             user_id_claim: rules.user_id_claim,
@@ -83,6 +86,9 @@ pub struct TokensConfig {
     pub refresh_reuse_grace: Duration,
     /// The `Authorization` schemes accepted (`Bearer`).
     pub auth_header_types: Vec<String>,
+    /// Where clients reach doorman (`https://auth.example.com`, no trailing slash): the base
+    /// of the discovery document's URLs. Unset, they follow the request (and aren't cached).
+    pub public_url: Option<String>,
 }
 
 impl TokenSettings {
@@ -133,6 +139,17 @@ impl TokenSettings {
                 "expected at most 5 minutes (a retry or a second tab takes seconds; a longer window only gives a stolen token time)",
             ));
         }
+        let public_url = match self.public_url.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(public_url(text).ok_or_else(|| {
+                src.fail(
+                    "public_url",
+                    format!(
+                        "expected the URL clients reach doorman at, like https://auth.example.com or https://example.com/auth, got {text:?}"
+                    ),
+                )
+            })?),
+        };
         let rules = TokenRules {
             access_token_lifetime: self.access_token_lifetime,
             refresh_token_lifetime: self.refresh_token_lifetime,
@@ -154,8 +171,24 @@ impl TokenSettings {
             blacklist_after_rotation: self.blacklist_after_rotation.0,
             refresh_reuse_grace: self.refresh_reuse_grace,
             auth_header_types: self.auth_header_types.0,
+            public_url,
         })
     }
+}
+
+/// `http(s)://host[:port][/path]` without user info, query or fragment, and without the
+/// trailing slash (the discovery document appends paths to it).
+fn public_url(text: &str) -> Option<String> {
+    let uri: http::Uri = text.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?;
+    let valid = matches!(scheme, "http" | "https")
+        && !authority.host().is_empty()
+        && !authority.as_str().contains('@')
+        && uri.query().is_none()
+        && !text.contains('#')
+        && text.bytes().all(|b| b.is_ascii_graphic());
+    valid.then(|| text.trim_end_matches('/').to_owned())
 }
 
 /// RFC 7235 scheme names are tokens: visible ASCII without separators.
@@ -163,4 +196,47 @@ fn is_token68_scheme(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::config::Overrides;
+    use crate::config::testing::load;
+
+    fn public_url(text: &str) -> Result<Option<String>, String> {
+        load(None, &[("DOORMAN_PUBLIC_URL", text)], Overrides::default())
+            .map(|c| c.tokens.public_url)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn public_url_is_a_base_url_without_its_trailing_slash() {
+        assert_eq!(
+            public_url("https://auth.example.com/").unwrap().as_deref(),
+            Some("https://auth.example.com")
+        );
+        assert_eq!(
+            public_url("https://example.com:8443/auth")
+                .unwrap()
+                .as_deref(),
+            Some("https://example.com:8443/auth")
+        );
+        assert_eq!(public_url("").unwrap(), None);
+        for bad in [
+            "auth.example.com",
+            "ftp://auth.example.com",
+            "https://user@auth.example.com",
+            "https://auth.example.com/?x=1",
+            "https://auth.example.com/#top",
+            "https://",
+            "/auth",
+        ] {
+            let err = public_url(bad).unwrap_err();
+            assert!(
+                err.contains("setting `public_url`") && err.contains("like https://"),
+                "{bad}: {err}"
+            );
+        }
+    }
 }

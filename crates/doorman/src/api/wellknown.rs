@@ -1,17 +1,25 @@
 //! Key discovery for services that verify doorman's tokens themselves: the JWKS
 //! (`/.well-known/jwks.json`, RFC 7517) and the OpenID discovery document
 //! (`/.well-known/openid-configuration`) that OIDC-aware JWT libraries start from.
+//!
+//! The discovery document names URLs, and a verifier fetches keys from its `jwks_uri`, so
+//! those URLs come from `public_url`, never from what a client sent. Without `public_url` the
+//! document follows the request (its `Host`, https when doorman serves TLS or a trusted proxy
+//! says the client used it), which is what a development set-up reached at several names
+//! needs, and it is then answered `Cache-Control: no-store`: a client that sends
+//! `Host: evil.example` gets its own answer back and no shared cache keeps it for anyone else.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::any;
-use http::{HeaderMap, HeaderValue, Method, Request, header};
+use http::{HeaderValue, Method, Request, header};
 use serde_json::{Value, json};
 
 use super::answer::{Answer, finish};
 use super::endpoint::{Endpoint, Listener, always};
 use super::error::ApiError;
+use crate::serve::ClientUsedHttps;
 use crate::state::AppState;
 
 pub const ENDPOINTS: &[Endpoint] = &[
@@ -72,7 +80,10 @@ async fn discovery(
     request: Request<Body>,
     endpoint: &'static Endpoint,
 ) -> Response {
-    let base = base_url(request.headers());
+    let configured = state.config.tokens.public_url.clone();
+    let base = configured
+        .clone()
+        .unwrap_or_else(|| reached_at(&request, state.config.server.tls.is_some()));
     let issuer = state
         .config
         .tokens
@@ -91,7 +102,11 @@ async fn discovery(
         "id_token_signing_alg_values_supported": [alg],
         "token_endpoint_auth_methods_supported": ["none"],
     });
-    cacheable(answer(request.method(), body, endpoint), max_age(&state))
+    let response = answer(request.method(), body, endpoint);
+    match configured {
+        Some(_) => cacheable(response, max_age(&state)),
+        None => uncached(response),
+    }
 }
 
 fn answer(method: &Method, body: Value, endpoint: &Endpoint) -> Response {
@@ -111,13 +126,29 @@ fn cacheable(mut response: Response, max_age: u64) -> Response {
     response
 }
 
-/// `http://<Host>` as the client reached us (TLS and trusted proxies come with the server
-/// work; until then the discovery document names plain HTTP unless `issuer` is set).
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
+/// An answer that names the request's own host: kept by no cache.
+fn uncached(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `<scheme>://<Host>` as the client reached doorman: https when doorman serves TLS or a
+/// trusted proxy said the client used https; the `Host` (or HTTP/2's `:authority`) when it is
+/// a valid host and port, else `localhost`.
+fn reached_at(request: &Request<Body>, serves_tls: bool) -> String {
+    let https = serves_tls || request.extensions().get::<ClientUsedHttps>().is_some();
+    let scheme = if https { "https" } else { "http" };
+    let host = request
+        .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .filter(|h| {
+            h.parse::<http::uri::Authority>()
+                .is_ok_and(|a| a.as_str() == *h && !h.contains('@'))
+        })
         .unwrap_or("localhost");
-    format!("http://{host}")
+    format!("{scheme}://{host}")
 }

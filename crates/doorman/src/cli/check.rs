@@ -124,6 +124,21 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
             "trusts every address: any client can claim any address with X-Forwarded-For".into(),
         );
     }
+    match config.tokens.public_url.as_deref() {
+        None => warn(
+            "public_url",
+            "unset: the discovery document names whatever host each request was sent to, so it \
+             is answered Cache-Control: no-store; set it to the https URL clients reach doorman at"
+                .into(),
+        ),
+        Some(url) if url.starts_with("http://") && !is_local_origin(url) => warn(
+            "public_url",
+            format!(
+                "{url} is plain HTTP; a verifier fetching keys from its JWKS can be handed others' keys on the way"
+            ),
+        ),
+        Some(_) => {}
+    }
     if config.server.cors_allowed_origins.iter().any(|o| o == "*") {
         warn(
             "cors_allowed_origins",
@@ -287,6 +302,7 @@ mod tests {
                     "*, http://localhost:3000, http://app.example.com",
                 ),
                 ("DOORMAN_LEEWAY", "5"),
+                ("DOORMAN_PUBLIC_URL", "http://auth.example.com/"),
                 ("DOORMAN_TOKEN_TYPE_CLAIM", ""),
                 ("DOORMAN_ROTATE_REFRESH_TOKENS", "true"),
                 ("DOORMAN_DATA_DIR", &data),
@@ -302,6 +318,7 @@ mod tests {
                 "Warning algorithm: HS256 shares its secret with every service that verifies tokens; unless a Django deployment must accept them, a key pair (EdDSA, ES256) lets others verify with the JWKS alone",
                 "Warning signing_key: the secret is short or repetitive; use at least 50 random characters (Django's own check asks the same)",
                 "Warning bind: serving plain HTTP on 0.0.0.0:8000 with no trusted proxy in front; set tls_cert_file and tls_key_file, or put doorman behind a TLS-terminating proxy (and list it in trusted_proxies)",
+                "Warning public_url: http://auth.example.com is plain HTTP; a verifier fetching keys from its JWKS can be handed others' keys on the way",
                 "Warning cors_allowed_origins: \"*\" lets every web site call the API from its users' browsers",
                 "Warning cors_allowed_origins: http://app.example.com is plain HTTP; tokens sent to it can be read on the way",
                 "Warning RUST_LOG: debug or trace logging is on; it is verbose and slower in production",
@@ -320,8 +337,8 @@ mod tests {
             )
         );
         // A proxy in front (even one trusting everything) answers the plain-HTTP warning; an
-        // owner-only data directory, a key pair, refusing tokens during an outage and
-        // blacklisting what rotation replaces leave nothing else to say.
+        // owner-only data directory, a key pair, refusing tokens during an outage,
+        // blacklisting what rotation replaces and an https public URL leave nothing else to say.
         let private = dir.path().join("private");
         std::fs::create_dir(&private).unwrap();
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -333,6 +350,7 @@ mod tests {
                 ("DOORMAN_ACCEPT_TOKENS_DURING_OUTAGE", "false"),
                 ("DOORMAN_ROTATE_REFRESH_TOKENS", "true"),
                 ("DOORMAN_BLACKLIST_AFTER_ROTATION", "true"),
+                ("DOORMAN_PUBLIC_URL", "https://auth.example.com"),
             ],
             None,
         );
@@ -349,5 +367,15 @@ mod tests {
         let warning = "Warning login_throttle: false: failed logins are not throttled, so passwords can be guessed as fast as doorman hashes them; turn it on, or throttle POST /api/token/ in front of doorman".to_owned();
         assert!(findings(&[("DOORMAN_LOGIN_THROTTLE", "false")], None).contains(&warning));
         assert!(!findings(&[], None).contains(&warning));
+    }
+
+    #[test]
+    fn an_unset_public_url_is_warned_about() {
+        let warning = "Warning public_url: unset: the discovery document names whatever host each request was sent to, so it is answered Cache-Control: no-store; set it to the https URL clients reach doorman at".to_owned();
+        assert!(findings(&[], None).contains(&warning));
+        let set = findings(&[("DOORMAN_PUBLIC_URL", "https://auth.example.com")], None);
+        assert!(!set.iter().any(|f| f.contains("public_url")), "{set:?}");
+        let local = findings(&[("DOORMAN_PUBLIC_URL", "http://localhost:8000")], None);
+        assert!(!local.iter().any(|f| f.contains("public_url")), "{local:?}");
     }
 }

@@ -10,11 +10,11 @@
 //! - `server` (`serve::settings`): `bind`, `admin_bind`, `unix_socket_mode`, `tls_cert_file`,
 //!   `tls_key_file`, `max_concurrent_requests`, `request_timeout`, `header_read_timeout`,
 //!   `max_header_bytes`, `max_body_bytes`, `shutdown_timeout`, `trusted_proxies`,
-//!   `cors_allowed_origins`, `cors_allow_credentials`.
+//!   `forwarded_header`, `cors_allowed_origins`, `cors_allow_credentials`.
 //! - `tokens` (`api::token_settings`): `access_token_lifetime`, `refresh_token_lifetime`,
 //!   `sliding_token_lifetime`, `sliding_token_refresh_lifetime`, `sliding_tokens`,
 //!   `rotate_refresh_tokens`, `blacklist_after_rotation`, `refresh_reuse_grace`, `audience`,
-//!   `issuer`, `leeway`, `auth_header_types`, `user_id_claim`, `token_type_claim`,
+//!   `issuer`, `public_url`, `leeway`, `auth_header_types`, `user_id_claim`, `token_type_claim`,
 //!   `jti_claim`, `sliding_token_refresh_exp_claim`.
 //! - `keys` (`keys::policy`): `algorithm`, `signing_key`, `signing_key_file`,
 //!   `signing_key_id`, `verifying_key`, `verifying_key_file`, `key_refresh_interval`.

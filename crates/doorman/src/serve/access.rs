@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::extract::Request;
 use http::{HeaderValue, Method, Uri};
 
-use super::client::{ClientAddr, TrustedProxies};
+use super::client::{ClientAddr, ClientUsedHttps, TrustedProxies};
 use crate::metrics::Metrics;
 
 /// What the access log needs: whose forwarding headers to believe, where to count, and
@@ -57,16 +57,21 @@ impl Observed {
             .map_or("other", |(_, label)| label)
     }
 
-    /// Notes the request, and tells the handlers who the client is ([`ClientAddr`]).
+    /// Notes the request, and tells the handlers who the client is ([`ClientAddr`]) and
+    /// whether a trusted proxy said it used https ([`ClientUsedHttps`]).
     /// `peer`: the TCP peer, `None` over a Unix socket.
     pub fn see(&self, request: &mut Request, peer: Option<SocketAddr>, started: Instant) -> Seen {
         let proxies = &self.0.proxies;
-        let client = match peer {
-            Some(peer) => Some(proxies.client(peer.ip(), request.headers())),
-            None => proxies.client_over_unix(request.headers()),
+        let forwarded = match peer {
+            Some(peer) => proxies.behind(peer.ip(), request.headers()),
+            None => proxies.over_unix(request.headers()),
         };
+        let client = forwarded.client;
         if let Some(client) = client {
             request.extensions_mut().insert(ClientAddr(client));
+        }
+        if forwarded.https {
+            request.extensions_mut().insert(ClientUsedHttps);
         }
         Seen {
             started,

@@ -16,7 +16,7 @@ pub mod settings;
 pub mod static_files;
 pub mod tls;
 
-pub use client::{ClientAddr, TrustedProxies};
+pub use client::{ClientAddr, ClientUsedHttps, ForwardedHeader, TrustedProxies};
 
 /// The limits every request runs under (the `max_concurrent_requests` and `request_timeout`
 /// settings).
@@ -40,7 +40,8 @@ impl From<&settings::ServerConfig> for Limits {
             max_concurrent_requests: config.max_concurrent_requests,
             request_timeout: config.request_timeout,
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone())
-                .trusting_unix_socket(config.trust_unix_socket_peers),
+                .trusting_unix_socket(config.trust_unix_socket_peers)
+                .reading(config.forwarded_header),
             cors_allowed_origins: config
                 .cors_allowed_origins
                 .iter()

@@ -1,13 +1,14 @@
 //! The server's settings: where doorman listens (`bind`, `admin_bind`, the Unix socket's
 //! mode, TLS), how connections and requests are bounded (timeouts, header and body sizes,
-//! concurrency, the graceful stop), and whom it believes about the client (trusted proxies,
-//! CORS origins).
+//! concurrency, the graceful stop), and whom it believes about the client (trusted proxies and
+//! the header they name the client in, CORS origins).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::client::ForwardedHeader;
 use super::listen::Bind;
 use super::tls::TlsFiles;
 use crate::config::source::{ConfigError, Sources};
@@ -40,6 +41,7 @@ pub struct ServerSettings {
     trusted_proxies: StringList,
     cors_allowed_origins: StringList,
     cors_allow_credentials: Flag,
+    forwarded_header: String,
 }
 
 impl Default for ServerSettings {
@@ -59,6 +61,7 @@ impl Default for ServerSettings {
             trusted_proxies: StringList(Vec::new()),
             cors_allowed_origins: StringList(Vec::new()),
             cors_allow_credentials: Flag(false),
+            forwarded_header: "x-forwarded-for".to_owned(),
         }
     }
 }
@@ -88,13 +91,15 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a graceful stop waits for the requests in flight.
     pub shutdown_timeout: Duration,
-    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    /// Proxies whose forwarding header (`forwarded_header`) names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `unix` in `trusted_proxies`: peers on the Unix socket (nginx) are trusted proxies too.
     pub trust_unix_socket_peers: bool,
     /// Browser origins allowed by CORS (`*` only without credentials).
     pub cors_allowed_origins: Vec<String>,
     pub cors_allow_credentials: bool,
+    /// The one header a trusted proxy names the client (and its scheme) in.
+    pub forwarded_header: ForwardedHeader,
 }
 
 impl ServerSettings {
@@ -204,6 +209,15 @@ impl ServerSettings {
                 )
             })?),
         };
+        let forwarded_header = ForwardedHeader::parse(&self.forwarded_header).ok_or_else(|| {
+            src.fail(
+                "forwarded_header",
+                format!(
+                    "expected x-forwarded-for or forwarded, got {:?}",
+                    self.forwarded_header
+                ),
+            )
+        })?;
         Ok(ServerConfig {
             bind,
             admin_bind,
@@ -219,6 +233,7 @@ impl ServerSettings {
             trust_unix_socket_peers,
             cors_allowed_origins: self.cors_allowed_origins.0,
             cors_allow_credentials: self.cors_allow_credentials.0,
+            forwarded_header,
         })
     }
 }

@@ -505,8 +505,9 @@ fn serve_generates_its_key_once_and_says_so() {
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), pem);
 }
 
-/// `doorman check --deploy`: on the defaults only the warning about accepting tokens during a
-/// database outage (a default kept for availability), warnings for what is legal but unwise,
+/// `doorman check --deploy`: on the defaults only the warnings about accepting tokens during a
+/// database outage (a default kept for availability) and about the discovery document's URLs
+/// following the request (no `public_url`), warnings for what is legal but unwise,
 /// and an error (exit 1) for private keys others can read.
 #[test]
 fn check_deploy_reports_unwise_settings() {
@@ -517,12 +518,15 @@ fn check_deploy_reports_unwise_settings() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
-    const OUTAGE: &str = "WARNING accept_tokens_during_outage: true: while the database can't \
+    const OUTAGE: &str = "WARNING public_url: unset: the discovery document names whatever \
+        host each request was sent to, so it is answered Cache-Control: no-store; set it to the \
+        https URL clients reach doorman at\n\
+        WARNING accept_tokens_during_outage: true: while the database can't \
         be reached, access tokens of deactivated or revoked users keep working until they expire; \
         set it to false to answer 503 instead\n";
     assert_eq!(
         stdout_of(&out),
-        format!("{OUTAGE}System check identified 1 issue(s) (0 error(s)).\n")
+        format!("{OUTAGE}System check identified 2 issue(s) (0 error(s)).\n")
     );
 
     let out = doorman(dir.path())
@@ -541,17 +545,18 @@ fn check_deploy_reports_unwise_settings() {
         "warnings alone exit 0: {}",
         stderr_of(&out)
     );
-    // These six warnings and no other, each line opening with what it is about (the advice
+    // These seven warnings and no other, each line opening with what it is about (the advice
     // after that is prose).
     let report = stdout_of(&out);
     let expected = [
         "WARNING algorithm: HS256 shares its secret",
         "WARNING signing_key: the secret is short or repetitive",
         "WARNING bind: serving plain HTTP on 0.0.0.0:8000",
+        "WARNING public_url: unset",
         "WARNING cors_allowed_origins: \"*\"",
         "WARNING RUST_LOG: debug or trace",
         "WARNING accept_tokens_during_outage: true: while the database",
-        "System check identified 6 issue(s) (0 error(s)).",
+        "System check identified 7 issue(s) (0 error(s)).",
     ];
     let lines: Vec<&str> = report.lines().collect();
     assert_eq!(lines.len(), expected.len(), "{report}");
@@ -561,7 +566,7 @@ fn check_deploy_reports_unwise_settings() {
             "{start:?} is not at its place in:\n{report}"
         );
     }
-    assert_eq!(lines[6], expected[6]);
+    assert_eq!(lines[7], expected[7]);
 
     use std::os::unix::fs::PermissionsExt;
     let data = dir.path().join("data");
@@ -575,7 +580,7 @@ fn check_deploy_reports_unwise_settings() {
         stdout_of(&out),
         format!(
             "{OUTAGE}ERROR data_dir: {}: readable by group or others (mode 0755); it holds private \
-             keys: chmod go-rwx\nSystem check identified 2 issue(s) (1 error(s)).\n",
+             keys: chmod go-rwx\nSystem check identified 3 issue(s) (1 error(s)).\n",
             data.display()
         )
     );

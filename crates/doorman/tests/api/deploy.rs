@@ -64,6 +64,17 @@ fn systemd_units_pass_systemd_analyze_verify() {
     let nginx = deploy_file("nginx-doorman.conf");
     assert!(socket.contains("ListenStream=/run/doorman/doorman.sock"));
     assert!(nginx.contains("server unix:/run/doorman/doorman.sock;"));
+    // The site overwrites the forwarding headers a client sent rather than appending to them
+    // (the nginx test below shows what a client's own headers then come to).
+    for line in [
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+        "proxy_set_header Forwarded \"\";",
+    ] {
+        assert!(nginx.contains(line), "the nginx site lacks {line}");
+    }
+    assert!(!nginx.contains("$proxy_add_x_forwarded_for"));
 }
 
 /// A free TCP port on loopback (bound, read, released).
@@ -232,10 +243,12 @@ async fn nginx_site_fronts_doorman_on_its_unix_socket() {
         .unwrap();
     let base = format!("https://auth.example.com:{tls_port}");
 
-    // Login through nginx, with a client-made X-Forwarded-For that must not be believed.
+    // Login through nginx, with client-made forwarding headers that must not be believed.
     let res = client
         .post(format!("{base}/api/token/"))
         .header("x-forwarded-for", "203.0.113.9")
+        .header("forwarded", "for=198.51.100.66;proto=https")
+        .header("x-real-ip", "192.0.2.77")
         .json(&serde_json::json!({"username": "nina", "password": "nina-password-1234"}))
         .send()
         .await
@@ -248,9 +261,33 @@ async fn nginx_site_fronts_doorman_on_its_unix_socket() {
     );
     let pair: Value = res.json().await.unwrap();
     let access = pair["access"].as_str().unwrap();
-    let res = get_hello_at(&client, &base, access).await;
+    let res = client
+        .get(format!("{base}/hello/"))
+        .bearer_auth(access)
+        .header("forwarded", "for=198.51.100.66")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+
+    // Without public_url the discovery document names the site as the client reached it, and
+    // https, since nginx (trusted on the socket) says so; a client's X-Forwarded-Host changes
+    // nothing, and no cache keeps the answer.
+    let res = client
+        .get(format!("{base}/.well-known/openid-configuration"))
+        .header("x-forwarded-host", "evil.example")
+        .header("forwarded", "host=evil.example;proto=http")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let discovery: Value = res.json().await.unwrap();
+    assert_eq!(
+        discovery["jwks_uri"], "https://auth.example.com/.well-known/jwks.json",
+        "nginx passes $host, without the port"
+    );
 
     // A body over doorman's max_body_bytes gets through nginx to doorman's JSON 413.
     let res = client
@@ -290,7 +327,8 @@ async fn nginx_site_fronts_doorman_on_its_unix_socket() {
     assert_eq!(res.status(), 301);
     assert_eq!(res.headers()["location"], "https://auth.example.com/hello/");
 
-    // doorman saw the client nginx saw (127.0.0.1), not the address the client claimed.
+    // doorman saw the client nginx saw (127.0.0.1), not an address the client claimed in
+    // X-Forwarded-For, Forwarded or X-Real-IP.
     drop(proxy);
     std::process::Command::new("kill")
         .args(["-TERM", &doorman.0.id().to_string()])
@@ -315,4 +353,21 @@ async fn nginx_site_fronts_doorman_on_its_unix_socket() {
         .find(|e| e["path"] == "/api/token/" && e["status"] == 200)
         .unwrap_or_else(|| panic!("no login line:\n{all}"));
     assert_eq!(login["client"], "127.0.0.1", "{all}");
+    for claimed in ["203.0.113.9", "198.51.100.66", "192.0.2.77"] {
+        assert!(!all.contains(claimed), "{claimed} reached the log:\n{all}");
+    }
+    // The audit trail has the same address for the login.
+    let audit = doorman_cmd(&["audit", "--json"]).output().unwrap();
+    let trail = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.status.success(), "{trail}");
+    assert!(
+        trail.contains("login_succeeded") && trail.contains("127.0.0.1"),
+        "{trail}"
+    );
+    for claimed in ["203.0.113.9", "198.51.100.66", "192.0.2.77"] {
+        assert!(
+            !trail.contains(claimed),
+            "{claimed} reached the audit trail:\n{trail}"
+        );
+    }
 }

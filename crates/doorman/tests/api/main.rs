@@ -9,6 +9,7 @@ mod audit;
 mod cli;
 mod contract;
 mod deploy;
+mod discovery;
 mod families;
 mod hello;
 mod interop;
