@@ -473,7 +473,10 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
             .filter_map(|l| l.split_once(" = "))
-            .filter(|(name, _)| name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .filter(|(name, _)| {
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
             .collect();
         let names: std::collections::BTreeSet<&str> = listed.iter().map(|(n, _)| *n).collect();
         let all: std::collections::BTreeSet<&str> = every_setting_name().into_iter().collect();

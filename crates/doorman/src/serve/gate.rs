@@ -483,7 +483,7 @@ fn refused(why: Refusal) -> Response {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
-    use axum::routing::get;
+    use axum::routing::{get, post};
     use http::HeaderMap;
     use tokio::sync::watch;
 
@@ -496,6 +496,10 @@ mod tests {
         let router = Router::new()
             .route("/ok/", get(|| async { "ok" }))
             .route("/panic/", get(panics))
+            .route(
+                "/echo/",
+                post(|body: bytes::Bytes| async move { body.len().to_string() }),
+            )
             .route(
                 "/hold/",
                 get(move || {
@@ -623,6 +627,53 @@ mod tests {
         );
         let response = app.answer(get_request("/ok/"), None).await;
         assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// A POST whose body is still coming, with `n` bytes already sent; the sender sends more.
+    fn posting(n: usize) -> (Request<Body>, tokio::sync::mpsc::Sender<bytes::Bytes>) {
+        let (more, rest) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+        more.try_send(bytes::Bytes::from(vec![b'x'; n])).unwrap();
+        let stream = futures_util::stream::unfold(rest, |mut rest| async move {
+            rest.recv()
+                .await
+                .map(|chunk| (Ok::<_, std::io::Error>(chunk), rest))
+        });
+        let request = Request::post("/echo/")
+            .body(Body::from_stream(stream))
+            .unwrap();
+        (request, more)
+    }
+
+    /// A request whose body hasn't all come holds no slot: with the one slot free, a second
+    /// request is answered meanwhile. The body bytes waiting are bounded (here by one slot
+    /// times 1024 bytes): a second body that would go past it is refused with 503, and once
+    /// the first is answered its bytes are free again.
+    #[tokio::test]
+    async fn a_body_on_its_way_holds_no_slot_and_bodies_waiting_are_bounded() {
+        let app = gate(1, Duration::from_secs(5), watch::channel(false).1);
+        let (first, more) = posting(600);
+        let waiting = tokio::spawn({
+            let app = app.clone();
+            async move { app.answer(first, None).await }
+        });
+        let limits = app.0.limits.as_ref().unwrap();
+        while limits.buffered.load(Ordering::Acquire) < 600 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(limits.in_flight.load(Ordering::Acquire), 0);
+        let response = app.answer(get_request("/ok/"), None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let (second, _more) = posting(600);
+        let response = app.answer(second, None).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        more.send(bytes::Bytes::from_static(b"yz")).await.unwrap();
+        drop(more);
+        let response = waiting.await.unwrap();
+        assert_eq!(body(response).await, "602");
+        assert_eq!(limits.buffered.load(Ordering::Acquire), 0);
+        let (third, more) = posting(1000);
+        drop(more);
+        assert_eq!(body(app.answer(third, None).await).await, "1000");
     }
 
     /// The message the log line carries is read from the payload whichever way the panic was

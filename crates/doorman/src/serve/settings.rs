@@ -370,4 +370,41 @@ mod tests {
             "{err}"
         );
     }
+
+    /// The HTTP/2 and body settings are read, and bad values are refused naming the setting.
+    #[test]
+    fn http2_and_body_limits_are_checked() {
+        let c = load(
+            None,
+            &[
+                ("DOORMAN_BODY_READ_TIMEOUT", "3s"),
+                ("DOORMAN_HTTP2_MAX_CONCURRENT_STREAMS", "8"),
+                ("DOORMAN_HTTP2_IDLE_TIMEOUT", "2m"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.body_read_timeout,
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(c.server.http2_max_concurrent_streams, 8);
+        assert_eq!(
+            c.server.http2_idle_timeout,
+            std::time::Duration::from_secs(120)
+        );
+        for (name, value) in [
+            ("DOORMAN_BODY_READ_TIMEOUT", "0"),
+            ("DOORMAN_HTTP2_IDLE_TIMEOUT", "0"),
+            ("DOORMAN_HTTP2_KEEPALIVE_INTERVAL", "0"),
+            ("DOORMAN_HTTP2_KEEPALIVE_TIMEOUT", "0"),
+            ("DOORMAN_HTTP2_MAX_CONCURRENT_STREAMS", "0"),
+            ("DOORMAN_HTTP2_MAX_CONCURRENT_STREAMS", "100000"),
+        ] {
+            let err = load(None, &[(name, value)], Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
 }
