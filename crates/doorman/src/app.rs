@@ -118,6 +118,10 @@ impl Application {
             header_read_timeout: config.server.header_read_timeout,
             max_header_bytes: config.server.max_header_bytes,
             shutdown_timeout: config.server.shutdown_timeout,
+            http2_max_concurrent_streams: config.server.http2_max_concurrent_streams,
+            http2_idle_timeout: config.server.http2_idle_timeout,
+            http2_keepalive_interval: config.server.http2_keepalive_interval,
+            http2_keepalive_timeout: config.server.http2_keepalive_timeout,
             tls,
         };
         // One stop signal for the API listeners and the admin one.

@@ -9,8 +9,10 @@
 //!
 //! - `server` (`serve::settings`): `bind`, `admin_bind`, `unix_socket_mode`, `tls_cert_file`,
 //!   `tls_key_file`, `max_concurrent_requests`, `request_timeout`, `header_read_timeout`,
-//!   `max_header_bytes`, `max_body_bytes`, `shutdown_timeout`, `trusted_proxies`,
-//!   `forwarded_header`, `cors_allowed_origins`, `cors_allow_credentials`.
+//!   `max_header_bytes`, `max_body_bytes`, `body_read_timeout`, `shutdown_timeout`,
+//!   `http2_max_concurrent_streams`, `http2_idle_timeout`, `http2_keepalive_interval`,
+//!   `http2_keepalive_timeout`, `trusted_proxies`, `forwarded_header`, `cors_allowed_origins`,
+//!   `cors_allow_credentials`.
 //! - `tokens` (`api::token_settings`): `access_token_lifetime`, `refresh_token_lifetime`,
 //!   `sliding_token_lifetime`, `sliding_token_refresh_lifetime`, `sliding_tokens`,
 //!   `rotate_refresh_tokens`, `blacklist_after_rotation`, `refresh_reuse_grace`, `audience`,
@@ -471,7 +473,10 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
             .filter_map(|l| l.split_once(" = "))
-            .filter(|(name, _)| name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .filter(|(name, _)| {
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
             .collect();
         let names: std::collections::BTreeSet<&str> = listed.iter().map(|(n, _)| *n).collect();
         let all: std::collections::BTreeSet<&str> = every_setting_name().into_iter().collect();

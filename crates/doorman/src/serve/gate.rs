@@ -1,6 +1,7 @@
 //! Every request's way through doorman, as one hyper service per connection: the edge (request
-//! id, sensitive headers, security headers, access log and metrics), the concurrency limit (503
-//! with `Retry-After` at once when every slot is busy, never a queue), the deadline (503), and
+//! id, sensitive headers, security headers, access log and metrics), the wait for the body
+//! (408 past `body_read_timeout`; no slot is held meanwhile), the concurrency limit (503 with
+//! `Retry-After` at once when every slot is busy, never a queue), the deadline (503), and
 //! panics turned into JSON 500s, around the router.
 //!
 //! One service instead of tower's `LoadShed`, `ConcurrencyLimit`, `Timeout`, tower-http's
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -44,23 +45,49 @@ struct Shared {
     limits: Option<Limits>,
 }
 
+/// What every request on the API listener runs under.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestLimits {
+    /// Requests answered at once (`0` counts as 1); a request counts once its body is in.
+    pub max_in_flight: usize,
+    /// How long answering one may take, once its body is in.
+    pub timeout: Duration,
+    /// The largest body a view reads: a body is waited for before the slot up to this size.
+    pub max_body_bytes: usize,
+    /// How long a body may take to arrive once the head is in.
+    pub body_read_timeout: Duration,
+}
+
 struct Limits {
     in_flight: AtomicUsize,
     max_in_flight: usize,
     timeout: Duration,
+    max_body_bytes: usize,
+    body_read_timeout: Duration,
+    /// Body bytes held by requests, theirs until they are answered.
+    buffered: AtomicUsize,
+    /// At most this many: `max_in_flight` bodies of the largest size, the memory the limit
+    /// bounded when the slot was taken before the body was read.
+    max_buffered: usize,
 }
 
 impl App {
-    /// The API listener's application: every request counted and logged, at most
-    /// `max_in_flight` at once (`0` counts as 1), each answered within `timeout`.
-    pub fn new(router: Router, observed: Observed, max_in_flight: usize, timeout: Duration) -> App {
+    /// The API listener's application: every request counted and logged, its body waited for
+    /// within `body_read_timeout` without holding a slot, then at most `max_in_flight` at
+    /// once, each answered within `timeout`.
+    pub fn new(router: Router, observed: Observed, limits: RequestLimits) -> App {
+        let max_in_flight = limits.max_in_flight.max(1);
         App(Arc::new(Shared {
             router,
             observed: Some(observed),
             limits: Some(Limits {
                 in_flight: AtomicUsize::new(0),
-                max_in_flight: max_in_flight.max(1),
-                timeout,
+                max_in_flight,
+                timeout: limits.timeout,
+                max_body_bytes: limits.max_body_bytes,
+                body_read_timeout: limits.body_read_timeout,
+                buffered: AtomicUsize::new(0),
+                max_buffered: max_in_flight.saturating_mul(limits.max_body_bytes.max(1)),
             }),
         }))
     }
@@ -81,6 +108,7 @@ impl App {
             app: self.clone(),
             peer,
             hsts,
+            activity: None,
         }
     }
 
@@ -97,6 +125,92 @@ pub struct Gate {
     app: App,
     peer: Option<SocketAddr>,
     hsts: bool,
+    /// Where the connection's deadlines see its requests come and go, when it has them.
+    activity: Option<Arc<Activity>>,
+}
+
+/// What a connection's idle deadlines need to know about its requests: whether any has come
+/// yet, how many are being answered, and when the last one ended. hyper's header deadline
+/// covers HTTP/1 alone; the listener uses this for connections that may speak HTTP/2.
+#[derive(Debug)]
+pub struct Activity {
+    opened: Instant,
+    any: AtomicBool,
+    /// Told when the first request comes, which may bring the deadline forward.
+    first: tokio::sync::Notify,
+    in_flight: AtomicUsize,
+    /// When the last request ended (or [`Activity::touch`] was called), in milliseconds after
+    /// `opened`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    /// A connection opened at `opened`, with no request yet.
+    pub fn new(opened: Instant) -> Activity {
+        Activity {
+            opened,
+            any: AtomicBool::new(false),
+            first: tokio::sync::Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// When the connection will have been quiet too long: `first` after it opened while no
+    /// request has come, else `idle` after the last one ended; `None` while one is answered.
+    pub fn quiet_at(&self, first: Duration, idle: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        if !self.any.load(Ordering::Acquire) {
+            return Some(self.opened + first);
+        }
+        let last = Duration::from_millis(self.last.load(Ordering::Acquire));
+        Some(self.opened + last + idle)
+    }
+
+    /// Whether a request has come.
+    pub fn any(&self) -> bool {
+        self.any.load(Ordering::Acquire)
+    }
+
+    /// Completes when the first request has come.
+    pub async fn first_request(&self) {
+        if !self.any() {
+            self.first.notified().await;
+        }
+    }
+
+    /// Counts from now, as if a request had just ended.
+    pub fn touch(&self) {
+        self.any.store(true, Ordering::Release);
+        self.mark_end();
+    }
+
+    fn mark_end(&self) {
+        let since = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.fetch_max(since, Ordering::AcqRel);
+    }
+}
+
+/// A request being answered on a connection with [`Activity`]; it ends when dropped.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn begin(activity: Arc<Activity>) -> Busy {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        if !activity.any.swap(true, Ordering::AcqRel) {
+            activity.first.notify_one();
+        }
+        Busy(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.mark_end();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -112,7 +226,16 @@ impl hyper::service::Service<Request<Incoming>> for Gate {
 }
 
 impl Gate {
+    /// The same service, telling `activity` when requests come and go.
+    pub fn watched(self, activity: Arc<Activity>) -> Gate {
+        Gate {
+            activity: Some(activity),
+            ..self
+        }
+    }
+
     fn handle(&self, mut request: Request<Body>) -> Answer {
+        let busy = self.activity.clone().map(Busy::begin);
         let started = Instant::now();
         let shared = Arc::clone(&self.app.0);
         let request_id = edge::before(request.headers_mut());
@@ -123,32 +246,18 @@ impl Gate {
         let router = shared.router.clone();
         let hsts = self.hsts;
         Box::pin(async move {
-            let mut response = match shared.limits.as_ref().map(Slot::take) {
-                Some(None) => refused(Refusal::Overloaded),
-                slot => {
-                    let timeout = shared.limits.as_ref().map(|l| l.timeout);
-                    let answer = AssertUnwindSafe(router.oneshot(request)).catch_unwind();
-                    let answer = match timeout {
-                        Some(timeout) => tokio::time::timeout(timeout, answer).await,
-                        None => Ok(answer.await),
-                    };
-                    drop(slot);
-                    match answer {
-                        Ok(Ok(Ok(response))) => response,
-                        Ok(Ok(Err(never))) => match never {},
-                        Ok(Err(panic)) => {
-                            tracing::error!(
-                                panic = panic_message(panic.as_ref()),
-                                "a request handler panicked"
-                            );
-                            ApiError::Internal.into_response()
-                        }
-                        Err(_elapsed) => {
-                            tracing::warn!("a request ran past request_timeout");
-                            refused(Refusal::Late)
-                        }
-                    }
-                }
+            let _busy = busy;
+            let version = request.version();
+            let arrived = match shared.limits.as_ref() {
+                Some(limits) => arrive(request, limits)
+                    .await
+                    .map(|(r, held)| (r, Some(held))),
+                None => Ok((request, None)),
+            };
+            let mut response = match arrived {
+                Err(Refusal::SlowBody) => too_slow(version),
+                Err(refusal) => refused(refusal),
+                Ok((request, _held)) => answer(&shared, router, request).await,
             };
             edge::after(response.headers_mut(), request_id.as_ref());
             if hsts {
@@ -167,6 +276,37 @@ impl Gate {
             }
             Ok(response)
         })
+    }
+}
+
+/// The router's answer, within the concurrency limit and the deadline (when the listener has
+/// them), with a panic turned into a JSON 500.
+async fn answer(shared: &Shared, router: Router, request: Request<Body>) -> Response {
+    let slot = match shared.limits.as_ref().map(Slot::take) {
+        Some(None) => return refused(Refusal::Overloaded),
+        slot => slot,
+    };
+    let timeout = shared.limits.as_ref().map(|l| l.timeout);
+    let answer = AssertUnwindSafe(router.oneshot(request)).catch_unwind();
+    let answer = match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, answer).await,
+        None => Ok(answer.await),
+    };
+    drop(slot);
+    match answer {
+        Ok(Ok(Ok(response))) => response,
+        Ok(Ok(Err(never))) => match never {},
+        Ok(Err(panic)) => {
+            tracing::error!(
+                panic = panic_message(panic.as_ref()),
+                "a request handler panicked"
+            );
+            ApiError::Internal.into_response()
+        }
+        Err(_elapsed) => {
+            tracing::warn!("a request ran past request_timeout");
+            refused(Refusal::Late)
+        }
     }
 }
 
@@ -206,11 +346,120 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// Body bytes a request holds until it is answered, given back when dropped.
+struct Held<'a> {
+    limits: &'a Limits,
+    bytes: usize,
+}
+
+impl Held<'_> {
+    /// Takes `n` more bytes from the budget, or refuses the request when it is spent.
+    fn take(&mut self, n: usize) -> Result<(), Refusal> {
+        let max = self.limits.max_buffered;
+        self.limits
+            .buffered
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |held| {
+                held.checked_add(n).filter(|total| *total <= max)
+            })
+            .map_err(|_| Refusal::Overloaded)?;
+        self.bytes += n;
+        Ok(())
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.limits.buffered.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// Waits for a request's body before the request takes a slot, so that a client that sends a
+/// head and then its body slowly, or never, holds its connection but no slot: the body must be
+/// in within `body_read_timeout` (408 past it). A body up to `max_body_bytes` is handed on
+/// whole; a larger one is handed on as it comes once that much is in, and one whose
+/// `Content-Length` says it is larger isn't waited for at all (nor is `100 Continue` sent for
+/// it): the view refuses both with 413. The bytes waiting come out of a budget shared by every
+/// request (503 when it is spent), so the memory bodies take stays bounded.
+async fn arrive(
+    request: Request<Body>,
+    limits: &Limits,
+) -> Result<(Request<Body>, Held<'_>), Refusal> {
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    let mut held = Held { limits, bytes: 0 };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = declared.is_some_and(|n| n > limits.max_body_bytes as u64);
+    if request.body().is_end_stream() || too_large {
+        return Ok((request, held));
+    }
+    let (parts, mut body) = request.into_parts();
+    let deadline = tokio::time::Instant::now() + limits.body_read_timeout;
+    let mut kept = bytes::BytesMut::new();
+    let rest = loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_elapsed) => return Err(Refusal::SlowBody),
+            Ok(None) => break None,
+            // Handed on for the view to see, after what came before it.
+            Ok(Some(Err(e))) => {
+                break Some(Body::from_stream(futures_util::stream::iter([Err::<
+                    bytes::Bytes,
+                    _,
+                >(
+                    e
+                )])));
+            }
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers
+                };
+                held.take(data.len())?;
+                kept.extend_from_slice(&data);
+                if kept.len() > limits.max_body_bytes {
+                    break Some(body);
+                }
+            }
+        }
+    };
+    let kept = kept.freeze();
+    let body = match rest {
+        None => Body::from(kept),
+        Some(rest) => {
+            use futures_util::StreamExt;
+            let first = futures_util::stream::iter([Ok::<_, axum::Error>(kept)]);
+            Body::from_stream(first.chain(rest.into_data_stream()))
+        }
+    };
+    Ok((Request::from_parts(parts, body), held))
+}
+
 enum Refusal {
-    /// Every slot busy.
+    /// Every slot busy, or the memory for bodies spent.
     Overloaded,
     /// The deadline passed.
     Late,
+    /// The body didn't arrive in time.
+    SlowBody,
+}
+
+/// 408 JSON for a body that didn't come in time (nginx's `client_body_timeout` answer). An
+/// HTTP/1 connection is closed after it: the body's unread rest would be read as the next
+/// request.
+fn too_slow(version: http::Version) -> Response {
+    let mut response = crate::api::render::render(
+        StatusCode::REQUEST_TIMEOUT,
+        &serde_json::json!({ "detail": "The request body did not arrive in time." }),
+        None,
+    );
+    if version < http::Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// 503 JSON, with `Retry-After` so well-behaved clients back off.
@@ -218,6 +467,7 @@ fn refused(why: Refusal) -> Response {
     let (detail, retry_after) = match why {
         Refusal::Late => ("The request took too long; try again later.", "5"),
         Refusal::Overloaded => (doorman_guard::UNAVAILABLE_DETAIL, "1"),
+        Refusal::SlowBody => return too_slow(http::Version::HTTP_2),
     };
     let mut response = crate::api::render::render(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -233,7 +483,7 @@ fn refused(why: Refusal) -> Response {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
-    use axum::routing::get;
+    use axum::routing::{get, post};
     use http::HeaderMap;
     use tokio::sync::watch;
 
@@ -247,6 +497,10 @@ mod tests {
             .route("/ok/", get(|| async { "ok" }))
             .route("/panic/", get(panics))
             .route(
+                "/echo/",
+                post(|body: bytes::Bytes| async move { body.len().to_string() }),
+            )
+            .route(
                 "/hold/",
                 get(move || {
                     let mut release = release.clone();
@@ -257,7 +511,16 @@ mod tests {
                 }),
             );
         let observed = Observed::new(TrustedProxies::new(Vec::new()), Metrics::new(), vec![]);
-        App::new(router, observed, max_in_flight, timeout)
+        App::new(
+            router,
+            observed,
+            RequestLimits {
+                max_in_flight,
+                timeout,
+                max_body_bytes: 1024,
+                body_read_timeout: Duration::from_secs(5),
+            },
+        )
     }
 
     async fn panics() -> &'static str {
@@ -364,6 +627,53 @@ mod tests {
         );
         let response = app.answer(get_request("/ok/"), None).await;
         assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// A POST whose body is still coming, with `n` bytes already sent; the sender sends more.
+    fn posting(n: usize) -> (Request<Body>, tokio::sync::mpsc::Sender<bytes::Bytes>) {
+        let (more, rest) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+        more.try_send(bytes::Bytes::from(vec![b'x'; n])).unwrap();
+        let stream = futures_util::stream::unfold(rest, |mut rest| async move {
+            rest.recv()
+                .await
+                .map(|chunk| (Ok::<_, std::io::Error>(chunk), rest))
+        });
+        let request = Request::post("/echo/")
+            .body(Body::from_stream(stream))
+            .unwrap();
+        (request, more)
+    }
+
+    /// A request whose body hasn't all come holds no slot: with the one slot free, a second
+    /// request is answered meanwhile. The body bytes waiting are bounded (here by one slot
+    /// times 1024 bytes): a second body that would go past it is refused with 503, and once
+    /// the first is answered its bytes are free again.
+    #[tokio::test]
+    async fn a_body_on_its_way_holds_no_slot_and_bodies_waiting_are_bounded() {
+        let app = gate(1, Duration::from_secs(5), watch::channel(false).1);
+        let (first, more) = posting(600);
+        let waiting = tokio::spawn({
+            let app = app.clone();
+            async move { app.answer(first, None).await }
+        });
+        let limits = app.0.limits.as_ref().unwrap();
+        while limits.buffered.load(Ordering::Acquire) < 600 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(limits.in_flight.load(Ordering::Acquire), 0);
+        let response = app.answer(get_request("/ok/"), None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let (second, _more) = posting(600);
+        let response = app.answer(second, None).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        more.send(bytes::Bytes::from_static(b"yz")).await.unwrap();
+        drop(more);
+        let response = waiting.await.unwrap();
+        assert_eq!(body(response).await, "602");
+        assert_eq!(limits.buffered.load(Ordering::Acquire), 0);
+        let (third, more) = posting(1000);
+        drop(more);
+        assert_eq!(body(app.answer(third, None).await).await, "1000");
     }
 
     /// The message the log line carries is read from the payload whichever way the panic was

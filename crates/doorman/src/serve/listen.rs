@@ -1,20 +1,24 @@
 //! doorman's own accept loop (hyper-util), so that what gunicorn and nginx do for Django is
 //! done here: TCP or a Unix socket or a socket inherited from systemd (`LISTEN_FDS`), a
 //! deadline for reading request headers (slowloris), a cap on header size (431), HTTP/1.1 and
-//! HTTP/2, and a graceful stop that finishes requests in flight up to a deadline.
+//! HTTP/2 with nginx's HTTP/2 limits (concurrent streams, header list size, a deadline for the
+//! preface and the first request, an idle timeout, pings), and a graceful stop that finishes
+//! requests in flight up to a deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, watch};
 
-use super::gate::Gate;
+use super::gate::{Activity, Gate};
 
 /// Where to listen: `127.0.0.1:8000`, or `unix:/run/doorman.sock`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,12 +73,34 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
     /// How long a graceful stop waits for requests in flight.
     pub shutdown_timeout: Duration,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+    /// An HTTP/2 connection without a request for this long is closed (GOAWAY first). Its
+    /// first request must come within `header_read_timeout` of the connection's start, as on
+    /// HTTP/1.
+    pub http2_idle_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged, and how long the answer may take.
+    pub http2_keepalive_interval: Duration,
+    pub http2_keepalive_timeout: Duration,
     /// TLS on every connection, when configured.
     pub tls: Option<super::tls::Tls>,
 }
 
 /// hyper refuses read buffers under 8 KiB.
 const MIN_HEADER_BYTES: usize = 8192;
+
+/// Remotely reset streams that the server hasn't started on yet, per connection; more and the
+/// connection is closed with `ENHANCE_YOUR_CALM` (the "rapid reset" attack, CVE-2023-44487).
+/// h2's own default, said here because it is the bound.
+const MAX_PENDING_RESET_STREAMS: usize = 20;
+
+/// Streams per connection the server may reset for the client's protocol errors before it
+/// closes the connection ("MadeYouReset", CVE-2025-8671). h2's default.
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
+/// How long a connection closed for being quiet gets to finish what it has started (a request
+/// that came as the GOAWAY went out) before it is dropped.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
 
 impl Listener {
     /// A new socket for `bind`. A Unix socket replaces a stale socket file and gets `mode`.
@@ -163,19 +189,25 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let protocols = Protocols::new(&limits);
-    let graceful = std::sync::Arc::new(GracefulShutdown::new());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop_connections, stopping) = watch::channel(false);
+    let (live, mut all_closed) = mpsc::channel::<()>(1);
+    let connections = Connections {
+        stopping,
+        _live: live,
+    };
+    let (stop, stopped) = watch::channel(false);
     let mut loops = tokio::task::JoinSet::new();
     for listener in listeners {
         loops.spawn(accept_loop(
             listener,
             app.clone(),
             protocols.clone(),
-            graceful.clone(),
+            connections.clone(),
             limits.clone(),
             stopped.clone(),
         ));
     }
+    drop(connections);
     shutdown.await;
     let _ = stop.send(true);
     while loops.join_next().await.is_some() {}
@@ -183,11 +215,10 @@ pub async fn serve(
     // shutdown would close it as idle. Give such requests a moment to arrive first (another
     // process sharing an inherited socket takes the new connections meanwhile).
     tokio::time::sleep(limits.shutdown_timeout.min(Duration::from_secs(1))).await;
-    let Ok(graceful) = std::sync::Arc::try_unwrap(graceful) else {
-        return Ok(());
-    };
+    let _ = stop_connections.send(true);
     tokio::select! {
-        () = graceful.shutdown() => {}
+        // Every connection's task has ended (each holds a sender).
+        _ = all_closed.recv() => {}
         () = tokio::time::sleep(limits.shutdown_timeout) => {
             tracing::warn!("requests still in flight at shutdown_timeout; closing them");
         }
@@ -195,12 +226,20 @@ pub async fn serve(
     Ok(())
 }
 
+/// What every connection's task holds: the graceful stop's signal, and a sender whose drop
+/// tells the stop that the connection is done.
+#[derive(Clone)]
+struct Connections {
+    stopping: watch::Receiver<bool>,
+    _live: mpsc::Sender<()>,
+}
+
 /// Accepts on one listener until told to stop; a Unix socket file is removed then.
 async fn accept_loop(
     listener: Listener,
     app: super::gate::App,
     protocols: Protocols,
-    graceful: std::sync::Arc<GracefulShutdown>,
+    connections: Connections,
     limits: ConnectionLimits,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -213,14 +252,14 @@ async fn accept_loop(
                     match &limits.tls {
                         None => spawn_tcp_connection(
                             &protocols,
-                            &graceful,
+                            &connections,
                             limits.header_read_timeout,
                             stream,
                             app.connection(Some(peer), false),
                         ),
                         Some(tls) => spawn_tls_connection(
                             &protocols,
-                            &graceful,
+                            &connections,
                             tls.acceptor(),
                             limits.header_read_timeout,
                             stream,
@@ -230,7 +269,7 @@ async fn accept_loop(
                 }
                 Ok(Accepted::Unix(stream)) => {
                     let gate = app.connection(None, false);
-                    protocols.spawn(Protocol::Detect, stream, gate, graceful.watcher());
+                    protocols.spawn(Protocol::Detect, stream, gate, connections.clone(), Instant::now());
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -277,6 +316,16 @@ struct Protocols {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     auto: Builder<TokioExecutor>,
+    quiet: Quiet,
+}
+
+/// The deadlines of a connection that may speak HTTP/2, which hyper's header deadline (HTTP/1
+/// only) doesn't cover: its first request must have come `first` after it opened (the preface,
+/// the settings and a whole request head), and it is closed once `idle` passes without one.
+#[derive(Clone, Copy, Debug)]
+struct Quiet {
+    first: Duration,
+    idle: Duration,
 }
 
 impl Protocols {
@@ -288,10 +337,17 @@ impl Protocols {
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(max_head);
+        // The header list bound also bounds a CONTINUATION flood: h2 closes the connection
+        // after as many CONTINUATION frames as the list could fill, plus a quarter.
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
-            .max_header_list_size(max_header_list);
+            .max_header_list_size(max_header_list)
+            .max_concurrent_streams(limits.http2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(MAX_PENDING_RESET_STREAMS)
+            .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
+            .keep_alive_interval(limits.http2_keepalive_interval)
+            .keep_alive_timeout(limits.http2_keepalive_timeout);
         let mut auto = Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
@@ -299,39 +355,123 @@ impl Protocols {
             .max_buf_size(max_head);
         auto.http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(max_header_list);
-        Protocols { http1, http2, auto }
+            .max_header_list_size(max_header_list)
+            .max_concurrent_streams(limits.http2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(MAX_PENDING_RESET_STREAMS)
+            .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
+            .keep_alive_interval(limits.http2_keepalive_interval)
+            .keep_alive_timeout(limits.http2_keepalive_timeout);
+        let quiet = Quiet {
+            first: limits.header_read_timeout,
+            idle: limits.http2_idle_timeout,
+        };
+        Protocols {
+            http1,
+            http2,
+            auto,
+            quiet,
+        }
     }
 
-    /// Serves one connection in a task of its own, under the graceful stop. Each version
-    /// gets a task sized to its own connection (an `async` match over the three would be as
-    /// big as the biggest).
-    fn spawn<I>(&self, protocol: Protocol, io: I, service: Gate, watcher: Watcher)
-    where
+    /// Serves one connection, opened at `opened`, in a task of its own, under the graceful
+    /// stop. Each version gets a task sized to its own connection (an `async` match over the
+    /// three would be as big as the biggest). A connection that may speak HTTP/2 is watched
+    /// for its first request and for idleness; an HTTP/1 one has hyper's header deadline.
+    fn spawn<I>(
+        &self,
+        protocol: Protocol,
+        io: I,
+        service: Gate,
+        connections: Connections,
+        opened: Instant,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let io = TokioIo::new(io);
         // A client that goes away mid-request is routine, not an error worth a log line.
         match protocol {
             Protocol::Http1 => {
-                let connection = watcher.watch(self.http1.serve_connection(io, service));
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
+                let connection = self.http1.serve_connection(io, service);
+                tokio::spawn(run(connection, connections, None));
             }
             Protocol::Http2 => {
-                let connection = watcher.watch(self.http2.serve_connection(io, service));
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
+                let activity = Arc::new(Activity::new(opened));
+                let service = service.watched(activity.clone());
+                let connection = self.http2.serve_connection(io, service);
+                tokio::spawn(run(connection, connections, Some((activity, self.quiet))));
             }
             Protocol::Detect => {
-                let connection =
-                    watcher.watch(self.auto.serve_connection(io, service).into_owned());
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
+                let activity = Arc::new(Activity::new(opened));
+                let service = service.watched(activity.clone());
+                let connection = self.auto.serve_connection(io, service).into_owned();
+                tokio::spawn(run(connection, connections, Some((activity, self.quiet))));
             }
+        }
+    }
+}
+
+/// Runs one connection until it ends, the server stops (a graceful close: GOAWAY on HTTP/2,
+/// `Connection: close` on HTTP/1) or, when it is watched, it stays quiet past its deadline:
+/// closed at once when no request came, else gracefully too, and dropped [`CLOSING_GRACE`]
+/// after its last request if the client doesn't close it.
+async fn run<C>(
+    connection: C,
+    mut connections: Connections,
+    watched: Option<(Arc<Activity>, Quiet)>,
+) where
+    C: GracefulConnection,
+{
+    let mut connection = std::pin::pin!(connection);
+    let activity = watched.as_ref().map(|(activity, _)| activity.as_ref());
+    let quiet = watched.as_ref().map(|(_, quiet)| *quiet);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = connections.stopping.wait_for(|stop| *stop) => {}
+        () = quiet_past(activity, quiet) => {}
+    }
+    if activity.is_some_and(|activity| !activity.any()) {
+        // No request came: nothing to finish, and one that never sent its preface can't
+        // be closed gracefully.
+        return;
+    }
+    connection.as_mut().graceful_shutdown();
+    match activity {
+        None => {
+            let _ = connection.await;
+        }
+        Some(activity) => {
+            activity.touch();
+            let grace = Some(Quiet {
+                first: CLOSING_GRACE,
+                idle: CLOSING_GRACE,
+            });
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = quiet_past(Some(activity), grace) => {}
+            }
+        }
+    }
+}
+
+/// Completes once the connection has been quiet past its deadline; never for one not watched.
+async fn quiet_past(activity: Option<&Activity>, quiet: Option<Quiet>) {
+    let (Some(activity), Some(quiet)) = (activity, quiet) else {
+        return std::future::pending().await;
+    };
+    loop {
+        match activity.quiet_at(quiet.first, quiet.idle) {
+            Some(at) if at <= Instant::now() => return,
+            // Before the first request the deadline is `first`; the request brings `idle`,
+            // which may be sooner.
+            Some(at) if !activity.any() => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {}
+                    () = activity.first_request() => {}
+                }
+            }
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            // A request is being answered: look again a little later.
+            None => tokio::time::sleep(quiet.idle.min(CLOSING_GRACE)).await,
         }
     }
 }
@@ -345,13 +485,14 @@ const H2_PREFACE_START: &[u8; 4] = b"PRI ";
 /// twice `header_read_timeout` for its first request head: the peek's and then hyper's.
 fn spawn_tcp_connection(
     protocols: &Protocols,
-    graceful: &GracefulShutdown,
+    connections: &Connections,
     header_read_timeout: Duration,
     stream: tokio::net::TcpStream,
     gate: Gate,
 ) {
     let protocols = protocols.clone();
-    let watcher = graceful.watcher();
+    let connections = connections.clone();
+    let opened = Instant::now();
     tokio::spawn(async move {
         let mut first = [0u8; 4];
         let protocol =
@@ -361,7 +502,7 @@ fn spawn_tcp_connection(
                 Ok(Ok(_)) if &first == H2_PREFACE_START => Protocol::Http2,
                 Ok(Ok(_)) => Protocol::Http1,
             };
-        protocols.spawn(protocol, stream, gate, watcher);
+        protocols.spawn(protocol, stream, gate, connections, opened);
     });
 }
 
@@ -370,14 +511,15 @@ fn spawn_tcp_connection(
 /// Its gate gives responses `Strict-Transport-Security`.
 fn spawn_tls_connection(
     protocols: &Protocols,
-    graceful: &GracefulShutdown,
+    connections: &Connections,
     acceptor: tokio_rustls::TlsAcceptor,
     handshake_timeout: Duration,
     stream: tokio::net::TcpStream,
     gate: Gate,
 ) {
     let protocols = protocols.clone();
-    let watcher = graceful.watcher();
+    let connections = connections.clone();
+    let opened = Instant::now();
     tokio::spawn(async move {
         let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
         else {
@@ -388,6 +530,6 @@ fn spawn_tls_connection(
             Some(_) => Protocol::Http1,
             None => Protocol::Detect,
         };
-        protocols.spawn(protocol, tls, gate, watcher);
+        protocols.spawn(protocol, tls, gate, connections, opened);
     });
 }

@@ -26,6 +26,10 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// How long one request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// The largest body a view reads (413 beyond it).
+    pub max_body_bytes: usize,
+    /// How long a request's body may take to arrive (408 past it).
+    pub body_read_timeout: Duration,
     /// Whose forwarding headers name the client.
     pub trusted_proxies: TrustedProxies,
     /// Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
@@ -39,6 +43,8 @@ impl From<&settings::ServerConfig> for Limits {
         Limits {
             max_concurrent_requests: config.max_concurrent_requests,
             request_timeout: config.request_timeout,
+            max_body_bytes: config.max_body_bytes,
+            body_read_timeout: config.body_read_timeout,
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone())
                 .trusting_unix_socket(config.trust_unix_socket_peers)
                 .reading(config.forwarded_header),
@@ -113,8 +119,12 @@ pub fn stack(app: Router, limits: &Limits, observed: access::Observed) -> App {
     App::new(
         app,
         observed,
-        limits.max_concurrent_requests,
-        limits.request_timeout,
+        gate::RequestLimits {
+            max_in_flight: limits.max_concurrent_requests,
+            timeout: limits.request_timeout,
+            max_body_bytes: limits.max_body_bytes,
+            body_read_timeout: limits.body_read_timeout,
+        },
     )
 }
 

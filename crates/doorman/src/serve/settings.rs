@@ -37,7 +37,17 @@ pub struct ServerSettings {
     #[serde(with = "values::count")]
     max_body_bytes: usize,
     #[serde(with = "values::duration")]
+    body_read_timeout: Duration,
+    #[serde(with = "values::duration")]
     shutdown_timeout: Duration,
+    #[serde(with = "values::count")]
+    http2_max_concurrent_streams: usize,
+    #[serde(with = "values::duration")]
+    http2_idle_timeout: Duration,
+    #[serde(with = "values::duration")]
+    http2_keepalive_interval: Duration,
+    #[serde(with = "values::duration")]
+    http2_keepalive_timeout: Duration,
     trusted_proxies: StringList,
     cors_allowed_origins: StringList,
     cors_allow_credentials: Flag,
@@ -57,7 +67,12 @@ impl Default for ServerSettings {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             max_body_bytes: MAX_BODY_BYTES,
+            body_read_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
+            http2_max_concurrent_streams: 100,
+            http2_idle_timeout: Duration::from_secs(60),
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(20),
             trusted_proxies: StringList(Vec::new()),
             cors_allowed_origins: StringList(Vec::new()),
             cors_allow_credentials: Flag(false),
@@ -89,8 +104,19 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Largest request body an API view reads (413 beyond it).
     pub max_body_bytes: usize,
+    /// Time allowed to send a request's body once its head is in (408 past it); the request
+    /// takes its concurrency slot only once the body has arrived.
+    pub body_read_timeout: Duration,
     /// How long a graceful stop waits for the requests in flight.
     pub shutdown_timeout: Duration,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+    /// An HTTP/2 connection with no request for this long is closed (GOAWAY).
+    pub http2_idle_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged, and how long the answer may take before the
+    /// connection is closed as dead.
+    pub http2_keepalive_interval: Duration,
+    pub http2_keepalive_timeout: Duration,
     /// Proxies whose forwarding header (`forwarded_header`) names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `unix` in `trusted_proxies`: peers on the Unix socket (nginx) are trusted proxies too.
@@ -138,6 +164,24 @@ impl ServerSettings {
         let request_timeout = src.nonzero("request_timeout", self.request_timeout)?;
         let header_read_timeout = src.nonzero("header_read_timeout", self.header_read_timeout)?;
         let shutdown_timeout = src.nonzero("shutdown_timeout", self.shutdown_timeout)?;
+        let body_read_timeout = src.nonzero("body_read_timeout", self.body_read_timeout)?;
+        let http2_idle_timeout = src.nonzero("http2_idle_timeout", self.http2_idle_timeout)?;
+        let http2_keepalive_interval =
+            src.nonzero("http2_keepalive_interval", self.http2_keepalive_interval)?;
+        let http2_keepalive_timeout =
+            src.nonzero("http2_keepalive_timeout", self.http2_keepalive_timeout)?;
+        let http2_max_concurrent_streams = u32::try_from(self.http2_max_concurrent_streams)
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                src.fail(
+                    "http2_max_concurrent_streams",
+                    format!(
+                        "expected 1 to 1000, got {}",
+                        self.http2_max_concurrent_streams
+                    ),
+                )
+            })?;
         let trust_unix_socket_peers = self.trusted_proxies.0.iter().any(|t| t == "unix");
         let trusted_proxies = self
             .trusted_proxies
@@ -228,7 +272,12 @@ impl ServerSettings {
             header_read_timeout,
             max_header_bytes: self.max_header_bytes.clamp(8 * 1024, 1024 * 1024),
             max_body_bytes: self.max_body_bytes.clamp(1024, 16 * 1024 * 1024),
+            body_read_timeout,
             shutdown_timeout,
+            http2_max_concurrent_streams,
+            http2_idle_timeout,
+            http2_keepalive_interval,
+            http2_keepalive_timeout,
             trusted_proxies,
             trust_unix_socket_peers,
             cors_allowed_origins: self.cors_allowed_origins.0,
@@ -335,5 +384,42 @@ mod tests {
             err.contains("can't go with cors_allow_credentials"),
             "{err}"
         );
+    }
+
+    /// The HTTP/2 and body settings are read, and bad values are refused naming the setting.
+    #[test]
+    fn http2_and_body_limits_are_checked() {
+        let c = load(
+            None,
+            &[
+                ("DOORMAN_BODY_READ_TIMEOUT", "3s"),
+                ("DOORMAN_HTTP2_MAX_CONCURRENT_STREAMS", "8"),
+                ("DOORMAN_HTTP2_IDLE_TIMEOUT", "2m"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.body_read_timeout,
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(c.server.http2_max_concurrent_streams, 8);
+        assert_eq!(
+            c.server.http2_idle_timeout,
+            std::time::Duration::from_secs(120)
+        );
+        for (name, value) in [
+            ("DOORMAN_BODY_READ_TIMEOUT", "0"),
+            ("DOORMAN_HTTP2_IDLE_TIMEOUT", "0"),
+            ("DOORMAN_HTTP2_KEEPALIVE_INTERVAL", "0"),
+            ("DOORMAN_HTTP2_KEEPALIVE_TIMEOUT", "0"),
+            ("DOORMAN_HTTP2_MAX_CONCURRENT_STREAMS", "0"),
+            ("DOORMAN_HTTP2_MAX_CONCURRENT_STREAMS", "100000"),
+        ] {
+            let err = load(None, &[(name, value)], Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 }

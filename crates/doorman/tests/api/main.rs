@@ -7,6 +7,7 @@ mod helpers;
 mod attacks;
 mod audit;
 mod cli;
+mod connection_limits;
 mod contract;
 mod deploy;
 mod discovery;
