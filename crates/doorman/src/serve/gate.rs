@@ -29,6 +29,8 @@ use tower::ServiceExt;
 
 use super::access::Observed;
 use super::edge;
+use super::framing;
+use super::linger::Linger;
 use crate::api::error::ApiError;
 
 /// The application every listener serves: the router and what runs around it. Cloned per
@@ -42,6 +44,9 @@ struct Shared {
     observed: Option<Observed>,
     /// The concurrency limit and the deadline; `None` on the admin listener.
     limits: Option<Limits>,
+    /// Larger announced bodies are refused from the head (413); `u64::MAX` on the admin
+    /// listener.
+    max_body_bytes: u64,
 }
 
 struct Limits {
@@ -62,7 +67,17 @@ impl App {
                 max_in_flight: max_in_flight.max(1),
                 timeout,
             }),
+            max_body_bytes: u64::MAX,
         }))
+    }
+
+    /// The same application, refusing announced bodies over `max_body_bytes` from the head.
+    /// Call before the first connection.
+    pub fn with_max_body_bytes(mut self, max_body_bytes: usize) -> App {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.max_body_bytes = u64::try_from(max_body_bytes).unwrap_or(u64::MAX);
+        }
+        self
     }
 
     /// The admin listener's: the edge's headers and the panic catcher only.
@@ -71,6 +86,7 @@ impl App {
             router,
             observed: None,
             limits: None,
+            max_body_bytes: u64::MAX,
         }))
     }
 
@@ -81,6 +97,7 @@ impl App {
             app: self.clone(),
             peer,
             hsts,
+            linger: Linger::default(),
         }
     }
 
@@ -97,6 +114,8 @@ pub struct Gate {
     app: App,
     peer: Option<SocketAddr>,
     hsts: bool,
+    /// Shared with the connection's socket: whether it lingers when closed.
+    linger: Linger,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -112,9 +131,17 @@ impl hyper::service::Service<Request<Incoming>> for Gate {
 }
 
 impl Gate {
+    /// What the connection's socket reads to know whether to linger when closed.
+    pub fn linger(&self) -> Linger {
+        self.linger.clone()
+    }
+
     fn handle(&self, mut request: Request<Body>) -> Answer {
         let started = Instant::now();
         let shared = Arc::clone(&self.app.0);
+        self.linger.expect_body(framing::announces_body(&request));
+        let version = request.version();
+        let refusal = framing::check(&request, shared.max_body_bytes).err();
         let request_id = edge::before(request.headers_mut());
         let seen = shared
             .observed
@@ -123,9 +150,15 @@ impl Gate {
         let router = shared.router.clone();
         let hsts = self.hsts;
         Box::pin(async move {
-            let mut response = match shared.limits.as_ref().map(Slot::take) {
-                Some(None) => refused(Refusal::Overloaded),
-                slot => {
+            // A request refused from its head takes no slot.
+            let admitted = match refusal {
+                Some(refusal) => Err(framing::refused(refusal, version)),
+                None => Ok(shared.limits.as_ref().map(Slot::take)),
+            };
+            let mut response = match admitted {
+                Err(answer) => answer,
+                Ok(Some(None)) => refused(Refusal::Overloaded),
+                Ok(slot) => {
                     let timeout = shared.limits.as_ref().map(|l| l.timeout);
                     let answer = AssertUnwindSafe(router.oneshot(request)).catch_unwind();
                     let answer = match timeout {
@@ -265,7 +298,10 @@ mod tests {
     }
 
     fn get_request(path: &str) -> Request<Body> {
-        Request::get(path).body(Body::empty()).unwrap()
+        Request::get(path)
+            .header(header::HOST, "doorman")
+            .body(Body::empty())
+            .unwrap()
     }
 
     async fn body(response: Response) -> String {

@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 
 use super::gate::Gate;
+use super::linger::Lingering;
 
 /// Where to listen: `127.0.0.1:8000`, or `unix:/run/doorman.sock`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,6 +231,7 @@ async fn accept_loop(
                 }
                 Ok(Accepted::Unix(stream)) => {
                     let gate = app.connection(None, false);
+                    let stream = Lingering::new(stream, gate.linger());
                     protocols.spawn(Protocol::Detect, stream, gate, graceful.watcher());
                 }
                 Err(e) => {
@@ -361,6 +363,7 @@ fn spawn_tcp_connection(
                 Ok(Ok(_)) if &first == H2_PREFACE_START => Protocol::Http2,
                 Ok(Ok(_)) => Protocol::Http1,
             };
+        let stream = Lingering::new(stream, gate.linger());
         protocols.spawn(protocol, stream, gate, watcher);
     });
 }
@@ -379,6 +382,7 @@ fn spawn_tls_connection(
     let protocols = protocols.clone();
     let watcher = graceful.watcher();
     tokio::spawn(async move {
+        let stream = Lingering::new(stream, gate.linger());
         let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
         else {
             return;

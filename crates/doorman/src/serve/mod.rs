@@ -10,7 +10,9 @@ use http::{HeaderValue, header};
 pub mod access;
 pub mod client;
 pub mod edge;
+pub mod framing;
 pub mod gate;
+pub mod linger;
 pub mod listen;
 pub mod settings;
 pub mod static_files;
@@ -28,6 +30,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Whose forwarding headers name the client.
     pub trusted_proxies: TrustedProxies,
+    /// Larger announced request bodies are refused from the head (413).
+    pub max_body_bytes: usize,
     /// Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
     pub cors_allowed_origins: Vec<HeaderValue>,
     /// Whether those origins may send credentials (cookies, HTTP auth).
@@ -39,6 +43,7 @@ impl From<&settings::ServerConfig> for Limits {
         Limits {
             max_concurrent_requests: config.max_concurrent_requests,
             request_timeout: config.request_timeout,
+            max_body_bytes: config.max_body_bytes,
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone())
                 .trusting_unix_socket(config.trust_unix_socket_peers),
             cors_allowed_origins: config
@@ -115,6 +120,7 @@ pub fn stack(app: Router, limits: &Limits, observed: access::Observed) -> App {
         limits.max_concurrent_requests,
         limits.request_timeout,
     )
+    .with_max_body_bytes(limits.max_body_bytes)
 }
 
 /// The admin listener's: the router behind the gate without the access log or the limits.

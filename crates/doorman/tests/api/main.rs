@@ -10,6 +10,7 @@ mod cli;
 mod contract;
 mod deploy;
 mod families;
+mod framing;
 mod hello;
 mod interop;
 mod keys;
