@@ -51,7 +51,10 @@ async fn exchange(app: &TestApp, request: &[u8]) -> String {
 
 /// How many answers `answer` holds.
 fn status_lines(answer: &str) -> usize {
-    answer.split("\r\n").filter(|line| line.starts_with("HTTP/1.")).count()
+    answer
+        .split("\r\n")
+        .filter(|line| line.starts_with("HTTP/1."))
+        .count()
 }
 
 fn assert_refused(answer: &str, status: &str, detail: &str, what: &str) {
@@ -67,7 +70,7 @@ fn assert_refused(answer: &str, status: &str, detail: &str, what: &str) {
         answer.ends_with(&format!(r#"{{"detail":"{detail}"}}"#)),
         "{what}: {answer}"
     );
-    assert_eq!(status_lines(&answer), 1, "{what}: {answer}");
+    assert_eq!(status_lines(answer), 1, "{what}: {answer}");
 }
 
 dual_test! {
