@@ -394,3 +394,33 @@ dual_test! {
         assert_eq!((status.as_u16(), body.as_str()), (413, DETAIL_413));
     }
 }
+
+/// Python's `requests` sends a 5 MB body in full before it reads; it gets the 413 JSON, not a
+/// `ConnectionResetError`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_requests_posting_5_megabytes_reads_the_413() {
+    let Some(python) = crate::reference_app::Python::get().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("post.py");
+    std::fs::write(
+        &script,
+        "import sys, requests\n\
+         body = b'{\"username\": \"' + b'x' * (5 * 1024 * 1024) + b'\"}'\n\
+         r = requests.post(sys.argv[1] + '/api/token/', data=body,\n\
+                           headers={'Content-Type': 'application/json'}, timeout=30)\n\
+         print(r.status_code, r.text)\n",
+    )
+    .unwrap();
+    let base = app.address.trim_end_matches('/').to_owned();
+    let output = python.run(&script, &[&base]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), format!("413 {DETAIL_413}"));
+}
