@@ -20,30 +20,20 @@ pub fn negotiate(
     doorman_drf::negotiate(headers.get(header::ACCEPT))
 }
 
-/// How much of an oversized body is still read, and thrown away, before the 413 goes out.
-/// Closing a connection with unread data makes the kernel reset it, and the client (or nginx,
-/// which then answers 502) may see the reset instead of the 413. Beyond this much the
-/// connection is closed anyway; `request_timeout` bounds the time spent.
-const DRAINED_AFTER_LIMIT: usize = 1024 * 1024;
-
-/// Reads the whole body, refusing more than `limit` bytes (413).
+/// Reads the whole body, refusing more than `limit` bytes (413) as soon as the limit is
+/// crossed. What the client is still sending is read and dropped after the answer, while the
+/// connection lingers (`serve::linger`), so the 413 isn't lost to a connection reset.
 pub async fn read_body(mut body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     use http_body_util::BodyExt;
     let mut kept = bytes::BytesMut::new();
-    let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(|_| ApiError::PayloadTooLarge)?.into_data() else {
             continue; // trailers
         };
-        seen = seen.saturating_add(data.len());
-        if seen <= limit {
-            kept.extend_from_slice(&data);
-        } else if seen > limit.saturating_add(DRAINED_AFTER_LIMIT) {
-            break;
+        if kept.len().saturating_add(data.len()) > limit {
+            return Err(ApiError::PayloadTooLarge);
         }
-    }
-    if seen > limit {
-        return Err(ApiError::PayloadTooLarge);
+        kept.extend_from_slice(&data);
     }
     Ok(kept.freeze())
 }

@@ -30,6 +30,8 @@ use tower::ServiceExt;
 
 use super::access::Observed;
 use super::edge;
+use super::framing;
+use super::linger::Linger;
 use crate::api::error::ApiError;
 
 /// The application every listener serves: the router and what runs around it. Cloned per
@@ -43,6 +45,9 @@ struct Shared {
     observed: Option<Observed>,
     /// The concurrency limit and the deadline; `None` on the admin listener.
     limits: Option<Limits>,
+    /// Larger announced bodies are refused from the head (413); `u64::MAX` on the admin
+    /// listener.
+    max_body_bytes: u64,
 }
 
 /// What every request on the API listener runs under.
@@ -89,7 +94,17 @@ impl App {
                 buffered: AtomicUsize::new(0),
                 max_buffered: max_in_flight.saturating_mul(limits.max_body_bytes.max(1)),
             }),
+            max_body_bytes: u64::MAX,
         }))
+    }
+
+    /// The same application, refusing announced bodies over `max_body_bytes` from the head.
+    /// Call before the first connection.
+    pub fn with_max_body_bytes(mut self, max_body_bytes: usize) -> App {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.max_body_bytes = u64::try_from(max_body_bytes).unwrap_or(u64::MAX);
+        }
+        self
     }
 
     /// The admin listener's: the edge's headers and the panic catcher only.
@@ -98,6 +113,7 @@ impl App {
             router,
             observed: None,
             limits: None,
+            max_body_bytes: u64::MAX,
         }))
     }
 
@@ -109,6 +125,7 @@ impl App {
             peer,
             hsts,
             activity: None,
+            linger: Linger::default(),
         }
     }
 
@@ -127,6 +144,8 @@ pub struct Gate {
     hsts: bool,
     /// Where the connection's deadlines see its requests come and go, when it has them.
     activity: Option<Arc<Activity>>,
+    /// Shared with the connection's socket: whether it lingers when closed.
+    linger: Linger,
 }
 
 /// What a connection's idle deadlines need to know about its requests: whether any has come
@@ -234,10 +253,18 @@ impl Gate {
         }
     }
 
+    /// What the connection's socket reads to know whether to linger when closed.
+    pub fn linger(&self) -> Linger {
+        self.linger.clone()
+    }
+
     fn handle(&self, mut request: Request<Body>) -> Answer {
         let busy = self.activity.clone().map(Busy::begin);
         let started = Instant::now();
         let shared = Arc::clone(&self.app.0);
+        self.linger.expect_body(framing::announces_body(&request));
+        let version = request.version();
+        let refusal = framing::check(&request, shared.max_body_bytes).err();
         let request_id = edge::before(request.headers_mut());
         let seen = shared
             .observed
@@ -247,16 +274,20 @@ impl Gate {
         let hsts = self.hsts;
         Box::pin(async move {
             let _busy = busy;
-            let version = request.version();
-            let arrived = match shared.limits.as_ref() {
-                Some(limits) => arrive(request, limits)
-                    .await
-                    .map(|(r, held)| (r, Some(held))),
-                None => Ok((request, None)),
+            // A request refused from its head reads no body and takes no slot.
+            let arrived = match refusal {
+                Some(refusal) => Err(framing::refused(refusal, version)),
+                None => match shared.limits.as_ref() {
+                    Some(limits) => match arrive(request, limits).await {
+                        Ok((request, held)) => Ok((request, Some(held))),
+                        Err(Refusal::SlowBody) => Err(too_slow(version)),
+                        Err(refusal) => Err(refused(refusal)),
+                    },
+                    None => Ok((request, None)),
+                },
             };
             let mut response = match arrived {
-                Err(Refusal::SlowBody) => too_slow(version),
-                Err(refusal) => refused(refusal),
+                Err(answer) => answer,
                 Ok((request, _held)) => answer(&shared, router, request).await,
             };
             edge::after(response.headers_mut(), request_id.as_ref());
@@ -528,7 +559,10 @@ mod tests {
     }
 
     fn get_request(path: &str) -> Request<Body> {
-        Request::get(path).body(Body::empty()).unwrap()
+        Request::get(path)
+            .header(header::HOST, "doorman")
+            .body(Body::empty())
+            .unwrap()
     }
 
     async fn body(response: Response) -> String {

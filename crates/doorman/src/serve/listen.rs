@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 
 use super::gate::{Activity, Gate};
+use super::linger::Lingering;
 
 /// Where to listen: `127.0.0.1:8000`, or `unix:/run/doorman.sock`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -269,6 +270,7 @@ async fn accept_loop(
                 }
                 Ok(Accepted::Unix(stream)) => {
                     let gate = app.connection(None, false);
+                    let stream = Lingering::new(stream, gate.linger());
                     protocols.spawn(Protocol::Detect, stream, gate, connections.clone(), Instant::now());
                 }
                 Err(e) => {
@@ -502,6 +504,7 @@ fn spawn_tcp_connection(
                 Ok(Ok(_)) if &first == H2_PREFACE_START => Protocol::Http2,
                 Ok(Ok(_)) => Protocol::Http1,
             };
+        let stream = Lingering::new(stream, gate.linger());
         protocols.spawn(protocol, stream, gate, connections, opened);
     });
 }
@@ -521,6 +524,7 @@ fn spawn_tls_connection(
     let connections = connections.clone();
     let opened = Instant::now();
     tokio::spawn(async move {
+        let stream = Lingering::new(stream, gate.linger());
         let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
         else {
             return;

@@ -10,7 +10,9 @@ use http::{HeaderValue, header};
 pub mod access;
 pub mod client;
 pub mod edge;
+pub mod framing;
 pub mod gate;
+pub mod linger;
 pub mod listen;
 pub mod settings;
 pub mod static_files;
@@ -26,7 +28,7 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// How long one request may take before it is answered 503.
     pub request_timeout: Duration,
-    /// The largest body a view reads (413 beyond it).
+    /// The largest body a view reads; a larger announced one is refused from the head (413).
     pub max_body_bytes: usize,
     /// How long a request's body may take to arrive (408 past it).
     pub body_read_timeout: Duration,
@@ -126,6 +128,7 @@ pub fn stack(app: Router, limits: &Limits, observed: access::Observed) -> App {
             body_read_timeout: limits.body_read_timeout,
         },
     )
+    .with_max_body_bytes(limits.max_body_bytes)
 }
 
 /// The admin listener's: the router behind the gate without the access log or the limits.

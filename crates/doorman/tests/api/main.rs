@@ -12,6 +12,7 @@ mod contract;
 mod deploy;
 mod discovery;
 mod families;
+mod framing;
 mod hello;
 mod interop;
 mod keys;
