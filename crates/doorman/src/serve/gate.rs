@@ -673,6 +673,7 @@ mod tests {
                 .map(|chunk| (Ok::<_, std::io::Error>(chunk), rest))
         });
         let request = Request::post("/echo/")
+            .header(header::HOST, "doorman")
             .body(Body::from_stream(stream))
             .unwrap();
         (request, more)
