@@ -27,7 +27,9 @@ fuzz_target!(|data: &[u8]| {
     headers.insert(AUTHORIZATION, value);
     // Without a JWKS or a user check nothing in `authenticate` waits: one poll finishes it.
     let mut future = pin!(guard().authenticate(&headers));
-    let Poll::Ready(outcome) = future.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    let Poll::Ready(outcome) = future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
     else {
         panic!("the guard waited with neither a JWKS nor a user check");
     };
@@ -43,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(user) = outcome {
         let token = parts.next().and_then(|t| std::str::from_utf8(t).ok());
-        assert!(parts.next().is_none(), "let through a header with two tokens");
+        assert!(
+            parts.next().is_none(),
+            "let through a header with two tokens"
+        );
         // The guard reads the wall clock: verify at the clock too, after it. A token can only
         // have expired in between.
         let verified = token.map(|t| tokens().verify(t, TokenKind::Access, unix_now()));

@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let body = lines.next().unwrap_or_default();
 
     if let Err(e) = negotiate(accept.as_ref()) {
-        assert!(matches!(e.status(), StatusCode::NOT_ACCEPTABLE | StatusCode::NOT_FOUND));
+        assert!(matches!(
+            e.status(),
+            StatusCode::NOT_ACCEPTABLE | StatusCode::NOT_FOUND
+        ));
     }
     let fields = parse_request_data(content_type.as_ref(), body)
         .and_then(|data| char_fields(&data, &["username", "password"]));

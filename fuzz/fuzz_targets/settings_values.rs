@@ -27,7 +27,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Bind::parse(&bind.to_string()), Some(bind));
     }
     if let Some(header) = ForwardedHeader::parse(text) {
-        assert!(text.eq_ignore_ascii_case("forwarded") || text.eq_ignore_ascii_case("x-forwarded-for"));
+        assert!(
+            text.eq_ignore_ascii_case("forwarded") || text.eq_ignore_ascii_case("x-forwarded-for")
+        );
         let _ = header;
     }
     // The same text as a TOML or environment value would arrive: a JSON string or number.

@@ -208,10 +208,16 @@ mod tests {
         // Found by the settings_values fuzz target: whole seconds had no bound, and
         // `now + duration` panics past the clock's range. Both forms now share one bound.
         let last = u64::MAX / 1_000;
-        assert_eq!(parse_duration(&last.to_string()), Some(Duration::from_secs(last)));
+        assert_eq!(
+            parse_duration(&last.to_string()),
+            Some(Duration::from_secs(last))
+        );
         assert_eq!(parse_duration(&(last + 1).to_string()), None);
         assert_eq!(parse_duration("18446744073709551615"), None);
-        assert_eq!(parse_duration(&format!("{last}s")), parse_duration(&last.to_string()));
+        assert_eq!(
+            parse_duration(&format!("{last}s")),
+            parse_duration(&last.to_string())
+        );
         for v in [serde_json::json!(u64::MAX), serde_json::json!(i64::MAX)] {
             assert!(duration::deserialize(v).is_err(), "{v}");
         }
