@@ -219,7 +219,7 @@ mod tests {
             parse_duration(&last.to_string())
         );
         for v in [serde_json::json!(u64::MAX), serde_json::json!(i64::MAX)] {
-            assert!(duration::deserialize(v).is_err(), "{v}");
+            assert!(duration::deserialize(v.clone()).is_err(), "{v}");
         }
         assert_eq!(
             duration::deserialize(serde_json::json!(300)).ok(),
