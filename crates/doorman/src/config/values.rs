@@ -80,12 +80,19 @@ impl<'de> Deserialize<'de> for StringList {
     }
 }
 
+/// Whole seconds as a duration, within the bound of every duration setting: its milliseconds
+/// fit in 64 bits (some 584 million years). Beyond it, `now + duration` overflows the clock,
+/// which panics wherever a deadline is computed.
+fn from_secs(secs: u64) -> Option<Duration> {
+    secs.checked_mul(1_000).map(|_| Duration::from_secs(secs))
+}
+
 /// Reads a duration: whole seconds (`300`, `"300"`) or numbers with units (`"5m"`, `"1d"`,
-/// `"1h30m"`, `"250ms"`; units ms, s, m, h, d, w).
+/// `"1h30m"`, `"250ms"`; units ms, s, m, h, d, w). Its milliseconds must fit in 64 bits.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return from_secs(secs);
     }
     let mut total_ms: u64 = 0;
     let mut digits = String::new();
@@ -130,12 +137,13 @@ pub mod duration {
                 f.write_str(EXPECTED)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-                Ok(Duration::from_secs(v))
+                from_secs(v).ok_or_else(|| E::custom(format!("expected {EXPECTED}, got {v}")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
                 u64::try_from(v)
-                    .map(Duration::from_secs)
-                    .map_err(|_| E::custom(format!("expected {EXPECTED}, got {v}")))
+                    .ok()
+                    .and_then(from_secs)
+                    .ok_or_else(|| E::custom(format!("expected {EXPECTED}, got {v}")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
                 parse_duration(v)
@@ -197,5 +205,25 @@ mod tests {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
         assert_eq!(parse_duration("99999999999999999999w"), None);
+        // Found by the settings_values fuzz target: whole seconds had no bound, and
+        // `now + duration` panics past the clock's range. Both forms now share one bound.
+        let last = u64::MAX / 1_000;
+        assert_eq!(
+            parse_duration(&last.to_string()),
+            Some(Duration::from_secs(last))
+        );
+        assert_eq!(parse_duration(&(last + 1).to_string()), None);
+        assert_eq!(parse_duration("18446744073709551615"), None);
+        assert_eq!(
+            parse_duration(&format!("{last}s")),
+            parse_duration(&last.to_string())
+        );
+        for v in [serde_json::json!(u64::MAX), serde_json::json!(i64::MAX)] {
+            assert!(duration::deserialize(v.clone()).is_err(), "{v}");
+        }
+        assert_eq!(
+            duration::deserialize(serde_json::json!(300)).ok(),
+            Some(Duration::from_secs(300))
+        );
     }
 }
