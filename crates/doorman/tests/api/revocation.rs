@@ -159,7 +159,12 @@ dual_test! {
     async fn the_boundary_is_exact_within_one_second() {
         let app = spawn_app().await;
         let mut same_second = 0;
-        for _ in 0..3 {
+        // Three rounds, and more (up to ten) until one fell in a single second, as a loaded
+        // machine may take longer than a second over a login and a revocation.
+        for round in 0..10 {
+            if round >= 3 && same_second > 0 {
+                break;
+            }
             // Start early in a second, so the login, the revocation and the next login
             // usually fall in the same one.
             let into_second = std::time::SystemTime::now()
@@ -179,8 +184,8 @@ dual_test! {
             assert_hello(&app, &access_after).await;
             assert_eq!(app.refresh(&refresh_after).await.status(), StatusCode::OK);
             if iat(&access_before) == revoked {
-                // The second login came in the revocation's second and waited out its end.
-                assert_eq!(iat(&access_after), revoked + 1);
+                // The first login came in the revocation's second: the one after it was
+                // issued past that second (asserted above), however slow the machine.
                 same_second += 1;
             }
         }
