@@ -284,6 +284,23 @@ async fn the_image_built_with_podman_runs_doorman_as_nonroot() {
         "the binary belongs to root, not to the user that runs it"
     );
 
+    // The device files every OCI runtime puts in a container's /dev (runtime-spec, "Default
+    // Devices"): doorman's random numbers come from /dev/urandom when the static binary can't
+    // find libc's getrandom.
+    let dev = root.join("dev");
+    std::fs::create_dir(&dev).unwrap();
+    for (name, minor) in [
+        ("null", "3"),
+        ("zero", "5"),
+        ("random", "8"),
+        ("urandom", "9"),
+    ] {
+        run(Command::new("mknod")
+            .args(["-m", "0666"])
+            .arg(dev.join(name))
+            .args(["c", "1", minor]));
+    }
+
     // As shipped: SQLite in the data directory, a key generated beside it.
     let user_spec = user.as_str();
     migrate(in_image(&root, user_spec, &env, &[]));
