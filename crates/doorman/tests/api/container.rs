@@ -105,6 +105,19 @@ fn export(podman: &Path, image: &str, root: &Path) {
         .arg(root));
 }
 
+/// Every path under `dir`, directories included.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() && !path.is_symlink() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
 /// The image's configuration: (user, environment, entrypoint + cmd).
 fn image_config(podman: &Path, image: &str) -> (String, Vec<(String, String)>, Vec<String>) {
     let inspected = run(Command::new(podman).args(["image", "inspect", image]));
@@ -193,7 +206,7 @@ async fn serve_login_and_hello(mut serve: Command, user: (&str, &str)) {
         .unwrap()
         .port();
     serve.env("DOORMAN_BIND", format!("127.0.0.1:{port}"));
-    let mut child = Running::new(serve.stderr(Stdio::piped()).spawn().unwrap());
+    let mut child = Running(serve.stderr(Stdio::piped()).spawn().unwrap());
     let lines = stderr_lines(&mut child.0);
     lines_until(&lines, |line| line.contains("doorman is listening"));
 
@@ -214,12 +227,6 @@ async fn serve_login_and_hello(mut serve: Command, user: (&str, &str)) {
 
 /// The server child, stopped at the end of the test also when an assertion fails first.
 struct Running(std::process::Child);
-
-impl Running {
-    fn new(child: std::process::Child) -> Running {
-        Running(child)
-    }
-}
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -252,7 +259,6 @@ async fn the_image_built_with_podman_runs_doorman_as_nonroot() {
         uuid::Uuid::new_v4().simple()
     ));
     run(Command::new(repo_root().join("deploy/build-image"))
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .arg("--binary")
         .arg(&binary)
         .args(["--tag", &image.0]));
@@ -263,7 +269,30 @@ async fn the_image_built_with_podman_runs_doorman_as_nonroot() {
     let root = dir.path().join("rootfs");
     export(&podman, &image.0, &root);
 
-    // The layout: the user in /etc/passwd and /etc/group, the data directory the user's alone.
+    // The layout, and nothing else: the user in /etc/passwd and /etc/group, the data directory
+    // the user's alone.
+    let mut paths: Vec<String> = walk(&root)
+        .iter()
+        .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "etc",
+            "etc/group",
+            "etc/nsswitch.conf",
+            "etc/passwd",
+            "usr",
+            "usr/local",
+            "usr/local/bin",
+            "usr/local/bin/doorman",
+            "var",
+            "var/lib",
+            "var/lib/doorman",
+        ]
+    );
+
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
     assert!(passwd.contains("nonroot:x:65532:65532:"), "{passwd}");
     let group = std::fs::read_to_string(root.join("etc/group")).unwrap();
