@@ -8,6 +8,7 @@ mod attacks;
 mod audit;
 mod cli;
 mod connection_limits;
+mod container;
 mod contract;
 mod deploy;
 mod discovery;
