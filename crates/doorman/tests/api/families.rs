@@ -58,15 +58,7 @@ async fn family_revocations(app: &TestApp) -> Vec<AuditEvent> {
 
 /// The value of a counter without labels in `/metrics`, 0 when it was never counted.
 async fn counter(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(app).await;
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0.0)

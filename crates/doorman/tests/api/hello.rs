@@ -130,15 +130,7 @@ dual_test! {
 
 /// `doorman_user_lookups_total{source="..."}` from the instance's /metrics.
 async fn user_lookups(app: &TestApp, source: &str) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(app).await;
     let prefix = format!("doorman_user_lookups_total{{source=\"{source}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(prefix.as_str()))

@@ -559,3 +559,15 @@ pub async fn assert_refused_as_blacklisted(app: &TestApp, refresh: &str) {
         )
     );
 }
+
+/// The instance's `/metrics` page, as text.
+pub async fn metrics_text(app: &TestApp) -> String {
+    app.client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -31,15 +31,7 @@ async fn login_from(
 
 /// A metric's value from the instance's `/metrics` (0 when it hasn't appeared yet).
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(app).await;
     text.lines()
         .filter_map(|line| line.strip_prefix(name))
         .filter_map(|rest| rest.strip_prefix(' '))
