@@ -338,6 +338,24 @@ pub fn pbkdf2_iterations(field: &str) -> Option<u32> {
     }
 }
 
+/// The Django hash schemes a login can check, by the name Django writes before the first `$`
+/// (doorman's own argon2id hashes are PHC strings, starting with `$`).
+pub const DJANGO_SCHEMES: &[&str] = &["pbkdf2_sha256", "argon2"];
+
+/// Whether a stored hash is one doorman can take as it is: one of its own, one of
+/// [`DJANGO_SCHEMES`], or an unusable password (`!...`, which never logs in). An import skips
+/// any other, with this reason.
+pub fn recognized(stored: &str) -> Result<(), &'static str> {
+    if stored.starts_with('$') || stored.starts_with('!') {
+        return Ok(());
+    }
+    match stored.split_once('$') {
+        Some((scheme, _)) if DJANGO_SCHEMES.contains(&scheme) => Ok(()),
+        Some(_) => Err("unknown password hash scheme"),
+        None => Err("not a password hash"),
+    }
+}
+
 /// [`pbkdf2_iterations`] of a whole stored hash.
 pub fn pbkdf2_iterations_of(stored: &str) -> Option<u32> {
     let rest = stored.strip_prefix("pbkdf2_sha256$")?;
