@@ -8,9 +8,9 @@
 //! What hyper refuses itself (400, connection closed): two different `Content-Length`s, a
 //! `Content-Length` that isn't digits, `chunked` not last, `Transfer-Encoding` in HTTP/1.0,
 //! obs-fold, whitespace before a header's colon, bare CR. A request with both
-//! `Content-Length` and `Transfer-Encoding: chunked` is read as chunked, as RFC 9112 section
-//! 6.3 allows, and its connection is closed after the answer, so nothing after it is read as
-//! a request.
+//! `Content-Length` and `Transfer-Encoding` is refused too (400, connection closed), as RFC
+//! 9112 section 6.3 allows and nginx does; hyper drops the `Content-Length` of such a request,
+//! so the connection's head scanner finds it (see [`super::heads`]).
 
 use axum::response::Response;
 use http::header::{self, HeaderMap};
@@ -26,6 +26,10 @@ pub enum Refusal {
     /// 501: a transfer coding doorman doesn't implement.
     UnknownCoding,
 }
+
+/// A request whose head carried both `Content-Length` and `Transfer-Encoding`.
+pub const BOTH_LENGTHS: Refusal =
+    Refusal::Malformed("Request with both Content-Length and Transfer-Encoding.");
 
 /// Checks a request head; `max_body_bytes` bounds the announced body.
 pub fn check<B>(request: &Request<B>, max_body_bytes: u64) -> Result<(), Refusal> {

@@ -31,6 +31,7 @@ use tower::ServiceExt;
 use super::access::Observed;
 use super::edge;
 use super::framing;
+use super::heads::Heads;
 use super::linger::Linger;
 use crate::api::error::ApiError;
 
@@ -126,6 +127,7 @@ impl App {
             hsts,
             activity: None,
             linger: Linger::default(),
+            heads: Heads::default(),
         }
     }
 
@@ -146,6 +148,9 @@ pub struct Gate {
     activity: Option<Arc<Activity>>,
     /// Shared with the connection's socket: whether it lingers when closed.
     linger: Linger,
+    /// Shared with the connection's head scanner, when it has one: which request carried
+    /// both `Content-Length` and `Transfer-Encoding`.
+    heads: Heads,
 }
 
 /// What a connection's idle deadlines need to know about its requests: whether any has come
@@ -258,13 +263,23 @@ impl Gate {
         self.linger.clone()
     }
 
+    /// What the connection's head scanner marks (see [`super::heads`]).
+    pub fn heads(&self) -> Heads {
+        self.heads.clone()
+    }
+
     fn handle(&self, mut request: Request<Body>) -> Answer {
         let busy = self.activity.clone().map(Busy::begin);
         let started = Instant::now();
         let shared = Arc::clone(&self.app.0);
         self.linger.expect_body(framing::announces_body(&request));
         let version = request.version();
-        let refusal = framing::check(&request, shared.max_body_bytes).err();
+        let both_lengths = version <= http::Version::HTTP_11 && self.heads.next_has_both_lengths();
+        let refusal = if both_lengths {
+            Some(framing::BOTH_LENGTHS)
+        } else {
+            framing::check(&request, shared.max_body_bytes).err()
+        };
         let request_id = edge::before(request.headers_mut());
         let seen = shared
             .observed

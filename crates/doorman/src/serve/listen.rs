@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 
 use super::gate::{Activity, Gate};
+use super::heads::HeadScan;
 use super::linger::Lingering;
 
 /// Where to listen: `127.0.0.1:8000`, or `unix:/run/doorman.sock`.
@@ -319,6 +320,8 @@ struct Protocols {
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     auto: Builder<TokioExecutor>,
     quiet: Quiet,
+    /// The longest request head hyper reads (HTTP/1).
+    max_head: usize,
 }
 
 /// The deadlines of a connection that may speak HTTP/2, which hyper's header deadline (HTTP/1
@@ -372,6 +375,7 @@ impl Protocols {
             http2,
             auto,
             quiet,
+            max_head,
         }
     }
 
@@ -389,21 +393,22 @@ impl Protocols {
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let io = TokioIo::new(io);
         // A client that goes away mid-request is routine, not an error worth a log line.
         match protocol {
             Protocol::Http1 => {
+                let io = TokioIo::new(HeadScan::new(io, service.heads(), self.max_head));
                 let connection = self.http1.serve_connection(io, service);
                 tokio::spawn(run(connection, connections, None));
             }
             Protocol::Http2 => {
                 let activity = Arc::new(Activity::new(opened));
                 let service = service.watched(activity.clone());
-                let connection = self.http2.serve_connection(io, service);
+                let connection = self.http2.serve_connection(TokioIo::new(io), service);
                 tokio::spawn(run(connection, connections, Some((activity, self.quiet))));
             }
             Protocol::Detect => {
                 let activity = Arc::new(Activity::new(opened));
+                let io = TokioIo::new(HeadScan::new(io, service.heads(), self.max_head));
                 let service = service.watched(activity.clone());
                 let connection = self.auto.serve_connection(io, service).into_owned();
                 tokio::spawn(run(connection, connections, Some((activity, self.quiet))));

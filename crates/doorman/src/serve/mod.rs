@@ -12,6 +12,7 @@ pub mod client;
 pub mod edge;
 pub mod framing;
 pub mod gate;
+pub mod heads;
 pub mod linger;
 pub mod listen;
 pub mod settings;

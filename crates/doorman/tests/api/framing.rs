@@ -171,21 +171,80 @@ dual_test! {
 }
 
 dual_test! {
-    /// RFC 9112 section 6.3: with both, `Transfer-Encoding` wins and the connection is closed
-    /// after the answer, so bytes a `Content-Length`-reading proxy would take for a second
-    /// request are never answered.
-    async fn length_and_chunked_together_close_the_connection_after_one_answer() {
+    /// RFC 9112 section 6.3 lets a server refuse a request with both `Content-Length` and
+    /// `Transfer-Encoding` (and says to close the connection either way): doorman refuses it,
+    /// in either order, as nginx does, so bytes a `Content-Length`-reading proxy would take for
+    /// a second request are never answered. hyper drops the `Content-Length` of such a request,
+    /// so this holds only because the connection's bytes are followed: it holds for the third
+    /// request of a keep-alive connection too, after bodies by length and by chunks that
+    /// contain request-like bytes, and no request without both is refused.
+    async fn length_and_transfer_encoding_together_are_refused() {
         let app = spawn_app().await;
-        let request = "POST /api/token/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-                       Content-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n\
-                       2\r\n{}\r\n0\r\n\r\n\
-                       GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-        let answer = exchange(&app, request.as_bytes()).await;
-        // The chunked body `{}` was read: the fields are missing.
-        assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
-        assert!(answer.contains(r#""username":["This field is required."]"#), "{answer}");
-        assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
-        assert_eq!(status_lines(&answer), 1, "{answer}");
+        let head = "POST /api/token/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+        let detail = "Request with both Content-Length and Transfer-Encoding.";
+        for (label, lengths) in [
+            ("length first", "Content-Length: 40\r\nTransfer-Encoding: chunked\r\n"),
+            ("chunked first", "Transfer-Encoding: chunked\r\ncontent-length: 40\r\n"),
+            ("a length of 0", "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n"),
+        ] {
+            let request = format!(
+                "{head}{lengths}\r\n2\r\n{{}}\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            );
+            let answer = exchange(&app, request.as_bytes()).await;
+            assert_refused(&answer, "400 Bad Request", detail, label);
+        }
+
+        // Keep-alive: a body by length and a chunked one, each holding a request head with
+        // both lengths as data, are served; the real one that follows is refused.
+        let inner = "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\
+                     Transfer-Encoding: chunked\r\n\r\n";
+        let by_length = format!(
+            "POST /api/token/verify/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{inner}",
+            inner.len()
+        );
+        let chunked = format!(
+            "POST /api/token/verify/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x};x=y\r\n{inner}\r\n0\r\nX-T: 1\r\n\r\n",
+            inner.len()
+        );
+        let both = format!("{head}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+        let mut stream = connect(&app).await;
+        stream
+            .write_all(format!("{by_length}{chunked}{both}").as_bytes())
+            .await
+            .unwrap();
+        let answer = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        // The answers follow each other's bodies directly, not on lines of their own.
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 3, "{answer}");
+        let answers: Vec<&str> = answer.split("HTTP/1.1 ").skip(1).collect();
+        // Both bodies were read whole, as JSON (which they aren't).
+        for served in &answers[..2] {
+            assert!(served.starts_with("400 Bad Request\r\n"), "{answer}");
+            assert!(served.contains("JSON parse error"), "{answer}");
+        }
+        assert!(answers[2].starts_with("400 Bad Request\r\n"), "{answer}");
+        assert!(answers[2].ends_with(&format!(r#"{{"detail":"{detail}"}}"#)), "{answer}");
+
+        // Without both, nothing is refused: three requests, three answers, still open.
+        let mut stream = connect(&app).await;
+        let plain = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        stream
+            .write_all(format!("{by_length}{chunked}{plain}").as_bytes())
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        let mut chunk = [0u8; 8192];
+        while !seen.ends_with(r#"{"status":"ok"}"#) {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed early: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+        assert_eq!(seen.matches("JSON parse error").count(), 2, "{seen}");
+        assert!(!seen.contains("connection: close"), "{seen}");
     }
 }
 

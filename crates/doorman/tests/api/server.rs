@@ -143,6 +143,63 @@ fn https_client(ca_pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
         .unwrap()
 }
 
+/// A request with both `Content-Length` and `Transfer-Encoding` is refused on every way in,
+/// not only plain TCP: over TLS (HTTP/1.1 by ALPN) and on a Unix socket, whose connections may
+/// speak either HTTP and are read by hyper's auto-detection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_lengths_are_refused_over_tls_and_on_a_unix_socket() {
+    const BOTH: &[u8] = b"POST /api/token/ HTTP/1.1\r\nHost: localhost\r\n\
+        Content-Type: application/json\r\nContent-Length: 7\r\n\
+        Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    let refused = |answer: &str| {
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n")
+            && answer.ends_with(
+                r#"{"detail":"Request with both Content-Length and Transfer-Encoding."}"#,
+            )
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = throwaway_certificate();
+    std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+    let cert_path = dir.path().join("cert.pem").display().to_string();
+    let key_path = dir.path().join("key.pem").display().to_string();
+    let addr = serve_bound(
+        dir.path(),
+        &[
+            ("DOORMAN_TLS_CERT_FILE", &cert_path),
+            ("DOORMAN_TLS_KEY_FILE", &key_path),
+        ],
+    )
+    .await;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()) {
+        roots.add(der.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(BOTH).await.unwrap();
+    let answer = read_all(&mut tls).await;
+    assert!(refused(&answer), "over TLS: {answer}");
+
+    let socket = dir.path().join("doorman.sock");
+    let bind = format!("unix:{}", socket.display());
+    let unix_dir = tempfile::tempdir().unwrap();
+    let app = bound_app(unix_dir.path(), &[("DOORMAN_BIND", &bind)]).await;
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    stream.write_all(BOTH).await.unwrap();
+    let answer = read_all(&mut stream).await;
+    assert!(refused(&answer), "on a Unix socket: {answer}");
+}
+
 /// Plain TCP serves each connection in the HTTP its first bytes speak: HTTP/1.1, HTTP/2 with
 /// prior knowledge (h2c), and a request whose first line arrives a byte at a time (too little
 /// to tell at first).
