@@ -73,9 +73,13 @@ pub enum UserOutcome {
     },
     Unchanged,
     /// doorman has another user under this id: nothing written, tokens neither.
-    IdTaken { username: String },
+    IdTaken {
+        username: String,
+    },
     /// doorman has this username under another id: nothing written, tokens neither.
-    UsernameTaken { id: i64 },
+    UsernameTaken {
+        id: i64,
+    },
 }
 
 impl UserOutcome {
@@ -639,10 +643,17 @@ mod tests {
         assert_eq!(outcomes[2].as_ref().unwrap().user, Some(UserOutcome::Added));
         assert!(store.user_by_id(2).await.unwrap().is_none());
         assert_eq!(
-            count(&store, "SELECT COUNT(*) FROM outstanding_tokens WHERE jti = 'b1'").await,
+            count(
+                &store,
+                "SELECT COUNT(*) FROM outstanding_tokens WHERE jti = 'b1'"
+            )
+            .await,
             0
         );
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM blacklisted_tokens").await, 0);
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM blacklisted_tokens").await,
+            0
+        );
         assert_eq!(count(&store, "SELECT COUNT(*) FROM users").await, 2);
     }
 
@@ -663,7 +674,10 @@ mod tests {
         ];
         let dry = store.import_batch(&items, true).await.unwrap();
         assert_eq!(count(&store, "SELECT COUNT(*) FROM users").await, 0);
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM outstanding_tokens").await, 0);
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM outstanding_tokens").await,
+            0
+        );
         let wet = store.import_batch(&items, false).await.unwrap();
         assert_eq!(dry.len(), 2);
         for (dry, wet) in dry.iter().zip(&wet) {
@@ -735,9 +749,15 @@ mod tests {
             outcomes[1].as_ref().unwrap().user,
             Some(UserOutcome::UsernameTaken { id: root.id })
         );
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM outstanding_tokens").await, 0);
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM outstanding_tokens").await,
+            0
+        );
         let kept = store.user_by_id(root.id).await.unwrap().unwrap();
-        assert_eq!((kept.username.as_str(), kept.password_hash.as_str()), ("root", "h"));
+        assert_eq!(
+            (kept.username.as_str(), kept.password_hash.as_str()),
+            ("root", "h")
+        );
     }
 
     on_both_backends!(a_deactivation_logs_out_and_ids_stay_reserved);
@@ -783,6 +803,6 @@ mod tests {
             })
             .await
             .unwrap();
-        assert!(after.id > next.id, "{}", after.id);
+        assert_eq!(after.id, next.id + 1, "no id is spent on reserving");
     }
 }

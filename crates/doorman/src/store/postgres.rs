@@ -267,18 +267,25 @@ impl PostgresStore {
         Ok(outcomes)
     }
 
-    /// Moves the users' id sequence past `through`, so a user created here later (by this
-    /// instance or another, even while the import runs) never gets an id at or below it.
-    /// Sequences are not transactional: this is never part of a dry run. It takes one value
-    /// of the sequence (`nextval`) to learn where it is, which leaves at most a gap.
+    /// Moves the users' id sequence to at least `through`, so a user created here later (by
+    /// this instance or another, even while the import runs) never gets an id at or below it.
+    /// The table lock waits out every transaction inserting a user and holds off new ones
+    /// while the sequence is read and moved, so it can't be moved back below an id just
+    /// given out. Sequences are not transactional: this is never part of a dry run.
     pub async fn reserve_user_ids(&self, through: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
-            "SELECT setval(pg_get_serial_sequence('users', 'id'),
-                           GREATEST($1, nextval(pg_get_serial_sequence('users', 'id'))))",
+            "SELECT setval(s.seq, $1)
+             FROM (SELECT pg_get_serial_sequence('users', 'id')::regclass AS seq) s
+             WHERE $1 > COALESCE(pg_sequence_last_value(s.seq), 0)",
         )
         .bind(through)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
