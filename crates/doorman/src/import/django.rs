@@ -60,9 +60,7 @@ impl UserTable {
         let starts_well = chars
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-        if !starts_well
-            || name.len() > 63
-            || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        if !starts_well || name.len() > 63 || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             return Err(format!(
                 "{name:?} is not a table name doorman takes: letters, digits and _, not starting \
@@ -487,7 +485,10 @@ macro_rules! epoch {
     };
 }
 
-async fn read_postgres(conn: &mut PgConnection, table: &UserTable) -> Result<Snapshot, SourceError> {
+async fn read_postgres(
+    conn: &mut PgConnection,
+    table: &UserTable,
+) -> Result<Snapshot, SourceError> {
     // One snapshot for the three tables: a token blacklisted while this runs is seen with its
     // blacklisting or not at all, never half.
     let mut tx = conn
@@ -863,7 +864,10 @@ mod tests {
             .execute(&mut *conn)
             .await
             .unwrap_err();
-        assert!(refused.to_string().contains("read-only transaction"), "{refused}");
+        assert!(
+            refused.to_string().contains("read-only transaction"),
+            "{refused}"
+        );
         // Not a Django database: said so, and nothing made.
         let error = source.read(&UserTable::default()).await.unwrap_err();
         assert!(error.0.starts_with("not a Django database"), "{error}");

@@ -150,9 +150,12 @@ pub async fn run(
         dry_run: options.dry_run,
         users_read: snapshot.users.len() as u64,
         tokens_read: snapshot.tokens.as_ref().map(|t| t.len() as u64),
-        blacklisted_read: snapshot.tokens.iter().flatten().flatten().fold(0, |n, t| {
-            n + u64::from(t.blacklisted_at.is_some())
-        }),
+        blacklisted_read: snapshot
+            .tokens
+            .iter()
+            .flatten()
+            .flatten()
+            .fold(0, |n, t| n + u64::from(t.blacklisted_at.is_some())),
         ..Report::default()
     };
 
@@ -169,16 +172,18 @@ pub async fn run(
         })
         .max();
     for user in snapshot.users {
-        match user.map_err(|u| (u.user_id, u.what, u.reason)).and_then(|user| {
-            admissible(&user).map_err(|reason| {
-                (
-                    Some(user.id),
-                    format!("user {} ({:?})", user.id, user.username),
-                    reason,
-                )
-            })?;
-            Ok(user)
-        }) {
+        match user
+            .map_err(|u| (u.user_id, u.what, u.reason))
+            .and_then(|user| {
+                admissible(&user).map_err(|reason| {
+                    (
+                        Some(user.id),
+                        format!("user {} ({:?})", user.id, user.username),
+                        reason,
+                    )
+                })?;
+                Ok(user)
+            }) {
             Ok(user) => {
                 item_of.insert(user.id, items.len());
                 items.push(ImportItem {
@@ -426,9 +431,11 @@ mod tests {
         assert_eq!(admissible(&user("alice", "!unusable")), Ok(()));
         assert_eq!(
             admissible(&user("bad name", "pbkdf2_sha256$1$s$h")),
-            Err("the username breaks doorman's rules (a username may contain only letters, \
+            Err(
+                "the username breaks doorman's rules (a username may contain only letters, \
                  digits and @/./+/-/_)"
-                .into())
+                    .into()
+            )
         );
         assert_eq!(
             admissible(&user("carol", "md5$salt$0123")),
