@@ -235,7 +235,7 @@ async fn a_deployment_moves_over(django_on: Backend) {
     assert!(store.list_users().await.unwrap().is_empty());
     assert!(
         !store
-            .is_blacklisted(&payload(&token("r2"))["jti"].as_str().unwrap())
+            .is_blacklisted(payload(&token("r2"))["jti"].as_str().unwrap())
             .await
             .unwrap()
     );
