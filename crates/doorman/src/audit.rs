@@ -26,6 +26,8 @@ pub enum Kind {
     KeyRetired,
     /// A rotated-out refresh token was presented after the grace window and its family revoked.
     FamilyRevoked,
+    /// `doorman import django` wrote users and tokens; `detail` has the counts.
+    DjangoImported,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             Kind::KeyRotated => "key_rotated",
             Kind::KeyRetired => "key_retired",
             Kind::FamilyRevoked => "family_revoked",
+            Kind::DjangoImported => "django_imported",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;

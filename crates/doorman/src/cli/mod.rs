@@ -5,6 +5,7 @@ mod audit;
 mod check;
 mod failure;
 mod flush;
+mod import;
 mod keys;
 mod migrate;
 mod serve;
@@ -62,6 +63,9 @@ enum Command {
     Keys(keys::KeysCommand),
     /// List the audit trail: logins, user and password changes, key changes (oldest first)
     Audit(audit::AuditArgs),
+    /// Copy users and refresh tokens from another system's database (again: bring changes over)
+    #[command(subcommand)]
+    Import(import::ImportCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -115,6 +119,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime.block_on(keys::run(&load(&cli.config, &overrides)?, command))
         }
         Command::Audit(args) => runtime.block_on(audit::run(&load(&cli.config, &overrides)?, args)),
+        Command::Import(command) => {
+            runtime.block_on(import::run(&load(&cli.config, &overrides)?, command))
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! and their own numbered migrations. Every write that decides who wins a race (blacklist,
 //! rotation) is a single transaction.
 
+pub mod import;
 mod portable;
 mod postgres;
 pub mod settings;
@@ -697,6 +698,29 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let cutoff = expiry_cutoff(now, leeway);
         dispatch!(self, s => s.flush_expired(cutoff).await)
+    }
+
+    /// Writes a batch of `doorman import django` in one transaction, each item (a user with
+    /// its refresh tokens) whole or not at all: an item that fails is rolled back alone and
+    /// answered with its error. With `dry_run` the transaction is rolled back at the end, so
+    /// the outcomes are what an import would do and nothing is written.
+    pub async fn import_batch(
+        &self,
+        items: &[import::ImportItem],
+        dry_run: bool,
+    ) -> Result<Vec<Result<import::ItemOutcome, StoreError>>, StoreError> {
+        dispatch!(self, s => s.import_batch(items, dry_run).await)
+    }
+
+    /// Makes sure a user created from now on gets an id above `through` (the largest id an
+    /// import is about to write), on either backend's id counter.
+    pub async fn reserve_user_ids(&self, through: i64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.reserve_user_ids(through).await)
+    }
+
+    /// A user with every column an import writes (Django's `auth_user` fields).
+    pub async fn imported_user(&self, id: i64) -> Result<Option<import::ImportedUser>, StoreError> {
+        dispatch!(self, s => s.imported_user(id).await)
     }
 
     /// Every managed key, oldest first, retired ones included.

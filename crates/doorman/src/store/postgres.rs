@@ -22,6 +22,7 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
 super::portable::portable_queries!(PostgresStore, PgConnection);
 super::throttle::throttle_queries!(PgConnection);
+super::import::import_queries!(PgConnection);
 use super::throttle;
 
 #[derive(Clone, Debug)]
@@ -249,6 +250,53 @@ impl PostgresStore {
         Ok(done.rows_affected())
     }
 
+    /// Writes a batch of an import in one transaction (each item in a savepoint of its own),
+    /// committed, or rolled back for a dry run.
+    pub async fn import_batch(
+        &self,
+        items: &[super::import::ImportItem],
+        dry_run: bool,
+    ) -> Result<Vec<Result<super::import::ItemOutcome, StoreError>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let outcomes = import_items_in(&mut tx, items).await?;
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Moves the users' id sequence to at least `through`, so a user created here later (by
+    /// this instance or another, even while the import runs) never gets an id at or below it.
+    /// The table lock waits out every transaction inserting a user and holds off new ones
+    /// while the sequence is read and moved, so it can't be moved back below an id just
+    /// given out. Sequences are not transactional: this is never part of a dry run.
+    pub async fn reserve_user_ids(&self, through: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "SELECT setval(s.seq, $1)
+             FROM (SELECT pg_get_serial_sequence('users', 'id')::regclass AS seq) s
+             WHERE $1 > COALESCE(pg_sequence_last_value(s.seq), 0)",
+        )
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn imported_user(
+        &self,
+        id: i64,
+    ) -> Result<Option<super::import::ImportedUser>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        imported_user_in(&mut conn, id).await
+    }
+
     /// [`flush_expired`](Self::flush_expired) by at most one instance at a time: a
     /// transaction-scoped advisory lock; `None` when another instance holds it.
     pub async fn flush_expired_exclusively(
@@ -276,7 +324,7 @@ impl PostgresStore {
 #[cfg(test)]
 impl PostgresStore {
     /// For the tests' own SQL, such as counting rows.
-    pub(super) fn pool(&self) -> &PgPool {
+    pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }
 

@@ -33,6 +33,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
 super::portable::portable_queries!(SqliteStore, SqliteConnection);
+super::import::import_queries!(SqliteConnection);
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -199,6 +200,51 @@ impl SqliteStore {
         self.writes.apply(write).await
     }
 
+    /// Writes a batch of an import in one `BEGIN IMMEDIATE` transaction (each item in a
+    /// savepoint of its own), committed, or rolled back for a dry run. Short batches keep a
+    /// running server's writes from waiting long for the lock.
+    pub async fn import_batch(
+        &self,
+        items: &[super::import::ImportItem],
+        dry_run: bool,
+    ) -> Result<Vec<Result<super::import::ItemOutcome, StoreError>>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let outcomes = import_items_in(&mut tx, items).await?;
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Moves AUTOINCREMENT's counter of user ids to at least `through`, so a user created
+    /// here later never gets an id at or below it. (SQLite raises the counter by itself when a
+    /// larger id is inserted; this makes it so before the insert, whatever the order.)
+    pub async fn reserve_user_ids(&self, through: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT 'users', 0
+             WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'users')",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE sqlite_sequence SET seq = MAX(seq, $1) WHERE name = 'users'")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn imported_user(
+        &self,
+        id: i64,
+    ) -> Result<Option<super::import::ImportedUser>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        imported_user_in(&mut conn, id).await
+    }
+
     /// Transactions the group commit has committed and the writes they held.
     pub fn group_commits(&self) -> (u64, u64) {
         self.writes.stats()
@@ -208,7 +254,7 @@ impl SqliteStore {
 #[cfg(test)]
 impl SqliteStore {
     /// For the tests' own SQL, such as counting rows.
-    pub(super) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 

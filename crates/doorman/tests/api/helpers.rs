@@ -115,7 +115,8 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-fn postgres_reachable() -> bool {
+/// Whether the test PostgreSQL answers on its port (asked once per test binary).
+pub fn postgres_reachable() -> bool {
     static REACHABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *REACHABLE.get_or_init(|| {
         use std::str::FromStr;
@@ -143,7 +144,12 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// A new, empty database on the running test's backend.
     pub async fn create(dir: &std::path::Path) -> TestDatabase {
-        match backend() {
+        TestDatabase::create_on(backend(), dir).await
+    }
+
+    /// A new, empty database on `backend`, whichever the running test's is.
+    pub async fn create_on(backend: Backend, dir: &std::path::Path) -> TestDatabase {
+        match backend {
             Backend::Sqlite => TestDatabase {
                 url: format!("sqlite://{}", dir.join("data/doorman.sqlite3").display()),
                 postgres_name: None,

@@ -158,6 +158,91 @@ impl Python {
     }
 }
 
+/// The reference app's `manage.py` on a database of the test's own, without a server: a real
+/// Django database (its migrations, users made by Django, simplejwt's token tables) for tests
+/// that read one. `None` after a loud skip (a failure under `DOORMAN_REQUIRE_ALL=1`).
+pub struct DjangoProject {
+    venv: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// Where a [`DjangoProject`] keeps its data.
+pub enum DjangoDatabase<'a> {
+    Sqlite(&'a Path),
+    /// A database on the PostgreSQL server of `url` (`postgres://user@host:port/name`).
+    Postgres(&'a str),
+}
+
+impl DjangoProject {
+    /// Runs Django's migrations on `database` (SECRET_KEY `secret`, so the tokens it issues
+    /// verify where `secret` is the HS256 key).
+    pub async fn migrated(database: DjangoDatabase<'_>, secret: &str) -> Option<DjangoProject> {
+        let reference = reference_dir();
+        if !reference.join("manage.py").exists() {
+            unavailable(format!(
+                "the reference app is not at {}",
+                reference.display()
+            ));
+            return None;
+        }
+        let venv = match python_venv().await {
+            Ok(venv) => venv,
+            Err(reason) => {
+                unavailable(reason);
+                return None;
+            }
+        };
+        let mut env = vec![("PEER_SECRET_KEY".to_owned(), secret.to_owned())];
+        match database {
+            DjangoDatabase::Sqlite(path) => {
+                env.push(("PEER_DB".into(), path.display().to_string()));
+            }
+            DjangoDatabase::Postgres(url) => {
+                let options: sqlx::postgres::PgConnectOptions =
+                    url.parse().expect("a PostgreSQL URL");
+                env.extend([
+                    (
+                        "PEER_PG_NAME".into(),
+                        options.get_database().unwrap_or("").to_owned(),
+                    ),
+                    ("PEER_PG_HOST".into(), options.get_host().to_owned()),
+                    ("PEER_PG_PORT".into(), options.get_port().to_string()),
+                    ("PEER_PG_USER".into(), options.get_username().to_owned()),
+                ]);
+            }
+        }
+        let project = DjangoProject { venv, env };
+        project.manage(&["migrate", "-v", "0"]).await;
+        Some(project)
+    }
+
+    /// Runs `manage.py ARGS`, failing the test when it fails; its stdout.
+    pub async fn manage(&self, args: &[&str]) -> String {
+        let mut command = Command::new(self.venv.join("bin/python"));
+        command
+            .arg("manage.py")
+            .args(args)
+            .current_dir(reference_dir())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let out = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("python thread")
+            .expect("run manage.py");
+        assert!(
+            out.status.success(),
+            "manage.py {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs Python code in `manage.py shell`; its stdout.
+    pub async fn shell(&self, code: &str) -> String {
+        self.manage(&["shell", "-c", code]).await
+    }
+}
+
 impl ReferenceApp {
     /// Starts the reference app on a free port with its own fresh database and users (alice,
     /// id 1; inactive, id 2), signing with `secret`; `rotate` turns on ROTATE_REFRESH_TOKENS
