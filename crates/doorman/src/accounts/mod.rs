@@ -889,7 +889,8 @@ mod tests {
     /// Made by Django 5.2's `make_password("carol-password-1", hasher=...)`.
     const SHA1: &str = "pbkdf2_sha1$1000$zQnuhxPBP7MvgMOViXe2hL$el4C7IKZnrH4jcQzCqGxsFBnYN4=";
     const BCRYPT: &str = "bcrypt$$2b$04$F8Cc2vllf.V.pbx8x1tAv.Hx6I6WG4xooH9BQUlQ0a0okbHYom.rG";
-    const BCRYPT_SHA256: &str = "bcrypt_sha256$$2b$04$yMNvfnv2IZF0Q316ICCUb.fJZJHBIMCX0ghj/Q7TTziWkzM3N1Jde";
+    const BCRYPT_SHA256: &str =
+        "bcrypt_sha256$$2b$04$yMNvfnv2IZF0Q316ICCUb.fJZJHBIMCX0ghj/Q7TTziWkzM3N1Jde";
     const SCRYPT: &str = "scrypt$1024$d3rMyt4jcqemYzMBoON8YE$8$2$SGhNgeoZs1O50xuxmpDypWgh6UH+b8b2uIu2hJvNxAF2+BWwGHqQgq9saQB06xEQhFLiw+HcxzG8sCfOJv7maA==";
     const ARGON2: &str = "argon2$argon2id$v=19$m=32768,t=2,p=2$UUdTYXRyYmxzcndOd0IwbHRxaDNnSg$INez+9SFhLtNWWiW2xKzq0lbok4qT221e1RCKrJQ5GM";
     const MD5: &str = "md5$f9Cqcb5AL8QzUPHABQTZC7$5de0dfa47b289a714dd29761ac8c4f7d";

@@ -371,9 +371,18 @@ async fn password_hash_parameters_leave_out_salts_and_digests(store: Store) {
         ("f2", "argon2$argon2id$v=19$m=102400,t=2,p=8$b3RoZXI$aGFzaA"),
         ("g", "!unusable"),
         ("h", "pbkdf2_sha1$5000$salt$aGFzaA=="),
-        ("i", "bcrypt$$2b$12$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujC"),
-        ("i2", "bcrypt$$2b$12$ow.VjcLKmoztcerurFF0b.Gi8qGlSbrbfdPh1sPHrWIqdiM5xxR1W"),
-        ("j", "bcrypt_sha256$$2b$13$Gk0TEIzk.wb5rCMQTunrGOfpI07Fq1/Nr3ueLB1D/dcqHNId8/Wmm"),
+        (
+            "i",
+            "bcrypt$$2b$12$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujC",
+        ),
+        (
+            "i2",
+            "bcrypt$$2b$12$ow.VjcLKmoztcerurFF0b.Gi8qGlSbrbfdPh1sPHrWIqdiM5xxR1W",
+        ),
+        (
+            "j",
+            "bcrypt_sha256$$2b$13$Gk0TEIzk.wb5rCMQTunrGOfpI07Fq1/Nr3ueLB1D/dcqHNId8/Wmm",
+        ),
         ("k", "scrypt$16384$saltA$8$5$aGFzaA=="),
         ("k2", "scrypt$16384$saltB$8$5$b3RoZXI="),
         ("l", "md5$salt$5de0dfa47b289a714dd29761ac8c4f7d"),

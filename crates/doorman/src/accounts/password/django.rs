@@ -253,7 +253,10 @@ fn check_md5(password: &[u8], rest: &str) -> Result<bool, &'static str> {
     if salt.is_empty() {
         return Err("a stored MD5 hash has no salt (unsalted MD5 is not accepted)");
     }
-    if expected.len() != 32 || !expected.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    if expected.len() != 32
+        || !expected
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     {
         return Err("a stored MD5 hash is malformed");
     }

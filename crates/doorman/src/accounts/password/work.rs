@@ -79,11 +79,8 @@ fn make_up_argon2(password: &[u8], floor: u64, done: &mut u64) {
         };
         *done += argon2_blocks(&params);
         let mut out = Zeroizing::new([0u8; 32]);
-        let _ = Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password_into(
-            password,
-            DUMMY_SALT,
-            &mut *out,
-        );
+        let _ = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password_into(password, DUMMY_SALT, &mut *out);
         std::hint::black_box(&*out);
     }
 }
