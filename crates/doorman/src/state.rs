@@ -61,6 +61,7 @@ impl AppState {
         let tokens = Arc::new(Tokens::new(keys, config.tokens.rules.clone()));
         let metrics = crate::metrics::Metrics::new();
         let hasher = PasswordHasher::new(config.accounts.password_hash_workers)
+            .with_md5(config.accounts.accept_md5_password_hashes)
             .with_metrics(metrics.clone());
         let accounts = Accounts::new(store.clone(), hasher);
         let users = StoreUserCheck::shared(

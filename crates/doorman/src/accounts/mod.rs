@@ -23,10 +23,10 @@ use crate::store::{NewUser, Store, StoreError, User};
 /// Longest password accepted: argon2 has no truncation, so the bound is there to cap the work
 /// one request can ask for.
 pub const MAX_PASSWORD_BYTES: usize = 4096;
-/// How long the PBKDF2 floor read from the store is used before it is read again: hashes
-/// imported since are caught by the login that reads them, and the floor drops only this
-/// long after the last Django hash is upgraded.
-pub const PBKDF2_FLOOR_REFRESH: Duration = Duration::from_secs(60);
+/// How long the hashing work floor read from the store is used before it is read again:
+/// hashes imported since are caught by the login that reads them, and the floor drops only
+/// this long after the last of the most demanding Django hashes is upgraded.
+pub const FLOOR_REFRESH: Duration = Duration::from_secs(60);
 /// Longest a login waits for the second its user's tokens were revoked in to pass (see
 /// [`Accounts::issue_time`]); a revocation further ahead means another machine's clock runs
 /// ahead, and the login's tokens are refused until it catches up.
@@ -50,7 +50,7 @@ pub enum AccountsError {
 pub struct Accounts {
     store: Store,
     hasher: PasswordHasher,
-    /// When the hasher's PBKDF2 floor was last read from the store; `None` before the first
+    /// When the hasher's work floor was last read from the store; `None` before the first
     /// read.
     floor_read: Arc<tokio::sync::Mutex<Option<Instant>>>,
     /// Whether the floor has been read once: from then on a login doesn't wait for another
@@ -107,13 +107,13 @@ impl Accounts {
         username: &str,
         password: SecretString,
     ) -> Result<Attempt, AccountsError> {
-        self.refresh_pbkdf2_floor().await;
+        self.refresh_floor().await;
         let user = self.store.user_by_username(username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         // A hash asking for more than the floor knew of (imported since it was read) raises it
-        // for every later check; this one does its own iterations anyway.
-        if let Some(n) = stored.as_deref().and_then(password::pbkdf2_iterations_of) {
-            self.hasher.raise_pbkdf2_floor(n);
+        // for this and every later check.
+        if let Some(stored) = stored.as_deref() {
+            self.hasher.raise_floor(password::Cost::of(stored));
         }
         let verified = self.hasher.verify(password.clone(), stored).await?;
         let user_id = user.as_ref().map(|u| u.id);
@@ -163,33 +163,32 @@ impl Accounts {
         })
     }
 
-    /// Sets the hasher's PBKDF2 floor to the most iterations any stored Django hash asks for,
-    /// read from the store at most every [`PBKDF2_FLOOR_REFRESH`]. Until the last of them is
-    /// upgraded, every login pays that much PBKDF2 work, so that an account still holding one
-    /// can't be told from an unknown username by its slower check (see `check_evenly`). When
-    /// the store can't answer, the floor stays as it was and the next login asks again.
-    async fn refresh_pbkdf2_floor(&self) {
+    /// Sets the hasher's floor to the most work of each kind any stored hash asks for, read
+    /// from the store at most every [`FLOOR_REFRESH`]. Until the last of the most demanding
+    /// hashes is upgraded, every login pays that much work, so that an account still holding
+    /// one can't be told from an unknown username by its slower check (see `check_evenly`).
+    /// When the store can't answer, the floor stays as it was and the next login asks again.
+    async fn refresh_floor(&self) {
         let mut read = match self.floor_read.try_lock() {
             Ok(read) => read,
             Err(_) if self.floor_known.load(Ordering::Acquire) => return,
             Err(_) => self.floor_read.lock().await,
         };
-        if read.is_some_and(|at| at.elapsed() < PBKDF2_FLOOR_REFRESH) {
+        if read.is_some_and(|at| at.elapsed() < FLOOR_REFRESH) {
             return;
         }
-        match self.store.pbkdf2_iteration_counts().await {
-            Ok(counts) => {
-                let most = counts
+        match self.store.password_hash_parameters().await {
+            Ok(parameters) => {
+                let most = parameters
                     .iter()
-                    .filter_map(|field| password::pbkdf2_iterations(field))
-                    .max()
-                    .unwrap_or(0);
-                self.hasher.set_pbkdf2_floor(most);
+                    .map(|p| password::Cost::of(p))
+                    .fold(password::Cost::default(), password::Cost::max);
+                self.hasher.set_floor(most);
                 *read = Some(Instant::now());
                 self.floor_known.store(true, Ordering::Release);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not read the stored PBKDF2 iteration counts")
+                tracing::warn!(error = %e, "could not read the stored password hashes' parameters")
             }
         }
     }
@@ -765,19 +764,20 @@ mod tests {
     }
 
     // Login timing must not tell whether an account exists: an unknown user, a user whose
-    // hash is still Django's PBKDF2 and a user with an argon2id hash all cost the same hashing
-    // work, right or wrong password. Compared as counted work, not time.
+    // hash is still one of Django's (of any scheme) and a user with an argon2id hash all cost
+    // the same hashing work, right or wrong password. Compared as counted work, not time.
     on_both_backends!(every_login_does_the_same_hashing_work);
     async fn every_login_does_the_same_hashing_work(store: Store) {
         store.migrate().await.unwrap();
-        let hasher = PasswordHasher::new(1);
+        let hasher = PasswordHasher::new(1).with_md5(true);
         let accounts = Accounts::new(store.clone(), hasher.clone());
         accounts
             .create_user("alice", SecretString::from("alice-password-1"), false, true)
             .await
             .unwrap();
-        // Django's PBKDF2PasswordHasher output for "carol-password-1" (1000 iterations, salt
-        // "saltsalt"), and a shorter one, as an older Django made.
+        // Made by Django 5.2's hashers for "carol-password-1", costs lowered in subclasses
+        // (PBKDF2 1000 iterations and an older Django's 600, bcrypt cost 4, scrypt N = 1024,
+        // r = 8, p = 2, argon2 m = 32768, t = 2, p = 2: more than doorman's own).
         for (name, hash) in [
             (
                 "carol",
@@ -788,6 +788,12 @@ mod tests {
                 "pbkdf2_sha256$600$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8=",
             ),
             ("erin", "!unusable"),
+            ("sha1", SHA1),
+            ("bcrypt", BCRYPT),
+            ("bcrypt_sha256", BCRYPT_SHA256),
+            ("scrypt", SCRYPT),
+            ("argon2", ARGON2),
+            ("md5", MD5),
         ] {
             store
                 .create_user(NewUser {
@@ -809,8 +815,20 @@ mod tests {
             ("carol", "wrong-password", false),
             ("dave", "wrong-password", false),
             ("erin", "wrong-password", false),
-            // Last: this upgrades carol's hash.
+            ("sha1", "wrong-password", false),
+            ("bcrypt", "wrong-password", false),
+            ("bcrypt_sha256", "wrong-password", false),
+            ("scrypt", "wrong-password", false),
+            ("argon2", "wrong-password", false),
+            ("md5", "wrong-password", false),
+            // Last: these upgrade their hashes.
             ("carol", "carol-password-1", true),
+            ("sha1", "carol-password-1", true),
+            ("bcrypt", "carol-password-1", true),
+            ("bcrypt_sha256", "carol-password-1", true),
+            ("scrypt", "carol-password-1", true),
+            ("argon2", "carol-password-1", true),
+            ("md5", "carol-password-1", true),
         ] {
             let user = accounts
                 .authenticate(name, SecretString::from(password))
@@ -822,10 +840,18 @@ mod tests {
             let work = hasher.take_work();
             logins.push((name, work.into_iter().next().unwrap()));
         }
-        // One argon2id verification with doorman's parameters and the 1000 PBKDF2 iterations
-        // of the costliest Django hash stored, for every one of them.
+        // The most of each kind any stored hash asks for, for every one of them.
         let (_, unknown) = &logins[0];
-        assert_eq!(*unknown, password::Work::new(&[(19_456, 2, 1)], 1000));
+        assert_eq!(
+            *unknown,
+            password::Cost {
+                argon2: 32_768 * 2,
+                pbkdf2_sha256: 1000,
+                pbkdf2_sha1: 1000,
+                bcrypt: 1 << 4,
+                scrypt: 1024 * 8 * 2,
+            }
+        );
         for (name, work) in &logins {
             assert_eq!(work, unknown, "{name} against an unknown user");
         }
@@ -851,11 +877,23 @@ mod tests {
             assert!(user.is_none());
             assert_eq!(
                 hasher.take_work(),
-                [password::Work::new(&[(19_456, 2, 1)], 2000)],
+                [password::Cost {
+                    pbkdf2_sha256: 2000,
+                    ..*unknown
+                }],
                 "{name}"
             );
         }
     }
+
+    /// Made by Django 5.2's `make_password("carol-password-1", hasher=...)`.
+    const SHA1: &str = "pbkdf2_sha1$1000$zQnuhxPBP7MvgMOViXe2hL$el4C7IKZnrH4jcQzCqGxsFBnYN4=";
+    const BCRYPT: &str = "bcrypt$$2b$04$F8Cc2vllf.V.pbx8x1tAv.Hx6I6WG4xooH9BQUlQ0a0okbHYom.rG";
+    const BCRYPT_SHA256: &str =
+        "bcrypt_sha256$$2b$04$yMNvfnv2IZF0Q316ICCUb.fJZJHBIMCX0ghj/Q7TTziWkzM3N1Jde";
+    const SCRYPT: &str = "scrypt$1024$d3rMyt4jcqemYzMBoON8YE$8$2$SGhNgeoZs1O50xuxmpDypWgh6UH+b8b2uIu2hJvNxAF2+BWwGHqQgq9saQB06xEQhFLiw+HcxzG8sCfOJv7maA==";
+    const ARGON2: &str = "argon2$argon2id$v=19$m=32768,t=2,p=2$UUdTYXRyYmxzcndOd0IwbHRxaDNnSg$INez+9SFhLtNWWiW2xKzq0lbok4qT221e1RCKrJQ5GM";
+    const MD5: &str = "md5$f9Cqcb5AL8QzUPHABQTZC7$5de0dfa47b289a714dd29761ac8c4f7d";
 
     #[test]
     fn passwords_have_bounds() {

@@ -1,19 +1,23 @@
-//! Password hashing: argon2id with OWASP's parameters for new hashes, and Django's
-//! `pbkdf2_sha256$...` (and `argon2$argon2id$...`) accepted so that a Django user table moves
-//! over as it is, each such hash upgraded on its next login. The CPU work runs on tokio's
-//! blocking pool behind a semaphore, so a login storm queues here instead of filling the
-//! blocking pool or starving token verification on the async workers.
+//! Password hashing: argon2id with OWASP's parameters for new hashes, and every hash Django's
+//! default `PASSWORD_HASHERS` writes accepted, so that a Django user table moves over as it
+//! is: `pbkdf2_sha256`, `pbkdf2_sha1`, `argon2` (argon2id, and the argon2i of older Django),
+//! `bcrypt_sha256`, `bcrypt` and `scrypt`, plus salted `md5` when the operator allows it. Each
+//! such hash is upgraded to argon2id on its next login. The CPU work runs on a few threads of
+//! its own behind a semaphore, so a login storm queues here instead of starving token
+//! verification on the async workers.
+
+mod django;
+mod work;
 
 use std::sync::Arc;
 
 use argon2::password_hash::{self, phc::PasswordHash};
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
-use zeroize::Zeroizing;
+
+pub use django::{MAX_BCRYPT_COST, MAX_PBKDF2_ITERATIONS, MAX_SCRYPT_BLOCKS, MAX_SCRYPT_MEMORY};
+pub use work::Cost;
 
 /// Passwords longer than this are never hashed: argon2 has no truncation, so this caps the
 /// work one request can ask for (ASVS 6.2.9 still allows any sensible passphrase).
@@ -27,40 +31,34 @@ const _: () = assert!(
     OWASP_PARAMS.m_cost() == 19_456 && OWASP_PARAMS.t_cost() == 2 && OWASP_PARAMS.p_cost() == 1
 );
 
-/// Verified against for unknown users (and for hashes we refuse), so that they cost what a
-/// wrong password costs. A real argon2id hash with `OWASP_PARAMS`, of a password nobody knows.
+/// Verified against for unknown users (and for hashes that did no argon2 work), so that they
+/// cost what a wrong password costs. A real argon2id hash with `OWASP_PARAMS`, of a password
+/// nobody knows.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ZG9vcm1hbi11bmtub3duLXVzZXI$bTKHJHkZnlcF9KEjcdNlRvTDgs8qix6ewfeIrPgF6EM";
 
 /// Stored hashes come from our own table, but a Django import can bring anything: beyond
-/// these bounds a hash is refused rather than allowed to pin a core or allocate gigabytes.
-/// Django's own defaults (pbkdf2 1_000_000; argon2 m=102400, t=2, p=8) sit well inside.
-const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+/// these bounds an argon2 hash is refused rather than allowed to pin a core or allocate
+/// gigabytes (the other schemes' bounds are in `django`). Django's default (m=102400, t=2,
+/// p=8) sits well inside.
 const MAX_ARGON2_M_COST: u32 = 262_144;
 const MAX_ARGON2_T_COST: u32 = 16;
 const MAX_ARGON2_P_COST: u32 = 16;
 
-/// Django's `PBKDF2PasswordHasher` derives 32 bytes (the SHA-256 size).
-const DJANGO_PBKDF2_LEN: usize = 32;
+/// The Django hash schemes a login checks, by the name Django writes before the first `$`
+/// (doorman's own argon2id hashes are PHC strings, starting with `$`).
+pub const DJANGO_SCHEMES: &[&str] = &[
+    "pbkdf2_sha256",
+    "pbkdf2_sha1",
+    "argon2",
+    "bcrypt_sha256",
+    "bcrypt",
+    "scrypt",
+];
 
-/// The hashing work one password check did, counted as it is done. What the tests compare
-/// across kinds of users instead of timing them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Work {
-    /// The cost parameters (m, t, p) of each argon2 verification.
-    argon2: Vec<(u32, u32, u32)>,
-    /// PBKDF2-HMAC-SHA256 iterations, all calls together.
-    pbkdf2_iterations: u64,
-}
-
-#[cfg(test)]
-impl Work {
-    pub(crate) fn new(argon2: &[(u32, u32, u32)], pbkdf2_iterations: u64) -> Work {
-        Work {
-            argon2: argon2.to_vec(),
-            pbkdf2_iterations,
-        }
-    }
-}
+/// Django schemes checked only when `accept_md5_password_hashes` is on (`docs/security.md`
+/// says why). Only the salted one: Django 5.1 dropped its unsalted MD5 and SHA-1 hashers, so
+/// no current Django logs those in either.
+pub const DJANGO_MD5_SCHEMES: &[&str] = &["md5"];
 
 /// The outcome of a password check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,15 +90,23 @@ pub enum PasswordError {
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     threads: Arc<HashThreads>,
-    argon2: Argon2<'static>,
+    verifier: Verifier,
     /// Hashes waiting for a slot, and where to report it.
     waiting: Arc<std::sync::atomic::AtomicUsize>,
     metrics: Option<crate::metrics::Metrics>,
-    /// PBKDF2 iterations every check spends at least (see [`PasswordHasher::verify`]).
-    pbkdf2_floor: Arc<std::sync::atomic::AtomicU32>,
+    /// The work every check spends at least (see [`PasswordHasher::verify`]).
+    floor: Arc<std::sync::Mutex<Cost>>,
     /// The work each check did, for tests that compare it across users.
     #[cfg(test)]
-    work_log: Arc<std::sync::Mutex<Vec<Work>>>,
+    work_log: Arc<std::sync::Mutex<Vec<Cost>>>,
+}
+
+/// What a check needs besides the password and the hash.
+#[derive(Clone)]
+struct Verifier {
+    argon2: Argon2<'static>,
+    /// Salted MD5 hashes are checked (and upgraded) rather than refused.
+    accept_md5: bool,
 }
 
 impl PasswordHasher {
@@ -110,10 +116,13 @@ impl PasswordHasher {
         PasswordHasher {
             permits: Arc::new(Semaphore::new(permits)),
             threads: Arc::new(HashThreads::start(permits)),
-            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, OWASP_PARAMS),
+            verifier: Verifier {
+                argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, OWASP_PARAMS),
+                accept_md5: false,
+            },
             waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             metrics: None,
-            pbkdf2_floor: Arc::default(),
+            floor: Arc::new(std::sync::Mutex::new(Cost::of_dummy())),
             #[cfg(test)]
             work_log: Arc::default(),
         }
@@ -125,18 +134,34 @@ impl PasswordHasher {
         self
     }
 
-    /// Every check from now on spends at least `iterations` PBKDF2 iterations: the most any
-    /// stored Django hash asks for (0 when none is left).
-    pub fn set_pbkdf2_floor(&self, iterations: u32) {
-        self.pbkdf2_floor
-            .store(iterations, std::sync::atomic::Ordering::Relaxed);
+    /// Checks Django's salted MD5 hashes (`md5$...`) instead of refusing them.
+    pub fn with_md5(mut self, accept: bool) -> PasswordHasher {
+        self.verifier.accept_md5 = accept;
+        self
     }
 
-    /// Raises the floor to `iterations` if it is lower (a stored hash asking for more than
-    /// the floor knew of).
-    pub fn raise_pbkdf2_floor(&self, iterations: u32) {
-        self.pbkdf2_floor
-            .fetch_max(iterations, std::sync::atomic::Ordering::Relaxed);
+    /// Whether a stored hash is one a login here checks (see [`recognized_with`]).
+    pub fn recognizes(&self, stored: &str) -> Result<(), &'static str> {
+        recognized_with(stored, self.verifier.accept_md5)
+    }
+
+    /// Every check from now on spends at least `floor`: the most work any stored hash asks
+    /// for, of each kind (never less than the dummy argon2id verification).
+    pub fn set_floor(&self, floor: Cost) {
+        *self.lock_floor() = floor.max(Cost::of_dummy());
+    }
+
+    /// Raises the floor to `cost` where it is lower (a stored hash asking for more than the
+    /// floor knew of).
+    pub fn raise_floor(&self, cost: Cost) {
+        let mut floor = self.lock_floor();
+        *floor = floor.max(cost);
+    }
+
+    fn lock_floor(&self) -> std::sync::MutexGuard<'_, Cost> {
+        self.floor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A new argon2id PHC string for the password, with a random salt.
@@ -144,7 +169,7 @@ impl PasswordHasher {
         if password.expose_secret().len() > MAX_PASSWORD_BYTES {
             return Err(PasswordError::TooLong);
         }
-        let argon2 = self.argon2.clone();
+        let argon2 = self.verifier.argon2.clone();
         self.run(move || {
             argon2
                 .hash_password(password.expose_secret().as_bytes())
@@ -156,9 +181,9 @@ impl PasswordHasher {
 
     /// Checks a password against a stored hash. `None` (no such user) costs the same as a wrong
     /// password and never matches. Every check does the same work whatever the stored hash:
-    /// one argon2id verification with our parameters and the floor's PBKDF2 iterations, the
-    /// dummy work making up whatever the hash itself didn't ask for. Hashes that are unusable, malformed or of an unknown kind are
-    /// a `Mismatch`, never an error: they are the stored data's problem, not the caller's.
+    /// the floor's work of each kind, dummy work making up whatever the hash itself didn't
+    /// ask for. Hashes that are unusable, malformed or of an unknown kind are a `Mismatch`,
+    /// never an error: they are the stored data's problem, not the caller's.
     pub async fn verify(
         &self,
         password: SecretString,
@@ -167,17 +192,17 @@ impl PasswordHasher {
         if password.expose_secret().len() > MAX_PASSWORD_BYTES {
             return Ok(Verified::Mismatch);
         }
-        let argon2 = self.argon2.clone();
-        let floor = self.pbkdf2_floor.load(std::sync::atomic::Ordering::Relaxed);
+        let verifier = self.verifier.clone();
+        let floor = *self.lock_floor();
         #[cfg(test)]
         let work_log = self.work_log.clone();
         self.run(move || {
-            let mut work = Work::default();
+            let mut work = Cost::default();
             let verified = check_evenly(
-                &argon2,
+                &verifier,
                 password.expose_secret().as_bytes(),
                 stored.as_deref(),
-                floor,
+                &floor,
                 &mut work,
             );
             #[cfg(test)]
@@ -191,7 +216,7 @@ impl PasswordHasher {
 
     /// The work of each check so far, oldest first; the log is emptied.
     #[cfg(test)]
-    pub(crate) fn take_work(&self) -> Vec<Work> {
+    pub(crate) fn take_work(&self) -> Vec<Cost> {
         let mut log = self
             .work_log
             .lock()
@@ -290,96 +315,108 @@ impl HashThreads {
 }
 
 /// Checks a password against a stored hash, or against none (no such user), then makes the
-/// work up to the same for every user: an argon2id verification with our parameters if the
-/// hash asked for none, and PBKDF2 iterations up to `pbkdf2_floor` (as Django's
-/// `harden_runtime` makes up a hash's missing iterations). So an unknown user, an unusable or
-/// broken hash, an argon2id hash and a Django PBKDF2 hash all cost one argon2id verification
-/// plus `pbkdf2_floor` PBKDF2 iterations, and an account's existence doesn't show in the
+/// work up to the floor: the dummy argon2id verification if the hash asked for no argon2
+/// work, then dummy work of each kind up to what the most demanding stored hash of that kind
+/// asks for (as Django's `harden_runtime` makes up a hash's missing iterations). So an
+/// unknown user, an unusable or broken hash, doorman's own hash and every Django hash cost
+/// the floor's work, and an account's existence, or the kind of its hash, doesn't show in the
 /// time its check takes. The outcome doesn't decide any of the work.
 fn check_evenly(
-    argon2: &Argon2<'_>,
+    verifier: &Verifier,
     password: &[u8],
     stored: Option<&str>,
-    pbkdf2_floor: u32,
-    work: &mut Work,
+    floor: &Cost,
+    work: &mut Cost,
 ) -> Verified {
     let verified = match stored {
-        Some(stored) => check(argon2, password, stored, work),
+        Some(stored) => check(verifier, password, stored, work),
         None => Verified::Mismatch,
     };
-    if work.argon2.is_empty() {
-        spend_dummy_work(argon2, password, work);
+    if work.argon2 == 0 {
+        spend_dummy_work(&verifier.argon2, password, work);
     }
-    let missing = u64::from(pbkdf2_floor).saturating_sub(work.pbkdf2_iterations);
-    if let Ok(missing @ 1..) = u32::try_from(missing) {
-        spend_dummy_pbkdf2(password, missing, work);
-    }
+    work::make_up(password, floor, work);
     verified
 }
 
-fn spend_dummy_pbkdf2(password: &[u8], iterations: u32, work: &mut Work) {
-    work.pbkdf2_iterations += u64::from(iterations);
-    let mut out = Zeroizing::new([0u8; DJANGO_PBKDF2_LEN]);
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, b"doorman-dummy-salt", iterations, &mut *out);
-    // The result is never used; this keeps the compiler from skipping the work.
-    std::hint::black_box(&*out);
+impl Cost {
+    /// The work a check of `stored` does before any is made up: the argon2 verification it
+    /// asks for (the dummy one if none) and its Django scheme's work. It reads only the
+    /// parameter fields, so the store can hand over hashes without their salts and digests
+    /// (`argon2$argon2id$v=19$m=102400,t=2,p=8`, `bcrypt$$2b$12`, `scrypt$16384$$8$5`).
+    pub fn of(stored: &str) -> Cost {
+        let argon2_phc = if stored.starts_with('$') {
+            Some(stored)
+        } else {
+            stored
+                .strip_prefix("argon2")
+                .filter(|phc| phc.starts_with('$'))
+        };
+        let mut cost = match (argon2_phc, stored.split_once('$')) {
+            (Some(phc), _) => Cost {
+                argon2: argon2_params(phc).map_or(0, |(_, _, params)| work::argon2_blocks(&params)),
+                ..Cost::default()
+            },
+            (None, Some((scheme, rest))) => django::cost(scheme, rest),
+            (None, None) => Cost::default(),
+        };
+        if cost.argon2 == 0 {
+            cost.argon2 = Cost::of_dummy().argon2;
+        }
+        cost
+    }
+
+    /// The dummy argon2id verification's work: what every check spends at least.
+    fn of_dummy() -> Cost {
+        Cost {
+            argon2: work::argon2_blocks(&OWASP_PARAMS),
+            ..Cost::default()
+        }
+    }
 }
 
-/// The iteration count a stored Django `pbkdf2_sha256` hash asks for, the text of its
-/// iteration field given; `None` when it is not one doorman would compute (those are refused
-/// without PBKDF2 work).
-pub fn pbkdf2_iterations(field: &str) -> Option<u32> {
-    if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    match field.parse::<u32>() {
-        Ok(n @ 1..=MAX_PBKDF2_ITERATIONS) => Some(n),
-        _ => None,
-    }
-}
-
-/// The Django hash schemes a login can check, by the name Django writes before the first `$`
-/// (doorman's own argon2id hashes are PHC strings, starting with `$`).
-pub const DJANGO_SCHEMES: &[&str] = &["pbkdf2_sha256", "argon2"];
-
-/// Whether a stored hash is one doorman can take as it is: one of its own, one of
-/// [`DJANGO_SCHEMES`], or an unusable password (`!...`, which never logs in). An import skips
-/// any other, with this reason.
+/// Whether a stored hash is one doorman can take as it is with MD5 hashes refused (the
+/// default): one of its own, one of [`DJANGO_SCHEMES`], or an unusable password (`!...`,
+/// which never logs in). An import skips any other, with this reason.
 pub fn recognized(stored: &str) -> Result<(), &'static str> {
+    recognized_with(stored, false)
+}
+
+/// [`recognized`], with [`DJANGO_MD5_SCHEMES`] accepted when `accept_md5` (the
+/// `accept_md5_password_hashes` setting).
+pub fn recognized_with(stored: &str, accept_md5: bool) -> Result<(), &'static str> {
     if stored.starts_with('$') || stored.starts_with('!') {
         return Ok(());
     }
     match stored.split_once('$') {
         Some((scheme, _)) if DJANGO_SCHEMES.contains(&scheme) => Ok(()),
+        Some((scheme, _)) if DJANGO_MD5_SCHEMES.contains(&scheme) => match accept_md5 {
+            true => Ok(()),
+            false => Err("MD5 password hash refused (accept_md5_password_hashes is off)"),
+        },
         Some(_) => Err("unknown password hash scheme"),
         None => Err("not a password hash"),
     }
 }
 
-/// [`pbkdf2_iterations`] of a whole stored hash.
-pub fn pbkdf2_iterations_of(stored: &str) -> Option<u32> {
-    let rest = stored.strip_prefix("pbkdf2_sha256$")?;
-    pbkdf2_iterations(rest.split('$').next()?)
-}
-
 /// The stored hash's format decides how it is checked. Refused hashes do no work here and are
 /// a `Mismatch`.
-fn check(argon2: &Argon2<'_>, password: &[u8], stored: &str, work: &mut Work) -> Verified {
-    let verified = if let Some(rest) = stored.strip_prefix("pbkdf2_sha256$") {
-        check_django_pbkdf2(password, rest, work)
+fn check(verifier: &Verifier, password: &[u8], stored: &str, work: &mut Cost) -> Verified {
+    let verified = if stored.starts_with('!') {
+        Err("the user has an unusable password")
+    } else if stored.starts_with('$') {
+        check_argon2(&verifier.argon2, password, stored, work)
     } else if let Some(phc) = stored.strip_prefix("argon2")
         && phc.starts_with('$')
     {
         // Django's Argon2PasswordHasher: its own prefix before argon2-cffi's PHC string. It
         // verifies as is, but is stored again in plain PHC form.
-        check_argon2(argon2, password, phc, work).map(|verified| match verified {
+        check_argon2(&verifier.argon2, password, phc, work).map(|verified| match verified {
             Verified::Match { .. } => Verified::Match { needs_rehash: true },
             Verified::Mismatch => Verified::Mismatch,
         })
-    } else if stored.starts_with('$') {
-        check_argon2(argon2, password, stored, work)
-    } else if stored.starts_with('!') {
-        Err("the user has an unusable password")
+    } else if let Some((scheme, rest)) = stored.split_once('$') {
+        django::check(scheme, rest, password, verifier.accept_md5, work)
     } else {
         Err("the stored password hash has an unknown format")
     };
@@ -391,28 +428,24 @@ fn check(argon2: &Argon2<'_>, password: &[u8], stored: &str, work: &mut Work) ->
     })
 }
 
-fn spend_dummy_work(argon2: &Argon2<'_>, password: &[u8], work: &mut Work) {
+fn spend_dummy_work(argon2: &Argon2<'_>, password: &[u8], work: &mut Cost) {
     if let Ok(dummy) = PasswordHash::new(DUMMY_HASH) {
-        work.argon2.push(cost(&OWASP_PARAMS));
+        work.argon2 += work::argon2_blocks(&OWASP_PARAMS);
         // The outcome is meaningless; only the time spent matters.
         let _ = argon2.verify_password(password, &dummy);
     }
 }
 
-/// An argon2 PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`). The parameters come
-/// from the hash, so older or Django-made hashes verify; they are bounded before any work.
-fn check_argon2(
-    argon2: &Argon2<'_>,
-    password: &[u8],
-    stored: &str,
-    work: &mut Work,
-) -> Result<Verified, &'static str> {
+/// An argon2 PHC string's algorithm, version and parameters, bounded. A string without a
+/// version is argon2 1.0 (`v=16`), as libargon2 reads it: argon2-cffi wrote them so before
+/// 2016.
+fn argon2_params(stored: &str) -> Result<(Algorithm, Version, Params), &'static str> {
     let hash = PasswordHash::new(stored).map_err(|_| "a stored argon2 hash is malformed")?;
     let algorithm = Algorithm::new(hash.algorithm.as_str())
         .map_err(|_| "a stored PHC hash is not an argon2 hash")?;
     let version = hash
         .version
-        .map_or(Ok(Version::default()), Version::try_from)
+        .map_or(Ok(Version::V0x10), Version::try_from)
         .map_err(|_| "a stored argon2 hash has an unknown version")?;
     let params =
         Params::try_from(&hash).map_err(|_| "a stored argon2 hash has invalid parameters")?;
@@ -422,7 +455,22 @@ fn check_argon2(
     {
         return Err("a stored argon2 hash asks for more work than doorman allows");
     }
-    work.argon2.push(cost(&params));
+    Ok((algorithm, version, params))
+}
+
+/// An argon2 PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`). The parameters come
+/// from the hash, so older or Django-made hashes verify; they are bounded before any work.
+fn check_argon2(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    stored: &str,
+    work: &mut Cost,
+) -> Result<Verified, &'static str> {
+    let (algorithm, version, params) = argon2_params(stored)?;
+    let mut hash = PasswordHash::new(stored).map_err(|_| "a stored argon2 hash is malformed")?;
+    hash.version = Some(version.into());
+    let blocks = work::argon2_blocks(&params);
+    work.argon2 += blocks;
     match argon2.verify_password(password, &hash) {
         Ok(()) => Ok(Verified::Match {
             needs_rehash: algorithm != Algorithm::Argon2id
@@ -432,14 +480,10 @@ fn check_argon2(
         Err(password_hash::Error::PasswordInvalid) => Ok(Verified::Mismatch),
         Err(_) => {
             // It may have stopped before doing the work: not counted, so the dummy is spent.
-            work.argon2.pop();
+            work.argon2 -= blocks;
             Err("a stored argon2 hash could not be verified")
         }
     }
-}
-
-fn cost(params: &Params) -> (u32, u32, u32) {
-    (params.m_cost(), params.t_cost(), params.p_cost())
 }
 
 /// Equal work and output length; Django's `must_update` likewise rehashes on any difference,
@@ -450,40 +494,6 @@ fn same_cost(a: &Params, b: &Params) -> bool {
         && a.p_cost() == b.p_cost()
         && a.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
             == b.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
-}
-
-/// Django's `PBKDF2PasswordHasher`, after its `pbkdf2_sha256$` prefix:
-/// `<iterations>$<salt>$<base64 of the 32-byte PBKDF2-HMAC-SHA256>`, the salt used as its text.
-fn check_django_pbkdf2(
-    password: &[u8],
-    rest: &str,
-    work: &mut Work,
-) -> Result<Verified, &'static str> {
-    let mut parts = rest.splitn(3, '$');
-    let (Some(iterations), Some(salt), Some(expected)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err("a stored pbkdf2_sha256 hash has too few fields");
-    };
-    let Some(iterations) = pbkdf2_iterations(iterations) else {
-        return Err("a stored pbkdf2_sha256 hash has a malformed or out-of-bounds iteration count");
-    };
-    if salt.is_empty() {
-        return Err("a stored pbkdf2_sha256 hash has an empty salt");
-    }
-    let expected = STANDARD
-        .decode(expected)
-        .map_err(|_| "a stored pbkdf2_sha256 hash is not valid base64")?;
-    if expected.len() != DJANGO_PBKDF2_LEN {
-        return Err("a stored pbkdf2_sha256 hash has the wrong length");
-    }
-    let mut computed = Zeroizing::new([0u8; DJANGO_PBKDF2_LEN]);
-    work.pbkdf2_iterations += u64::from(iterations);
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt.as_bytes(), iterations, &mut *computed);
-    Ok(if bool::from(computed.ct_eq(&expected)) {
-        Verified::Match { needs_rehash: true }
-    } else {
-        Verified::Mismatch
-    })
 }
 
 #[cfg(test)]
@@ -522,14 +532,32 @@ mod tests {
         SecretString::from(s.to_owned())
     }
 
-    fn ours() -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, OWASP_PARAMS)
+    fn ours() -> Verifier {
+        Verifier {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, OWASP_PARAMS),
+            accept_md5: false,
+        }
     }
 
-    /// A stored hash checked the way a login checks it.
-    fn check(argon2: &Argon2<'_>, password: &[u8], stored: &str) -> Verified {
-        check_evenly(argon2, password, Some(stored), 0, &mut Work::default())
+    /// A stored hash checked the way a login checks it, with no floor beyond the dummy.
+    fn check(verifier: &Verifier, password: &[u8], stored: &str) -> Verified {
+        check_evenly(
+            verifier,
+            password,
+            Some(stored),
+            &Cost::of_dummy(),
+            &mut Cost::default(),
+        )
     }
+
+    /// The work a check of `stored` does at `floor`.
+    fn work_at(floor: &Cost, password: &[u8], stored: Option<&str>) -> Cost {
+        let mut work = Cost::default();
+        check_evenly(&ours(), password, stored, floor, &mut work);
+        work
+    }
+
+    const DUMMY_BLOCKS: u64 = 19_456 * 2;
 
     /// Produced by Python, as Django's PBKDF2PasswordHasher does:
     /// `base64.b64encode(hashlib.pbkdf2_hmac('sha256', password, salt, iterations))`.
@@ -673,7 +701,7 @@ mod tests {
         assert!(hash.salt.unwrap().len() >= 16);
         // It verifies all the way to the comparison, i.e. does the full work.
         assert!(matches!(
-            ours().verify_password(b"x", &hash),
+            ours().argon2.verify_password(b"x", &hash),
             Err(password_hash::Error::PasswordInvalid)
         ));
     }
@@ -693,9 +721,101 @@ mod tests {
         );
     }
 
+    /// Made by Django 5.2's own hashers (`make_password` with each hasher class, its cost
+    /// lowered in a subclass so the tests stay fast; argon2-cffi 25.1, bcrypt 4.3).
+    mod made_by_django {
+        pub const PASSWORD: &str = "correct horse battery staple";
+        pub const UNICODE: &str = "pässwörd-ünïcode";
+        /// 84 bytes: 40 two-byte `ł` and "tail"; bcrypt reads the first 72 (36 `ł`).
+        pub const LONG: &str = "łłłłłłłłłłłłłłłłłłłłłłłłłłłłłłłłłłłłłłłłtail";
+        pub const SHA1: &str =
+            "pbkdf2_sha1$1000$5tGo3wbPnDRBQzI4XxW8bA$APpHeJnMDdVAYHWdWOuB6/jM0Og=";
+        pub const SHA1_UNICODE: &str =
+            "pbkdf2_sha1$1000$FhcrA2F1xbs1HsBhVio55r$mqQT8jjFoX5tsckWO9daKp4VqUE=";
+        pub const BCRYPT_SHA256: &str =
+            "bcrypt_sha256$$2b$04$Gk0TEIzk.wb5rCMQTunrGOfpI07Fq1/Nr3ueLB1D/dcqHNId8/Wmm";
+        pub const BCRYPT_SHA256_LONG: &str =
+            "bcrypt_sha256$$2b$04$DxyYwRtl0pyUgztct6WJh.3mu8iE.TTYCBj5n44QQeGUFFerdMS0S";
+        pub const BCRYPT: &str =
+            "bcrypt$$2b$04$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujC";
+        pub const BCRYPT_LONG: &str =
+            "bcrypt$$2b$04$ow.VjcLKmoztcerurFF0b.Gi8qGlSbrbfdPh1sPHrWIqdiM5xxR1W";
+        /// N = 1024, r = 8, p = 2.
+        pub const SCRYPT: &str = "scrypt$1024$tUhSKLKWZfDq1W9qpm67Fj$8$2$4eaNMBlPk8r6MeHBipZpaeqyaLfghSDzl1Ds8iwAzS1rqdQonFefDdZbwhA7khBiLeZ8gxljiK0lRsphiLLclA==";
+        pub const SCRYPT_UNICODE: &str = "scrypt$1024$7BvXViTzCGL28JBqv0ANO8$8$2$j3ONirb6efjVY+oiM/o4ekAdiCuDelV2AZpUnixWlJac5W1P8xU5knesH+/VZx6SjRpA4TFVe4MFiFO6bzeSpw==";
+        pub const MD5: &str = "md5$8chrozZwdwg0NpJ1E2Wu5j$79c2fe63d56cf6659a0e4775f76d70ef";
+        /// Argon2PasswordHasher with argon2i, as Django made them before 2.1.
+        pub const ARGON2I: &str = "argon2$argon2i$v=19$m=1024,t=2,p=2$YzZ2eVh2cG9XVjZwVTJNdHkxaUFKZg$6M/v5nbKDjicQA9RtnepWVX8C4gnu5x9pMLRR7dPMAs";
+        /// argon2 1.0 (v=16), as argon2-cffi wrote it for Django 1.10; Django 5.2 checks it.
+        pub const ARGON2_V16: &str =
+            "argon2$argon2i$v=16$m=512,t=2,p=2$c2FsdHNhbHRzYWx0$FjGF3joJRdHT2J75XxhkCw";
+        /// The same without its version field, as the first argon2-cffi wrote it.
+        pub const ARGON2_NO_VERSION: &str =
+            "argon2$argon2i$m=512,t=2,p=2$c2FsdHNhbHRzYWx0$FjGF3joJRdHT2J75XxhkCw";
+    }
+
+    #[test]
+    fn every_django_scheme_verifies_and_asks_for_a_rehash() {
+        use made_by_django::*;
+        let mut md5 = ours();
+        md5.accept_md5 = true;
+        let verifier = ours();
+        let bcrypt_prefix = "ł".repeat(36);
+        for (password, stored, wrong) in [
+            (PASSWORD, SHA1, "correct horse battery stapl"),
+            (UNICODE, SHA1_UNICODE, "pässwörd-ünïcodE"),
+            (PASSWORD, BCRYPT_SHA256, "correct horse battery staple "),
+            (LONG, BCRYPT_SHA256_LONG, bcrypt_prefix.as_str()),
+            (PASSWORD, BCRYPT, "correct horse battery stapl"),
+            (PASSWORD, SCRYPT, "Correct horse battery staple"),
+            (UNICODE, SCRYPT_UNICODE, "passwörd-ünïcode"),
+            (PASSWORD, ARGON2I, "x"),
+            (PASSWORD, ARGON2_V16, "x"),
+            (PASSWORD, ARGON2_NO_VERSION, "x"),
+        ] {
+            assert_eq!(
+                check(&verifier, password.as_bytes(), stored),
+                Verified::Match { needs_rehash: true },
+                "{stored}"
+            );
+            assert_eq!(
+                check(&verifier, wrong.as_bytes(), stored),
+                Verified::Mismatch,
+                "{stored} with {wrong:?}"
+            );
+        }
+        // bcrypt without the SHA-256 reads the first 72 bytes only, as Django did with it.
+        for password in [
+            LONG.to_owned(),
+            format!("{bcrypt_prefix}other tail"),
+            bcrypt_prefix.clone(),
+        ] {
+            assert_eq!(
+                check(&verifier, password.as_bytes(), BCRYPT_LONG),
+                Verified::Match { needs_rehash: true },
+                "{password}"
+            );
+        }
+        assert_eq!(
+            check(&verifier, "ł".repeat(35).as_bytes(), BCRYPT_LONG),
+            Verified::Mismatch
+        );
+        // MD5 only when allowed.
+        assert_eq!(
+            check(&verifier, PASSWORD.as_bytes(), MD5),
+            Verified::Mismatch
+        );
+        assert_eq!(
+            check(&md5, PASSWORD.as_bytes(), MD5),
+            Verified::Match { needs_rehash: true }
+        );
+        assert_eq!(check(&md5, b"correct horse", MD5), Verified::Mismatch);
+    }
+
     #[test]
     fn malformed_and_refused_hashes_are_mismatches() {
-        let argon2 = ours();
+        let mut verifier = ours();
+        verifier.accept_md5 = true;
         for stored in [
             "pbkdf2_sha256$abc$x$y",
             "pbkdf2_sha256$1000$salt",
@@ -703,6 +823,7 @@ mod tests {
             "pbkdf2_sha256$",
             "pbkdf2_sha256$1000$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=$extra",
             "pbkdf2_sha256$0$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
+            "pbkdf2_sha256$01000$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
             "pbkdf2_sha256$10000001$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
             "pbkdf2_sha256$99999999999$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
             "pbkdf2_sha256$+1000$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
@@ -711,10 +832,51 @@ mod tests {
             "pbkdf2_sha256$1000$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s",
             "pbkdf2_sha256$1000$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa",
             "pbkdf2_sha256$1000$$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
+            // A SHA-256-sized digest under the SHA-1 name, and the other way round.
+            "pbkdf2_sha1$1000$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
+            "pbkdf2_sha256$1000$5tGo3wbPnDRBQzI4XxW8bA$APpHeJnMDdVAYHWdWOuB6/jM0Og=",
+            "pbkdf2_sha1$1000$salt$abc",
+            "pbkdf2_sha1$10000001$5tGo3wbPnDRBQzI4XxW8bA$APpHeJnMDdVAYHWdWOuB6/jM0Og=",
+            "pbkdf2_sha1$1000$5tGo3wbPnDRBQzI4XxW8bA",
+            // bcrypt: too costly, too cheap, malformed, cut short, not ASCII.
+            "bcrypt$$2b$17$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujC",
+            "bcrypt$$2b$31$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujC",
+            "bcrypt$$2b$03$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujC",
+            "bcrypt$$2b$4$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujCx",
+            "bcrypt$$2b$+4$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujC",
+            "bcrypt$$2z$04$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujC",
+            "bcrypt$$2b$04$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXuj",
+            "bcrypt$$2b$04$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujCC",
+            "bcrypt$$2b$04$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXuéC",
+            "bcrypt$$2b$04$RWwgqabsYwibFQqsUG0R1!qFabGGJziIprB/QG3NF2tcG.bOwXujC",
+            "bcrypt$2b$04$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujC",
+            "bcrypt$$2b$04$",
+            "bcrypt$$",
+            "bcrypt_sha256$$2b$99$Gk0TEIzk.wb5rCMQTunrGOfpI07Fq1/Nr3ueLB1D/dcqHNId8/Wmm",
+            "bcrypt_sha256$2b$04$Gk0TEIzk.wb5rCMQTunrGOfpI07Fq1/Nr3ueLB1D/dcqHNId8/Wmm",
+            // scrypt: bounds, fields out of order or missing, N not a power of two.
+            "scrypt$1048576$tUhSKLKWZfDq1W9qpm67Fj$8$2$4eaNMBlPk8r6MeHBipZpaeqyaLfghSDzl1Ds8iwAzS1rqdQonFefDdZbwhA7khBiLeZ8gxljiK0lRsphiLLclA==",
+            "scrypt$1024$tUhSKLKWZfDq1W9qpm67Fj$8$2000$4eaNMBlPk8r6MeHBipZpaeqyaLfghSDzl1Ds8iwAzS1rqdQonFefDdZbwhA7khBiLeZ8gxljiK0lRsphiLLclA==",
+            "scrypt$1024$tUhSKLKWZfDq1W9qpm67Fj$4294967295$4294967295$4eaNMBlPk8r6MeHBipZpaeqyaLfghSDzl1Ds8iwAzS1rqdQonFefDdZbwhA7khBiLeZ8gxljiK0lRsphiLLclA==",
+            "scrypt$1000$tUhSKLKWZfDq1W9qpm67Fj$8$2$4eaNMBlPk8r6MeHBipZpaeqyaLfghSDzl1Ds8iwAzS1rqdQonFefDdZbwhA7khBiLeZ8gxljiK0lRsphiLLclA==",
+            "scrypt$1$tUhSKLKWZfDq1W9qpm67Fj$8$2$4eaNMBlPk8r6MeHBipZpaeqyaLfghSDzl1Ds8iwAzS1rqdQonFefDdZbwhA7khBiLeZ8gxljiK0lRsphiLLclA==",
+            "scrypt$1024$tUhSKLKWZfDq1W9qpm67Fj$0$2$4eaNMBlPk8r6MeHBipZpaeqyaLfghSDzl1Ds8iwAzS1rqdQonFefDdZbwhA7khBiLeZ8gxljiK0lRsphiLLclA==",
+            "scrypt$1024$8$2$tUhSKLKWZfDq1W9qpm67Fj$4eaNMBlPk8r6MeHBipZpaeqyaLfghSDzl1Ds8iwAzS1rqdQonFefDdZbwhA7khBiLeZ8gxljiK0lRsphiLLclA==",
+            "scrypt$1024$tUhSKLKWZfDq1W9qpm67Fj$8$2",
+            "scrypt$1024$tUhSKLKWZfDq1W9qpm67Fj$8$2$4eaNMBlPk8r6MeHBipZpaeqyaLfghSDzl1Ds8iwAzS1rqdQonFefDdZbwhA7khBiLeZ8gxljiK0lRsphiLLclA==$x",
+            "scrypt$1024$$8$2$4eaNMBlPk8r6MeHBipZpaeqyaLfghSDzl1Ds8iwAzS1rqdQonFefDdZbwhA7khBiLeZ8gxljiK0lRsphiLLclA==",
+            "scrypt$1024$tUhSKLKWZfDq1W9qpm67Fj$8$2$4eaNMBlPk8r6MeHBipZpaeqyaLfghSDzl1Ds8iwAzS1rqdQonFefDdZbwhA7khBiLeZ8gxljiK0lR",
+            // MD5: unsalted, wrong length, upper case.
+            "md5$salt$abc",
+            "md5$$79c2fe63d56cf6659a0e4775f76d70ef",
+            "md5$8chrozZwdwg0NpJ1E2Wu5j$79C2FE63D56CF6659A0E4775F76D70EF",
+            "md5$8chrozZwdwg0NpJ1E2Wu5j",
+            "79c2fe63d56cf6659a0e4775f76d70ef",
+            "sha1$salt$0123456789abcdef0123456789abcdef01234567",
+            "unsalted_md5$$79c2fe63d56cf6659a0e4775f76d70ef",
+            "crypt$$ab1234567890",
             "!unusable-django-password",
             "!",
-            "md5$salt$abc",
-            "pbkdf2_sha1$1000$salt$abc",
             "correct horse battery staple",
             "",
             "$",
@@ -727,10 +889,11 @@ mod tests {
             "$argon2id$v=19$m=19456,t=1000000,p=1$ZG9vcm1hbi11bmtub3duLXVzZXI$bTKHJHkZnlcF9KEjcdNlRvTDgs8qix6ewfeIrPgF6EM",
             "$argon2id$v=19$m=19456,t=2,p=255$ZG9vcm1hbi11bmtub3duLXVzZXI$bTKHJHkZnlcF9KEjcdNlRvTDgs8qix6ewfeIrPgF6EM",
             "argon2$bcrypt$whatever",
+            "argon2$argon2id$v=19$m=4194304,t=2,p=8$c2FsdA$aGFzaA",
         ] {
             let started = Instant::now();
             assert_eq!(
-                check(&argon2, b"correct horse battery staple", stored),
+                check(&verifier, b"correct horse battery staple", stored),
                 Verified::Mismatch,
                 "{stored}"
             );
@@ -742,71 +905,233 @@ mod tests {
         }
     }
 
-    /// Whatever is stored, a check does one argon2id verification with our parameters and
-    /// the floor's PBKDF2 iterations: the hash's own work, made up with dummy work.
+    #[test]
+    fn recognized_names_what_a_login_checks() {
+        use made_by_django::*;
+        for stored in [
+            DJANGO_1000,
+            SHA1,
+            BCRYPT,
+            BCRYPT_SHA256,
+            SCRYPT,
+            ARGON2I,
+            DUMMY_HASH,
+            "!unusable",
+        ] {
+            assert_eq!(recognized(stored), Ok(()), "{stored}");
+        }
+        assert!(
+            recognized(MD5)
+                .unwrap_err()
+                .contains("accept_md5_password_hashes")
+        );
+        assert_eq!(recognized_with(MD5, true), Ok(()));
+        for stored in ["sha1$s$h", "unsalted_md5$$h", "crypt$$h", "plaintext"] {
+            assert!(recognized_with(stored, true).is_err(), "{stored}");
+        }
+        let hasher = PasswordHasher::new(1).with_md5(true);
+        assert_eq!(hasher.recognizes(MD5), Ok(()));
+    }
+
+    /// Whatever is stored, a check does the floor's work of each kind: the hash's own work,
+    /// made up with dummy work.
     #[test]
     fn every_stored_hash_costs_the_same_work() {
-        let argon2 = ours();
-        let ours_hash = argon2.hash_password(b"pw-123456").unwrap().to_string();
+        use made_by_django::*;
+        let ours_hash = ours()
+            .argon2
+            .hash_password(b"pw-123456")
+            .unwrap()
+            .to_string();
+        // A Django argon2id hash costlier than doorman's own.
+        let big_argon2 = format!(
+            "argon2{}",
+            Argon2::new(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(32_768, 2, 2, None).unwrap(),
+            )
+            .hash_password(b"pw-123456")
+            .unwrap()
+        );
         let stored = [
             None,
             Some(ours_hash.as_str()),
+            Some(big_argon2.as_str()),
+            Some(ARGON2I),
             Some(DJANGO_1000),
             Some("pbkdf2_sha256$600$saltsalt$7yXn0aC1wCLgIKkZTFxSjbYZX5zqwSInAQugDf3LJf8="),
             Some(
                 "pbkdf2_sha256$99999999999$Xq3ZrN8b1VvY0kPzQe7hLm$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s=",
             ),
-            Some("pbkdf2_sha256$1000$$qeNoO+zWSoVlcC1ew52KeMpa/DYsCF8c1GOkxAIJ01s="),
+            Some(SHA1),
+            Some(BCRYPT),
+            Some(BCRYPT_SHA256),
+            Some("bcrypt$$2b$05$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujC"),
+            Some(SCRYPT),
+            Some(MD5),
             Some("!unusable"),
-            Some("md5$salt$abc"),
             Some("$argon2id$"),
         ];
-        // The floor is at least the iterations of any stored hash (the store's and each
-        // login's own), so 1000 here is the least it can be with DJANGO_1000 stored.
-        for floor in [1000, 4000] {
-            for password in [&b"pw-123456"[..], b"correct horse battery staple", b"wrong"] {
+        // The floor is the most of each kind any stored hash asks for, as the store and each
+        // login's own hash give it.
+        let floor = stored
+            .iter()
+            .flatten()
+            .map(|s| Cost::of(s))
+            .fold(Cost::default(), Cost::max);
+        assert_eq!(
+            floor,
+            Cost {
+                argon2: 32_768 * 2,
+                pbkdf2_sha256: 1000,
+                pbkdf2_sha1: 1000,
+                bcrypt: 1 << 5,
+                scrypt: 1024 * 8 * 2,
+            }
+        );
+        for floor in [
+            floor,
+            Cost {
+                pbkdf2_sha1: 3000,
+                bcrypt: 1 << 7,
+                ..floor
+            },
+        ] {
+            for password in [&b"pw-123456"[..], PASSWORD.as_bytes(), b"wrong"] {
                 for hash in stored {
-                    let mut work = Work::default();
-                    check_evenly(&argon2, password, hash, floor, &mut work);
                     assert_eq!(
-                        work,
-                        Work::new(&[cost(&OWASP_PARAMS)], u64::from(floor)),
-                        "{hash:?} at floor {floor}"
+                        work_at(&floor, password, hash),
+                        floor,
+                        "{hash:?} at floor {floor:?}"
                     );
                 }
             }
         }
-        // Without Django hashes the floor is 0: one argon2id verification, nothing more.
+        // Without Django hashes the floor is the dummy: one argon2id verification.
         for hash in [None, Some(ours_hash.as_str()), Some("!unusable")] {
-            let mut work = Work::default();
-            check_evenly(&argon2, b"x", hash, 0, &mut work);
-            assert_eq!(work, Work::new(&[cost(&OWASP_PARAMS)], 0), "{hash:?}");
+            assert_eq!(
+                work_at(&Cost::of_dummy(), b"x", hash),
+                Cost::of_dummy(),
+                "{hash:?}"
+            );
         }
-        // A hash asking for more than the floor does its own iterations, no fewer.
-        let mut work = Work::default();
-        check_evenly(&argon2, b"x", Some(DJANGO_1000), 600, &mut work);
-        assert_eq!(work, Work::new(&[cost(&OWASP_PARAMS)], 1000));
+        // A hash asking for more than the floor does its own work, no less.
+        let mut work = work_at(&Cost::of_dummy(), b"x", Some(DJANGO_1000));
+        assert_eq!(work.pbkdf2_sha256, 1000);
+        work = work_at(&Cost::of_dummy(), b"x", Some(BCRYPT));
+        assert_eq!(work.bcrypt, 16);
     }
 
     #[test]
-    fn pbkdf2_iteration_counts_are_read_as_the_check_reads_them() {
-        assert_eq!(pbkdf2_iterations_of(DJANGO_DEFAULT), Some(1_000_000));
-        assert_eq!(pbkdf2_iterations_of(DJANGO_1000), Some(1000));
-        for refused in [
-            "pbkdf2_sha256$0$s$h",
-            "pbkdf2_sha256$+1$s$h",
-            "pbkdf2_sha256$10000001$s$h",
-            "pbkdf2_sha256$$s$h",
-            "pbkdf2_sha1$1000$s$h",
-            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+    fn the_cost_of_a_hash_is_read_from_its_parameters_alone() {
+        use made_by_django::*;
+        let dummy = DUMMY_BLOCKS;
+        for (stored, cost) in [
+            (
+                DJANGO_DEFAULT,
+                Cost {
+                    pbkdf2_sha256: 1_000_000,
+                    ..Cost::default()
+                },
+            ),
+            (
+                "pbkdf2_sha256$1000000",
+                Cost {
+                    pbkdf2_sha256: 1_000_000,
+                    ..Cost::default()
+                },
+            ),
+            (
+                SHA1,
+                Cost {
+                    pbkdf2_sha1: 1000,
+                    ..Cost::default()
+                },
+            ),
+            (
+                "bcrypt$$2b$12",
+                Cost {
+                    bcrypt: 1 << 12,
+                    ..Cost::default()
+                },
+            ),
+            (
+                BCRYPT_SHA256,
+                Cost {
+                    bcrypt: 1 << 4,
+                    ..Cost::default()
+                },
+            ),
+            (
+                "scrypt$16384$$8$5",
+                Cost {
+                    scrypt: 16_384 * 8 * 5,
+                    ..Cost::default()
+                },
+            ),
+            (
+                SCRYPT,
+                Cost {
+                    scrypt: 1024 * 8 * 2,
+                    ..Cost::default()
+                },
+            ),
+            (
+                "argon2$argon2id$v=19$m=102400,t=2,p=8",
+                Cost {
+                    argon2: 102_400 * 2,
+                    ..Cost::default()
+                },
+            ),
+            ("$argon2id$v=19$m=19456,t=2,p=1", Cost::default()),
+            (
+                ARGON2_NO_VERSION,
+                Cost {
+                    argon2: 512 * 2,
+                    ..Cost::default()
+                },
+            ),
+            // Refused hashes ask for nothing of their own.
+            ("pbkdf2_sha256$10000001", Cost::default()),
+            ("pbkdf2_sha256$0", Cost::default()),
+            ("bcrypt$$2b$17", Cost::default()),
+            ("scrypt$1048576$$8$1", Cost::default()),
+            ("argon2$argon2id$v=19$m=4194304,t=2,p=1", Cost::default()),
+            (MD5, Cost::default()),
+            ("!unusable", Cost::default()),
+            ("", Cost::default()),
+            ("$$$", Cost::default()),
         ] {
-            assert_eq!(pbkdf2_iterations_of(refused), None, "{refused}");
+            // A hash that asks for no argon2 work gets the dummy verification's.
+            let argon2 = if cost.argon2 == 0 { dummy } else { cost.argon2 };
+            let expected = Cost { argon2, ..cost };
+            assert_eq!(Cost::of(stored), expected, "{stored}");
         }
+    }
+
+    #[test]
+    fn bounds_admit_django_defaults_and_refuse_beyond() {
+        // Django 5.2's defaults.
+        assert!(Cost::of("scrypt$16384$$8$5").scrypt <= MAX_SCRYPT_BLOCKS);
+        assert_eq!(Cost::of("pbkdf2_sha256$1000000").pbkdf2_sha256, 1_000_000);
+        assert_eq!(Cost::of("bcrypt$$2b$12").bcrypt, 1 << 12);
+        assert_eq!(
+            Cost::of("argon2$argon2id$v=19$m=102400,t=2,p=8").argon2,
+            102_400 * 2
+        );
+        // Memory: N = 2^18 with r = 8 is 256 MiB; twice that is refused.
+        assert_eq!(Cost::of("scrypt$262144$$8$1").scrypt, 1 << 21);
+        assert_eq!(Cost::of("scrypt$524288$$8$1").scrypt, 0);
+        // Work: the blocks bound, reached by lanes rather than memory.
+        assert_eq!(Cost::of("scrypt$16384$$8$64").scrypt, 1 << 23);
+        assert_eq!(Cost::of("scrypt$16384$$8$65").scrypt, 0);
+        assert_eq!(Cost::of("bcrypt$$2b$16").bcrypt, 1 << 16);
     }
 
     #[test]
     fn other_argon2_settings_ask_for_a_rehash() {
-        let argon2 = ours();
+        let verifier = ours();
         for (algorithm, version, params) in [
             (
                 Algorithm::Argon2id,
@@ -839,11 +1164,11 @@ mod tests {
                 .unwrap()
                 .to_string();
             assert_eq!(
-                check(&argon2, b"pw-123456", &hash),
+                check(&verifier, b"pw-123456", &hash),
                 Verified::Match { needs_rehash: true },
                 "{hash}"
             );
-            assert_eq!(check(&argon2, b"pw-1234567", &hash), Verified::Mismatch);
+            assert_eq!(check(&verifier, b"pw-1234567", &hash), Verified::Mismatch);
         }
     }
 
@@ -878,10 +1203,15 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn verify_never_panics(stored in ".{0,120}", password in ".{0,40}") {
-            let argon2 = ours();
-            let _ = check(&argon2, password.as_bytes(), &stored);
-            let _ = check(&argon2, password.as_bytes(), &format!("pbkdf2_sha256${stored}"));
-            let _ = check(&argon2, password.as_bytes(), &format!("$argon2id${stored}"));
+            let mut verifier = ours();
+            verifier.accept_md5 = true;
+            let _ = Cost::of(&stored);
+            for scheme in ["", "pbkdf2_sha256$", "pbkdf2_sha1$", "$argon2id$", "argon2$argon2i$",
+                           "bcrypt$$2b$04$", "bcrypt_sha256$", "scrypt$2$", "md5$"] {
+                let stored = format!("{scheme}{stored}");
+                let _ = check(&verifier, password.as_bytes(), &stored);
+                let _ = Cost::of(&stored);
+            }
         }
 
         #[test]

@@ -1,6 +1,7 @@
 //! The accounts' settings: how the user behind a token is checked (and cached, and trusted
-//! while the database is out), how many passwords are hashed at once, whether a login is
-//! recorded, and how failed logins are throttled (`docs/throttling.md`).
+//! while the database is out), how many passwords are hashed at once, whether Django's MD5
+//! hashes are checked, whether a login is recorded, and how failed logins are throttled
+//! (`docs/throttling.md`).
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub struct AccountSettings {
     user_cache_size: usize,
     #[serde(with = "values::count")]
     password_hash_workers: usize,
+    accept_md5_password_hashes: Flag,
     update_last_login: Flag,
     login_throttle: Flag,
     #[serde(with = "values::count")]
@@ -52,6 +54,7 @@ impl Default for AccountSettings {
             user_cache_ttl: Duration::from_secs(1),
             user_cache_size: 100_000,
             password_hash_workers: 0,
+            accept_md5_password_hashes: Flag(false),
             update_last_login: Flag(false),
             login_throttle: Flag(true),
             login_free_attempts: 5,
@@ -96,6 +99,9 @@ pub struct AccountsConfig {
     pub user_cache_size: u64,
     /// Passwords hashed at once (one per core unless set).
     pub password_hash_workers: usize,
+    /// Django's salted MD5 hashes (`md5$...`) log in (and are upgraded) instead of being
+    /// refused; off by default (`docs/security.md` says why).
+    pub accept_md5_password_hashes: bool,
     /// A login sets the user's `last_login`, as Django's `update_last_login` does.
     pub update_last_login: bool,
     pub login_throttle: LoginThrottleConfig,
@@ -120,6 +126,7 @@ impl AccountSettings {
             user_cache_ttl: Some(self.user_cache_ttl).filter(|t| !t.is_zero()),
             user_cache_size: u64::try_from(self.user_cache_size).unwrap_or(u64::MAX),
             password_hash_workers,
+            accept_md5_password_hashes: self.accept_md5_password_hashes.0,
             update_last_login: self.update_last_login.0,
             login_throttle,
         })

@@ -45,6 +45,7 @@ pub async fn run(config: &Config, command: ImportCommand) -> Result<(), Failure>
         dry_run: args.dry_run,
         now: crate::unix_now(),
         leeway: config.tokens.rules.leeway,
+        accept_md5: config.accounts.accept_md5_password_hashes,
     };
     let report = import::run(&mut source, &name, &store, &options).await;
     source.close().await;

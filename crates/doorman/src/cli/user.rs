@@ -69,7 +69,8 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
     let store = open_store(&config.store).await?;
     let accounts = Accounts::new(
         store.clone(),
-        PasswordHasher::new(config.accounts.password_hash_workers),
+        PasswordHasher::new(config.accounts.password_hash_workers)
+            .with_md5(config.accounts.accept_md5_password_hashes),
     );
     match command {
         UserCommand::Create(args) => {

@@ -24,7 +24,8 @@
 //!   `database_acquire_timeout`, `database_statement_timeout`, `prune_interval`,
 //!   `audit_retention`.
 //! - `accounts` (`accounts::settings`): `check_user_is_active`, `accept_tokens_during_outage`,
-//!   `user_cache_ttl`, `user_cache_size`, `password_hash_workers`, `update_last_login`, and
+//!   `user_cache_ttl`, `user_cache_size`, `password_hash_workers`,
+//!   `accept_md5_password_hashes`, `update_last_login`, and
 //!   the login throttle's `login_throttle`, `login_free_attempts`,
 //!   `login_account_free_attempts`, `login_account_max_failures`,
 //!   `login_address_free_attempts`, `login_backoff_base`, `login_backoff_max`,

@@ -42,6 +42,9 @@ pub struct Options {
     pub now: i64,
     /// The tokens' leeway: a token still decodes until `exp + leeway`.
     pub leeway: Duration,
+    /// Django's salted MD5 hashes are taken (the `accept_md5_password_hashes` setting), so
+    /// that what is imported is exactly what can log in.
+    pub accept_md5: bool,
 }
 
 /// Counts of one kind of row.
@@ -175,7 +178,7 @@ pub async fn run(
         match user
             .map_err(|u| (u.user_id, u.what, u.reason))
             .and_then(|user| {
-                admissible(&user).map_err(|reason| {
+                admissible(&user, options.accept_md5).map_err(|reason| {
                     (
                         Some(user.id),
                         format!("user {} ({:?})", user.id, user.username),
@@ -266,10 +269,10 @@ pub async fn run(
 }
 
 /// Whether doorman can take the user as it is: a username by its rules, a hash it can check.
-fn admissible(user: &DjangoUser) -> Result<(), String> {
+fn admissible(user: &DjangoUser, accept_md5: bool) -> Result<(), String> {
     validate_username(&user.username)
         .map_err(|e| format!("the username breaks doorman's rules ({e})"))?;
-    password::recognized(&user.password).map_err(str::to_owned)
+    password::recognized_with(&user.password, accept_md5).map_err(str::to_owned)
 }
 
 fn imported(user: DjangoUser) -> ImportedUser {
@@ -427,10 +430,13 @@ mod tests {
 
     #[test]
     fn users_doorman_cannot_take_are_refused_with_the_reason() {
-        assert_eq!(admissible(&user("alice", "pbkdf2_sha256$1$s$h")), Ok(()));
-        assert_eq!(admissible(&user("alice", "!unusable")), Ok(()));
         assert_eq!(
-            admissible(&user("bad name", "pbkdf2_sha256$1$s$h")),
+            admissible(&user("alice", "pbkdf2_sha256$1$s$h"), false),
+            Ok(())
+        );
+        assert_eq!(admissible(&user("alice", "!unusable"), false), Ok(()));
+        assert_eq!(
+            admissible(&user("bad name", "pbkdf2_sha256$1$s$h"), false),
             Err(
                 "the username breaks doorman's rules (a username may contain only letters, \
                  digits and @/./+/-/_)"
@@ -438,11 +444,16 @@ mod tests {
             )
         );
         assert_eq!(
-            admissible(&user("carol", "md5$salt$0123")),
+            admissible(&user("carol", "md5$salt$0123"), false),
+            Err("MD5 password hash refused (accept_md5_password_hashes is off)".into())
+        );
+        assert_eq!(admissible(&user("carol", "md5$salt$0123"), true), Ok(()));
+        assert_eq!(
+            admissible(&user("erin", "crypt$$abc"), true),
             Err("unknown password hash scheme".into())
         );
         assert_eq!(
-            admissible(&user("dave", "")),
+            admissible(&user("dave", ""), false),
             Err("not a password hash".into())
         );
     }

@@ -544,11 +544,14 @@ impl Store {
         dispatch!(self, s => s.replace_password_hash(id, expected, hash).await)
     }
 
-    /// The distinct iteration counts of the stored Django `pbkdf2_sha256` hashes, as written
-    /// (unparsed: a malformed hash gives whatever text sits in that field). One scan of the
-    /// users table, a few rows back.
-    pub async fn pbkdf2_iteration_counts(&self) -> Result<Vec<String>, StoreError> {
-        dispatch!(self, s => s.pbkdf2_iteration_counts().await)
+    /// The distinct parameters of the stored hashes that have a work factor (doorman's own
+    /// and Django's `argon2`, `pbkdf2_sha256`, `pbkdf2_sha1`, `bcrypt`, `bcrypt_sha256` and
+    /// `scrypt`), each written as its hash with the salt and digest left out:
+    /// `pbkdf2_sha256$1000000`, `argon2$argon2id$v=19$m=102400,t=2,p=8`, `bcrypt$$2b$12`,
+    /// `scrypt$16384$$8$5` (unparsed: a malformed hash gives whatever text sits in those
+    /// fields). One scan of the users table, a few rows back.
+    pub async fn password_hash_parameters(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.password_hash_parameters().await)
     }
 
     /// Returns false when there is no such user.

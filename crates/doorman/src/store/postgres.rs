@@ -90,10 +90,20 @@ impl PostgresStore {
         Ok(super::statuses(&MIGRATOR, &applied))
     }
 
-    pub async fn pbkdf2_iteration_counts(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn password_hash_parameters(&self) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT split_part(password, '$', 2)
-             FROM users WHERE substr(password, 1, 14) = 'pbkdf2_sha256$'",
+            "SELECT DISTINCT CASE
+                 WHEN f1 IN ('pbkdf2_sha256', 'pbkdf2_sha1') THEN f1 || '$' || f2
+                 WHEN f1 IN ('bcrypt', 'bcrypt_sha256') THEN f1 || '$$' || f3 || '$' || f4
+                 WHEN f1 = 'scrypt' THEN f1 || '$' || f2 || '$$' || f4 || '$' || f5
+                 ELSE f1 || '$' || f2 || '$' || f3 || '$' || f4
+             END
+             FROM (SELECT split_part(password, '$', 1) AS f1, split_part(password, '$', 2) AS f2,
+                          split_part(password, '$', 3) AS f3, split_part(password, '$', 4) AS f4,
+                          split_part(password, '$', 5) AS f5
+                   FROM users) AS fields
+             WHERE f1 IN ('', 'argon2', 'pbkdf2_sha256', 'pbkdf2_sha1', 'bcrypt',
+                          'bcrypt_sha256', 'scrypt')",
         )
         .fetch_all(&self.pool)
         .await?)

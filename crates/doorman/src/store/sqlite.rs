@@ -109,12 +109,30 @@ impl SqliteStore {
         Ok(super::statuses(&MIGRATOR, &applied))
     }
 
-    pub async fn pbkdf2_iteration_counts(&self) -> Result<Vec<String>, StoreError> {
-        // The text between `pbkdf2_sha256$` (14 characters) and the next `$` or the end, as
-        // PostgreSQL's split_part gives it.
+    pub async fn password_hash_parameters(&self) -> Result<Vec<String>, StoreError> {
+        // The `$`-separated fields one at a time, as PostgreSQL's split_part gives them: each
+        // step takes the text before the next `$` (or the end) and keeps what follows.
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT substr(password, 15, instr(substr(password, 15) || '$', '$') - 1)
-             FROM users WHERE substr(password, 1, 14) = 'pbkdf2_sha256$'",
+            "WITH s1 AS (SELECT substr(password, 1, instr(password || '$', '$') - 1) AS f1,
+                                substr(password, instr(password || '$', '$') + 1) AS r
+                         FROM users),
+                  s2 AS (SELECT f1, substr(r, 1, instr(r || '$', '$') - 1) AS f2,
+                                substr(r, instr(r || '$', '$') + 1) AS r
+                         FROM s1 WHERE f1 IN ('', 'argon2', 'pbkdf2_sha256', 'pbkdf2_sha1',
+                                              'bcrypt', 'bcrypt_sha256', 'scrypt')),
+                  s3 AS (SELECT f1, f2, substr(r, 1, instr(r || '$', '$') - 1) AS f3,
+                                substr(r, instr(r || '$', '$') + 1) AS r FROM s2),
+                  s4 AS (SELECT f1, f2, f3, substr(r, 1, instr(r || '$', '$') - 1) AS f4,
+                                substr(r, instr(r || '$', '$') + 1) AS r FROM s3),
+                  s5 AS (SELECT f1, f2, f3, f4, substr(r, 1, instr(r || '$', '$') - 1) AS f5
+                         FROM s4)
+             SELECT DISTINCT CASE
+                 WHEN f1 IN ('pbkdf2_sha256', 'pbkdf2_sha1') THEN f1 || '$' || f2
+                 WHEN f1 IN ('bcrypt', 'bcrypt_sha256') THEN f1 || '$$' || f3 || '$' || f4
+                 WHEN f1 = 'scrypt' THEN f1 || '$' || f2 || '$$' || f4 || '$' || f5
+                 ELSE f1 || '$' || f2 || '$' || f3 || '$' || f4
+             END
+             FROM s5",
         )
         .fetch_all(&self.pool)
         .await?)

@@ -355,10 +355,10 @@ async fn replacing_a_password_hash_needs_the_hash_read_before(store: Store) {
     assert!(!store.replace_password_hash(99, "h", "x").await.unwrap());
 }
 
-on_both_backends!(pbkdf2_iteration_counts_are_read_from_the_django_hashes);
-async fn pbkdf2_iteration_counts_are_read_from_the_django_hashes(store: Store) {
+on_both_backends!(password_hash_parameters_leave_out_salts_and_digests);
+async fn password_hash_parameters_leave_out_salts_and_digests(store: Store) {
     store.migrate().await.unwrap();
-    assert!(store.pbkdf2_iteration_counts().await.unwrap().is_empty());
+    assert!(store.password_hash_parameters().await.unwrap().is_empty());
     for (name, hash) in [
         ("a", "pbkdf2_sha256$1000000$salt$aGFzaA=="),
         ("b", "pbkdf2_sha256$1000000$other$aGFzaA=="),
@@ -366,9 +366,27 @@ async fn pbkdf2_iteration_counts_are_read_from_the_django_hashes(store: Store) {
         ("d", "pbkdf2_sha256$"),
         ("d2", "pbkdf2_sha256$600"),
         ("e", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+        ("e2", "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXI$aGFzaA"),
         ("f", "argon2$argon2id$v=19$m=102400,t=2,p=8$c2FsdA$aGFzaA"),
+        ("f2", "argon2$argon2id$v=19$m=102400,t=2,p=8$b3RoZXI$aGFzaA"),
         ("g", "!unusable"),
         ("h", "pbkdf2_sha1$5000$salt$aGFzaA=="),
+        (
+            "i",
+            "bcrypt$$2b$12$RWwgqabsYwibFQqsUG0R1.qFabGGJziIprB/QG3NF2tcG.bOwXujC",
+        ),
+        (
+            "i2",
+            "bcrypt$$2b$12$ow.VjcLKmoztcerurFF0b.Gi8qGlSbrbfdPh1sPHrWIqdiM5xxR1W",
+        ),
+        (
+            "j",
+            "bcrypt_sha256$$2b$13$Gk0TEIzk.wb5rCMQTunrGOfpI07Fq1/Nr3ueLB1D/dcqHNId8/Wmm",
+        ),
+        ("k", "scrypt$16384$saltA$8$5$aGFzaA=="),
+        ("k2", "scrypt$16384$saltB$8$5$b3RoZXI="),
+        ("l", "md5$salt$5de0dfa47b289a714dd29761ac8c4f7d"),
+        ("m", "plaintext"),
     ] {
         store
             .create_user(NewUser {
@@ -378,9 +396,23 @@ async fn pbkdf2_iteration_counts_are_read_from_the_django_hashes(store: Store) {
             .await
             .unwrap();
     }
-    let mut counts = store.pbkdf2_iteration_counts().await.unwrap();
-    counts.sort();
-    assert_eq!(counts, ["", "1000000", "600", "870000"]);
+    let mut parameters = store.password_hash_parameters().await.unwrap();
+    parameters.sort();
+    assert_eq!(
+        parameters,
+        [
+            "$argon2id$v=19$m=19456,t=2,p=1",
+            "argon2$argon2id$v=19$m=102400,t=2,p=8",
+            "bcrypt$$2b$12",
+            "bcrypt_sha256$$2b$13",
+            "pbkdf2_sha1$5000",
+            "pbkdf2_sha256$",
+            "pbkdf2_sha256$1000000",
+            "pbkdf2_sha256$600",
+            "pbkdf2_sha256$870000",
+            "scrypt$16384$$8$5",
+        ]
+    );
 }
 
 #[test]

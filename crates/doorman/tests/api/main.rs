@@ -12,6 +12,7 @@ mod container;
 mod contract;
 mod deploy;
 mod discovery;
+mod django_hashes;
 mod django_import;
 mod families;
 mod framing;
