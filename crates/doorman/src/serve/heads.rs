@@ -47,6 +47,25 @@ impl Heads {
     }
 }
 
+/// The marks a connection's scanner leaves for its first `requests` requests when the
+/// connection's bytes arrive in `pieces`, a head being at most `max_head` bytes: which request,
+/// if any, carried both lengths. For the fuzz target, which checks that they don't depend on
+/// how the bytes are split.
+pub fn marks<'a>(
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+    max_head: usize,
+    requests: u64,
+) -> Vec<bool> {
+    let heads = Heads::default();
+    let mut scanner = Scanner::new(heads.clone(), max_head);
+    for piece in pieces {
+        scanner.feed(piece);
+    }
+    (0..requests)
+        .map(|_| heads.next_has_both_lengths())
+        .collect()
+}
+
 /// A connection's socket whose reads are followed by a [`Scanner`].
 pub struct HeadScan<I> {
     io: I,
@@ -348,14 +367,7 @@ mod tests {
 
     /// Feeds `bytes` to a scanner in pieces of `step`, then asks for `requests` requests.
     fn marked(bytes: &[u8], step: usize, requests: u64) -> Vec<bool> {
-        let heads = Heads::default();
-        let mut scanner = Scanner::new(heads.clone(), 64 * 1024);
-        for piece in bytes.chunks(step) {
-            scanner.feed(piece);
-        }
-        (0..requests)
-            .map(|_| heads.next_has_both_lengths())
-            .collect()
+        marks(bytes.chunks(step), 64 * 1024, requests)
     }
 
     const PLAIN: &str = "GET /hello/ HTTP/1.1\r\nHost: x\r\n\r\n";
