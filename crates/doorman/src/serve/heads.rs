@@ -257,9 +257,13 @@ impl Scanner {
         if self.partial.is_empty() {
             // The usual case: the whole head in one read, parsed where it lies.
             match parse(data) {
-                Parsed::Complete(length, framing) => {
+                Parsed::Complete(length, framing) if length <= self.max_head => {
                     self.headed(framing);
                     return &data[length..];
+                }
+                Parsed::Complete(..) => {
+                    self.state = State::Stopped;
+                    return &[];
                 }
                 Parsed::Partial => {}
                 Parsed::Invalid => {
@@ -423,6 +427,9 @@ mod tests {
         scanner.feed(BOTH.as_bytes());
         assert_eq!(scanner.state, State::Stopped);
         assert!(!heads.next_has_both_lengths());
+        // The same long head in one read.
+        let long = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n{BOTH}", "a".repeat(64));
+        assert_eq!(marks([long.as_bytes()], 40, 2), [false, false]);
         let bad_chunk =
             format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{BOTH}");
         assert_eq!(marked(bad_chunk.as_bytes(), 1, 2), [false, false]);
