@@ -7,6 +7,7 @@
 //! verification on the async workers.
 
 mod django;
+mod verified;
 mod work;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
 pub use django::{MAX_BCRYPT_COST, MAX_PBKDF2_ITERATIONS, MAX_SCRYPT_BLOCKS, MAX_SCRYPT_MEMORY};
+pub use verified::Verified;
 pub use work::Cost;
 
 /// Passwords longer than this are never hashed: argon2 has no truncation, so this caps the
@@ -59,18 +61,6 @@ pub const DJANGO_SCHEMES: &[&str] = &[
 /// says why). Only the salted one: Django 5.1 dropped its unsalted MD5 and SHA-1 hashers, so
 /// no current Django logs those in either.
 pub const DJANGO_MD5_SCHEMES: &[&str] = &["md5"];
-
-/// The outcome of a password check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verified {
-    /// The password is right. `needs_rehash` when the stored hash is not an argon2id hash with
-    /// our parameters (a Django hash, or one made with other settings): the caller should store
-    /// a fresh `hash` of the password it now knows, as Django's `must_update` does.
-    Match {
-        needs_rehash: bool,
-    },
-    Mismatch,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {

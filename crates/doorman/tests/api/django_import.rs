@@ -58,9 +58,10 @@ const BAD_NAME_TOKEN: &str = "Skipped 1 refresh token of user 4: the user was sk
 
 /// Users and tokens as a Django deployment has them, made by Django and simplejwt: alice (id 1),
 /// ina (inactive, 2), boss (superuser and staff, with email and names, 3), "bad name" (4, a
-/// username doorman refuses), oldhash (5, an MD5 hash written straight into the table); an
-/// expired token row and one whose user is gone; refresh tokens r1, r2 (blacklisted) and r6
-/// of alice's, r3 of boss's and r4 of bad name's.
+/// username doorman refuses), oldhash (5, a hash of Django's old `crypt` hasher, which doorman
+/// doesn't take, written straight into the table); an expired token row and one whose user is
+/// gone; refresh tokens r1, r2 (blacklisted) and r6 of alice's, r3 of boss's and r4 of bad
+/// name's.
 const DJANGO_SETUP: &str = r#"
 import json
 from datetime import datetime, timedelta, timezone as tz
@@ -77,7 +78,7 @@ ina.save()
 boss = User.objects.create_superuser('boss', email='boss@example.com', password='boss-password-1',
                                      first_name='Bo', last_name='Ss')
 bad = User.objects.create_user('bad name', password='bad-password-1')
-User.objects.create(username='oldhash', password='md5$salt$5f4dcc3b5aa765d61d8327deb882cf99')
+User.objects.create(username='oldhash', password='crypt$$abN/qM.L/H8EQ')
 now = timezone.now()
 OutstandingToken.objects.create(user=alice, jti='expired-1', token='-',
                                 created_at=now - timedelta(days=2), expires_at=now - timedelta(days=1))

@@ -13,7 +13,7 @@ use md5::Digest as _;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::Verified;
+use super::verified::Verified;
 use super::work::Cost;
 
 /// Beyond these a hash is refused. Django 5.2's defaults sit well inside: PBKDF2 1,000,000
