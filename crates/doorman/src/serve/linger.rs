@@ -24,6 +24,41 @@ pub const LINGERING_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most it reads and discards while lingering; a client sending more is cut off.
 pub const LINGERING_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The writing half of `AsyncWrite` (all but `poll_shutdown`) for a socket wrapper whose
+/// `io` field is the socket, passed straight through: the wrappers here watch reads or the
+/// close, never what is written.
+macro_rules! writes_through_to_io {
+    () => {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+        }
+
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.io.is_write_vectored()
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.io).poll_flush(cx)
+        }
+    };
+}
+pub(crate) use writes_through_to_io;
+
 /// Whether a connection's last request may have left body bytes unread: set by the gate for
 /// every HTTP/1 request that announces a body, read when the connection closes. Only such
 /// connections linger, so an idle keep-alive connection closes at once.
@@ -81,29 +116,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Lingering<I> {
 }
 
 impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
+    writes_through_to_io!();
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
