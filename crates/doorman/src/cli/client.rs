@@ -3,7 +3,7 @@
 //! command line or the screen unless asked for.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::Path;
 
 use clap::{Args, Subcommand};
 use secrecy::SecretString;
@@ -70,13 +70,20 @@ pub async fn run(command: ClientCommand) -> Result<(), Failure> {
         }
         ClientCommand::Token(args) => {
             let session = logged_in(&path)?;
-            println!("{}", if args.refresh { &session.refresh } else { &session.access });
+            println!(
+                "{}",
+                if args.refresh {
+                    &session.refresh
+                } else {
+                    &session.access
+                }
+            );
             Ok(())
         }
     }
 }
 
-async fn login(path: &PathBuf, args: LoginArgs) -> Result<(), Failure> {
+async fn login(path: &Path, args: LoginArgs) -> Result<(), Failure> {
     let base = api::parse_base(&args.url, args.allow_http).map_err(usage)?;
     let password = read_password(args.password_stdin)?;
     let session = Client::new()
@@ -89,7 +96,7 @@ async fn login(path: &PathBuf, args: LoginArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn get(path: &PathBuf, args: GetArgs) -> Result<(), Failure> {
+async fn get(path: &Path, args: GetArgs) -> Result<(), Failure> {
     let mut session = logged_in(path)?;
     let base = api::parse_base(&session.base_url, true).map_err(runtime)?;
     let url = api::resolve(&base, &args.url, args.allow_other_origin).map_err(usage)?;
@@ -115,7 +122,7 @@ async fn get(path: &PathBuf, args: GetArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn logout(path: &PathBuf) -> Result<(), Failure> {
+async fn logout(path: &Path) -> Result<(), Failure> {
     let session = logged_in(path)?;
     let outcome = Client::new().map_err(runtime)?.logout(&session).await;
     // The local copy goes whatever the server said: a logout must not leave tokens behind.
@@ -148,13 +155,11 @@ async fn logout(path: &PathBuf) -> Result<(), Failure> {
     }
 }
 
-fn logged_in(path: &PathBuf) -> Result<Session, Failure> {
+fn logged_in(path: &Path) -> Result<Session, Failure> {
     session::load(path)
         .map_err(Failure::runtime)?
         .ok_or_else(|| {
-            Failure::runtime(
-                "not logged in; run `doorman client login URL --username NAME` first",
-            )
+            Failure::runtime("not logged in; run `doorman client login URL --username NAME` first")
         })
 }
 
@@ -167,7 +172,9 @@ fn read_password(from_stdin: bool) -> Result<SecretString, Failure> {
             "no terminal to ask for the password on; pipe it in with --password-stdin",
         ));
     }
-    Ok(SecretString::from(rpassword::prompt_password("Password: ")?))
+    Ok(SecretString::from(rpassword::prompt_password(
+        "Password: ",
+    )?))
 }
 
 fn runtime(error: ClientError) -> Failure {

@@ -20,12 +20,12 @@ pub enum ClientError {
     #[error(transparent)]
     Session(#[from] session::SessionError),
     #[error("could not reach {url}: {cause}")]
-    Unreachable { url: Url, cause: String },
+    Unreachable { url: String, cause: String },
     #[error("{url} refused: {detail}")]
-    Refused { url: Url, detail: String },
+    Refused { url: String, detail: String },
     #[error("{url} is throttling requests: {detail}{}", wait_hint(.retry_after))]
     Throttled {
-        url: Url,
+        url: String,
         detail: String,
         retry_after: Option<String>,
     },
@@ -41,13 +41,13 @@ pub enum ClientError {
         "{url} redirected to {location}, another origin than {base}'s; not followed, so the token stays with the server that issued it"
     )]
     RedirectedAway {
-        url: Url,
+        url: String,
         location: String,
         base: String,
     },
     #[error("{url} answered {status}: {detail}")]
     Unexpected {
-        url: Url,
+        url: String,
         status: StatusCode,
         detail: String,
     },
@@ -200,9 +200,11 @@ impl Client {
                 refresh: refresh.to_owned(),
             }),
             _ => Err(ClientError::Unexpected {
-                url,
+                url: url.to_string(),
                 status: answer.status,
-                detail: "no access and refresh token in the answer: is this a simplejwt token endpoint?".into(),
+                detail:
+                    "no access and refresh token in the answer: is this a simplejwt token endpoint?"
+                        .into(),
             }),
         }
     }
@@ -211,7 +213,9 @@ impl Client {
     pub async fn refresh(&self, session: &mut Session) -> Result<(), ClientError> {
         let base = session_base(session)?;
         let url = endpoint(&base, "api/token/refresh/")?;
-        let answer = self.post(&url, &json!({"refresh": session.refresh})).await?;
+        let answer = self
+            .post(&url, &json!({"refresh": session.refresh}))
+            .await?;
         match answer.status {
             StatusCode::OK => {}
             StatusCode::UNAUTHORIZED => {
@@ -226,7 +230,7 @@ impl Client {
         let body = json_of(&answer);
         let Some(access) = body["access"].as_str() else {
             return Err(ClientError::Unexpected {
-                url,
+                url: url.to_string(),
                 status: answer.status,
                 detail: "no access token in the answer".into(),
             });
@@ -251,7 +255,8 @@ impl Client {
         F: FnMut(&Session) -> Result<(), ClientError>,
     {
         let first = self.get_once(session, url).await?;
-        if first.status != StatusCode::UNAUTHORIZED || json_of(&first)["code"] != "token_not_valid" {
+        if first.status != StatusCode::UNAUTHORIZED || json_of(&first)["code"] != "token_not_valid"
+        {
             return Ok(first);
         }
         self.refresh(session).await?;
@@ -268,7 +273,9 @@ impl Client {
     pub async fn logout(&self, session: &Session) -> Result<Logout, ClientError> {
         let base = session_base(session)?;
         let url = endpoint(&base, "api/token/blacklist/")?;
-        let answer = self.post(&url, &json!({"refresh": session.refresh})).await?;
+        let answer = self
+            .post(&url, &json!({"refresh": session.refresh}))
+            .await?;
         match answer.status {
             StatusCode::OK | StatusCode::NO_CONTENT => Ok(Logout::Blacklisted),
             StatusCode::NOT_FOUND => Ok(Logout::NoBlacklist),
@@ -287,7 +294,7 @@ impl Client {
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, ClientError> {
         let unreachable = |e: reqwest::Error| ClientError::Unreachable {
-            url: url.clone(),
+            url: url.to_string(),
             cause: cause_chain(&e),
         };
         let response = request.send().await.map_err(unreachable)?;
@@ -313,7 +320,7 @@ impl Client {
         };
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(ClientError::Throttled {
-                url: answer.url,
+                url: answer.url.to_string(),
                 detail: detail_of_body(&answer.body),
                 retry_after,
             });
@@ -325,7 +332,7 @@ impl Client {
                     .join(&location)
                     .map_or(location, |u| u.to_string()),
                 base: origin_text(url),
-                url: answer.url,
+                url: answer.url.to_string(),
             });
         }
         Ok(answer)
@@ -355,11 +362,11 @@ fn failure(answer: Answer) -> ClientError {
     let detail = detail_of(&answer);
     match answer.status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ClientError::Refused {
-            url: answer.url,
+            url: answer.url.to_string(),
             detail,
         },
         status => ClientError::Unexpected {
-            url: answer.url,
+            url: answer.url.to_string(),
             status,
             detail,
         },
@@ -431,9 +438,18 @@ mod tests {
     #[test]
     fn the_base_is_normalised_and_plain_http_kept_to_loopback() {
         let base = |t: &str| parse_base(t, false).map(|u| u.to_string());
-        assert_eq!(base("https://auth.example.com").unwrap(), "https://auth.example.com/");
-        assert_eq!(base("https://a.example/auth?x=1#f").unwrap(), "https://a.example/auth/");
-        assert_eq!(base("http://127.0.0.1:8000").unwrap(), "http://127.0.0.1:8000/");
+        assert_eq!(
+            base("https://auth.example.com").unwrap(),
+            "https://auth.example.com/"
+        );
+        assert_eq!(
+            base("https://a.example/auth?x=1#f").unwrap(),
+            "https://a.example/auth/"
+        );
+        assert_eq!(
+            base("http://127.0.0.1:8000").unwrap(),
+            "http://127.0.0.1:8000/"
+        );
         assert_eq!(base("http://[::1]:8000/").unwrap(), "http://[::1]:8000/");
         assert_eq!(base("http://localhost/").unwrap(), "http://localhost/");
         assert!(base("http://auth.example.com/").is_err());
@@ -448,8 +464,14 @@ mod tests {
         let base = parse_base("https://auth.example.com/api-base/", false).unwrap();
         let at = |t: &str| resolve(&base, t, false).map(|u| u.to_string());
         assert_eq!(at("/hello/").unwrap(), "https://auth.example.com/hello/");
-        assert_eq!(at("hello/").unwrap(), "https://auth.example.com/api-base/hello/");
-        assert_eq!(at("https://auth.example.com/x").unwrap(), "https://auth.example.com/x");
+        assert_eq!(
+            at("hello/").unwrap(),
+            "https://auth.example.com/api-base/hello/"
+        );
+        assert_eq!(
+            at("https://auth.example.com/x").unwrap(),
+            "https://auth.example.com/x"
+        );
         assert!(at("https://evil.example/x").is_err());
         assert!(at("//evil.example/x").is_err());
         assert!(at("http://auth.example.com/x").is_err());
@@ -468,7 +490,10 @@ mod tests {
             detail_of_body(br#"{"password":["This field is required."]}"#),
             "password: This field is required."
         );
-        assert_eq!(detail_of_body(b"<h1>Bad Gateway</h1>"), "<h1>Bad Gateway</h1>");
+        assert_eq!(
+            detail_of_body(b"<h1>Bad Gateway</h1>"),
+            "<h1>Bad Gateway</h1>"
+        );
         assert_eq!(detail_of_body(b""), "(empty body)");
         assert_eq!(wait_hint(&Some("30".into())), " (try again in 30 seconds)");
     }

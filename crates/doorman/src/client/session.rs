@@ -23,9 +23,7 @@ pub struct Session {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error(
-        "no place for the session file: neither {FILE_ENV}, XDG_CONFIG_HOME nor HOME is set"
-    )]
+    #[error("no place for the session file: neither {FILE_ENV}, XDG_CONFIG_HOME nor HOME is set")]
     NoLocation,
     #[error("{path}: {source}")]
     Io {
@@ -160,9 +158,19 @@ mod tests {
         let back = load(&path).unwrap().unwrap();
         assert_eq!(back.refresh, "d.e.f");
         // Replaced in place; no temporary left behind.
-        save(&path, &Session { access: "g.h.i".into(), ..session() }).unwrap();
+        save(
+            &path,
+            &Session {
+                access: "g.h.i".into(),
+                ..session()
+            },
+        )
+        .unwrap();
         assert_eq!(load(&path).unwrap().unwrap().access, "g.h.i");
-        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
         assert!(remove(&path).unwrap());
         assert!(!remove(&path).unwrap());
     }
@@ -188,7 +196,12 @@ mod tests {
     #[test]
     fn the_path_follows_the_environment() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
         };
         assert_eq!(
             default_path(env(&[(FILE_ENV, "/x/s.json"), ("HOME", "/h")])).unwrap(),

@@ -252,10 +252,10 @@ dual_test! {
 /// A redirect to another host is not followed: the token never reaches it.
 #[tokio::test]
 async fn a_redirect_to_another_origin_is_not_followed() {
-    let (target, target_seen) = recording_server("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-    let redirect = format!(
-        "HTTP/1.1 302 Found\r\nlocation: {target}/stolen\r\ncontent-length: 0\r\n\r\n"
-    );
+    let (target, target_seen) =
+        recording_server("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let redirect =
+        format!("HTTP/1.1 302 Found\r\nlocation: {target}/stolen\r\ncontent-length: 0\r\n\r\n");
     let (origin, origin_seen) = recording_server(Box::leak(redirect.into_boxed_str())).await;
     let client = Client::new();
     std::fs::create_dir_all(client.file.parent().unwrap()).unwrap();
@@ -267,9 +267,16 @@ async fn a_redirect_to_another_origin_is_not_followed() {
     std::fs::set_permissions(&client.file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let got = client.run(&["get", "/start"], "").await;
     assert_eq!(got.status.code(), Some(1));
-    assert!(err(&got).contains(&format!("redirected to {target}/stolen")), "{}", err(&got));
+    assert!(
+        err(&got).contains(&format!("redirected to {target}/stolen")),
+        "{}",
+        err(&got)
+    );
     assert_eq!(origin_seen.lock().unwrap().len(), 1);
-    assert!(target_seen.lock().unwrap().is_empty(), "the redirect was followed");
+    assert!(
+        target_seen.lock().unwrap().is_empty(),
+        "the redirect was followed"
+    );
 
     // A session file others can read is refused, not used.
     std::fs::set_permissions(&client.file, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -295,12 +302,24 @@ async fn logout_without_a_blacklist_forgets_locally() {
     std::fs::set_permissions(&client.file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let logout = client.run(&["logout"], "").await;
     assert!(logout.status.success(), "{}", err(&logout));
-    assert!(out(&logout).contains("has no blacklist endpoint (404)"), "{}", out(&logout));
-    assert!(out(&logout).contains("stay valid there until they expire"), "{}", out(&logout));
+    assert!(
+        out(&logout).contains("has no blacklist endpoint (404)"),
+        "{}",
+        out(&logout)
+    );
+    assert!(
+        out(&logout).contains("stay valid there until they expire"),
+        "{}",
+        out(&logout)
+    );
     assert!(!client.file.exists());
     let requests = seen.lock().unwrap().clone();
     assert_eq!(requests.len(), 1);
-    assert!(requests[0].starts_with("POST /api/token/blacklist/ "), "{}", requests[0]);
+    assert!(
+        requests[0].starts_with("POST /api/token/blacklist/ "),
+        "{}",
+        requests[0]
+    );
 }
 
 /// Clear failures before any token exists: a server that is not there, plain http to a
@@ -308,17 +327,49 @@ async fn logout_without_a_blacklist_forgets_locally() {
 #[tokio::test]
 async fn failures_are_explained() {
     let client = Client::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let login = client.login(&format!("http://127.0.0.1:{port}/"), ALICE).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let login = client
+        .login(&format!("http://127.0.0.1:{port}/"), ALICE)
+        .await;
     assert_eq!(login.status.code(), Some(1));
-    assert!(err(&login).contains(&format!("could not reach http://127.0.0.1:{port}/api/token/")), "{}", err(&login));
+    assert!(
+        err(&login).contains(&format!(
+            "could not reach http://127.0.0.1:{port}/api/token/"
+        )),
+        "{}",
+        err(&login)
+    );
     let login = client.login("http://auth.example.com/", ALICE).await;
     assert_eq!(login.status.code(), Some(2));
     assert!(err(&login).contains("plain http"), "{}", err(&login));
-    let login = client.run(&["login", "https://auth.example.com/", "--username", "alice", "--password-stdin"], "").await;
+    let login = client
+        .run(
+            &[
+                "login",
+                "https://auth.example.com/",
+                "--username",
+                "alice",
+                "--password-stdin",
+            ],
+            "",
+        )
+        .await;
     assert_eq!(login.status.code(), Some(1));
-    assert!(err(&login).contains("no password on standard input"), "{}", err(&login));
-    for args in [&["get", "/hello/"][..], &["logout"], &["token"], &["status"]] {
+    assert!(
+        err(&login).contains("no password on standard input"),
+        "{}",
+        err(&login)
+    );
+    for args in [
+        &["get", "/hello/"][..],
+        &["logout"],
+        &["token"],
+        &["status"],
+    ] {
         let got = client.run(args, "").await;
         assert_eq!(got.status.code(), Some(1));
         assert!(err(&got).contains("not logged in"), "{}", err(&got));
@@ -333,16 +384,25 @@ async fn against_django_simplejwt() {
         return;
     };
     let client = Client::new();
-    let wrong = client.login(&django.base_url, (ALICE.0, "wrong-password")).await;
+    let wrong = client
+        .login(&django.base_url, (ALICE.0, "wrong-password"))
+        .await;
     assert_eq!(wrong.status.code(), Some(1));
-    assert!(err(&wrong).contains("No active account found with the given credentials"), "{}", err(&wrong));
+    assert!(
+        err(&wrong).contains("No active account found with the given credentials"),
+        "{}",
+        err(&wrong)
+    );
 
     let login = client.login(&django.base_url, ALICE).await;
     assert!(login.status.success(), "{}", err(&login));
     assert_eq!(mode(&client.file), 0o600);
     let hello = client.run(&["get", "/hello/"], "").await;
     assert!(hello.status.success(), "{}", err(&hello));
-    assert_eq!(serde_json::from_slice::<Value>(&hello.stdout).unwrap()["message"], "Hello, World!");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&hello.stdout).unwrap()["message"],
+        "Hello, World!"
+    );
 
     // An expired access token: Django says token_not_valid; refreshed (rotated) and retried.
     let refresh = client.token("refresh");
@@ -359,7 +419,10 @@ async fn against_django_simplejwt() {
             .json(&serde_json::json!({"refresh": token}))
             .send()
     };
-    assert_eq!(refresh_at(refresh).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh_at(refresh).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
 
     let logout = client.run(&["logout"], "").await;
     assert!(logout.status.success(), "{}", err(&logout));
@@ -390,7 +453,10 @@ async fn recording_server(
                     Ok(n) => head.extend_from_slice(&buf[..n]),
                 }
             }
-            record.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+            record
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).into_owned());
             let _ = stream.write_all(answer.as_bytes()).await;
             let _ = stream.shutdown().await;
         }
