@@ -295,7 +295,8 @@ impl Client {
     ) -> Result<Answer, ClientError> {
         let unreachable = |e: reqwest::Error| ClientError::Unreachable {
             url: url.to_string(),
-            cause: cause_chain(&e),
+            // reqwest's own words repeat the URL; its causes say what went wrong.
+            cause: std::error::Error::source(&e).map_or_else(|| e.to_string(), cause_chain),
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
