@@ -3,6 +3,7 @@
 
 mod audit;
 mod check;
+mod client;
 mod failure;
 mod flush;
 mod import;
@@ -66,6 +67,9 @@ enum Command {
     /// Copy users and refresh tokens from another system's database (again: bring changes over)
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Talk to a doorman (or Django + simplejwt) server: log in, authenticated GETs, log out
+    #[command(subcommand)]
+    Client(client::ClientCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -122,6 +126,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import(command) => {
             runtime.block_on(import::run(&load(&cli.config, &overrides)?, command))
         }
+        Command::Client(command) => runtime.block_on(client::run(command)),
     }
 }
 

@@ -255,14 +255,7 @@ fn explain(error: AccountsError) -> Failure {
 /// without echo on the terminal.
 fn read_password(from_stdin: bool) -> Result<SecretString, Failure> {
     if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        let line = line.strip_suffix('\n').unwrap_or(&line);
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.is_empty() {
-            return Err(Failure::runtime("no password on standard input"));
-        }
-        return Ok(SecretString::from(line.to_owned()));
+        return password_from_stdin();
     }
     if !std::io::stdin().is_terminal() {
         return Err(Failure::usage(
@@ -275,4 +268,16 @@ fn read_password(from_stdin: bool) -> Result<SecretString, Failure> {
         return Err(Failure::runtime("the two passwords differ"));
     }
     Ok(first)
+}
+
+/// A password from the first line of standard input (its line ending removed).
+pub(super) fn password_from_stdin() -> Result<SecretString, Failure> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() {
+        return Err(Failure::runtime("no password on standard input"));
+    }
+    Ok(SecretString::from(line.to_owned()))
 }

@@ -7,6 +7,7 @@ mod helpers;
 mod attacks;
 mod audit;
 mod cli;
+mod cli_client;
 mod connection_limits;
 mod container;
 mod contract;
