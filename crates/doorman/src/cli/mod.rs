@@ -8,6 +8,7 @@ mod flush;
 mod import;
 mod keys;
 mod migrate;
+mod openapi;
 mod serve;
 mod start;
 mod token;
@@ -66,6 +67,8 @@ enum Command {
     /// Copy users and refresh tokens from another system's database (again: bring changes over)
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Print the OpenAPI 3.1 document of this configuration (as served at /api/schema/)
+    Openapi,
 }
 
 pub fn main() -> ExitCode {
@@ -122,6 +125,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import(command) => {
             runtime.block_on(import::run(&load(&cli.config, &overrides)?, command))
         }
+        Command::Openapi => openapi::run(&load(&cli.config, &overrides)?),
     }
 }
 
