@@ -1,7 +1,8 @@
 //! The OpenAPI 3.1 document of the running configuration, served at `/api/schema/` and printed
-//! by `doorman openapi`. It is built from the endpoint table ([`super::endpoints`]) and the
-//! operation each path has here, so an endpoint the configuration turns on is described, and
-//! one it turns off is not; a declared endpoint without an operation here fails a unit test.
+//! by `doorman openapi`. It is built from the endpoint table (`api::endpoints()`, handed in by
+//! the router and the command) and the operation each path has here, so an endpoint the
+//! configuration turns on is described, and one it turns off is not; a declared endpoint
+//! without an operation here fails a unit test. The router builds it once at start-up.
 //!
 //! Hand-written `serde_json` values rather than a derive crate: doorman's handlers parse DRF
 //! request data by hand (no typed bodies a derive could read), and what the document says
@@ -9,7 +10,7 @@
 //! compile-time description can't see.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::Extension;
 use axum::response::Response;
 use axum::routing::any;
 use http::{HeaderValue, Method, Request, StatusCode, header};
@@ -20,7 +21,6 @@ use super::answer::{Answer, finish};
 use super::endpoint::{Endpoint, Listener, always};
 use super::error::ApiError;
 use crate::config::Config;
-use crate::state::AppState;
 
 pub const SCHEMA_PATH: &str = "/api/schema/";
 
@@ -35,13 +35,26 @@ pub const ENDPOINTS: &[Endpoint] = &[Endpoint {
     listener: Listener::Api,
     compressed: true,
     enabled: always,
-    handler: |endpoint| any(move |state, request| schema(state, request, endpoint)),
+    handler: |endpoint| any(move |published, request| schema(published, request, endpoint)),
 }];
 
-/// The document describing every endpoint `config` serves on the API listener.
-pub fn document(config: &Config) -> Value {
+/// The document as the API listener serves it, made once.
+pub struct Published {
+    body: Value,
+    etag: String,
+}
+
+impl Published {
+    pub fn new(body: Value) -> Published {
+        let etag = etag(&body);
+        Published { body, etag }
+    }
+}
+
+/// The document describing those of `endpoints` that `config` serves on the API listener.
+pub fn document<'a>(config: &Config, endpoints: impl Iterator<Item = &'a Endpoint>) -> Value {
     let mut paths = Map::new();
-    for endpoint in super::endpoints().filter(|e| e.on_api(config)) {
+    for endpoint in endpoints.filter(|e| e.on_api(config)) {
         // Every declared endpoint has an operation (a unit test holds this).
         if let Some(item) = path_item(endpoint.path, config) {
             paths.insert(endpoint.path.to_owned(), item);
@@ -568,7 +581,7 @@ fn etag(document: &Value) -> String {
 }
 
 async fn schema(
-    State(state): State<AppState>,
+    Extension(published): Extension<std::sync::Arc<Published>>,
     request: Request<Body>,
     endpoint: &'static Endpoint,
 ) -> Response {
@@ -583,8 +596,7 @@ async fn schema(
         let error = ApiError::MethodNotAllowed(request.method().as_str().to_owned());
         return finish(Err(error), None, endpoint.allow, "");
     }
-    let document = document(&state.config);
-    let tag = etag(&document);
+    let tag = published.etag.as_str();
     let unchanged = request
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -595,13 +607,14 @@ async fn schema(
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         response
     } else {
-        let mut response = finish(Ok(Answer::plain(document)), None, endpoint.allow, "");
+        let answer = Answer::plain(published.body.clone());
+        let mut response = finish(Ok(answer), None, endpoint.allow, "");
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
         response
     };
-    if let Ok(value) = HeaderValue::from_str(&tag) {
+    if let Ok(value) = HeaderValue::from_str(tag) {
         response.headers_mut().insert(header::ETAG, value);
     }
     response
@@ -615,6 +628,10 @@ mod tests {
     use super::*;
     use crate::config::Overrides;
 
+    fn document(config: &Config) -> Value {
+        super::document(config, crate::api::endpoints())
+    }
+
     fn config(settings: &[(&str, &str)]) -> Config {
         let env: BTreeMap<String, String> = settings
             .iter()
@@ -626,7 +643,7 @@ mod tests {
     #[test]
     fn every_declared_endpoint_has_an_operation() {
         let config = config(&[]);
-        for endpoint in super::super::endpoints() {
+        for endpoint in crate::api::endpoints() {
             assert!(
                 path_item(endpoint.path, &config).is_some(),
                 "{} has no operation in the OpenAPI document",
@@ -635,7 +652,7 @@ mod tests {
         }
         let document = document(&config);
         let paths = document["paths"].as_object().unwrap();
-        let served: Vec<&str> = super::super::endpoints()
+        let served: Vec<&str> = crate::api::endpoints()
             .filter(|e| e.on_api(&config))
             .map(|e| e.path)
             .collect();

@@ -7,7 +7,7 @@ use super::failure::Failure;
 use crate::config::Config;
 
 pub fn run(config: &Config) -> Result<(), Failure> {
-    let document = crate::api::schema::document(config);
+    let document = crate::api::schema::document(config, crate::api::endpoints());
     let text = serde_json::to_string_pretty(&document)
         .map_err(|e| Failure::runtime(format!("could not render the document: {e}")))?;
     // Written rather than printed, so a closed pipe (`doorman openapi | head`) is an error
