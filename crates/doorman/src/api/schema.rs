@@ -9,8 +9,8 @@
 //! depends on settings (rotation, sliding tokens, header types, claim names) that a
 //! compile-time description can't see.
 
-use axum::body::Body;
 use axum::Extension;
+use axum::body::Body;
 use axum::response::Response;
 use axum::routing::any;
 use http::{HeaderValue, Method, Request, StatusCode, header};
@@ -572,11 +572,7 @@ fn media_type(request: &Request<Body>) -> Result<&'static str, ApiError> {
 /// A strong validator for the document: a digest of its compact text.
 fn etag(document: &Value) -> String {
     let digest = Sha256::digest(document.to_string().as_bytes());
-    let hex: String = digest
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
 }
 
@@ -656,7 +652,7 @@ mod tests {
             .filter(|e| e.on_api(&config))
             .map(|e| e.path)
             .collect();
-        assert_eq!(paths.keys().map(String::as_str).collect::<Vec<_>>().len(), served.len());
+        assert_eq!(paths.len(), served.len());
         for path in served {
             assert!(paths.contains_key(path), "{path} missing");
         }
@@ -687,7 +683,11 @@ mod tests {
             ("DOORMAN_ADMIN_BIND", "127.0.0.1:0"),
         ]));
         assert!(changed["paths"].get("/api/token/sliding/").is_none());
-        assert!(changed["paths"].get("/api/token/sliding/refresh/").is_none());
+        assert!(
+            changed["paths"]
+                .get("/api/token/sliding/refresh/")
+                .is_none()
+        );
         // The metrics move to the admin listener, which this document doesn't describe.
         assert!(changed["paths"].get("/metrics").is_none());
         assert_eq!(
@@ -702,10 +702,10 @@ mod tests {
             changed["components"]["securitySchemes"]["JWT"]["type"],
             "apiKey"
         );
-        let access = changed["components"]["schemas"]["TokenPair"]["properties"]["access"]
-            ["description"]
-            .as_str()
-            .unwrap();
+        let access =
+            changed["components"]["schemas"]["TokenPair"]["properties"]["access"]["description"]
+                .as_str()
+                .unwrap();
         assert!(access.contains("`uid` claim"), "{access}");
         assert!(access.contains("Authorization: JWT <token>"), "{access}");
     }

@@ -45,9 +45,8 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 /// the marker names the pins, so changing one reinstalls.
 fn ensure_venv(venv: &Path) -> Result<(), String> {
     let wanted = PACKAGES.join("\n");
-    let ready = |v: &Path| {
-        std::fs::read_to_string(v.join(".doorman-ready")).is_ok_and(|m| m == wanted)
-    };
+    let ready =
+        |v: &Path| std::fs::read_to_string(v.join(".doorman-ready")).is_ok_and(|m| m == wanted);
     if ready(venv) {
         return Ok(());
     }
@@ -102,7 +101,10 @@ async fn tools(what: &str) -> Option<PathBuf> {
     match built {
         Ok(()) => Some(venv),
         Err(reason) => {
-            skip_or_fail(what, &format!("the Python tools could not be installed: {reason}"));
+            skip_or_fail(
+                what,
+                &format!("the Python tools could not be installed: {reason}"),
+            );
             None
         }
     }
@@ -142,7 +144,11 @@ async fn printed(app: &TestApp, settings: &[(&str, &str)]) -> Value {
 }
 
 async fn served(app: &TestApp) -> reqwest::Response {
-    app.client.get(app.url("/api/schema/")).send().await.unwrap()
+    app.client
+        .get(app.url("/api/schema/"))
+        .send()
+        .await
+        .unwrap()
 }
 
 dual_test! {
