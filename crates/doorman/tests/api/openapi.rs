@@ -258,6 +258,8 @@ dual_test! {
             .args(["--experimental=openapi-3.1", "--checks", "all"])
             .args(["--hypothesis-max-examples", "25", "--hypothesis-seed", "1"])
             .args(["--header", &format!("Authorization: Bearer {access}")])
+            // Its example database (`.hypothesis/`) goes with the test's directory.
+            .current_dir(app.dir.path())
             .env("SCHEMATHESIS_HOOKS", "")
             .env("NO_COLOR", "1");
         let (ok, text) = output(cmd).await;
