@@ -78,6 +78,8 @@ pub fn document<'a>(config: &Config, endpoints: impl Iterator<Item = &'a Endpoin
 /// The operations of one path, `None` for a path this module doesn't know.
 fn path_item(path: &str, config: &Config) -> Option<Value> {
     let tokens = &config.tokens;
+    // The login views answer 429 only while failed logins are throttled.
+    let throttled_logins = config.accounts.login_throttle.enabled;
     let item = match path {
         "/api/token/" => json!({"post": token_view(
             "obtainTokenPair",
@@ -85,7 +87,7 @@ fn path_item(path: &str, config: &Config) -> Option<Value> {
             "Credentials",
             ok_tokens("TokenPair"),
             Some(obtain_refused()),
-            true,
+            throttled_logins,
         )}),
         "/api/token/refresh/" => json!({"post": token_view(
             "refreshToken",
@@ -121,7 +123,7 @@ fn path_item(path: &str, config: &Config) -> Option<Value> {
             "Credentials",
             ok_tokens("SlidingToken"),
             Some(obtain_refused()),
-            true,
+            throttled_logins,
         )}),
         "/api/token/sliding/refresh/" => json!({"post": token_view(
             "refreshSlidingToken",
@@ -181,7 +183,7 @@ fn token_view(
     body: &str,
     ok: Value,
     unauthorized: Option<Value>,
-    logs_in: bool,
+    login_throttled: bool,
 ) -> Value {
     let mut responses = Map::new();
     responses.insert("200".into(), ok);
@@ -208,7 +210,7 @@ fn token_view(
         "415".into(),
         error_response("The body's Content-Type is not JSON, a form or multipart."),
     );
-    if logs_in {
+    if login_throttled {
         responses.insert("429".into(), throttled());
     }
     responses.insert("503".into(), unavailable());
@@ -662,6 +664,8 @@ mod tests {
     fn the_document_follows_the_configuration() {
         let default = document(&config(&[]));
         assert!(default["paths"]["/api/token/sliding/"].is_object());
+        assert!(default["paths"]["/api/token/"]["post"]["responses"]["429"].is_object());
+        assert!(default["paths"]["/api/token/refresh/"]["post"]["responses"]["429"].is_null());
         assert_eq!(
             default["components"]["schemas"]["RefreshAnswer"]["required"],
             json!(["access"])
@@ -681,7 +685,9 @@ mod tests {
             ("DOORMAN_AUTH_HEADER_TYPES", "JWT,Bearer"),
             ("DOORMAN_USER_ID_CLAIM", "uid"),
             ("DOORMAN_ADMIN_BIND", "127.0.0.1:0"),
+            ("DOORMAN_LOGIN_THROTTLE", "false"),
         ]));
+        assert!(changed["paths"]["/api/token/"]["post"]["responses"]["429"].is_null());
         assert!(changed["paths"].get("/api/token/sliding/").is_none());
         assert!(
             changed["paths"]
