@@ -21,6 +21,11 @@ pub fn api(state: AppState) -> App {
     for endpoint in api::endpoints().filter(|e| e.on_api(config)) {
         router = router.route(endpoint.path, method_router(endpoint));
     }
+    // The OpenAPI document depends on the configuration only: made once, for every request.
+    let schema = api::schema::document(config, api::endpoints());
+    router = router.layer(axum::Extension(std::sync::Arc::new(
+        api::schema::Published::new(schema),
+    )));
     let limits = Limits::from(&config.server);
     // Every endpoint turned on keeps its label on the API listener, served there or not.
     let labels = api::endpoints()

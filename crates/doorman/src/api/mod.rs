@@ -8,6 +8,7 @@ pub mod health;
 pub mod hello;
 pub mod render;
 pub mod revocation;
+pub mod schema;
 pub mod token_settings;
 pub mod tokens;
 pub mod wellknown;
@@ -18,12 +19,13 @@ pub use error::ApiError;
 
 /// Every endpoint doorman has, each module's declarations in turn. `/hello/` comes first: the
 /// access log finds a request's route label by walking this order.
-const ENDPOINTS: [&[Endpoint]; 5] = [
+const ENDPOINTS: [&[Endpoint]; 6] = [
     hello::ENDPOINTS,
     wellknown::ENDPOINTS,
     health::ENDPOINTS,
     tokens::ENDPOINTS,
     revocation::ENDPOINTS,
+    schema::ENDPOINTS,
 ];
 
 /// Every endpoint, whatever the configuration turns on.

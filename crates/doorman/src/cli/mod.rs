@@ -9,6 +9,7 @@ mod flush;
 mod import;
 mod keys;
 mod migrate;
+mod openapi;
 mod serve;
 mod start;
 mod token;
@@ -70,6 +71,8 @@ enum Command {
     /// Talk to a doorman (or Django + simplejwt) server: log in, authenticated GETs, log out
     #[command(subcommand)]
     Client(client::ClientCommand),
+    /// Print the OpenAPI 3.1 document of this configuration (as served at /api/schema/)
+    Openapi,
 }
 
 pub fn main() -> ExitCode {
@@ -127,6 +130,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime.block_on(import::run(&load(&cli.config, &overrides)?, command))
         }
         Command::Client(command) => runtime.block_on(client::run(command)),
+        Command::Openapi => openapi::run(&load(&cli.config, &overrides)?),
     }
 }
 

@@ -21,6 +21,7 @@ mod hello;
 mod interop;
 mod keys;
 mod layout;
+mod openapi;
 mod ops;
 mod outage;
 mod protocol;
