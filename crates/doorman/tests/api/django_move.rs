@@ -377,7 +377,12 @@ dual_test! {
                 ("PEER_SECRET_KEY", TEST_SECRET),
                 ("PEER_DB", &source.display().to_string()),
             ],
-            &["--settings", "peerapi.settings", "--signing-key-file", &key_file.display().to_string()],
+            &[
+                "--settings",
+                "peerapi.settings",
+                "--signing-key-file",
+                &key_file.display().to_string(),
+            ],
         )
         .await;
         assert_eq!((code, problems.as_str()), (Some(0), ""), "{settings}");
@@ -414,7 +419,10 @@ dual_test! {
             payload(moved["access"].as_str().unwrap())["user_id"],
             payload(alice["access"].as_str().unwrap())["user_id"]
         );
-        assert_eq!(ask(&client, &dm, &hello(&moved["access"])).await, (StatusCode::OK, HELLO.to_owned()));
+        assert_eq!(
+            ask(&client, &dm, &hello(&moved["access"])).await,
+            (StatusCode::OK, HELLO.to_owned())
+        );
         let again = ok(&client, &dm, &refresh(&moved["refresh"])).await;
         assert_eq!(ask(&client, &dm, &hello(&again["access"])).await.0, StatusCode::OK);
 
