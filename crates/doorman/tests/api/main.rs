@@ -15,6 +15,7 @@ mod deploy;
 mod discovery;
 mod django_hashes;
 mod django_import;
+mod django_move;
 mod families;
 mod framing;
 mod hello;

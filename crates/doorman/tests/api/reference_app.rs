@@ -22,6 +22,9 @@ fn packages() -> Vec<&'static str> {
 pub struct ReferenceApp {
     pub base_url: String,
     venv: PathBuf,
+    /// The app's SQLite database and the SECRET_KEY it signs with.
+    database: PathBuf,
+    secret: String,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -30,7 +33,8 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn reference_dir() -> PathBuf {
+/// The reference app's directory (where its `manage.py` is).
+pub fn reference_dir() -> PathBuf {
     std::env::var_os("DOORMAN_DJANGO_REFERENCE")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("crates/doorman/tests/interop/reference-app"))
@@ -151,6 +155,27 @@ impl Python {
     pub async fn run(&self, script: &Path, args: &[&str]) -> Output {
         let mut command = Command::new(self.venv.join("bin/python"));
         command.arg(script).args(args);
+        Python::output(command).await
+    }
+
+    /// As [`Python::run`], in `dir` and with `env` added to the environment.
+    pub async fn run_in(
+        &self,
+        dir: &Path,
+        env: &[(&str, &str)],
+        script: &Path,
+        args: &[&str],
+    ) -> Output {
+        let mut command = Command::new(self.venv.join("bin/python"));
+        command
+            .arg(script)
+            .args(args)
+            .current_dir(dir)
+            .envs(env.iter().copied());
+        Python::output(command).await
+    }
+
+    async fn output(mut command: Command) -> Output {
         tokio::task::spawn_blocking(move || command.output())
             .await
             .expect("python thread")
@@ -296,6 +321,8 @@ impl ReferenceApp {
         let app = ReferenceApp {
             base_url: format!("http://127.0.0.1:{port}"),
             venv,
+            database: db,
+            secret: secret.to_owned(),
             child,
             _dir: dir,
         };
@@ -313,8 +340,24 @@ impl ReferenceApp {
         Some(app)
     }
 
-    /// Runs a Python script with the venv's interpreter (it has `requests`).
-    /// Runs a script with the venv's Python (see [`Python::run`]).
+    /// The SQLite file the running app serves from, as `doorman import django --from` takes it.
+    pub fn database(&self) -> &Path {
+        &self.database
+    }
+
+    /// The app's `manage.py` on the database it serves from, for what a Django operator does
+    /// beside the running server (a `manage.py shell` that changes a password).
+    pub fn project(&self) -> DjangoProject {
+        DjangoProject {
+            venv: self.venv.clone(),
+            env: vec![
+                ("PEER_SECRET_KEY".to_owned(), self.secret.clone()),
+                ("PEER_DB".to_owned(), self.database.display().to_string()),
+            ],
+        }
+    }
+
+    /// Runs a script with the venv's Python (see [`Python::run`]); it has `requests`.
     pub async fn python(&self, script: &Path, args: &[&str]) -> Output {
         Python {
             venv: self.venv.clone(),
