@@ -53,8 +53,7 @@ fn lines(text: &[&str]) -> String {
 
 const BAD_NAME: &str = "Skipped user 4 (\"bad name\"): the username breaks doorman's rules \
                         (a username may contain only letters, digits and @/./+/-/_).";
-const OLD_HASH: &str =
-    "Skipped user 5 (\"oldhash\"): MD5 password hash refused (accept_md5_password_hashes is off).";
+const OLD_HASH: &str = "Skipped user 5 (\"oldhash\"): unknown password hash scheme.";
 const BAD_NAME_TOKEN: &str = "Skipped 1 refresh token of user 4: the user was skipped.";
 
 /// Users and tokens as a Django deployment has them, made by Django and simplejwt: alice (id 1),
