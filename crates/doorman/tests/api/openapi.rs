@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::helpers::*;
+use crate::reference_app::ensure_python_venv;
 
 /// The validator and fuzzer, pinned. schemathesis 3.39 breaks with the newest hypothesis, so
 /// that is pinned too.
@@ -26,60 +26,6 @@ fn venv_dir() -> PathBuf {
     target.join("openapi-venv")
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("could not run {cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// Builds the venv once, whichever test gets there first (a lock directory serializes them);
-/// the marker names the pins, so changing one reinstalls.
-fn ensure_venv(venv: &Path) -> Result<(), String> {
-    let wanted = PACKAGES.join("\n");
-    let ready =
-        |v: &Path| std::fs::read_to_string(v.join(".doorman-ready")).is_ok_and(|m| m == wanted);
-    if ready(venv) {
-        return Ok(());
-    }
-    if let Some(parent) = venv.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-    }
-    let lock = venv.with_extension("lock");
-    let started = Instant::now();
-    while std::fs::create_dir(&lock).is_err() {
-        if ready(venv) {
-            return Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            return Err(format!("timed out waiting for {}", lock.display()));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let result = (|| {
-        if ready(venv) {
-            return Ok(());
-        }
-        if !venv.join("bin/pip").exists() {
-            run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
-        }
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "-q"])
-            .args(PACKAGES))?;
-        std::fs::write(venv.join(".doorman-ready"), &wanted).map_err(|e| e.to_string())
-    })();
-    let _ = std::fs::remove_dir(&lock);
-    result
-}
-
 /// The venv with the pinned tools, or `None` after a loud skip.
 async fn tools(what: &str) -> Option<PathBuf> {
     let python = Command::new("python3")
@@ -94,7 +40,7 @@ async fn tools(what: &str) -> Option<PathBuf> {
     let venv = venv_dir();
     let built = tokio::task::spawn_blocking({
         let venv = venv.clone();
-        move || ensure_venv(&venv)
+        move || ensure_python_venv(&venv, PACKAGES, "bin/python")
     })
     .await
     .unwrap();

@@ -71,12 +71,17 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-/// Creates the venv once, whichever test gets there first (a lock directory serializes them).
 fn ensure_venv(venv: &Path) -> Result<(), String> {
+    ensure_python_venv(venv, &packages(), "bin/gunicorn")
+}
+
+/// Creates a venv with `packages` once, whichever test gets there first (a lock directory
+/// serializes them); it counts as made when it holds `needs` and its marker.
+pub fn ensure_python_venv(venv: &Path, packages: &[&str], needs: &str) -> Result<(), String> {
     // The marker names the packages, so a change of pins reinstalls instead of trusting the venv.
-    let wanted = packages().join("\n");
+    let wanted = packages.join("\n");
     let ready = |v: &Path| {
-        v.join("bin/gunicorn").exists()
+        v.join(needs).exists()
             && std::fs::read_to_string(v.join(".doorman-ready")).is_ok_and(|m| m == wanted)
     };
     if ready(venv) {
@@ -105,7 +110,7 @@ fn ensure_venv(venv: &Path) -> Result<(), String> {
         }
         run(Command::new(venv.join("bin/pip"))
             .args(["install", "-q"])
-            .args(packages()))?;
+            .args(packages))?;
         std::fs::write(venv.join(".doorman-ready"), &wanted).map_err(|e| e.to_string())
     })();
     let _ = std::fs::remove_dir(&lock);
