@@ -85,32 +85,8 @@ impl Default for UserTable {
     }
 }
 
-/// A user row of the Django database.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DjangoUser {
-    pub id: i64,
-    pub username: String,
-    pub password: String,
-    pub is_active: bool,
-    pub is_superuser: bool,
-    pub is_staff: bool,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub last_login: Option<i64>,
-    pub date_joined: i64,
-}
-
-impl std::fmt::Debug for DjangoUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DjangoUser")
-            .field("id", &self.id)
-            .field("username", &self.username)
-            .field("password", &"[redacted]")
-            .field("is_active", &self.is_active)
-            .finish_non_exhaustive()
-    }
-}
+/// A user row of the Django database: the user as it will be written.
+pub use crate::store::import::ImportedUser as DjangoUser;
 
 /// An outstanding token row of the Django database, with its blacklisting (never the token).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -402,7 +378,7 @@ fn sqlite_user(row: SqliteUserRow) -> Result<DjangoUser, Unreadable> {
     Ok(DjangoUser {
         id,
         username: row.username,
-        password: row.password,
+        password_hash: row.password,
         is_active: row.is_active != 0,
         is_superuser: row.is_superuser != 0,
         is_staff: row.is_staff != 0,
@@ -563,7 +539,7 @@ async fn read_postgres(
             Ok(DjangoUser {
                 id: row.id,
                 username: row.username,
-                password: row.password,
+                password_hash: row.password,
                 is_active: row.is_active,
                 is_superuser: row.is_superuser,
                 is_staff: row.is_staff,

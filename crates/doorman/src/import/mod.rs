@@ -14,7 +14,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::accounts::{password, validate_username};
-use crate::store::import::{ImportItem, ImportedToken, ImportedUser, TokenOutcome, UserOutcome};
+use crate::store::import::{ImportItem, ImportedToken, TokenOutcome, UserOutcome};
 use crate::store::{Store, StoreError};
 
 use django::{DjangoDatabase, DjangoToken, DjangoUser, SourceError, UserTable};
@@ -190,7 +190,7 @@ pub async fn run(
             Ok(user) => {
                 item_of.insert(user.id, items.len());
                 items.push(ImportItem {
-                    user: Some(imported(user)),
+                    user: Some(user),
                     tokens: Vec::new(),
                 });
             }
@@ -272,23 +272,7 @@ pub async fn run(
 fn admissible(user: &DjangoUser, accept_md5: bool) -> Result<(), String> {
     validate_username(&user.username)
         .map_err(|e| format!("the username breaks doorman's rules ({e})"))?;
-    password::recognized_with(&user.password, accept_md5).map_err(str::to_owned)
-}
-
-fn imported(user: DjangoUser) -> ImportedUser {
-    ImportedUser {
-        id: user.id,
-        username: user.username,
-        password_hash: user.password,
-        is_active: user.is_active,
-        is_superuser: user.is_superuser,
-        is_staff: user.is_staff,
-        email: user.email,
-        first_name: user.first_name,
-        last_name: user.last_name,
-        last_login: user.last_login,
-        date_joined: user.date_joined,
-    }
+    password::recognized_with(&user.password_hash, accept_md5).map_err(str::to_owned)
 }
 
 fn imported_token(token: DjangoToken) -> ImportedToken {
@@ -416,7 +400,7 @@ mod tests {
         DjangoUser {
             id: 1,
             username: name.into(),
-            password: hash.into(),
+            password_hash: hash.into(),
             is_active: true,
             is_superuser: false,
             is_staff: false,
