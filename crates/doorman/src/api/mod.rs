@@ -6,6 +6,7 @@ pub mod endpoint;
 pub mod error;
 pub mod health;
 pub mod hello;
+pub mod pages;
 pub mod render;
 pub mod revocation;
 pub mod schema;
@@ -19,13 +20,14 @@ pub use error::ApiError;
 
 /// Every endpoint doorman has, each module's declarations in turn. `/hello/` comes first: the
 /// access log finds a request's route label by walking this order.
-const ENDPOINTS: [&[Endpoint]; 6] = [
+const ENDPOINTS: [&[Endpoint]; 7] = [
     hello::ENDPOINTS,
     wellknown::ENDPOINTS,
     health::ENDPOINTS,
     tokens::ENDPOINTS,
     revocation::ENDPOINTS,
     schema::ENDPOINTS,
+    pages::ENDPOINTS,
 ];
 
 /// Every endpoint, whatever the configuration turns on.
@@ -113,7 +115,8 @@ mod tests {
                 "/healthz/",
                 "/hello/",
                 "/metrics/",
-                "/readyz/"
+                "/readyz/",
+                "/ui/"
             ]
         );
     }

@@ -6,6 +6,7 @@ mod helpers;
 
 mod attacks;
 mod audit;
+mod browser;
 mod cli;
 mod cli_client;
 mod connection_limits;
@@ -25,6 +26,7 @@ mod layout;
 mod openapi;
 mod ops;
 mod outage;
+mod pages;
 mod protocol;
 mod reference_app;
 mod revocation;

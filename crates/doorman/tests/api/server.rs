@@ -655,7 +655,7 @@ async fn every_declared_endpoint_is_served_where_it_says() {
     let endpoints: Vec<_> = doorman::api::endpoints().collect();
     assert_eq!(
         endpoints.len(),
-        14,
+        25,
         "a new endpoint: extend this test's expectations"
     );
     for endpoint in &endpoints {
