@@ -6,6 +6,7 @@ pub mod endpoint;
 pub mod error;
 pub mod health;
 pub mod hello;
+pub mod page_settings;
 pub mod pages;
 pub mod render;
 pub mod revocation;

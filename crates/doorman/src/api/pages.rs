@@ -13,14 +13,11 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{MethodRouter, any};
 use http::{HeaderValue, Method, Request, StatusCode, header};
-use serde::Deserialize;
 
 use super::answer::finish;
 use super::endpoint::{Endpoint, Listener};
 use super::error::ApiError;
 use crate::config::Config;
-use crate::config::source::{ConfigError, Sources};
-use crate::config::values::Flag;
 use crate::state::AppState;
 
 /// Where the pages live; static files can't mount there, and the OpenAPI document, which
@@ -161,36 +158,6 @@ fn enabled(config: &Config) -> bool {
 
 fn route(endpoint: &'static Endpoint) -> MethodRouter<AppState> {
     any(move |state, request| serve(state, request, endpoint))
-}
-
-/// The pages' settings as the layers give them.
-#[derive(Debug, Deserialize)]
-#[serde(default)]
-pub struct PageSettings {
-    web_pages: Flag,
-}
-
-impl Default for PageSettings {
-    fn default() -> Self {
-        PageSettings {
-            web_pages: Flag(true),
-        }
-    }
-}
-
-/// Whether doorman serves its pages.
-#[derive(Clone, Debug)]
-pub struct PagesConfig {
-    /// Off: every `/ui/` path is the JSON 404 of any unknown path.
-    pub web_pages: bool,
-}
-
-impl PageSettings {
-    pub fn validate(self, _src: &Sources) -> Result<PagesConfig, ConfigError> {
-        Ok(PagesConfig {
-            web_pages: self.web_pages.0,
-        })
-    }
 }
 
 /// Whether the refresh token lives in an HttpOnly cookie, out of the scripts' reach.

@@ -33,7 +33,7 @@
 //! - `telemetry` (`telemetry::settings`): `log_format`.
 //! - `static_files` (`serve::static_files`): `static_root`, `static_url`,
 //!   `static_cache_control`.
-//! - `pages` (`api::pages`): `web_pages`.
+//! - `pages` (`api::page_settings`): `web_pages`.
 //!
 //! The split follows the readers: the listeners and the request stack read `server` (the
 //! body limit too: one size for every request, like the header limit); the token views, the
@@ -62,7 +62,7 @@ pub use source::ConfigError;
 use source::{Sources, source_of};
 
 use crate::accounts::settings::{AccountSettings, AccountsConfig};
-use crate::api::pages::{PageSettings, PagesConfig};
+use crate::api::page_settings::{PageSettings, PagesConfig};
 use crate::api::token_settings::{TokenSettings, TokensConfig};
 use crate::keys::{KeySettings, KeysConfig};
 use crate::serve::settings::{ServerConfig, ServerSettings};

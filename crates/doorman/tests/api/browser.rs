@@ -385,9 +385,13 @@ async fn sign_in_see_the_claims_refresh_and_log_out() {
         .js("return Object.values(sessionStorage).concat(Object.values(localStorage));")
         .await;
     assert!(
-        !stored.as_array().unwrap().iter().any(|v| v
-            .as_str()
-            .is_some_and(|v| payload(v)["token_type"] == "access")),
+        !stored
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|v| v.matches('.').count() == 2)
+            .any(|v| payload(v)["token_type"] == "access"),
         "an access token in storage: {stored}"
     );
 
@@ -573,7 +577,7 @@ async fn the_debugger_decodes_a_pasted_token() {
     browser.goto(&format!("{base}/ui/debugger/")).await;
     browser.type_into("#token", &access).await;
     browser.text_with("#header", "\"alg\": \"HS256\"").await;
-    browser.text_with("#payload", "\"user_id\": 1").await;
+    browser.text_with("#payload", "\"user_id\": \"1\"").await;
     let exp = browser
         .text_with("#times [data-claim=exp]", "exp: in ")
         .await;
