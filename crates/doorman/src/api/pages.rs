@@ -133,7 +133,7 @@ const fn endpoint(index: usize) -> Endpoint {
         },
         listener: Listener::Api,
         compressed: true,
-        enabled: enabled,
+        enabled,
         handler: route,
     }
 }
@@ -187,13 +187,7 @@ async fn serve(
 /// A page: never cached (it tells the scripts the token keeping mode, which a restart may
 /// change), with its own policy.
 fn page(file: &File, token_cookies: bool) -> Response {
-    let body = if token_cookies {
-        file.body
-            .replacen(TOKEN_COOKIES_SLOT, "data-token-cookies=\"on\"", 1)
-    } else {
-        file.body.to_owned()
-    };
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Body::from(html(file, token_cookies)));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(HTML));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -208,6 +202,16 @@ fn page(file: &File, token_cookies: bool) -> Response {
         HeaderValue::from_static("same-origin"),
     );
     response
+}
+
+/// A page's HTML with the token keeping mode filled in.
+fn html(file: &File, token_cookies: bool) -> String {
+    if token_cookies {
+        file.body
+            .replacen(TOKEN_COOKIES_SLOT, "data-token-cookies=\"on\"", 1)
+    } else {
+        file.body.to_owned()
+    }
 }
 
 /// A script, the style sheet or the icon: cached briefly, revalidated by its ETag.
@@ -345,12 +349,15 @@ mod tests {
 
     #[test]
     fn the_mode_is_filled_in_and_nothing_else_changes() {
-        let file = &FILES[0];
-        let on = page(file, true);
-        assert_eq!(on.status(), StatusCode::OK);
-        let off = page(file, false);
-        assert_eq!(off.headers()["content-security-policy"], PAGE_CSP);
-        assert_eq!(off.headers()["cache-control"], "no-store");
+        for file in pages() {
+            let on = html(file, true);
+            assert!(on.contains("data-token-cookies=\"on\""), "{}", file.path);
+            assert_eq!(on.replace("\"on\"", "\"off\""), file.body, "{}", file.path);
+            assert_eq!(html(file, false), file.body);
+            let answer = page(file, true);
+            assert_eq!(answer.headers()["content-security-policy"], PAGE_CSP);
+            assert_eq!(answer.headers()["cache-control"], "no-store");
+        }
     }
 
     #[test]
