@@ -1,6 +1,6 @@
 //! `GET /hello/`: the protected example view. DRF's order holds: content negotiation, then
 //! authentication and permission (so `POST /hello/` without credentials is 401, not 405), then
-//! the method.
+//! the method. In the cookie mode the access cookie authenticates too (`cookies::caller`).
 
 use axum::body::Body;
 use axum::extract::State;
