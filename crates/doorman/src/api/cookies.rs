@@ -19,13 +19,15 @@ use serde_json::Value;
 
 use super::answer::Answer;
 use super::cookie_settings::CookiesConfig;
+use super::csrf::{self, Origin};
 use super::error::ApiError;
-use super::tokens::{BLACKLIST_PATH, REFRESH_PATH};
 use crate::config::Config;
+use crate::serve::ClientUsedHttps;
 use crate::state::AppState;
 
-/// The paths the refresh cookie is set at: the endpoints that take it, and only them.
-pub const REFRESH_COOKIE_PATHS: [&str; 2] = [REFRESH_PATH, BLACKLIST_PATH];
+/// The paths the refresh cookie is set at: the endpoints that take it (refresh, blacklist), and
+/// only them. The token views' declarations hold a test that they are these.
+pub const REFRESH_COOKIE_PATHS: [&str; 2] = ["/api/token/refresh/", "/api/token/blacklist/"];
 
 /// What a token view does in the cookie mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,13 +78,13 @@ pub fn take_request(
             if let Some(token) = read(&parts.headers, &cookies.refresh_name) {
                 request.data = request.data.with_text("refresh", token);
                 request.from_cookie = true;
-                super::csrf::check(state, parts)?;
+                check_origin(state, parts)?;
             }
         }
         CookieUse::Login | CookieUse::LoginSetting
             if parts.headers.contains_key(header::ORIGIN) =>
         {
-            super::csrf::check(state, parts)?;
+            check_origin(state, parts)?;
         }
         _ => {}
     }
@@ -160,9 +162,25 @@ pub async fn caller(state: &AppState, parts: &Parts) -> Result<Authenticated, Ap
     };
     let caller = state.guard.authenticate_token(&token).await?;
     if !is_safe(&parts.method) {
-        super::csrf::check(state, parts)?;
+        check_origin(state, parts)?;
     }
     Ok(caller)
+}
+
+/// The origin check of a request a cookie authenticates (or of a login in the mode): its
+/// `Origin` must be doorman's own origin as the client reached it (https when doorman serves
+/// TLS or a trusted proxy said the client used it), one of `cors_allowed_origins` (not `*`) or
+/// one of `csrf_trusted_origins`.
+fn check_origin(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
+    let config = &state.config;
+    let https = config.server.tls.is_some() || parts.extensions.get::<ClientUsedHttps>().is_some();
+    let cors = config
+        .server
+        .cors_allowed_origins
+        .iter()
+        .filter_map(|o| Origin::parse(o));
+    let trusted = cors.chain(config.cookies.csrf_trusted_origins.iter().cloned());
+    csrf::check(&parts.headers, parts.uri.authority(), https, trusted).map_err(ApiError::CsrfFailed)
 }
 
 /// RFC 9110's safe methods, which CSRF checks let through.

@@ -12,13 +12,11 @@
 //! tower-http's `CsrfLayer` was not used: it guards a whole route whatever authenticates the
 //! request, and lets a request without `Origin` through, while here only a request that a
 //! cookie authenticates is checked, and then `Origin` is required.
+//!
+//! A leaf: the comparison only. Which origins are trusted, and whether the client used https,
+//! the cookie mode (`api::cookies`) finds out.
 
-use http::request::Parts;
 use http::{HeaderMap, header};
-
-use super::error::ApiError;
-use crate::serve::ClientUsedHttps;
-use crate::state::AppState;
 
 /// A web origin, `scheme://host[:port]`: the scheme and host lowercased and a default port
 /// dropped, as browsers serialise the `Origin` header.
@@ -79,27 +77,20 @@ pub enum CsrfRefusal {
     OriginUntrusted(String),
 }
 
-/// Refuses `parts` unless its `Origin` is trusted: doorman's own origin as the client reached
-/// it, one of `cors_allowed_origins` (but not `*`), or one of `csrf_trusted_origins`.
-pub fn check(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
-    let serves_tls = state.config.server.tls.is_some();
-    let https = serves_tls || parts.extensions.get::<ClientUsedHttps>().is_some();
-    let own = own_origin(&parts.headers, parts.uri.authority(), https);
-    let cors = state
-        .config
-        .server
-        .cors_allowed_origins
-        .iter()
-        .filter_map(|o| Origin::parse(o));
-    let trusted = own
-        .into_iter()
-        .chain(cors)
-        .chain(state.config.cookies.csrf_trusted_origins.iter().cloned());
-    verify_origin(&parts.headers, trusted).map_err(ApiError::CsrfFailed)
+/// Refuses a request unless its `Origin` is doorman's own origin as the client reached it
+/// (its `Host`, or HTTP/2's `:authority`, over `https` or not) or one of `trusted`.
+pub fn check(
+    headers: &HeaderMap,
+    authority: Option<&http::uri::Authority>,
+    https: bool,
+    trusted: impl Iterator<Item = Origin>,
+) -> Result<(), CsrfRefusal> {
+    let own = own_origin(headers, authority, https);
+    verify_origin(headers, own.into_iter().chain(trusted))
 }
 
 /// The one comparison: the request's only `Origin` header must equal one of `trusted`.
-pub fn verify_origin(
+fn verify_origin(
     headers: &HeaderMap,
     mut trusted: impl Iterator<Item = Origin>,
 ) -> Result<(), CsrfRefusal> {
@@ -196,6 +187,16 @@ mod tests {
         assert!(verify_origin(&twice, trusted.iter().cloned()).is_err());
         let bytes = with_origins(&[b"https://\xffapp.example.com"]);
         assert!(verify_origin(&bytes, trusted.iter().cloned()).is_err());
+    }
+
+    #[test]
+    fn the_own_origin_is_trusted_with_the_scheme_the_client_used() {
+        let mut headers = with_origins(&[b"https://auth.example.com"]);
+        headers.insert(header::HOST, HeaderValue::from_static("auth.example.com"));
+        assert_eq!(check(&headers, None, true, std::iter::empty()), Ok(()));
+        assert!(check(&headers, None, false, std::iter::empty()).is_err());
+        let listed = origins(&["https://auth.example.com"]);
+        assert_eq!(check(&headers, None, false, listed.into_iter()), Ok(()));
     }
 
     #[test]

@@ -688,3 +688,16 @@ fn outstanding(
         expires_at: at(exp)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refresh_cookie_goes_to_the_views_that_take_it() {
+        assert_eq!(
+            cookie_mode::REFRESH_COOKIE_PATHS,
+            [REFRESH_PATH, BLACKLIST_PATH]
+        );
+    }
+}
