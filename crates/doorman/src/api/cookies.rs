@@ -63,32 +63,34 @@ pub fn take_request(
     data: RequestData,
 ) -> Result<CookieRequest, ApiError> {
     let cookies = &state.config.cookies;
-    if !cookies.enabled {
-        return Ok(CookieRequest {
-            data,
-            from_cookie: false,
-        });
-    }
-    let mut request = CookieRequest {
+    let untouched = |data| CookieRequest {
         data,
         from_cookie: false,
     };
+    if !cookies.enabled {
+        return Ok(untouched(data));
+    }
     match use_ {
-        CookieUse::Refresh | CookieUse::Blacklist if request.data.lacks("refresh") => {
-            if let Some(token) = read(&parts.headers, &cookies.refresh_name) {
-                request.data = request.data.with_text("refresh", token);
-                request.from_cookie = true;
-                check_origin(state, parts)?;
+        CookieUse::Refresh | CookieUse::Blacklist if data.lacks("refresh") => {
+            match read(&parts.headers, &cookies.refresh_name) {
+                Some(token) => {
+                    check_origin(state, parts)?;
+                    Ok(CookieRequest {
+                        data: data.with_text("refresh", token),
+                        from_cookie: true,
+                    })
+                }
+                None => Ok(untouched(data)),
             }
         }
         CookieUse::Login | CookieUse::LoginSetting
             if parts.headers.contains_key(header::ORIGIN) =>
         {
             check_origin(state, parts)?;
+            Ok(untouched(data))
         }
-        _ => {}
+        _ => Ok(untouched(data)),
     }
-    Ok(request)
 }
 
 /// The `Set-Cookie` values a token view's outcome calls for (none with the mode off).
