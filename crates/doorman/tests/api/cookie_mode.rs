@@ -286,6 +286,34 @@ dual_test! {
 }
 
 dual_test! {
+    async fn odd_cookie_headers_get_json_answers() {
+        let app = spawn_app_with(&[COOKIES, ACCESS_COOKIE]).await;
+        let origin = app.address.clone();
+        let huge = format!("doorman_refresh={}", "a".repeat(12_000));
+        let access_huge = format!("doorman_access={}", "a.b".repeat(4_000));
+        for (path, cookie, status) in [
+            // No `=`, an empty name, only separators, another name's value: no cookie.
+            (REFRESH, "doorman_refresh".to_owned(), StatusCode::BAD_REQUEST),
+            (REFRESH, "=abc; ;;".to_owned(), StatusCode::BAD_REQUEST),
+            (BLACKLIST, "doorman_refreshx=a.b.c".to_owned(), StatusCode::BAD_REQUEST),
+            // Any value at all is a token the views refuse.
+            (REFRESH, huge.clone(), StatusCode::UNAUTHORIZED),
+            (BLACKLIST, "doorman_refresh=\"a.b.c\"".to_owned(), StatusCode::UNAUTHORIZED),
+            (REFRESH, "doorman_refresh=%00%ff".to_owned(), StatusCode::UNAUTHORIZED),
+            (REVOKE_ALL, access_huge.clone(), StatusCode::UNAUTHORIZED),
+        ] {
+            let res = send(post_with_cookie(&app, path, &cookie, Some(&origin))).await;
+            assert_eq!(res.status(), status, "{path} {cookie:.40}");
+            assert_eq!(res.headers()["content-type"], "application/json");
+            let body: Value = res.json().await.unwrap();
+            assert!(body.is_object(), "{body}");
+        }
+        let res = send(app.client.get(app.url("/hello/")).header("cookie", access_huge)).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+}
+
+dual_test! {
     async fn rotation_replaces_the_cookie_and_the_rotated_out_one_is_expired() {
         let app = spawn_app_with(&[
             COOKIES,
