@@ -8,7 +8,7 @@ use super::DrfError;
 use super::charset::{self, Charset, Lookup, latin1};
 use super::json::{self, JsonError, PyValue};
 use super::media_type::{MediaType, parse_header_parameters};
-use super::{form, multipart};
+use super::{form, multipart, python};
 
 /// DRF's `request.data`: field name to value, in body order; a repeated name keeps its first
 /// place and its last value, as a Python dict or Django `QueryDict` does.
@@ -58,6 +58,33 @@ impl RequestData {
     /// Whether the body has a field of this name (any value, even null).
     pub fn contains(&self, name: &str) -> bool {
         matches!(&self.body, Body::Mapping(fields) if fields.contains_key(name))
+    }
+
+    /// Whether a mapping lacks this field or has it as text that is blank once trimmed (what
+    /// `CharField` calls "required" or "may not be blank"). A body that is no mapping, or a
+    /// field of another type (null, a number, a file), is not: its error is the answer.
+    pub fn lacks(&self, name: &str) -> bool {
+        let Body::Mapping(fields) = &self.body else {
+            return false;
+        };
+        match fields.get(name) {
+            None => true,
+            Some(Field::Text(text)) => python::strip(text).is_empty(),
+            Some(Field::Json(PyValue::Str(s))) => {
+                s.surrogate.is_none() && python::strip(&s.text).is_empty()
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// The same data with `name` set to `value` as a form would give it: for a value the
+    /// request carried elsewhere than in its body (a cookie). No-op on a body that is no
+    /// mapping.
+    pub fn with_text(mut self, name: &str, value: String) -> RequestData {
+        if let Body::Mapping(fields) = &mut self.body {
+            fields.insert(name.to_owned(), Field::Text(value));
+        }
+        self
     }
 }
 
@@ -222,6 +249,33 @@ mod tests {
             let full = parse_with_content_type("application/json".to_owned(), body);
             assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{body:?}");
         }
+    }
+
+    #[test]
+    fn a_field_lacking_is_absent_or_blank_text_only() {
+        let json = |body: &str| parse("application/json", body.as_bytes()).unwrap();
+        for lacking in [
+            json("{}"),
+            json(r#"{"refresh": ""}"#),
+            json(r#"{"refresh": " \t"}"#),
+            parse("application/x-www-form-urlencoded", b"refresh=").unwrap(),
+            parse_request_data(None, b"").unwrap(),
+        ] {
+            assert!(lacking.lacks("refresh"), "{lacking:?}");
+            let filled = lacking.with_text("refresh", "a.b.c".to_owned());
+            assert_eq!(char_fields(&filled, &["refresh"]).unwrap(), ["a.b.c"]);
+        }
+        for given in [
+            json(r#"{"refresh": "x"}"#),
+            json(r#"{"refresh": null}"#),
+            json(r#"{"refresh": 1}"#),
+            json("null"),
+            json("[]"),
+        ] {
+            assert!(!given.lacks("refresh"), "{given:?}");
+        }
+        let not_mapping = json("[]").with_text("refresh", "a.b.c".to_owned());
+        assert!(char_fields(&not_mapping, &["refresh"]).is_err());
     }
 
     #[test]

@@ -159,6 +159,25 @@ impl Guard {
     /// simplejwt's `JWTAuthentication.authenticate` followed by DRF's `IsAuthenticated`.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, Rejection> {
         let raw = self.raw_token(headers)?;
+        self.authenticate_token(raw).await
+    }
+
+    /// [`authenticate`](Self::authenticate) for an access token the caller found elsewhere
+    /// than in `Authorization` (a cookie, say): verified and its user checked the same way,
+    /// with the same answers.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use doorman_guard::{Guard, Rejection};
+    /// use doorman_token::{Algorithm, Key, KeySet, TokenRules, Tokens};
+    ///
+    /// let key = Key::hmac(Algorithm::HS256, b"an-hs256-test-secret-of-32-bytes!!").unwrap();
+    /// let guard = Guard::new(Tokens::new(KeySet::new(key), TokenRules::default()));
+    /// let refused = guard.authenticate_token("not.a.token").await.unwrap_err();
+    /// assert!(matches!(refused, Rejection::InvalidToken(_)));
+    /// # });
+    /// ```
+    pub async fn authenticate_token(&self, raw: &str) -> Result<Authenticated, Rejection> {
         let claims = self.verify(raw).await.map_err(Rejection::InvalidToken)?;
         let user_claim = &self.tokens.rules().user_id_claim;
         let user_id = match claims.user_id(user_claim) {

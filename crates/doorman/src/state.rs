@@ -74,6 +74,11 @@ impl AppState {
         );
         let throttle = LoginThrottle::new(&config.accounts.login_throttle, store.clone())?;
         tracing::info!(counters = throttle.backend(), "login throttling");
+        if config.cookies.enabled && !config.cookies.secure {
+            tracing::warn!(
+                "token_cookie_secure is off: the token cookies go over plain http too; for development only"
+            );
+        }
         let guard = Guard::from_shared(tokens.clone())
             .with_header_types(config.tokens.auth_header_types.clone())
             .with_user_check(users.clone());

@@ -7,6 +7,7 @@ use doorman_token::TokenError;
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use super::csrf::CsrfRefusal;
 use crate::accounts::AccountsError;
 use crate::store::StoreError;
 use doorman_drf::DrfError;
@@ -40,6 +41,10 @@ pub enum ApiError {
     /// A protected view's authentication failure.
     #[error("not authenticated: {0:?}")]
     Auth(Rejection),
+    /// 403: a request a cookie authenticates came from no trusted origin (DRF's CSRF failure
+    /// under `SessionAuthentication`, in Django's words).
+    #[error("CSRF failed: {0:?}")]
+    CsrfFailed(CsrfRefusal),
     /// 429, DRF's `Throttled`: another attempt is let through in this many seconds (at least
     /// 1, rounded up as DRF does), said in the body and in `Retry-After`.
     #[error("throttled for {0} s")]
@@ -64,6 +69,7 @@ impl ApiError {
             }
             ApiError::VerifyBlacklisted => StatusCode::BAD_REQUEST,
             ApiError::Auth(rejection) => rejection.status(),
+            ApiError::CsrfFailed(_) => StatusCode::FORBIDDEN,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,6 +94,14 @@ impl ApiError {
             ApiError::Token(e) => json!({"detail": e.to_string(), "code": "token_not_valid"}),
             ApiError::VerifyBlacklisted => json!({"non_field_errors": ["Token is blacklisted"]}),
             ApiError::Auth(rejection) => rejection.body(),
+            ApiError::CsrfFailed(CsrfRefusal::OriginMissing) => {
+                json!({"detail": "CSRF Failed: Origin header missing."})
+            }
+            ApiError::CsrfFailed(CsrfRefusal::OriginUntrusted(origin)) => json!({
+                "detail": format!(
+                    "CSRF Failed: Origin checking failed - {origin} does not match any trusted origins."
+                )
+            }),
             ApiError::Throttled(wait) => json!({ "detail": throttled_detail(*wait) }),
             ApiError::Unavailable => json!({ "detail": doorman_guard::UNAVAILABLE_DETAIL }),
             ApiError::Internal => json!({"detail": "A server error occurred."}),
@@ -223,6 +237,16 @@ mod tests {
                 r#"{"detail":"Method \"GET\" not allowed."}"#,
             ),
             (ApiError::NotFound, 404, r#"{"detail":"Not found."}"#),
+            (
+                ApiError::CsrfFailed(CsrfRefusal::OriginMissing),
+                403,
+                r#"{"detail":"CSRF Failed: Origin header missing."}"#,
+            ),
+            (
+                ApiError::CsrfFailed(CsrfRefusal::OriginUntrusted("https://evil.example".into())),
+                403,
+                r#"{"detail":"CSRF Failed: Origin checking failed - https://evil.example does not match any trusted origins."}"#,
+            ),
             (
                 ApiError::Throttled(1),
                 429,

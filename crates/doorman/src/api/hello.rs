@@ -1,6 +1,6 @@
 //! `GET /hello/`: the protected example view. DRF's order holds: content negotiation, then
 //! authentication and permission (so `POST /hello/` without credentials is 401, not 405), then
-//! the method.
+//! the method. In the cookie mode the access cookie authenticates too (`cookies::caller`).
 
 use axum::body::Body;
 use axum::extract::State;
@@ -11,6 +11,7 @@ use http::{Method, Request};
 use serde_json::json;
 
 use super::answer::{Answer, finish, negotiate};
+use super::cookies;
 use super::endpoint::{Endpoint, Listener, always};
 use super::error::ApiError;
 use crate::state::AppState;
@@ -41,27 +42,32 @@ async fn hello(
     endpoint: &'static Endpoint,
 ) -> Response {
     let www = state.guard.www_authenticate();
-    let headers = request.headers();
-    let indent = match negotiate(headers, request.uri().query()) {
+    let (parts, _body) = request.into_parts();
+    let indent = match negotiate(&parts.headers, parts.uri.query()) {
         Ok(indent) => indent,
         Err(e) => return finish(Err(e.into()), None, endpoint.allow, www),
     };
-    let result = match state.guard.authenticate(headers).await {
-        Err(rejection) => {
-            match &rejection {
-                doorman_guard::Rejection::InvalidToken(e) => state.metrics.token_refused(e),
-                doorman_guard::Rejection::UserNotFound | doorman_guard::Rejection::UserInactive => {
-                    state.metrics.token_rejected("user")
-                }
-                _ => {}
-            }
-            Err(ApiError::Auth(rejection))
-        }
-        Ok(_) => match *request.method() {
+    let result = match cookies::caller(&state, &parts).await {
+        Err(refused) => Err(count_refusal(&state, refused)),
+        Ok(_) => match parts.method {
             Method::GET | Method::HEAD => Ok(Answer::fixed(&HELLO)),
             Method::OPTIONS => Ok(Answer::plain(endpoint.options())),
             ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
         },
     };
     finish(result, indent, endpoint.allow, www)
+}
+
+/// Counts why a protected view refused its caller, and passes the refusal on.
+pub(super) fn count_refusal(state: &AppState, refused: ApiError) -> ApiError {
+    if let ApiError::Auth(rejection) = &refused {
+        match rejection {
+            doorman_guard::Rejection::InvalidToken(e) => state.metrics.token_refused(e),
+            doorman_guard::Rejection::UserNotFound | doorman_guard::Rejection::UserInactive => {
+                state.metrics.token_rejected("user")
+            }
+            _ => {}
+        }
+    }
+    refused
 }

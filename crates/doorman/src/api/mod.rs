@@ -2,6 +2,9 @@
 //! below. Each view negotiates, parses, calls one thing, and renders.
 
 pub mod answer;
+pub mod cookie_settings;
+pub mod cookies;
+pub mod csrf;
 pub mod endpoint;
 pub mod error;
 pub mod health;

@@ -160,9 +160,10 @@ fn route(endpoint: &'static Endpoint) -> MethodRouter<AppState> {
     any(move |state, request| serve(state, request, endpoint))
 }
 
-/// Whether the refresh token lives in an HttpOnly cookie, out of the scripts' reach.
-fn token_cookies(_config: &Config) -> bool {
-    false
+/// Whether the refresh token lives in an HttpOnly cookie, out of the scripts' reach
+/// (`token_cookies`).
+fn token_cookies(config: &Config) -> bool {
+    config.cookies.enabled
 }
 
 async fn serve(

@@ -1,7 +1,8 @@
 //! `POST /api/token/revoke-all/`: log out everywhere. The caller, authenticated by an access
-//! token as on `/hello/`, has every outstanding refresh and sliding token blacklisted and every
-//! token issued until now refused (the user's `tokens_valid_after`). DRF's order holds:
-//! content negotiation, then authentication, then the method.
+//! token as on `/hello/` (or its cookie, in the cookie mode), has every outstanding refresh and
+//! sliding token blacklisted and every token issued until now refused (the user's
+//! `tokens_valid_after`). DRF's order holds: content negotiation, then authentication (with
+//! the origin check of a cookie), then the method.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -12,8 +13,10 @@ use http::{Method, Request};
 use serde_json::json;
 
 use super::answer::{Answer, finish, negotiate};
+use super::cookies;
 use super::endpoint::{Endpoint, Listener, always};
 use super::error::ApiError;
+use super::hello::count_refusal;
 use super::tokens::client;
 use crate::audit;
 use crate::state::AppState;
@@ -47,17 +50,8 @@ async fn revoke_all(
         Ok(indent) => indent,
         Err(e) => return finish(Err(e.into()), None, endpoint.allow, www),
     };
-    let result = match state.guard.authenticate(&parts.headers).await {
-        Err(rejection) => {
-            match &rejection {
-                doorman_guard::Rejection::InvalidToken(e) => state.metrics.token_refused(e),
-                doorman_guard::Rejection::UserNotFound | doorman_guard::Rejection::UserInactive => {
-                    state.metrics.token_rejected("user")
-                }
-                _ => {}
-            }
-            Err(ApiError::Auth(rejection))
-        }
+    let result = match cookies::caller(&state, &parts).await {
+        Err(refused) => Err(count_refusal(&state, refused)),
         Ok(caller) => match parts.method {
             Method::POST => match caller.user_id {
                 Some(user_id) => revoke(&state, user_id, &parts).await,

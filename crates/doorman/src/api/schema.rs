@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::answer::{Answer, finish};
+use super::cookies::CookieUse;
 use super::endpoint::{Endpoint, Listener, always};
 use super::error::ApiError;
 use crate::config::Config;
@@ -86,26 +87,28 @@ fn path_item(path: &str, config: &Config) -> Option<Value> {
     // The login views answer 429 only while failed logins are throttled.
     let throttled_logins = config.accounts.login_throttle.enabled;
     let item = match path {
-        "/api/token/" => json!({"post": token_view(
+        "/api/token/" => json!({"post": cookie_aware(config, CookieUse::LoginSetting, token_view(
             "obtainTokenPair",
             "Takes a set of user credentials and returns an access and refresh JSON web token pair.",
             "Credentials",
             ok_tokens("TokenPair"),
             Some(obtain_refused()),
             throttled_logins,
-        )}),
-        "/api/token/refresh/" => json!({"post": token_view(
-            "refreshToken",
-            if tokens.rotate_refresh_tokens {
-                "Takes a refresh token and returns a new access token and, as refresh tokens rotate, a new refresh token."
-            } else {
-                "Takes a refresh token and returns a new access token."
-            },
-            "RefreshRequest",
-            ok_tokens("RefreshAnswer"),
-            Some(token_refused("The token is refused (`token_not_valid`), or its user is gone or inactive.")),
-            false,
-        )}),
+        ))}),
+        "/api/token/refresh/" => {
+            json!({"post": cookie_aware(config, CookieUse::Refresh, token_view(
+                "refreshToken",
+                if tokens.rotate_refresh_tokens {
+                    "Takes a refresh token and returns a new access token and, as refresh tokens rotate, a new refresh token."
+                } else {
+                    "Takes a refresh token and returns a new access token."
+                },
+                "RefreshRequest",
+                ok_tokens("RefreshAnswer"),
+                Some(token_refused("The token is refused (`token_not_valid`), or its user is gone or inactive.")),
+                false,
+            ))})
+        }
         "/api/token/verify/" => json!({"post": token_view(
             "verifyToken",
             "Takes a token and indicates whether it is valid; a blacklisted token is a 400.",
@@ -114,22 +117,24 @@ fn path_item(path: &str, config: &Config) -> Option<Value> {
             Some(token_refused("The token is refused (`token_not_valid`).")),
             false,
         )}),
-        "/api/token/blacklist/" => json!({"post": token_view(
-            "blacklistToken",
-            "Takes a refresh token and blacklists it.",
-            "RefreshRequest",
-            ok_empty(),
-            Some(token_refused("The token is refused (`token_not_valid`), for one because it is blacklisted already.")),
-            false,
-        )}),
-        "/api/token/sliding/" => json!({"post": token_view(
+        "/api/token/blacklist/" => {
+            json!({"post": cookie_aware(config, CookieUse::Blacklist, token_view(
+                "blacklistToken",
+                "Takes a refresh token and blacklists it.",
+                "RefreshRequest",
+                ok_empty(),
+                Some(token_refused("The token is refused (`token_not_valid`), for one because it is blacklisted already.")),
+                false,
+            ))})
+        }
+        "/api/token/sliding/" => json!({"post": cookie_aware(config, CookieUse::Login, token_view(
             "obtainSlidingToken",
             "Takes a set of user credentials and returns a sliding token.",
             "Credentials",
             ok_tokens("SlidingToken"),
             Some(obtain_refused()),
             throttled_logins,
-        )}),
+        ))}),
         "/api/token/sliding/refresh/" => json!({"post": token_view(
             "refreshSlidingToken",
             "Takes a sliding token and returns it refreshed, while its refresh period lasts.",
@@ -143,12 +148,14 @@ fn path_item(path: &str, config: &Config) -> Option<Value> {
             "Revokes every token of the user the access token names: log out everywhere.",
             ok_empty(),
             config,
+            true,
         )}),
         "/hello/" => json!({"get": protected(
             "hello",
             "An example protected view: needs a valid access token.",
             json!({"description": "The greeting.", "content": json_content(reference("Hello"))}),
             config,
+            false,
         )}),
         "/.well-known/jwks.json" => json!({"get": plain_get(
             "jwks",
@@ -237,30 +244,81 @@ fn token_view(
     })
 }
 
-/// A view behind the access token (`/hello/`, revoke-all): any of the header types.
-fn protected(id: &str, summary: &str, ok: Value, config: &Config) -> Value {
-    let security: Vec<Value> = config
+/// A view behind the access token (`/hello/`, revoke-all): any of the header types, and the
+/// access cookie when the cookie mode sets one (for a `POST`, from a trusted origin only).
+fn protected(id: &str, summary: &str, ok: Value, config: &Config, post: bool) -> Value {
+    let mut security: Vec<Value> = config
         .tokens
         .auth_header_types
         .iter()
         .map(|kind| json!({ kind.as_str(): [] }))
         .collect();
+    let mut responses = json!({
+        "200": ok,
+        "401": {
+            "description": "No credentials, a malformed Authorization header, a refused access token (`token_not_valid`), or a user gone or inactive.",
+            "headers": {"WWW-Authenticate": www_authenticate()},
+            "content": json_content(reference("AuthenticationFailed")),
+        },
+        "405": error_response("A method the view doesn't take (after authentication)."),
+        "406": error_response("The Accept header excludes JSON."),
+        "503": unavailable(),
+    });
+    if config.cookies.access_cookie().is_some() {
+        security.push(json!({ ACCESS_COOKIE_SCHEME: [] }));
+        if post {
+            responses["403"] = csrf_refused();
+            if let Some(responses) = responses.as_object_mut() {
+                responses.sort_keys();
+            }
+        }
+    }
     json!({
         "operationId": id,
         "summary": summary,
         "security": security,
-        "responses": {
-            "200": ok,
-            "401": {
-                "description": "No credentials, a malformed Authorization header, a refused access token (`token_not_valid`), or a user gone or inactive.",
-                "headers": {"WWW-Authenticate": www_authenticate()},
-                "content": json_content(reference("AuthenticationFailed")),
-            },
-            "405": error_response("A method the view doesn't take (after authentication)."),
-            "406": error_response("The Accept header excludes JSON."),
-            "503": unavailable(),
-        },
+        "responses": responses,
     })
+}
+
+/// In the cookie mode, a token view as the mode changes it: the refresh token may come from
+/// its cookie (which then needs a trusted `Origin`), a login's `Origin` is checked when sent,
+/// and the answers set or expire cookies. Unchanged with the mode off.
+fn cookie_aware(config: &Config, use_: CookieUse, mut operation: Value) -> Value {
+    if !config.cookies.enabled {
+        return operation;
+    }
+    let note = match use_ {
+        CookieUse::LoginSetting => {
+            "In the cookie mode, a 200 also sets the refresh token as an HttpOnly cookie at the refresh and blacklist paths (and the access token at `/` when access cookies are on). A request that sends `Origin` must send a trusted one."
+        }
+        CookieUse::Login => {
+            "In the cookie mode, a request that sends `Origin` must send a trusted one."
+        }
+        CookieUse::Refresh => {
+            "In the cookie mode, without a `refresh` field the refresh token cookie is used, from a trusted `Origin` only; a 200 sets the new tokens as cookies, and a refused cookie is expired."
+        }
+        CookieUse::Blacklist => {
+            "In the cookie mode, without a `refresh` field the refresh token cookie is used, from a trusted `Origin` only; a 200 expires the token cookies."
+        }
+        CookieUse::None => return operation,
+    };
+    operation["description"] = json!(note);
+    operation["responses"]["403"] = csrf_refused();
+    if matches!(use_, CookieUse::Refresh | CookieUse::Blacklist) {
+        operation["security"] = json!([{}, { REFRESH_COOKIE_SCHEME: [] }]);
+    }
+    // The responses in their status order, as the others are listed.
+    if let Some(responses) = operation["responses"].as_object_mut() {
+        responses.sort_keys();
+    }
+    operation
+}
+
+fn csrf_refused() -> Value {
+    error_response(
+        "CSRF failed: a request the cookie authenticates came without an `Origin` or from an origin that is not trusted.",
+    )
 }
 
 /// A `GET` that needs nothing and answers one JSON document.
@@ -434,11 +492,7 @@ fn schemas(config: &Config) -> Value {
             "properties": {"username": char_field("The username (case-sensitive)."), "password": char_field("The password.")},
             "required": ["username", "password"],
         },
-        "RefreshRequest": {
-            "type": "object",
-            "properties": {"refresh": char_field("A refresh token.")},
-            "required": ["refresh"],
-        },
+        "RefreshRequest": refresh_request(config),
         "TokenRequest": {
             "type": "object",
             "properties": {"token": char_field("A token.")},
@@ -534,8 +588,44 @@ fn schemas(config: &Config) -> Value {
     })
 }
 
+/// The body refresh and blacklist take: the token, which the cookie mode's cookie stands in
+/// for when it is left out.
+fn refresh_request(config: &Config) -> Value {
+    if config.cookies.enabled {
+        json!({
+            "type": "object",
+            "properties": {"refresh": char_field("A refresh token; without it, the refresh token cookie.")},
+        })
+    } else {
+        json!({
+            "type": "object",
+            "properties": {"refresh": char_field("A refresh token.")},
+            "required": ["refresh"],
+        })
+    }
+}
+
+/// The cookie mode's security schemes' names.
+const REFRESH_COOKIE_SCHEME: &str = "RefreshTokenCookie";
+const ACCESS_COOKIE_SCHEME: &str = "AccessTokenCookie";
+
 fn security_schemes(config: &Config) -> Value {
     let mut schemes = Map::new();
+    let cookies = &config.cookies;
+    if cookies.enabled {
+        schemes.insert(
+            REFRESH_COOKIE_SCHEME.into(),
+            json!({"type": "apiKey", "in": "cookie", "name": cookies.refresh_name,
+                   "description": "The refresh token as the login set it: an HttpOnly cookie sent to the refresh and blacklist endpoints only."}),
+        );
+    }
+    if let Some(name) = cookies.access_cookie() {
+        schemes.insert(
+            ACCESS_COOKIE_SCHEME.into(),
+            json!({"type": "apiKey", "in": "cookie", "name": name,
+                   "description": "The access token as the login set it: an HttpOnly cookie, used when no Authorization header is sent."}),
+        );
+    }
     for kind in &config.tokens.auth_header_types {
         let scheme = if kind == "Bearer" {
             json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
@@ -719,6 +809,73 @@ mod tests {
                 .unwrap();
         assert!(access.contains("`uid` claim"), "{access}");
         assert!(access.contains("Authorization: JWT <token>"), "{access}");
+    }
+
+    #[test]
+    fn the_cookie_mode_is_described_only_when_on() {
+        let off = document(&config(&[]));
+        let schemes = off["components"]["securitySchemes"].as_object().unwrap();
+        assert_eq!(schemes.keys().collect::<Vec<_>>(), ["Bearer"]);
+        assert_eq!(
+            off["components"]["schemas"]["RefreshRequest"]["required"],
+            json!(["refresh"])
+        );
+        assert_eq!(
+            off["paths"]["/api/token/refresh/"]["post"]["security"],
+            json!([])
+        );
+        assert!(off["paths"]["/api/token/refresh/"]["post"]["responses"]["403"].is_null());
+
+        let on = document(&config(&[
+            ("DOORMAN_TOKEN_COOKIES", "true"),
+            ("DOORMAN_TOKEN_COOKIE_ACCESS", "true"),
+            ("DOORMAN_TOKEN_COOKIE_REFRESH_NAME", "rt"),
+        ]));
+        let schemes = &on["components"]["securitySchemes"];
+        assert_eq!(
+            schemes["RefreshTokenCookie"],
+            json!({"type": "apiKey", "in": "cookie", "name": "rt",
+                   "description": schemes["RefreshTokenCookie"]["description"]})
+        );
+        assert_eq!(schemes["AccessTokenCookie"]["name"], "doorman_access");
+        assert!(
+            on["components"]["schemas"]["RefreshRequest"]
+                .get("required")
+                .is_none()
+        );
+        for path in ["/api/token/refresh/", "/api/token/blacklist/"] {
+            let operation = &on["paths"][path]["post"];
+            assert_eq!(
+                operation["security"],
+                json!([{}, {"RefreshTokenCookie": []}]),
+                "{path}"
+            );
+            let codes: Vec<&String> = operation["responses"].as_object().unwrap().keys().collect();
+            assert!(
+                codes.is_sorted() && codes.contains(&&"403".to_owned()),
+                "{codes:?}"
+            );
+        }
+        assert!(on["paths"]["/api/token/"]["post"]["responses"]["403"].is_object());
+        assert!(on["paths"]["/api/token/verify/"]["post"]["responses"]["403"].is_null());
+        assert_eq!(
+            on["paths"]["/hello/"]["get"]["security"],
+            json!([{"Bearer": []}, {"AccessTokenCookie": []}])
+        );
+        assert!(on["paths"]["/hello/"]["get"]["responses"]["403"].is_null());
+        assert!(on["paths"]["/api/token/revoke-all/"]["post"]["responses"]["403"].is_object());
+
+        // Refresh cookies only: no access cookie scheme.
+        let refresh_only = document(&config(&[("DOORMAN_TOKEN_COOKIES", "true")]));
+        assert!(
+            refresh_only["components"]["securitySchemes"]
+                .get("AccessTokenCookie")
+                .is_none()
+        );
+        assert_eq!(
+            refresh_only["paths"]["/hello/"]["get"]["security"],
+            json!([{"Bearer": []}])
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::answer::{Answer, finish, negotiate, read_body};
+use super::cookies::{self as cookie_mode, CookieUse};
 use super::endpoint::{Endpoint, Listener, always};
 use super::error::ApiError;
 use crate::accounts::Attempt;
@@ -30,6 +31,9 @@ use crate::unix_now;
 
 /// Where clients log in; the discovery document names it too.
 pub const OBTAIN_PAIR_PATH: &str = "/api/token/";
+/// The two views that take a refresh token, where the cookie mode sets its cookie.
+pub const REFRESH_PATH: &str = "/api/token/refresh/";
+pub const BLACKLIST_PATH: &str = "/api/token/blacklist/";
 
 /// simplejwt's views at the reference app's paths, with the docstrings and serializer fields
 /// DRF's `OPTIONS` shows. The sliding pair is served only with `sliding_tokens` on.
@@ -42,17 +46,29 @@ pub const ENDPOINTS: &[Endpoint] = &[
             post_fields: Some(CREDENTIALS),
         },
         always,
-        |endpoint| any(move |state, request| view(state, request, endpoint, obtain_pair)),
+        |endpoint| {
+            any(move |state, request| {
+                view(
+                    state,
+                    request,
+                    endpoint,
+                    CookieUse::LoginSetting,
+                    obtain_pair,
+                )
+            })
+        },
     ),
     token_view(
-        "/api/token/refresh/",
+        REFRESH_PATH,
         ViewMetadata {
             name: "Token Refresh",
             description: "Takes a refresh type JSON web token and returns an access type JSON web\ntoken if the refresh token is valid.",
             post_fields: Some(&[field("refresh", true, false), field("access", false, true)]),
         },
         always,
-        |endpoint| any(move |state, request| view(state, request, endpoint, refresh)),
+        |endpoint| {
+            any(move |state, request| view(state, request, endpoint, CookieUse::Refresh, refresh))
+        },
     ),
     token_view(
         "/api/token/verify/",
@@ -62,17 +78,23 @@ pub const ENDPOINTS: &[Endpoint] = &[
             post_fields: Some(TOKEN),
         },
         always,
-        |endpoint| any(move |state, request| view(state, request, endpoint, verify)),
+        |endpoint| {
+            any(move |state, request| view(state, request, endpoint, CookieUse::None, verify))
+        },
     ),
     token_view(
-        "/api/token/blacklist/",
+        BLACKLIST_PATH,
         ViewMetadata {
             name: "Token Blacklist",
             description: "Takes a token and blacklists it. Must be used with the\n`rest_framework_simplejwt.token_blacklist` app installed.",
             post_fields: Some(&[field("refresh", true, false)]),
         },
         always,
-        |endpoint| any(move |state, request| view(state, request, endpoint, blacklist)),
+        |endpoint| {
+            any(move |state, request| {
+                view(state, request, endpoint, CookieUse::Blacklist, blacklist)
+            })
+        },
     ),
     token_view(
         "/api/token/sliding/",
@@ -82,7 +104,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
             post_fields: Some(CREDENTIALS),
         },
         sliding_tokens,
-        |endpoint| any(move |state, request| view(state, request, endpoint, obtain_sliding)),
+        |endpoint| {
+            any(move |state, request| {
+                view(state, request, endpoint, CookieUse::Login, obtain_sliding)
+            })
+        },
     ),
     token_view(
         "/api/token/sliding/refresh/",
@@ -92,7 +118,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
             post_fields: Some(TOKEN),
         },
         sliding_tokens,
-        |endpoint| any(move |state, request| view(state, request, endpoint, refresh_sliding)),
+        |endpoint| {
+            any(move |state, request| {
+                view(state, request, endpoint, CookieUse::None, refresh_sliding)
+            })
+        },
     ),
 ];
 
@@ -134,11 +164,14 @@ fn sliding_tokens(config: &Config) -> bool {
     config.tokens.sliding_tokens
 }
 
-/// DRF's dispatch of a token view: negotiate, then the method, then parse and run `post`.
+/// DRF's dispatch of a token view: negotiate, then the method, then parse and run `post`. In
+/// the cookie mode, the refresh token may come from its cookie (the origin checked then), and
+/// the answer sets or expires cookies as `cookies` says.
 async fn view<F, Fut>(
     State(state): State<AppState>,
     request: Request<Body>,
     endpoint: &'static Endpoint,
+    cookies: CookieUse,
     post: F,
 ) -> Response
 where
@@ -151,10 +184,15 @@ where
         Ok(indent) => indent,
         Err(e) => return finish(Err(e.into()), None, endpoint.allow, www),
     };
+    let mut from_cookie = false;
     let result = match parts.method {
         Method::POST => {
-            match read_data(&state, parts.headers.get(header::CONTENT_TYPE), body).await {
-                Ok(data) => post(state.clone(), data, client(&parts)).await,
+            let data = read_data(&state, parts.headers.get(header::CONTENT_TYPE), body).await;
+            match data.and_then(|data| cookie_mode::take_request(&state, &parts, cookies, data)) {
+                Ok(request) => {
+                    from_cookie = request.from_cookie;
+                    post(state.clone(), request.data, client(&parts)).await
+                }
                 Err(e) => Err(e),
             }
         }
@@ -164,7 +202,12 @@ where
     if let Err(ApiError::Token(e)) = &result {
         state.metrics.token_refused(e);
     }
-    finish(result, indent, endpoint.allow, www)
+    let set_cookies = cookie_mode::set_cookies(&state.config, cookies, from_cookie, &result);
+    let mut response = finish(result, indent, endpoint.allow, www);
+    for value in set_cookies {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
 }
 
 /// Who sent the request, for the audit trail: the address the access log settled on (behind
@@ -644,4 +687,17 @@ fn outstanding(
         created_at: Some(at(now)?),
         expires_at: at(exp)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refresh_cookie_goes_to_the_views_that_take_it() {
+        assert_eq!(
+            cookie_mode::REFRESH_COOKIE_PATHS,
+            [REFRESH_PATH, BLACKLIST_PATH]
+        );
+    }
 }

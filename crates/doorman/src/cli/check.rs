@@ -203,6 +203,26 @@ pub fn deploy_findings(config: &Config, log_filter: Option<&str>) -> Vec<Finding
                 .into(),
         );
     }
+    if config.cookies.enabled && !config.cookies.secure {
+        warn(
+            "token_cookie_secure",
+            "false: the token cookies are sent over plain HTTP too, where they can be read on \
+             the way; for development only"
+                .into(),
+        );
+    }
+    if let Some(origin) = config
+        .cookies
+        .csrf_trusted_origins
+        .iter()
+        .map(ToString::to_string)
+        .find(|o| o.starts_with("http://") && !is_local_origin(o))
+    {
+        warn(
+            "csrf_trusted_origins",
+            format!("{origin} is plain HTTP; a page served from it can be changed on the way"),
+        );
+    }
     if !config.accounts.login_throttle.enabled {
         warn(
             "login_throttle",
@@ -367,6 +387,24 @@ mod tests {
         let warning = "Warning login_throttle: false: failed logins are not throttled, so passwords can be guessed as fast as doorman hashes them; turn it on, or throttle POST /api/token/ in front of doorman".to_owned();
         assert!(findings(&[("DOORMAN_LOGIN_THROTTLE", "false")], None).contains(&warning));
         assert!(!findings(&[], None).contains(&warning));
+    }
+
+    #[test]
+    fn insecure_token_cookies_are_warned_about() {
+        let warning = "Warning token_cookie_secure: false: the token cookies are sent over plain HTTP too, where they can be read on the way; for development only".to_owned();
+        let insecure = [
+            ("DOORMAN_TOKEN_COOKIES", "true"),
+            ("DOORMAN_TOKEN_COOKIE_SECURE", "false"),
+            (
+                "DOORMAN_CSRF_TRUSTED_ORIGINS",
+                "http://app.example.com,http://localhost:3000",
+            ),
+        ];
+        let found = findings(&insecure, None);
+        assert!(found.contains(&warning), "{found:?}");
+        assert!(found.contains(&"Warning csrf_trusted_origins: http://app.example.com is plain HTTP; a page served from it can be changed on the way".to_owned()), "{found:?}");
+        let off = findings(&[("DOORMAN_TOKEN_COOKIE_SECURE", "false")], None);
+        assert!(!off.iter().any(|f| f.contains("token_cookie")), "{off:?}");
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!   `rotate_refresh_tokens`, `blacklist_after_rotation`, `refresh_reuse_grace`, `audience`,
 //!   `issuer`, `public_url`, `leeway`, `auth_header_types`, `user_id_claim`, `token_type_claim`,
 //!   `jti_claim`, `sliding_token_refresh_exp_claim`.
+//! - `cookies` (`api::cookie_settings`): `token_cookies`, `token_cookie_access`,
+//!   `token_cookie_samesite`, `token_cookie_secure`, `token_cookie_domain`,
+//!   `token_cookie_refresh_name`, `token_cookie_access_name`, `csrf_trusted_origins`.
 //! - `keys` (`keys::policy`): `algorithm`, `signing_key`, `signing_key_file`,
 //!   `signing_key_id`, `verifying_key`, `verifying_key_file`, `key_refresh_interval`.
 //! - `store` (`store::settings`): `data_dir`, `database_url`, `database_max_connections`,
@@ -62,6 +65,7 @@ pub use source::ConfigError;
 use source::{Sources, source_of};
 
 use crate::accounts::settings::{AccountSettings, AccountsConfig};
+use crate::api::cookie_settings::{CookieSettings, CookiesConfig};
 use crate::api::page_settings::{PageSettings, PagesConfig};
 use crate::api::token_settings::{TokenSettings, TokensConfig};
 use crate::keys::{KeySettings, KeysConfig};
@@ -80,6 +84,8 @@ const ENV_NOT_SETTINGS: [&str; 3] = ["CONFIG", "REQUIRE_ALL", "LOG"];
 pub struct Config {
     pub server: ServerConfig,
     pub tokens: TokensConfig,
+    /// The token views' cookie mode for browser apps.
+    pub cookies: CookiesConfig,
     pub keys: KeysConfig,
     pub store: StoreConfig,
     pub accounts: AccountsConfig,
@@ -136,6 +142,7 @@ impl Config {
 struct Settings {
     server: ServerSettings,
     tokens: TokenSettings,
+    cookies: CookieSettings,
     keys: KeySettings,
     store: StoreSettings,
     accounts: AccountSettings,
@@ -150,6 +157,7 @@ impl Settings {
     fn validate(self, src: &Sources) -> Result<Config, ConfigError> {
         let server = self.server.validate(src)?;
         let tokens = self.tokens.validate(src)?;
+        let cookies = self.cookies.validate(src)?;
         let keys = self.keys.validate(self.store.data_dir(), src)?;
         let store = self.store.validate(src)?;
         let accounts = self.accounts.validate(src)?;
@@ -159,6 +167,7 @@ impl Settings {
         Ok(Config {
             server,
             tokens,
+            cookies,
             keys,
             store,
             accounts,
@@ -176,6 +185,7 @@ fn extract(figment: &Figment) -> Result<Settings, ConfigError> {
     let known = figment.extract::<KnownSettings>().err();
     let server = figment.extract::<ServerSettings>();
     let tokens = figment.extract::<TokenSettings>();
+    let cookies = figment.extract::<CookieSettings>();
     let keys = figment.extract::<KeySettings>();
     let store = figment.extract::<StoreSettings>();
     let accounts = figment.extract::<AccountSettings>();
@@ -186,6 +196,7 @@ fn extract(figment: &Figment) -> Result<Settings, ConfigError> {
         known,
         server.as_ref().err().cloned(),
         tokens.as_ref().err().cloned(),
+        cookies.as_ref().err().cloned(),
         keys.as_ref().err().cloned(),
         store.as_ref().err().cloned(),
         accounts.as_ref().err().cloned(),
@@ -204,6 +215,7 @@ fn extract(figment: &Figment) -> Result<Settings, ConfigError> {
     Ok(Settings {
         server: server.map_err(fail)?,
         tokens: tokens.map_err(fail)?,
+        cookies: cookies.map_err(fail)?,
         keys: keys.map_err(fail)?,
         store: store.map_err(fail)?,
         accounts: accounts.map_err(fail)?,
@@ -220,6 +232,7 @@ fn setting_names() -> &'static [&'static str] {
         [
             source::setting_names::<ServerSettings>(),
             source::setting_names::<TokenSettings>(),
+            source::setting_names::<CookieSettings>(),
             source::setting_names::<KeySettings>(),
             source::setting_names::<StoreSettings>(),
             source::setting_names::<AccountSettings>(),

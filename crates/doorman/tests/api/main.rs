@@ -12,6 +12,7 @@ mod cli_client;
 mod connection_limits;
 mod container;
 mod contract;
+mod cookie_mode;
 mod deploy;
 mod discovery;
 mod django_hashes;
