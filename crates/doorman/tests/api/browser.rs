@@ -593,3 +593,95 @@ async fn the_debugger_decodes_a_pasted_token() {
     browser.shot("decoded").await;
     browser.close().await;
 }
+
+/// An attacker's page on another port of `localhost` (so the same site as doorman, another
+/// origin): a form that posts itself to doorman's refresh view as soon as it loads.
+async fn attacker_page(target: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let html = format!(
+        "<!doctype html><html><body><form method=\"post\" action=\"{target}/api/token/refresh/\">\
+         <input name=\"note\" value=\"steal\"></form>\
+         <script>document.forms[0].submit();</script></body></html>"
+    );
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let html = html.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
+                    html.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://localhost:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cookie_mode_the_pages_keep_no_refresh_token_and_csrf_is_refused() {
+    let Some(browser) = browser("cookie-mode").await else {
+        return;
+    };
+    let app = spawn_app_with(&[("DOORMAN_TOKEN_COOKIES", "true")]).await;
+    let base = Browser::base(&app);
+    browser.goto(&format!("{base}/ui/")).await;
+    let mode = browser
+        .js("return document.documentElement.dataset.tokenCookies;")
+        .await;
+    assert_eq!(mode, json!("on"));
+    browser.sign_in(&base, ALICE).await;
+    let jti = browser.claim("jti").await;
+    let kept = browser
+        .js("return sessionStorage.getItem('doorman.refresh');")
+        .await;
+    assert_eq!(kept, Value::Null, "a refresh token in sessionStorage");
+    // The cookie is out of the scripts' reach.
+    let cookies = browser.js("return document.cookie;").await;
+    assert_eq!(cookies, json!(""));
+
+    // A reload resumes the session from the HttpOnly cookie.
+    browser.client.refresh().await.unwrap();
+    browser.text_with("#who", "alice").await;
+    assert_ne!(browser.claim("jti").await, jti, "not a new access token");
+    let kept = browser.js("return Object.keys(sessionStorage);").await;
+    assert!(
+        !kept.as_array().unwrap().contains(&json!("doorman.refresh")),
+        "{kept}"
+    );
+    browser.shot("reloaded").await;
+
+    // A page of another origin on the same site posts a form to the refresh view: SameSite
+    // lets the cookie go, the Origin check refuses it.
+    let attacker = attacker_page(&base).await;
+    browser.goto(&format!("{attacker}/")).await;
+    let refused = browser
+        .text_with("body", "CSRF Failed: Origin checking failed")
+        .await;
+    assert!(
+        refused.contains(&format!(
+            "CSRF Failed: Origin checking failed - {attacker} does not match any trusted origins."
+        )),
+        "{refused}"
+    );
+    browser.shot("csrf-refused").await;
+
+    // The session is untouched, and logging out works from the cookie too.
+    browser.goto(&format!("{base}/ui/")).await;
+    browser.text_with("#who", "alice").await;
+    browser.click("#logout").await;
+    browser.text_with("#notice", "Logged out").await;
+    browser.client.refresh().await.unwrap();
+    browser.visible("#username").await;
+    browser.close().await;
+}

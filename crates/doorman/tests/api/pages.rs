@@ -139,6 +139,17 @@ dual_test! {
 }
 
 dual_test! {
+    async fn in_cookie_mode_the_pages_are_told_so() {
+        let app = spawn_app_with(&[("DOORMAN_TOKEN_COOKIES", "true")]).await;
+        for path in PAGES {
+            let body = get(&app, path).await.text().await.unwrap();
+            assert!(body.contains("<html lang=\"en\" data-token-cookies=\"on\">"), "{path}");
+            assert!(!body.contains("data-token-cookies=\"off\""), "{path}");
+        }
+    }
+}
+
+dual_test! {
     async fn web_pages_off_leaves_only_the_json_404() {
         let app = spawn_app_with(&[("DOORMAN_WEB_PAGES", "false")]).await;
         for path in PAGES.into_iter().chain(ASSETS.iter().map(|(p, _)| *p)) {
