@@ -27,7 +27,7 @@ mod wire;
 
 pub use algorithm::{Algorithm, Family};
 pub use claims::{Claims, UserId};
-pub use error::{KeyError, TokenError};
+pub use error::{KeyError, Refusal, TokenError};
 pub use key::{Key, KeySet};
 pub use rules::{TokenKind, TokenRules};
 pub use tokens::Tokens;
