@@ -4,6 +4,7 @@
 #[macro_use]
 mod helpers;
 
+mod admin;
 mod attacks;
 mod audit;
 mod cli;
@@ -19,6 +20,7 @@ mod django_move;
 mod families;
 mod framing;
 mod hello;
+mod inspector;
 mod interop;
 mod keys;
 mod layout;
@@ -32,5 +34,6 @@ mod rotation;
 mod scale;
 mod self_contained;
 mod server;
+mod sessions;
 mod throttle;
 mod tokens;
