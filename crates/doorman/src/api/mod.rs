@@ -28,10 +28,12 @@ const ENDPOINTS: [&[Endpoint]; 9] = [
     wellknown::ENDPOINTS,
     health::ENDPOINTS,
     tokens::ENDPOINTS,
-    revocation::ENDPOINTS,
     inspector::ENDPOINTS,
     sessions::ENDPOINTS,
     admin::ENDPOINTS,
+    // After the views that need the caller's token: a run through every endpoint in order
+    // (schemathesis') would otherwise log its caller out before reaching them.
+    revocation::ENDPOINTS,
     schema::ENDPOINTS,
 ];
 

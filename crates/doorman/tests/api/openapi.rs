@@ -198,7 +198,13 @@ dual_test! {
         let Some(venv) = tools("the schemathesis test").await else {
             return;
         };
-        let (_, access) = app.login().await;
+        // A superuser, so the admin API is exercised past its permission check too.
+        app.state
+            .accounts
+            .create_user("root", "root-password-1".to_owned().into(), true, true)
+            .await
+            .unwrap();
+        let (_, access) = app.login_as("root", "root-password-1").await;
         let mut cmd = Command::new(venv.join("bin/schemathesis"));
         cmd.args(["run", &app.url("/api/schema/")])
             .args(["--experimental=openapi-3.1", "--checks", "all"])
@@ -211,10 +217,18 @@ dual_test! {
         let (ok, text) = output(cmd).await;
         assert!(ok, "{text}");
         // Every operation was exercised, the authenticated ones included.
-        for operation in ["GET /hello/", "POST /api/token/", "POST /api/token/revoke-all/"] {
+        for operation in [
+            "GET /hello/",
+            "POST /api/token/",
+            "POST /api/token/revoke-all/",
+            "POST /api/token/inspect/",
+            "GET /api/account/sessions/",
+            "POST /api/admin/users/",
+            "GET /api/admin/audit/",
+        ] {
             assert!(text.contains(operation), "{operation} not run:\n{text}");
         }
-        assert!(text.contains("14 passed"), "{text}");
+        assert!(text.contains("24 passed"), "{text}");
         assert!(!text.contains("FAILED"), "{text}");
     }
 }
