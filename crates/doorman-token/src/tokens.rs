@@ -259,14 +259,12 @@ impl Tokens {
     /// A token's header and payload as they are written, neither verified nor checked: each
     /// `None` unless it is a base64url JSON object. For showing a token to its holder, never
     /// for trusting it.
-    pub fn unverified_parts(
-        token: &str,
-    ) -> (Option<Map<String, Value>>, Option<Map<String, Value>>) {
+    pub fn unverified_parts(token: &str) -> Unverified {
         let mut segments = token.split('.');
         let mut next = || segments.next().and_then(|s| wire::decode_object(s).ok());
         let header = next();
         let payload = next();
-        (header, payload)
+        Unverified { header, payload }
     }
 
     fn check_registered(&self, claims: &Claims, now: i64) -> Result<(), Refusal> {
@@ -370,6 +368,14 @@ impl Tokens {
     pub fn expires_at(&self, claims: &Claims) -> Option<i64> {
         claims.seconds("exp").and_then(Result::ok)
     }
+}
+
+/// What [`Tokens::unverified_parts`] read of a token: its header and payload when each is a
+/// base64url JSON object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unverified {
+    pub header: Option<Map<String, Value>>,
+    pub payload: Option<Map<String, Value>>,
 }
 
 /// 9999-12-31T23:59:59Z, the last second Python's `datetime` (and so simplejwt) can hold.
@@ -1063,9 +1069,9 @@ mod tests {
             };
             assert_eq!(t.decode(&token, NOW).err(), Some(expected));
         }
-        let (header, payload) = Tokens::unverified_parts(&good);
-        assert_eq!(header.unwrap()["alg"], "HS256");
-        assert_eq!(payload.unwrap()["user_id"], "1");
-        assert_eq!(Tokens::unverified_parts("garbage"), (None, None));
+        let parts = Tokens::unverified_parts(&good);
+        assert_eq!(parts.header.unwrap()["alg"], "HS256");
+        assert_eq!(parts.payload.unwrap()["user_id"], "1");
+        assert_eq!(Tokens::unverified_parts("garbage"), Unverified::default());
     }
 }

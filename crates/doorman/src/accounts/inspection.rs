@@ -129,7 +129,10 @@ pub async fn inspect(
     expect: Option<TokenKind>,
     now: i64,
 ) -> Result<Inspection, StoreError> {
-    let (header, claims) = Tokens::unverified_parts(raw);
+    let doorman_token::Unverified {
+        header,
+        payload: claims,
+    } = Tokens::unverified_parts(raw);
     let token_type = claims.as_ref().and_then(|c| kind_of(tokens, config, c));
     let context = Context {
         tokens,

@@ -12,6 +12,7 @@ use http::{Method, Request};
 use serde_json::json;
 
 use super::answer::{Answer, finish, negotiate};
+use super::caller::authenticate;
 use super::endpoint::{Endpoint, Listener, always};
 use super::error::ApiError;
 use super::tokens::client;
@@ -47,23 +48,10 @@ async fn revoke_all(
         Ok(indent) => indent,
         Err(e) => return finish(Err(e.into()), None, endpoint.allow, www),
     };
-    let result = match state.guard.authenticate(&parts.headers).await {
-        Err(rejection) => {
-            match &rejection {
-                doorman_guard::Rejection::InvalidToken(e) => state.metrics.token_refused(e),
-                doorman_guard::Rejection::UserNotFound | doorman_guard::Rejection::UserInactive => {
-                    state.metrics.token_rejected("user")
-                }
-                _ => {}
-            }
-            Err(ApiError::Auth(rejection))
-        }
-        Ok(caller) => match parts.method {
-            Method::POST => match caller.user_id {
-                Some(user_id) => revoke(&state, user_id, &parts).await,
-                // The guard's user check lets no token without a user through.
-                None => Err(ApiError::Auth(doorman_guard::Rejection::UserNotFound)),
-            },
+    let result = match authenticate(&state, &parts.headers).await {
+        Err(e) => Err(e),
+        Ok(user_id) => match parts.method {
+            Method::POST => revoke(&state, user_id, &parts).await,
             Method::OPTIONS => Ok(Answer::plain(endpoint.options())),
             ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
         },

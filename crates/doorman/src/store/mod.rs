@@ -1063,7 +1063,7 @@ fn sessions_of(
     }
     // Newest use first; of two used in the same second, the later login first.
     sessions.reverse();
-    sessions.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at));
+    sessions.sort_by_key(|session| std::cmp::Reverse(session.last_used_at));
     Ok(sessions)
 }
 
