@@ -146,7 +146,7 @@ async fn users(state: AppState, admin: User, parts: Parts, body: Body) -> Result
 }
 
 async fn list_users(state: &AppState, parts: &Parts) -> Result<Answer, ApiError> {
-    let query = Query::parse(parts);
+    let query = Query::parse(state, parts);
     let limit = query
         .number("limit", 1)?
         .map_or(DEFAULT_LIMIT, |l| l.min(MAX_LIMIT));
@@ -336,7 +336,7 @@ async fn audit(state: AppState, _: User, parts: Parts, _: Body) -> Result<Answer
     if !matches!(parts.method, Method::GET | Method::HEAD) {
         return Err(not_allowed(&parts.method));
     }
-    let query = Query::parse(&parts);
+    let query = Query::parse(&state, &parts);
     let limit = query
         .number("limit", 1)?
         .map_or(DEFAULT_LIMIT, |l| l.min(MAX_LIMIT));
@@ -434,26 +434,30 @@ fn sentence(reason: &str) -> String {
 /// The request's query parameters, and the URLs of other pages of the same list.
 struct Query {
     path: String,
-    /// `scheme://host` when the request named its host, else nothing (a relative URL).
+    /// `scheme://host` (and a path prefix, with `public_url`).
     origin: String,
     params: Vec<(String, String)>,
 }
 
 impl Query {
-    fn parse(parts: &Parts) -> Query {
+    /// The parameters of `parts`' query; the other pages' URLs start where the client reached
+    /// doorman (`public_url`, or as the discovery document says it).
+    fn parse(state: &AppState, parts: &Parts) -> Query {
         let params = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
-        let scheme = parts.uri.scheme_str().unwrap_or("http");
+        let origin = match &state.config.tokens.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => super::wellknown::reached_at(
+                &parts.headers,
+                &parts.uri,
+                &parts.extensions,
+                state.config.server.tls.is_some(),
+            ),
+        };
         Query {
             path: parts.uri.path().to_owned(),
-            origin: host.map_or_else(String::new, |h| format!("{scheme}://{h}")),
+            origin,
             params,
         }
     }

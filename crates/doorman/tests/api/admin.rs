@@ -294,3 +294,22 @@ dual_test! {
         assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     }
 }
+
+/// The other pages' URLs start at `public_url` when it is set, whatever Host the request named.
+#[tokio::test]
+async fn page_links_start_at_the_public_url() {
+    let (app, root) = with_root(&[("DOORMAN_PUBLIC_URL", "https://auth.example.com/id")]).await;
+    let res = app
+        .client
+        .get(app.url("/api/admin/users/?limit=1&search=e"))
+        .header("host", "evil.example")
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap();
+    let page: Value = res.json().await.unwrap();
+    assert_eq!(
+        page["next"],
+        "https://auth.example.com/id/api/admin/users/?search=e&limit=1&offset=1"
+    );
+}
