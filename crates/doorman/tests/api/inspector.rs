@@ -66,6 +66,13 @@ dual_test! {
         let answer = inspect_with(&app, &json!({"token": refresh, "expect": "refresh"})).await;
         assert_eq!((answer["verdict"].as_str(), answer["token_type"].as_str()), (Some("valid"), Some("refresh")));
         assert_eq!(answer["claims"]["user_id"], "1");
+
+        let res = app.post_json("/api/token/sliding/", &credentials(ALICE)).await;
+        let sliding = res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+        let answer = inspect_with(&app, &json!({"token": sliding, "expect": "sliding"})).await;
+        assert_eq!((answer["verdict"].as_str(), answer["token_type"].as_str()), (Some("valid"), Some("sliding")));
+        let answer = inspect_with(&app, &json!({"token": sliding, "expect": "access"})).await;
+        assert_eq!(answer["reason"], "The token is a sliding token, not the access token expected.");
     }
 }
 
