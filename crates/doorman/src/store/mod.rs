@@ -1026,15 +1026,17 @@ fn sessions_of(
             .map_err(|e| StoreError::Database(format!("bad timestamp {secs}: {e}").into()))
     };
     let now = now.unix_timestamp();
-    // Families in the order of their first row; each row is newer than the one before.
+    // Families in the order of their first row; each row is newer than the one before. Found
+    // through an index, so a user with thousands of logins costs no quadratic scan.
     let mut families: Vec<(String, Vec<portable::UserTokenRow>)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for row in rows {
-        match families
-            .iter_mut()
-            .find(|(family, _)| *family == row.family)
-        {
+        match index.get(&row.family).and_then(|&at| families.get_mut(at)) {
             Some((_, members)) => members.push(row),
-            None => families.push((row.family.clone(), vec![row])),
+            None => {
+                index.insert(row.family.clone(), families.len());
+                families.push((row.family.clone(), vec![row]));
+            }
         }
     }
     let mut sessions = Vec::new();
