@@ -37,6 +37,42 @@ pub fn char_fields(data: &RequestData, names: &[&str]) -> Result<Vec<String>, Dr
     }
 }
 
+/// DRF's `BooleanField(default=...)`: absent gives the default; DRF's true and false spellings
+/// (JSON booleans, `1`/`0`, `"true"`, `"on"`, `"yes"`...) give their value; anything else the
+/// field's messages. A body that is no mapping has no fields: the default (its own error comes
+/// from [`char_fields`]).
+pub fn boolean_field(data: &RequestData, name: &str, default: bool) -> Result<bool, Vec<Value>> {
+    const TRUE: [&str; 14] = [
+        "t", "T", "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "1",
+    ];
+    const FALSE: [&str; 14] = [
+        "f", "F", "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "0",
+    ];
+    let Body::Mapping(fields) = &data.body else {
+        return Ok(default);
+    };
+    let invalid = || Err(vec![json!("Must be a valid boolean.")]);
+    let text = match fields.get(name) {
+        None => return Ok(default),
+        Some(Field::Json(PyValue::Null)) => return Err(vec![json!("This field may not be null.")]),
+        Some(Field::Json(PyValue::Bool(value))) => return Ok(*value),
+        Some(Field::Json(PyValue::Int(digits))) => digits.as_str(),
+        Some(Field::Json(PyValue::Float(x))) if *x == 0.0 => return Ok(false),
+        Some(Field::Json(PyValue::Float(x))) if *x == 1.0 => return Ok(true),
+        Some(Field::Json(PyValue::Str(PyStr { text, .. }))) | Some(Field::Text(text)) => {
+            text.as_str()
+        }
+        Some(_) => return invalid(),
+    };
+    if TRUE.contains(&text) {
+        Ok(true)
+    } else if FALSE.contains(&text) {
+        Ok(false)
+    } else {
+        invalid()
+    }
+}
+
 fn non_field_error(message: &str) -> DrfError {
     let mut errors = Map::new();
     errors.insert("non_field_errors".into(), json!([message]));

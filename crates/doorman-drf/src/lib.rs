@@ -24,7 +24,7 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 pub use data::{RequestData, parse_request_data};
-pub use fields::char_fields;
+pub use fields::{boolean_field, char_fields};
 pub use metadata::{SerializerField, ViewMetadata, options_metadata};
 pub use negotiate::{format_override, negotiate};
 pub use render::render_json;

@@ -27,10 +27,10 @@ mod wire;
 
 pub use algorithm::{Algorithm, Family};
 pub use claims::{Claims, UserId};
-pub use error::{KeyError, TokenError};
+pub use error::{KeyError, Refusal, TokenError};
 pub use key::{Key, KeySet};
 pub use rules::{TokenKind, TokenRules};
-pub use tokens::Tokens;
+pub use tokens::{Tokens, Unverified};
 
 /// Makes aws-lc-rs jsonwebtoken's process-wide crypto provider. Idempotent; call it once at
 /// start-up (the guard and the server both do) so that the first signature never panics.

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::hot::HotCache;
 use crate::wire::{self, encode_segment};
-use crate::{Claims, KeyError, KeySet, TokenError, TokenKind, TokenRules};
+use crate::{Claims, KeyError, KeySet, Refusal, TokenError, TokenKind, TokenRules};
 
 /// Issues and verifies tokens with one key set under one set of rules. The key set can be
 /// replaced while tokens are being issued and verified (key rotation); each operation uses
@@ -227,6 +227,11 @@ impl Tokens {
     /// `iat`, `nbf`, `exp`, `iss`, `aud`, `sub`, `jti`. Stricter where PyJWT is lax: padding,
     /// duplicate members, string times and `crit` are refused.
     pub fn decode(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        self.examine(token, now).map_err(TokenError::from)
+    }
+
+    /// [`decode`](Self::decode), saying exactly which of its checks refused the token.
+    pub fn examine(&self, token: &str, now: i64) -> Result<Claims, Refusal> {
         let signing = self.keys.load();
         if let Some(claims) = signing.verified.get(token) {
             self.check_registered(&claims, now)?;
@@ -236,12 +241,12 @@ impl Tokens {
         let key = signing
             .keys
             .find(compact.kid.as_deref())
-            .ok_or(TokenError::Invalid)?;
+            .ok_or(Refusal::UnknownKey)?;
         if compact.alg != key.alg().as_str() {
-            return Err(TokenError::Invalid);
+            return Err(Refusal::WrongAlgorithm);
         }
         if !key.verify(compact.signature, compact.signing_input.as_bytes()) {
-            return Err(TokenError::Invalid);
+            return Err(Refusal::BadSignature);
         }
         let claims = Claims::from_map(compact.payload);
         self.check_registered(&claims, now)?;
@@ -251,30 +256,41 @@ impl Tokens {
         Ok(claims)
     }
 
-    fn check_registered(&self, claims: &Claims, now: i64) -> Result<(), TokenError> {
+    /// A token's header and payload as they are written, neither verified nor checked: each
+    /// `None` unless it is a base64url JSON object. For showing a token to its holder, never
+    /// for trusting it.
+    pub fn unverified_parts(token: &str) -> Unverified {
+        let mut segments = token.split('.');
+        let mut next = || segments.next().and_then(|s| wire::decode_object(s).ok());
+        let header = next();
+        let payload = next();
+        Unverified { header, payload }
+    }
+
+    fn check_registered(&self, claims: &Claims, now: i64) -> Result<(), Refusal> {
         let leeway = secs(self.rules.leeway);
         for name in ["iat", "nbf"] {
             if let Some(t) = claims.seconds(name)
-                && t.map_err(|_| TokenError::Invalid)? > now.saturating_add(leeway)
+                && t.map_err(|_| Refusal::BadClaim(name))? > now.saturating_add(leeway)
             {
-                return Err(TokenError::Invalid);
+                return Err(Refusal::NotYetValid(name));
             }
         }
         // RFC 7519 §4.1.4: the token is valid only *before* exp; exp == now is expired.
         if let Some(exp) = claims.seconds("exp") {
-            let exp = exp.map_err(|_| TokenError::Invalid)?;
+            let exp = exp.map_err(|_| Refusal::BadClaim("exp"))?;
             if exp <= now.saturating_sub(leeway) {
-                return Err(TokenError::Expired);
+                return Err(TokenError::Expired.into());
             }
             // simplejwt can't represent it (a 500 there); no token doorman issues lives so long.
             if exp > LAST_TIME {
-                return Err(TokenError::Invalid);
+                return Err(Refusal::BadClaim("exp"));
             }
         }
         if let Some(issuer) = &self.rules.issuer
             && claims.str("iss") != Some(issuer.as_str())
         {
-            return Err(TokenError::Invalid);
+            return Err(Refusal::BadClaim("iss"));
         }
         if let Some(audience) = &self.rules.audience {
             let matches = match claims.get("aud") {
@@ -286,12 +302,12 @@ impl Tokens {
                 _ => false,
             };
             if !matches {
-                return Err(TokenError::Invalid);
+                return Err(Refusal::BadClaim("aud"));
             }
         }
         for name in ["sub", "jti"] {
             if claims.get(name).is_some_and(|v| !v.is_string()) {
-                return Err(TokenError::Invalid);
+                return Err(Refusal::BadClaim(name));
             }
         }
         Ok(())
@@ -352,6 +368,14 @@ impl Tokens {
     pub fn expires_at(&self, claims: &Claims) -> Option<i64> {
         claims.seconds("exp").and_then(Result::ok)
     }
+}
+
+/// What [`Tokens::unverified_parts`] read of a token: its header and payload when each is a
+/// base64url JSON object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unverified {
+    pub header: Option<Map<String, Value>>,
+    pub payload: Option<Map<String, Value>>,
 }
 
 /// 9999-12-31T23:59:59Z, the last second Python's `datetime` (and so simplejwt) can hold.
@@ -1004,5 +1028,50 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn examine_says_which_check_refused_and_decode_keeps_simplejwts_message() {
+        let t = tokens();
+        let h = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let good = t.encode(&t.refresh_for_user("1", NOW)).unwrap();
+        let mut tampered = good.clone();
+        tampered.pop();
+        tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
+        let cases = [
+            ("x".repeat(9000), Refusal::TooLong),
+            ("a.b".to_owned(), Refusal::Malformed),
+            (
+                sign_raw(r#"{"alg":"HS256","x5u":"x"}"#, "{}"),
+                Refusal::ForbiddenHeader("x5u"),
+            ),
+            (sign_raw(r#"{"alg":"none"}"#, "{}"), Refusal::WrongAlgorithm),
+            (tampered, Refusal::BadSignature),
+            (
+                sign_raw(h, &format!(r#"{{"nbf":{}}}"#, NOW + 3600)),
+                Refusal::NotYetValid("nbf"),
+            ),
+            (
+                sign_raw(h, &format!(r#"{{"exp":{}}}"#, NOW - 1)),
+                Refusal::Token(TokenError::Expired),
+            ),
+            (sign_raw(h, r#"{"jti":7}"#), Refusal::BadClaim("jti")),
+        ];
+        for (token, refusal) in cases {
+            assert_eq!(
+                t.examine(&token, NOW).err(),
+                Some(refusal.clone()),
+                "{token}"
+            );
+            let expected = match refusal {
+                Refusal::Token(e) => e,
+                _ => TokenError::Invalid,
+            };
+            assert_eq!(t.decode(&token, NOW).err(), Some(expected));
+        }
+        let parts = Tokens::unverified_parts(&good);
+        assert_eq!(parts.header.unwrap()["alg"], "HS256");
+        assert_eq!(parts.payload.unwrap()["user_id"], "1");
+        assert_eq!(Tokens::unverified_parts("garbage"), Unverified::default());
     }
 }

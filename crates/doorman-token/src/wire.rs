@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::TokenError;
+use crate::Refusal;
 
 /// Header members doorman never issues and refuses to honour: `jku`/`x5u` would make us fetch
 /// a key from an attacker's URL, `jwk`/`x5c` would let the token carry its own key, and `crit`
@@ -26,32 +26,32 @@ pub(crate) struct Compact<'a> {
 }
 
 /// Splits and decodes a compact JWS without checking its signature.
-pub(crate) fn parse(token: &str, max_bytes: usize) -> Result<Compact<'_>, TokenError> {
+pub(crate) fn parse(token: &str, max_bytes: usize) -> Result<Compact<'_>, Refusal> {
     if token.len() > max_bytes {
-        return Err(TokenError::Invalid);
+        return Err(Refusal::TooLong);
     }
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(TokenError::Invalid);
+        return Err(Refusal::Malformed);
     };
     let signing_input = &token[..header.len() + 1 + payload.len()];
     let header = decode_object(header)?;
     let alg = match header.get("alg") {
         Some(Value::String(alg)) => alg.clone(),
-        _ => return Err(TokenError::Invalid),
+        _ => return Err(Refusal::Malformed),
     };
     let kid = match header.get("kid") {
         None => None,
         Some(Value::String(kid)) => Some(kid.clone()),
-        Some(_) => return Err(TokenError::Invalid),
+        Some(_) => return Err(Refusal::Malformed),
     };
-    if FORBIDDEN_HEADER_MEMBERS
+    if let Some(member) = FORBIDDEN_HEADER_MEMBERS
         .iter()
-        .any(|m| header.contains_key(*m))
+        .find(|m| header.contains_key(**m))
     {
-        return Err(TokenError::Invalid);
+        return Err(Refusal::ForbiddenHeader(member));
     }
     let payload = decode_object(payload)?;
     Ok(Compact {
@@ -64,15 +64,15 @@ pub(crate) fn parse(token: &str, max_bytes: usize) -> Result<Compact<'_>, TokenE
 }
 
 /// base64url (no padding, canonical trailing bits) of a UTF-8 JSON object.
-fn decode_object(segment: &str) -> Result<Map<String, Value>, TokenError> {
+pub(crate) fn decode_object(segment: &str) -> Result<Map<String, Value>, Refusal> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
-        .map_err(|_| TokenError::Invalid)?;
+        .map_err(|_| Refusal::Malformed)?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let object = de
         .deserialize_map(UniqueObject)
-        .map_err(|_| TokenError::Invalid)?;
-    de.end().map_err(|_| TokenError::Invalid)?;
+        .map_err(|_| Refusal::Malformed)?;
+    de.end().map_err(|_| Refusal::Malformed)?;
     Ok(object)
 }
 
@@ -109,6 +109,7 @@ impl<'de> Visitor<'de> for UniqueObject {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::TokenError;
 
     fn seg(json: &str) -> String {
         encode_segment(json.as_bytes())
@@ -152,7 +153,15 @@ mod tests {
             String::new(),
         ];
         for t in cases {
-            assert_eq!(parse(&t, 8192).err(), Some(TokenError::Invalid), "{t}");
+            let refusal = parse(&t, 8192).err();
+            assert!(
+                matches!(
+                    refusal,
+                    Some(Refusal::Malformed | Refusal::ForbiddenHeader(_))
+                ),
+                "{t}: {refusal:?}"
+            );
+            assert_eq!(refusal.map(TokenError::from), Some(TokenError::Invalid));
         }
     }
 
@@ -162,20 +171,26 @@ mod tests {
             r#"{"alg":"HS256"}"#,
             &format!(r#"{{"p":"{}"}}"#, "x".repeat(9000)),
         );
-        assert_eq!(parse(&t, 8192).err(), Some(TokenError::Invalid));
+        assert_eq!(parse(&t, 8192).err(), Some(Refusal::TooLong));
+    }
+
+    #[test]
+    fn names_the_header_member_it_refuses() {
+        let t = token(r#"{"alg":"HS256","jku":"http://127.0.0.1/"}"#, "{}");
+        assert_eq!(parse(&t, 8192).err(), Some(Refusal::ForbiddenHeader("jku")));
     }
 
     #[test]
     fn refuses_non_canonical_base64() {
         // "e30" is "{}"; "e31" has non-zero unused trailing bits.
         let t = format!("{}.e31.c2ln", seg(r#"{"alg":"HS256"}"#));
-        assert_eq!(parse(&t, 8192).err(), Some(TokenError::Invalid));
+        assert_eq!(parse(&t, 8192).err(), Some(Refusal::Malformed));
     }
 
     #[test]
     fn survives_deep_nesting() {
         let deep = format!(r#"{{"a":{}{}}}"#, "[".repeat(5000), "]".repeat(5000));
         let t = token(r#"{"alg":"HS256"}"#, &deep);
-        assert_eq!(parse(&t, 1 << 20).err(), Some(TokenError::Invalid));
+        assert_eq!(parse(&t, 1 << 20).err(), Some(Refusal::Malformed));
     }
 }

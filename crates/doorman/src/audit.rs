@@ -28,6 +28,8 @@ pub enum Kind {
     FamilyRevoked,
     /// `doorman import django` wrote users and tokens; `detail` has the counts.
     DjangoImported,
+    /// A user ended one of their sessions (a refresh-token family); `detail` names it.
+    SessionRevoked,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
             Kind::KeyRetired => "key_retired",
             Kind::FamilyRevoked => "family_revoked",
             Kind::DjangoImported => "django_imported",
+            Kind::SessionRevoked => "session_revoked",
         }
     }
 }
@@ -83,12 +86,9 @@ impl Event {
 
     /// Who made the request: the client's address and user agent, when known.
     pub fn client(mut self, client: &Client) -> Event {
-        self.0.client_addr = client.addr.map(|ip| ip.to_string());
+        self.0.client_addr = client.addr_text();
         // Cut here rather than only in the store, so the log line is bounded too.
-        self.0.user_agent = client
-            .user_agent
-            .as_ref()
-            .map(|agent| bounded(String::from_utf8_lossy(agent.as_bytes()).into_owned()));
+        self.0.user_agent = client.user_agent_text();
         self
     }
 
@@ -125,7 +125,7 @@ impl Event {
 }
 
 /// `text` up to its [`AUDIT_USER_AGENT_MAX`]th character.
-fn bounded(mut text: String) -> String {
+pub(crate) fn bounded(mut text: String) -> String {
     if let Some((cut, _)) = text.char_indices().nth(AUDIT_USER_AGENT_MAX) {
         text.truncate(cut);
     }
@@ -138,6 +138,21 @@ fn bounded(mut text: String) -> String {
 pub struct Client {
     pub addr: Option<std::net::IpAddr>,
     pub user_agent: Option<http::HeaderValue>,
+}
+
+impl Client {
+    /// The address as text, as the store keeps it.
+    pub fn addr_text(&self) -> Option<String> {
+        self.addr.map(|ip| ip.to_string())
+    }
+
+    /// The user agent as text (bytes that aren't UTF-8 replaced), cut to
+    /// [`AUDIT_USER_AGENT_MAX`] characters.
+    pub fn user_agent_text(&self) -> Option<String> {
+        self.user_agent
+            .as_ref()
+            .map(|agent| bounded(String::from_utf8_lossy(agent.as_bytes()).into_owned()))
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! checked like Django's `ModelBackend` (hash first, then the active flag, so unknown, wrong and
 //! inactive cost the same and answer the same), and Django hashes are upgraded on login.
 
+pub mod admin;
+pub mod inspection;
 pub mod password;
 pub mod settings;
 pub mod throttle;
@@ -255,6 +257,11 @@ impl Accounts {
             })
             .await?;
         Ok(user)
+    }
+
+    /// The store the users live in.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Returns false when there is no such user.

@@ -44,6 +44,8 @@ pub struct Answer {
     pub body: std::borrow::Cow<'static, Value>,
     /// The body carries tokens: `Cache-Control: no-store` keeps them out of caches.
     pub carries_tokens: bool,
+    /// 200, or 201 for a view that created something.
+    pub status: StatusCode,
 }
 
 impl Answer {
@@ -51,6 +53,7 @@ impl Answer {
         Answer {
             body: std::borrow::Cow::Owned(body),
             carries_tokens: false,
+            status: StatusCode::OK,
         }
     }
 
@@ -58,6 +61,21 @@ impl Answer {
         Answer {
             body: std::borrow::Cow::Owned(body),
             carries_tokens: true,
+            status: StatusCode::OK,
+        }
+    }
+
+    /// An answer carrying a user's data (sessions, accounts, audit events): never cached,
+    /// like tokens.
+    pub fn private(body: Value) -> Answer {
+        Answer::tokens(body)
+    }
+
+    /// 201 with what was created, carrying a user's data like [`Answer::private`].
+    pub fn created(body: Value) -> Answer {
+        Answer {
+            status: StatusCode::CREATED,
+            ..Answer::private(body)
         }
     }
 
@@ -66,6 +84,7 @@ impl Answer {
         Answer {
             body: std::borrow::Cow::Borrowed(body),
             carries_tokens: false,
+            status: StatusCode::OK,
         }
     }
 }
@@ -80,7 +99,7 @@ pub fn finish(
 ) -> Response {
     let mut response = match result {
         Ok(answer) => {
-            let mut response = render(StatusCode::OK, &answer.body, indent);
+            let mut response = render(answer.status, &answer.body, indent);
             if answer.carries_tokens {
                 response
                     .headers_mut()

@@ -20,6 +20,12 @@ pub enum ApiError {
     /// 405, naming the method as received.
     #[error("method {0} not allowed")]
     MethodNotAllowed(String),
+    /// 403, DRF's `PermissionDenied`: authenticated, but not allowed (the admin views).
+    #[error("permission denied")]
+    PermissionDenied,
+    /// 400 `{"detail": ...}`: a query parameter or a request the view refuses as a whole.
+    #[error("bad request: {0}")]
+    BadRequest(String),
     /// 404: DRF's JSON shape (simplejwt's stack answers an HTML page here).
     #[error("not found")]
     NotFound,
@@ -63,6 +69,8 @@ impl ApiError {
             ApiError::Drf(e) => e.status(),
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::PermissionDenied => StatusCode::FORBIDDEN,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NoActiveAccount | ApiError::NoActiveAccountForToken | ApiError::Token(_) => {
                 StatusCode::UNAUTHORIZED
@@ -84,6 +92,10 @@ impl ApiError {
                 json!({"detail": format!("Method \"{method}\" not allowed.")})
             }
             ApiError::NotFound => DrfError::NotFound.body(),
+            ApiError::PermissionDenied => {
+                json!({"detail": "You do not have permission to perform this action."})
+            }
+            ApiError::BadRequest(detail) => json!({ "detail": detail }),
             ApiError::PayloadTooLarge => json!({"detail": "Request body is too large."}),
             ApiError::NoActiveAccount => {
                 json!({"detail": "No active account found with the given credentials"})
@@ -246,6 +258,11 @@ mod tests {
                 ApiError::CsrfFailed(CsrfRefusal::OriginUntrusted("https://evil.example".into())),
                 403,
                 r#"{"detail":"CSRF Failed: Origin checking failed - https://evil.example does not match any trusted origins."}"#,
+            ),
+            (
+                ApiError::PermissionDenied,
+                403,
+                r#"{"detail":"You do not have permission to perform this action."}"#,
             ),
             (
                 ApiError::Throttled(1),

@@ -1,7 +1,9 @@
 //! HTTP handlers: thin translations between DRF-shaped requests and the accounts and store
 //! below. Each view negotiates, parses, calls one thing, and renders.
 
+pub mod admin;
 pub mod answer;
+pub mod caller;
 pub mod cookie_settings;
 pub mod cookies;
 pub mod csrf;
@@ -9,11 +11,13 @@ pub mod endpoint;
 pub mod error;
 pub mod health;
 pub mod hello;
+pub mod inspector;
 pub mod page_settings;
 pub mod pages;
 pub mod render;
 pub mod revocation;
 pub mod schema;
+pub mod sessions;
 pub mod token_settings;
 pub mod tokens;
 pub mod wellknown;
@@ -24,11 +28,16 @@ pub use error::ApiError;
 
 /// Every endpoint doorman has, each module's declarations in turn. `/hello/` comes first: the
 /// access log finds a request's route label by walking this order.
-const ENDPOINTS: [&[Endpoint]; 7] = [
+const ENDPOINTS: [&[Endpoint]; 10] = [
     hello::ENDPOINTS,
     wellknown::ENDPOINTS,
     health::ENDPOINTS,
     tokens::ENDPOINTS,
+    inspector::ENDPOINTS,
+    sessions::ENDPOINTS,
+    admin::ENDPOINTS,
+    // After the views that need the caller's token: a run through every endpoint in order
+    // (schemathesis') would otherwise log its caller out before reaching them.
     revocation::ENDPOINTS,
     schema::ENDPOINTS,
     pages::ENDPOINTS,
@@ -86,6 +95,42 @@ mod tests {
             (
                 "/api/token/revoke-all/",
                 r#"{"name":"Token Revoke All","description":"Takes the access token that authenticates the request and revokes every token\nof its user: each outstanding refresh and sliding token is blacklisted and\nevery token issued until now is refused.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"]}"#,
+            ),
+            (
+                "/api/token/inspect/",
+                r#"{"name":"Token Inspect","description":"Takes a token, and optionally the type it is expected to be, and tells what\nthis server makes of it: a verdict, its reason, and the token's unverified\nheader and claims.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"actions":{"POST":{"token":{"type":"string","required":true,"read_only":false,"label":"Token"},"expect":{"type":"string","required":false,"read_only":false,"label":"Expect"}}}}"#,
+            ),
+            (
+                "/api/account/sessions/",
+                r#"{"name":"Account Sessions","description":"Lists the sessions of the user the access token authenticates: each login\nwhose refresh token is still live, most recently used first.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"]}"#,
+            ),
+            (
+                "/api/account/sessions/revoke/",
+                r#"{"name":"Account Session Revoke","description":"Ends one session of the user the access token authenticates: every refresh\ntoken of that login is blacklisted.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"actions":{"POST":{"id":{"type":"string","required":true,"read_only":false,"label":"Id"}}}}"#,
+            ),
+            (
+                "/api/admin/users/",
+                r#"{"name":"Admin Users","description":"Lists the users (a page at a time, optionally those whose name contains\n`search`) or creates one. Superusers only.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"actions":{"POST":{"username":{"type":"string","required":true,"read_only":false,"label":"Username"},"password":{"type":"string","required":true,"read_only":false,"label":"Password"},"is_superuser":{"type":"string","required":false,"read_only":false,"label":"Is superuser"},"is_active":{"type":"string","required":false,"read_only":false,"label":"Is active"}}}}"#,
+            ),
+            (
+                "/api/admin/users/deactivate/",
+                r#"{"name":"Admin User Deactivate","description":"Stops a user from logging in and ends every session of theirs at once.\nSuperusers only.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"actions":{"POST":{"username":{"type":"string","required":true,"read_only":false,"label":"Username"}}}}"#,
+            ),
+            (
+                "/api/admin/users/activate/",
+                r#"{"name":"Admin User Activate","description":"Lets a deactivated user log in again. Superusers only.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"actions":{"POST":{"username":{"type":"string","required":true,"read_only":false,"label":"Username"}}}}"#,
+            ),
+            (
+                "/api/admin/users/unlock/",
+                r#"{"name":"Admin User Unlock","description":"Clears a username's failed-login counters, so its logins are no longer\nthrottled. Superusers only.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"actions":{"POST":{"username":{"type":"string","required":true,"read_only":false,"label":"Username"}}}}"#,
+            ),
+            (
+                "/api/admin/users/revoke/",
+                r#"{"name":"Admin User Revoke","description":"Logs a user out everywhere: every refresh and sliding token is blacklisted\nand every token issued until now refused. Superusers only.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"actions":{"POST":{"username":{"type":"string","required":true,"read_only":false,"label":"Username"}}}}"#,
+            ),
+            (
+                "/api/admin/audit/",
+                r#"{"name":"Admin Audit","description":"Lists the audit trail, newest first, a page at a time (optionally one\nusername's events). Superusers only.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"]}"#,
             ),
             (
                 "/hello/",

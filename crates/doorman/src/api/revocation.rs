@@ -13,10 +13,9 @@ use http::{Method, Request};
 use serde_json::json;
 
 use super::answer::{Answer, finish, negotiate};
-use super::cookies;
+use super::caller::authenticate;
 use super::endpoint::{Endpoint, Listener, always};
 use super::error::ApiError;
-use super::hello::count_refusal;
 use super::tokens::client;
 use crate::audit;
 use crate::state::AppState;
@@ -50,14 +49,10 @@ async fn revoke_all(
         Ok(indent) => indent,
         Err(e) => return finish(Err(e.into()), None, endpoint.allow, www),
     };
-    let result = match cookies::caller(&state, &parts).await {
-        Err(refused) => Err(count_refusal(&state, refused)),
-        Ok(caller) => match parts.method {
-            Method::POST => match caller.user_id {
-                Some(user_id) => revoke(&state, user_id, &parts).await,
-                // The guard's user check lets no token without a user through.
-                None => Err(ApiError::Auth(doorman_guard::Rejection::UserNotFound)),
-            },
+    let result = match authenticate(&state, &parts).await {
+        Err(e) => Err(e),
+        Ok(user_id) => match parts.method {
+            Method::POST => revoke(&state, user_id, &parts).await,
             Method::OPTIONS => Ok(Answer::plain(endpoint.options())),
             ref other => Err(ApiError::MethodNotAllowed(other.as_str().to_owned())),
         },

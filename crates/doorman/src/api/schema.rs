@@ -143,6 +143,17 @@ fn path_item(path: &str, config: &Config) -> Option<Value> {
             Some(token_refused("The token is refused (`token_not_valid`), or its user is gone or inactive.")),
             false,
         )}),
+        "/api/token/inspect/" => json!({"post": token_view(
+            "inspectToken",
+            "Takes any token and tells what this server makes of it: a verdict with its reason, and the token's unverified header and claims.",
+            "InspectRequest",
+            json!({
+                "description": "The inspection, whatever the token (answered with Cache-Control: no-store).",
+                "content": json_content(reference("Inspection")),
+            }),
+            None,
+            false,
+        )}),
         "/api/token/revoke-all/" => json!({"post": protected(
             "revokeAllTokens",
             "Revokes every token of the user the access token names: log out everywhere.",
@@ -150,6 +161,88 @@ fn path_item(path: &str, config: &Config) -> Option<Value> {
             config,
             true,
         )}),
+        "/api/account/sessions/" => json!({"get": protected(
+            "listSessions",
+            "The caller's sessions: each login whose refresh token is still live, most recently used first.",
+            json!({"description": "The sessions (answered with Cache-Control: no-store).", "content": json_content(reference("Sessions"))}),
+            config,
+            false,
+        )}),
+        "/api/account/sessions/revoke/" => json!({"post": with_body(
+            protected(
+                "revokeSession",
+                "Ends one of the caller's sessions: every refresh token of that login is blacklisted.",
+                ok_empty(),
+                config,
+                true,
+            ),
+            "SessionRevokeRequest",
+            &[("404", "No session of the caller's has this id (another user's included).")],
+        )}),
+        "/api/admin/users/" => json!({
+            "get": admin(
+                with_query(protected(
+                    "adminListUsers",
+                    "A page of the users, in id order (superusers only).",
+                    json!({"description": "The page (answered with Cache-Control: no-store).", "content": json_content(reference("UserPage"))}),
+                    config,
+                    false,
+                ), &[
+                    ("search", "Only users whose name contains this text, ignoring case.", json!({"type": "string"})),
+                    ("limit", "How many users a page has (default 50, at most 500).", json!({"type": "integer", "minimum": 1})),
+                    ("offset", "How many users to skip.", json!({"type": "integer", "minimum": 0})),
+                ]),
+            ),
+            "post": admin(with_body(
+                created(protected(
+                    "adminCreateUser",
+                    "Creates a user (superusers only).",
+                    json!({}),
+                    config,
+                    true,
+                )),
+                "UserCreateRequest",
+                &[],
+            )),
+        }),
+        "/api/admin/users/deactivate/" => json!({"post": admin_action(
+            "adminDeactivateUser",
+            "Deactivates a user and ends every session of theirs; `blacklisted` counts the tokens blacklisted. Deactivating oneself is a 400.",
+            "UserBlacklisted",
+            config,
+        )}),
+        "/api/admin/users/activate/" => json!({"post": admin_action(
+            "adminActivateUser",
+            "Lets a deactivated user log in again.",
+            "User",
+            config,
+        )}),
+        "/api/admin/users/unlock/" => json!({"post": admin_action(
+            "adminUnlockUser",
+            "Clears a username's failed-login counters; `cleared` counts them.",
+            "UserCleared",
+            config,
+        )}),
+        "/api/admin/users/revoke/" => json!({"post": admin_action(
+            "adminRevokeUser",
+            "Logs a user out everywhere; `blacklisted` counts the tokens blacklisted.",
+            "UserBlacklisted",
+            config,
+        )}),
+        "/api/admin/audit/" => json!({"get": admin(with_query(
+            protected(
+                "adminAuditEvents",
+                "A page of the audit trail, newest first (superusers only).",
+                json!({"description": "The page (answered with Cache-Control: no-store).", "content": json_content(reference("AuditPage"))}),
+                config,
+                false,
+            ),
+            &[
+                ("username", "Only this username's events.", json!({"type": "string"})),
+                ("limit", "How many events a page has (default 50, at most 500).", json!({"type": "integer", "minimum": 1})),
+                ("before", "Only events older than this event id (the `next` link's).", json!({"type": "integer", "minimum": 1})),
+            ],
+        ))}),
         "/hello/" => json!({"get": protected(
             "hello",
             "An example protected view: needs a valid access token.",
@@ -315,10 +408,81 @@ fn cookie_aware(config: &Config, use_: CookieUse, mut operation: Value) -> Value
     operation
 }
 
+/// A protected operation that takes a DRF-parsed body (`name` in the schemas), with the
+/// answers a body adds (400, 413, 415) and `more` of its own.
+fn with_body(mut operation: Value, name: &str, more: &[(&str, &str)]) -> Value {
+    let media = reference(name);
+    operation["requestBody"] = json!({
+        "required": true,
+        "content": {
+            "application/json": {"schema": media},
+            "application/x-www-form-urlencoded": {"schema": media},
+            "multipart/form-data": {"schema": media},
+        },
+    });
+    let responses = &mut operation["responses"];
+    responses["400"] = json!({
+        "description": "The body is not valid JSON, not an object, or a field is missing or invalid.",
+        "content": json_content(json!({"anyOf": [reference("FieldErrors"), reference("Error")]})),
+    });
+    responses["413"] = error_response("The body is too large.");
+    responses["415"] = error_response("The body's Content-Type is not JSON, a form or multipart.");
+    for (status, description) in more {
+        responses[*status] = error_response(description);
+    }
+    operation
+}
+
 fn csrf_refused() -> Value {
     error_response(
         "CSRF failed: a request the cookie authenticates came without an `Origin` or from an origin that is not trusted.",
     )
+}
+
+/// An admin operation: a valid access token of anyone but an active superuser is a 403.
+fn admin(mut operation: Value) -> Value {
+    operation["tags"] = json!(["admin"]);
+    operation["responses"]["403"] = error_response(
+        "The access token's user is not an active superuser (or, in the cookie mode, a POST the access cookie authenticates came without a trusted `Origin`).",
+    );
+    operation
+}
+
+/// An operation whose success is 201 with the user created.
+fn created(mut operation: Value) -> Value {
+    if let Some(responses) = operation["responses"].as_object_mut() {
+        responses.remove("200");
+        responses.insert(
+            "201".into(),
+            json!({"description": "The user created (answered with Cache-Control: no-store).", "content": json_content(reference("User"))}),
+        );
+    }
+    operation
+}
+
+/// An admin action on the user named in the body, answering that user as `answer` shows it.
+fn admin_action(id: &str, summary: &str, answer: &str, config: &Config) -> Value {
+    let ok = json!({"description": "The user after the change (answered with Cache-Control: no-store).", "content": json_content(reference(answer))});
+    admin(with_body(
+        protected(id, summary, ok, config, true),
+        "UsernameRequest",
+        &[("404", "No user has that username.")],
+    ))
+}
+
+/// A `GET` with these query parameters; a value that isn't a number where one is expected is
+/// a 400.
+fn with_query(mut operation: Value, params: &[(&str, &str, Value)]) -> Value {
+    let params: Vec<Value> = params
+        .iter()
+        .map(|(name, description, schema)| {
+            json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+        })
+        .collect();
+    operation["parameters"] = json!(params);
+    operation["responses"]["400"] =
+        error_response("A number parameter that isn't a whole number in its range.");
+    operation
 }
 
 /// A `GET` that needs nothing and answers one JSON document.
@@ -498,6 +662,102 @@ fn schemas(config: &Config) -> Value {
             "properties": {"token": char_field("A token.")},
             "required": ["token"],
         },
+        "InspectRequest": {
+            "type": "object",
+            "properties": {
+                "token": char_field("Any token."),
+                "expect": {"enum": ["access", "refresh", "sliding"], "description": "The type the token should be; any type doorman issues when absent."},
+            },
+            "required": ["token"],
+        },
+        "Inspection": {
+            "type": "object",
+            "properties": {
+                "verdict": {"enum": crate::accounts::inspection::Verdict::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>()},
+                "reason": {"type": "string", "description": "One sentence naming the cause."},
+                "header": {"type": ["object", "null"], "description": "The JOSE header as written, unverified; null when it is not a base64url JSON object."},
+                "claims": {"type": ["object", "null"], "description": "The payload as written, unverified; null when it is not a base64url JSON object."},
+                "token_type": {"enum": ["access", "refresh", "sliding", null]},
+            },
+            "required": ["verdict", "reason", "header", "claims", "token_type"],
+            "additionalProperties": false,
+        },
+        "Sessions": {
+            "type": "object",
+            "properties": {"sessions": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "description": "The session's id: the id (jti) of its login's refresh token."},
+                    "token_id": {"type": "string", "description": "The id (jti) of its live refresh token."},
+                    "started_at": {"type": ["string", "null"], "format": "date-time"},
+                    "last_used_at": {"type": ["string", "null"], "format": "date-time", "description": "When its newest refresh token was issued (its login, or its last rotation)."},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "client_addr": {"type": ["string", "null"]},
+                    "user_agent": {"type": ["string", "null"]},
+                },
+                "required": ["id", "token_id", "started_at", "last_used_at", "expires_at", "client_addr", "user_agent"],
+                "additionalProperties": false,
+            }}},
+            "required": ["sessions"],
+            "additionalProperties": false,
+        },
+        "SessionRevokeRequest": {
+            "type": "object",
+            "properties": {"id": char_field("The session's id.")},
+            "required": ["id"],
+        },
+        "User": user_schema(&[]),
+        "UserBlacklisted": user_schema(&[("blacklisted", "Refresh and sliding tokens blacklisted.")]),
+        "UserCleared": user_schema(&[("cleared", "Failed-login counters cleared.")]),
+        "UserPage": {
+            "type": "object",
+            "properties": {
+                "count": {"type": "integer", "minimum": 0},
+                "next": {"type": ["string", "null"]},
+                "previous": {"type": ["string", "null"]},
+                "results": {"type": "array", "items": reference("User")},
+            },
+            "required": ["count", "next", "previous", "results"],
+            "additionalProperties": false,
+        },
+        "UserCreateRequest": {
+            "type": "object",
+            "properties": {
+                "username": char_field("1 to 150 letters, digits and @/./+/-/_."),
+                "password": char_field("At least 8 characters."),
+                "is_superuser": {"type": "boolean", "default": false},
+                "is_active": {"type": "boolean", "default": true},
+            },
+            "required": ["username", "password"],
+        },
+        "UsernameRequest": {
+            "type": "object",
+            "properties": {"username": char_field("The user's name.")},
+            "required": ["username"],
+        },
+        "AuditPage": {
+            "type": "object",
+            "properties": {
+                "results": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "at": {"type": "string", "format": "date-time"},
+                        "kind": {"type": "string"},
+                        "username": {"type": ["string", "null"]},
+                        "user_id": {"type": ["integer", "null"]},
+                        "client_addr": {"type": ["string", "null"]},
+                        "user_agent": {"type": ["string", "null"]},
+                        "detail": {"description": "What the event names, as a JSON object; null when nothing."},
+                    },
+                    "required": ["id", "at", "kind", "username", "user_id", "client_addr", "user_agent", "detail"],
+                    "additionalProperties": false,
+                }},
+                "next": {"type": ["string", "null"]},
+            },
+            "required": ["results", "next"],
+            "additionalProperties": false,
+        },
         "TokenPair": {
             "type": "object",
             "properties": {"refresh": refresh, "access": access},
@@ -608,6 +868,40 @@ fn refresh_request(config: &Config) -> Value {
 /// The cookie mode's security schemes' names.
 const REFRESH_COOKIE_SCHEME: &str = "RefreshTokenCookie";
 const ACCESS_COOKIE_SCHEME: &str = "AccessTokenCookie";
+
+/// A user as the admin API answers one, with `extra` integer members.
+fn user_schema(extra: &[(&str, &str)]) -> Value {
+    let mut properties = json!({
+        "id": {"type": "integer"},
+        "username": {"type": "string"},
+        "is_active": {"type": "boolean"},
+        "is_superuser": {"type": "boolean"},
+        "is_staff": {"type": "boolean"},
+        "email": {"type": "string"},
+        "last_login": {"type": ["string", "null"], "format": "date-time"},
+        "date_joined": {"type": "string", "format": "date-time"},
+    });
+    let mut required = vec![
+        "id",
+        "username",
+        "is_active",
+        "is_superuser",
+        "is_staff",
+        "email",
+        "last_login",
+        "date_joined",
+    ];
+    for (name, description) in extra {
+        properties[*name] = json!({"type": "integer", "minimum": 0, "description": description});
+        required.push(name);
+    }
+    json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
 
 fn security_schemes(config: &Config) -> Value {
     let mut schemes = Map::new();

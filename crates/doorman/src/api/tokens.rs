@@ -167,7 +167,7 @@ fn sliding_tokens(config: &Config) -> bool {
 /// DRF's dispatch of a token view: negotiate, then the method, then parse and run `post`. In
 /// the cookie mode, the refresh token may come from its cookie (the origin checked then), and
 /// the answer sets or expires cookies as `cookies` says.
-async fn view<F, Fut>(
+pub(super) async fn view<F, Fut>(
     State(state): State<AppState>,
     request: Request<Body>,
     endpoint: &'static Endpoint,
@@ -222,7 +222,7 @@ pub(super) fn client(parts: &http::request::Parts) -> Client {
     }
 }
 
-async fn read_data(
+pub(super) async fn read_data(
     state: &AppState,
     content_type: Option<&http::HeaderValue>,
     body: Body,
@@ -276,7 +276,13 @@ async fn log_in_and_record(
     if state.tokens.rules().jti_claim.is_some() {
         state
             .store
-            .record_outstanding(&outstanding(state, &token, Some(user_id), now)?)
+            .record_outstanding(&outstanding(
+                state,
+                &token,
+                Some(user_id),
+                now,
+                Some(client),
+            )?)
             .await?;
     }
     Ok((token, now))
@@ -411,8 +417,9 @@ async fn refresh(state: AppState, data: RequestData, client: Client) -> Result<A
     let rotating = state.config.tokens.rotate_refresh_tokens;
     if rotating {
         let rotated = state.tokens.rotate_refresh(&claims, now);
-        let old = outstanding(state, &claims, user_id, now)?;
-        let new = outstanding(state, &rotated, user_id, now)?;
+        let old = outstanding(state, &claims, user_id, now, None)?;
+        // The successor carries on the session from this request's client.
+        let new = outstanding(state, &rotated, user_id, now, Some(&client))?;
         let blacklist_old = state.config.tokens.blacklist_after_rotation;
         if state.store.rotate(&old, &new, blacklist_old).await? == RotateOutcome::AlreadyBlacklisted
         {
@@ -601,7 +608,7 @@ async fn blacklist(state: AppState, data: RequestData, _: Client) -> Result<Answ
     };
     state
         .store
-        .blacklist(&outstanding(state, &claims, user_id, now)?)
+        .blacklist(&outstanding(state, &claims, user_id, now, None)?)
         .await?;
     Ok(Answer::plain(json!({})))
 }
@@ -657,7 +664,10 @@ async fn active_user(state: &AppState, claims: &Claims) -> Result<Option<i64>, A
     }
 }
 
-fn fields<const N: usize>(data: &RequestData, names: [&str; N]) -> Result<[String; N], ApiError> {
+pub(super) fn fields<const N: usize>(
+    data: &RequestData,
+    names: [&str; N],
+) -> Result<[String; N], ApiError> {
     let values = doorman_drf::char_fields(data, &names)?;
     values.try_into().map_err(|_| ApiError::Internal)
 }
@@ -669,12 +679,14 @@ fn encode(state: &AppState, claims: &Claims) -> Result<String, ApiError> {
     })
 }
 
-/// The store's record of a refresh or sliding token: its id and expiry, never the token.
+/// The store's record of a refresh or sliding token: its id and expiry, never the token, and
+/// the client it is issued to (`None` for a token recorded without being issued here).
 fn outstanding(
     state: &AppState,
     claims: &Claims,
     user_id: Option<i64>,
     now: i64,
+    client: Option<&Client>,
 ) -> Result<OutstandingToken, ApiError> {
     let jti = state.tokens.jti(claims).ok_or(TokenError::NoId)?;
     let exp = state.tokens.expires_at(claims).ok_or(TokenError::Invalid)?;
@@ -686,6 +698,8 @@ fn outstanding(
         user_id,
         created_at: Some(at(now)?),
         expires_at: at(exp)?,
+        client_addr: client.and_then(Client::addr_text),
+        user_agent: client.and_then(Client::user_agent_text),
     })
 }
 

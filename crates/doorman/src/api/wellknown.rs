@@ -81,9 +81,14 @@ async fn discovery(
     endpoint: &'static Endpoint,
 ) -> Response {
     let configured = state.config.tokens.public_url.clone();
-    let base = configured
-        .clone()
-        .unwrap_or_else(|| reached_at(&request, state.config.server.tls.is_some()));
+    let base = configured.clone().unwrap_or_else(|| {
+        reached_at(
+            request.headers(),
+            request.uri(),
+            request.extensions(),
+            state.config.server.tls.is_some(),
+        )
+    });
     let issuer = state
         .config
         .tokens
@@ -137,14 +142,18 @@ fn uncached(mut response: Response) -> Response {
 /// `<scheme>://<Host>` as the client reached doorman: https when doorman serves TLS or a
 /// trusted proxy said the client used https; the `Host` (or HTTP/2's `:authority`) when it is
 /// a valid host and port, else `localhost`.
-fn reached_at(request: &Request<Body>, serves_tls: bool) -> String {
-    let https = serves_tls || request.extensions().get::<ClientUsedHttps>().is_some();
+pub(super) fn reached_at(
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    extensions: &http::Extensions,
+    serves_tls: bool,
+) -> String {
+    let https = serves_tls || extensions.get::<ClientUsedHttps>().is_some();
     let scheme = if https { "https" } else { "http" };
-    let host = request
-        .headers()
+    let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .filter(|h| {
             h.parse::<http::uri::Authority>()
                 .is_ok_and(|a| a.as_str() == *h && !h.contains('@'))

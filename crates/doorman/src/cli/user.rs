@@ -5,10 +5,10 @@ use std::io::{BufRead, IsTerminal};
 
 use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
 
 use super::failure::Failure;
 use super::start::open_store;
+use crate::accounts::admin::{self, Actor};
 use crate::accounts::throttle::LoginThrottle;
 use crate::accounts::{Accounts, AccountsError, PasswordHasher};
 use crate::audit;
@@ -75,16 +75,16 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
     match command {
         UserCommand::Create(args) => {
             let password = read_password(args.password_stdin)?;
-            let user = accounts
-                .create_user(&args.name, password, args.superuser, !args.inactive)
-                .await
-                .map_err(explain)?;
-            audit::Event::new(audit::Kind::UserCreated)
-                .username(&user.username)
-                .user_id(Some(user.id))
-                .detail(json!({"superuser": user.is_superuser, "active": user.is_active}))
-                .record(&store)
-                .await;
+            let user = admin::create_user(
+                &accounts,
+                &args.name,
+                password,
+                args.superuser,
+                !args.inactive,
+                Actor::CommandLine,
+            )
+            .await
+            .map_err(explain)?;
             println!("Created user {} (id {}).", user.username, user.id);
         }
         UserCommand::List => list(&store).await?,
@@ -102,18 +102,24 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
             revoke(&store, &args.name, "password_set").await?;
         }
         UserCommand::Deactivate(NameArg { name }) => {
-            if !store.set_active(&name, false).await? {
+            // Two steps rather than `admin::deactivate`, so the operator reads that the
+            // deactivation stands even when the logging out fails.
+            if admin::set_active(&store, &name, false, Actor::CommandLine)
+                .await?
+                .is_none()
+            {
                 return Err(no_such_user(&name));
             }
-            user_event(&store, audit::Kind::UserDeactivated, &name, None).await;
             println!("Deactivated {name}.");
             revoke(&store, &name, "deactivated").await?;
         }
         UserCommand::Activate(NameArg { name }) => {
-            if !store.set_active(&name, true).await? {
+            if admin::set_active(&store, &name, true, Actor::CommandLine)
+                .await?
+                .is_none()
+            {
                 return Err(no_such_user(&name));
             }
-            user_event(&store, audit::Kind::UserActivated, &name, None).await;
             println!("Activated {name}.");
         }
         UserCommand::Delete(NameArg { name }) => {
@@ -140,16 +146,9 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
 /// after the change it follows (a password set, a deactivation) is reported as such, so the
 /// operator knows to run `user revoke` again.
 async fn revoke(store: &Store, name: &str, reason: &str) -> Result<(), Failure> {
-    let revocation = match store.user_by_username(name).await? {
-        Some(user) => store
-            .revoke_user_tokens(user.id)
-            .await
-            .map(|r| (user.id, r)),
-        None => return Err(no_such_user(name)),
-    };
-    let (id, revocation) = match revocation {
-        Ok((id, Some(revocation))) => (id, revocation),
-        Ok((_, None)) => return Err(no_such_user(name)),
+    let revocation = match admin::revoke(store, name, reason, Actor::CommandLine).await {
+        Ok(Some((_, revocation))) => revocation,
+        Ok(None) => return Err(no_such_user(name)),
         Err(e) if reason != "cli" => {
             return Err(Failure::runtime(format!(
                 "could not log {name} out everywhere ({e}); run `doorman user revoke {name}` \
@@ -158,12 +157,6 @@ async fn revoke(store: &Store, name: &str, reason: &str) -> Result<(), Failure> 
         }
         Err(e) => return Err(e.into()),
     };
-    audit::Event::new(audit::Kind::TokensRevoked)
-        .username(name)
-        .user_id(Some(id))
-        .detail(json!({"reason": reason, "blacklisted": revocation.blacklisted}))
-        .record(store)
-        .await;
     println!(
         "Logged {name} out everywhere: {} refresh or sliding tokens blacklisted, every token issued until now refused.",
         revocation.blacklisted
@@ -176,17 +169,11 @@ async fn revoke(store: &Store, name: &str, reason: &str) -> Result<(), Failure> 
 /// has counters (an attacker's guesses), and refused only when there was nothing to clear.
 async fn unlock(config: &Config, store: &Store, name: &str) -> Result<(), Failure> {
     let throttle = LoginThrottle::new(&config.accounts.login_throttle, store.clone())?;
-    let cleared = throttle.unlock(name).await?;
-    let user = store.user_by_username(name).await?;
-    if user.is_none() && cleared == 0 {
+    let Some(admin::Unlocked { cleared, .. }) =
+        admin::unlock(&throttle, store, name, Actor::CommandLine).await?
+    else {
         return Err(no_such_user(name));
-    }
-    audit::Event::new(audit::Kind::UserUnlocked)
-        .username(name)
-        .user_id(user.map(|u| u.id))
-        .detail(json!({"counters": cleared, "in": throttle.backend()}))
-        .record(store)
-        .await;
+    };
     let plural = if cleared == 1 { "" } else { "s" };
     println!(
         "Unlocked {name}: cleared {cleared} failed-login counter{plural} ({}).",

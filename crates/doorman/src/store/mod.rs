@@ -103,6 +103,92 @@ pub fn is_revoked(tokens_valid_after: Option<i64>, iat: Option<i64>) -> bool {
     }
 }
 
+/// A user as the admin API shows one: Django's `auth_user` columns but the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSummary {
+    pub id: i64,
+    pub username: String,
+    pub is_active: bool,
+    pub is_superuser: bool,
+    pub is_staff: bool,
+    pub email: String,
+    pub last_login: Option<OffsetDateTime>,
+    pub date_joined: OffsetDateTime,
+}
+
+#[derive(FromRow)]
+struct UserSummaryRow {
+    id: i64,
+    username: String,
+    is_active: bool,
+    is_superuser: bool,
+    is_staff: bool,
+    email: String,
+    last_login: Option<i64>,
+    date_joined: i64,
+}
+
+impl TryFrom<UserSummaryRow> for UserSummary {
+    type Error = StoreError;
+
+    fn try_from(row: UserSummaryRow) -> Result<UserSummary, StoreError> {
+        let time = |secs: i64| {
+            OffsetDateTime::from_unix_timestamp(secs)
+                .map_err(|e| StoreError::Database(format!("bad timestamp {secs}: {e}").into()))
+        };
+        Ok(UserSummary {
+            id: row.id,
+            username: row.username,
+            is_active: row.is_active,
+            is_superuser: row.is_superuser,
+            is_staff: row.is_staff,
+            email: row.email,
+            last_login: row.last_login.map(time).transpose()?,
+            date_joined: time(row.date_joined)?,
+        })
+    }
+}
+
+/// One page of [`Store::find_users`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserPage {
+    /// How many users match, on every page.
+    pub count: i64,
+    pub users: Vec<UserSummary>,
+}
+
+/// An audit event with its id, the key the admin API pages by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NumberedAuditEvent {
+    pub id: i64,
+    pub event: AuditEvent,
+}
+
+#[derive(FromRow)]
+struct AuditPageRow {
+    id: i64,
+    #[sqlx(flatten)]
+    event: AuditRow,
+}
+
+/// A session: a refresh-token family of one user that still has a live token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The family's id (the jti of its first token).
+    pub id: String,
+    /// The jti of its live token (the newest, should there be more than one).
+    pub token_id: String,
+    /// When the family's first token still stored was issued (its login).
+    pub started_at: Option<OffsetDateTime>,
+    /// When its newest token was issued: the last rotation (with rotation off, refreshing
+    /// writes nothing, so this stays the login's time).
+    pub last_used_at: Option<OffsetDateTime>,
+    pub expires_at: OffsetDateTime,
+    /// The newest token's client.
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+}
+
 /// What [`Store::revoke_user_tokens`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Revocation {
@@ -144,6 +230,25 @@ pub struct OutstandingToken {
     pub user_id: Option<i64>,
     pub created_at: Option<OffsetDateTime>,
     pub expires_at: OffsetDateTime,
+    /// The address of the client it was issued to, when known (a session's "where").
+    pub client_addr: Option<String>,
+    /// The User-Agent of the request it was issued to; the store keeps at most
+    /// [`AUDIT_USER_AGENT_MAX`] characters of it.
+    pub user_agent: Option<String>,
+}
+
+impl OutstandingToken {
+    /// This token with its user agent cut to what the store keeps; borrowed when it fits.
+    fn bounded(&self) -> std::borrow::Cow<'_, OutstandingToken> {
+        match &self.user_agent {
+            Some(agent) if agent.char_indices().nth(AUDIT_USER_AGENT_MAX).is_some() => {
+                let mut token = self.clone();
+                token.user_agent = Some(crate::audit::bounded(agent.clone()));
+                std::borrow::Cow::Owned(token)
+            }
+            _ => std::borrow::Cow::Borrowed(self),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -582,7 +687,8 @@ impl Store {
     /// Records a newly issued refresh or sliding token (idempotent on its jti); it starts a
     /// family of its own.
     pub async fn record_outstanding(&self, token: &OutstandingToken) -> Result<(), StoreError> {
-        dispatch!(self, s => s.record_outstanding(token).await)
+        let token = token.bounded();
+        dispatch!(self, s => s.record_outstanding(&token).await)
     }
 
     pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
@@ -608,7 +714,8 @@ impl Store {
         new: &OutstandingToken,
         blacklist_old: bool,
     ) -> Result<RotateOutcome, StoreError> {
-        dispatch!(self, s => s.rotate(old, new, blacklist_old).await)
+        let new = new.bounded();
+        dispatch!(self, s => s.rotate(old, &new, blacklist_old).await)
     }
 
     /// The rotated-out refresh token `jti`, or `None` when it was never rotated out.
@@ -641,6 +748,8 @@ impl Store {
                 user_id: successor_user_id,
                 created_at: successor_created_at.map(time).transpose()?,
                 expires_at: time(expires_at)?,
+                client_addr: None,
+                user_agent: None,
             }),
             _ => None,
         };
@@ -650,6 +759,73 @@ impl Store {
             rotated_at,
             live_successor,
         }))
+    }
+
+    /// The users whose name contains `search` (case-insensitively; `%` and `_` are plain
+    /// characters), `limit` of them from `offset` in id order, and how many match in all.
+    pub async fn find_users(
+        &self,
+        search: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<UserPage, StoreError> {
+        let mut pattern = String::with_capacity(search.len() + 2);
+        pattern.push('%');
+        for c in search.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        let (count, rows) = dispatch!(self, s => s.find_users(&pattern, limit, offset).await)?;
+        let users = rows
+            .into_iter()
+            .map(UserSummary::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(UserPage { count, users })
+    }
+
+    /// The user of this name as the admin API shows one.
+    pub async fn user_summary(&self, username: &str) -> Result<Option<UserSummary>, StoreError> {
+        let row = dispatch!(self, s => s.user_summary(username).await)?;
+        row.map(UserSummary::try_from).transpose()
+    }
+
+    /// Up to `limit` audit events, newest first: of `username` when given, and recorded
+    /// before the event `before` (an id) when given.
+    pub async fn audit_page(
+        &self,
+        username: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<NumberedAuditEvent>, StoreError> {
+        let rows = dispatch!(self, s => s.audit_page(username, before, limit).await)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(NumberedAuditEvent {
+                    id: row.id,
+                    event: AuditEvent::try_from(row.event)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The user's sessions: each refresh-token family of theirs with a token neither
+    /// blacklisted nor expired at `now`, the most recently used first.
+    pub async fn sessions(
+        &self,
+        user_id: i64,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, StoreError> {
+        let rows = dispatch!(self, s => s.user_tokens(user_id).await)?;
+        sessions_of(rows, now)
+    }
+
+    /// Whether `family` is a refresh-token family of the user's (live or not).
+    pub async fn owns_family(&self, user_id: i64, family: &str) -> Result<bool, StoreError> {
+        let rows = dispatch!(self, s => s.user_tokens(user_id).await)?;
+        Ok(rows.iter().any(|row| row.family == family))
     }
 
     /// Blacklists every token of a refresh-token family at once, in one statement (a row
@@ -838,6 +1014,59 @@ impl Store {
             Store::Postgres(s) => s.flush_expired_exclusively(cutoff).await,
         }
     }
+}
+
+/// Groups a user's rows (oldest first) into their families, keeping those with a live token.
+fn sessions_of(
+    rows: Vec<portable::UserTokenRow>,
+    now: OffsetDateTime,
+) -> Result<Vec<Session>, StoreError> {
+    let time = |secs: i64| {
+        OffsetDateTime::from_unix_timestamp(secs)
+            .map_err(|e| StoreError::Database(format!("bad timestamp {secs}: {e}").into()))
+    };
+    let now = now.unix_timestamp();
+    // Families in the order of their first row; each row is newer than the one before. Found
+    // through an index, so a user with thousands of logins costs no quadratic scan.
+    let mut families: Vec<(String, Vec<portable::UserTokenRow>)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for row in rows {
+        match index.get(&row.family).and_then(|&at| families.get_mut(at)) {
+            Some((_, members)) => members.push(row),
+            None => {
+                index.insert(row.family.clone(), families.len());
+                families.push((row.family.clone(), vec![row]));
+            }
+        }
+    }
+    let mut sessions = Vec::new();
+    for (id, members) in families {
+        let Some(live) = members
+            .iter()
+            .rev()
+            .find(|row| row.blacklist_id.is_none() && row.expires_at > now)
+        else {
+            continue;
+        };
+        let Some(newest) = members.last() else {
+            continue;
+        };
+        let first_created = members.iter().filter_map(|row| row.created_at).min();
+        let last_created = members.iter().filter_map(|row| row.created_at).max();
+        sessions.push(Session {
+            id,
+            token_id: live.jti.clone(),
+            started_at: first_created.map(time).transpose()?,
+            last_used_at: last_created.map(time).transpose()?,
+            expires_at: time(live.expires_at)?,
+            client_addr: newest.client_addr.clone(),
+            user_agent: newest.user_agent.clone(),
+        });
+    }
+    // Newest use first; of two used in the same second, the later login first.
+    sessions.reverse();
+    sessions.sort_by_key(|session| std::cmp::Reverse(session.last_used_at));
+    Ok(sessions)
 }
 
 /// The `expires_at` at or before which a token no longer decodes at `now`: the verifier

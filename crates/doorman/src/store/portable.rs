@@ -284,6 +284,87 @@ macro_rules! portable_queries {
             Ok(done.rows_affected())
         }
 
+        /// One page of users whose name contains `pattern` (a LIKE pattern, `\\` escaping),
+        /// in id order, and how many match in all.
+        pub(super) async fn find_users(
+            &self,
+            pattern: &str,
+            limit: i64,
+            offset: i64,
+        ) -> Result<(i64, Vec<super::UserSummaryRow>), StoreError> {
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM users WHERE LOWER(username) LIKE LOWER($1) ESCAPE '\\'",
+            )
+            .bind(pattern)
+            .fetch_one(&self.pool)
+            .await?;
+            let rows = sqlx::query_as(
+                "SELECT id, username, is_active, is_superuser, is_staff, email, last_login,
+                        date_joined
+                 FROM users WHERE LOWER(username) LIKE LOWER($1) ESCAPE '\\'
+                 ORDER BY id LIMIT $2 OFFSET $3",
+            )
+            .bind(pattern)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok((count, rows))
+        }
+
+        pub(super) async fn user_summary(
+            &self,
+            username: &str,
+        ) -> Result<Option<super::UserSummaryRow>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT id, username, is_active, is_superuser, is_staff, email, last_login,
+                        date_joined
+                 FROM users WHERE username = $1",
+            )
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?)
+        }
+
+        /// Up to `limit` audit events (of `username`, when given) with an id below `before`
+        /// (when given), newest first.
+        pub(super) async fn audit_page(
+            &self,
+            username: Option<&str>,
+            before: Option<i64>,
+            limit: i64,
+        ) -> Result<Vec<super::AuditPageRow>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT id, at, kind, username, user_id, client_addr, user_agent, detail
+                 FROM audit_events
+                 WHERE ($1 IS NULL OR username = $1) AND ($2 IS NULL OR id < $2)
+                 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(username)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
+        /// Every outstanding row of the user, with its family and whether it is blacklisted,
+        /// oldest first.
+        pub(super) async fn user_tokens(
+            &self,
+            user_id: i64,
+        ) -> Result<Vec<super::portable::UserTokenRow>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT COALESCE(o.family, o.jti) AS family, o.jti, o.created_at, o.expires_at,
+                        o.client_addr, o.user_agent, b.id AS blacklist_id
+                 FROM outstanding_tokens o LEFT JOIN blacklisted_tokens b ON b.token_id = o.id
+                 WHERE o.user_id = $1
+                 ORDER BY o.id",
+            )
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
         pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
             let mut conn = self.pool.acquire().await?;
             is_blacklisted(&mut conn, jti).await
@@ -368,6 +449,19 @@ pub(super) struct RotatedOutRow {
     pub successor_user_id: Option<i64>,
     pub successor_created_at: Option<i64>,
     pub successor_expires_at: Option<i64>,
+}
+
+/// An `outstanding_tokens` row of one user, as [`Store::sessions`](super::Store::sessions)
+/// groups them into families.
+#[derive(sqlx::FromRow)]
+pub(super) struct UserTokenRow {
+    pub family: String,
+    pub jti: String,
+    pub created_at: Option<i64>,
+    pub expires_at: i64,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub blacklist_id: Option<i64>,
 }
 
 pub(super) const REVOKE_FAMILY: &str = "INSERT INTO blacklisted_tokens (token_id, blacklisted_at)

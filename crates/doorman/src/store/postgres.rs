@@ -423,8 +423,9 @@ async fn insert_outstanding(
     family: Option<&str>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at, family)
-         VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4, COALESCE($5, $1))
+        "INSERT INTO outstanding_tokens
+             (jti, user_id, created_at, expires_at, family, client_addr, user_agent)
+         VALUES ($1, (SELECT id FROM users WHERE id = $2), $3, $4, COALESCE($5, $1), $6, $7)
          ON CONFLICT (jti) DO NOTHING",
     )
     .bind(&token.jti)
@@ -432,6 +433,8 @@ async fn insert_outstanding(
     .bind(token.created_at.map(OffsetDateTime::unix_timestamp))
     .bind(token.expires_at.unix_timestamp())
     .bind(family)
+    .bind(token.client_addr.as_deref())
+    .bind(token.user_agent.as_deref())
     .execute(&mut *conn)
     .await?;
     Ok(())

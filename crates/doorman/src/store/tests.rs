@@ -220,6 +220,8 @@ pub(super) fn token(jti: &str, user_id: Option<i64>, expires_in: i64) -> Outstan
         user_id,
         created_at: Some(now),
         expires_at: now + time::Duration::seconds(expires_in),
+        client_addr: None,
+        user_agent: None,
     }
 }
 
@@ -1425,4 +1427,87 @@ async fn racing_rotations_of_one_token_record_the_winners_successor(store: Store
     );
     let given = successor_given(&store, "v0").await.map(|s| s.0);
     assert_eq!(given.as_ref(), winners.first());
+}
+
+on_both_backends!(sessions_are_the_users_live_families_with_their_newest_client);
+async fn sessions_are_the_users_live_families_with_their_newest_client(store: Store) {
+    store.migrate().await.unwrap();
+    let alice = store.create_user(new_user("alice")).await.unwrap();
+    let bob = store.create_user(new_user("bob")).await.unwrap();
+    let base = OffsetDateTime::now_utc();
+    let at = |secs: i64| base - time::Duration::seconds(secs);
+    let issued = |jti: &str, user: i64, ago: i64, addr: &str, agent: String| OutstandingToken {
+        created_at: Some(at(ago)),
+        client_addr: Some(addr.to_owned()),
+        user_agent: Some(agent),
+        ..token(jti, Some(user), 3600)
+    };
+    // A login from a laptop 300 s ago, rotated from a phone 100 s ago; a login 200 s ago from
+    // a client with an overlong user agent; a login that was logged out; bob's login.
+    let laptop = issued("laptop", alice.id, 300, "192.0.2.1", "laptop/1".into());
+    store.record_outstanding(&laptop).await.unwrap();
+    let phone = issued("phone", alice.id, 100, "192.0.2.2", "phone/1".into());
+    assert_eq!(
+        store.rotate(&laptop, &phone, true).await.unwrap(),
+        RotateOutcome::Rotated
+    );
+    let long = issued(
+        "long",
+        alice.id,
+        200,
+        "192.0.2.3",
+        "é".repeat(AUDIT_USER_AGENT_MAX + 9),
+    );
+    store.record_outstanding(&long).await.unwrap();
+    let gone = issued("gone", alice.id, 50, "192.0.2.4", "gone/1".into());
+    store.record_outstanding(&gone).await.unwrap();
+    store.blacklist(&gone).await.unwrap();
+    let expired = OutstandingToken {
+        created_at: Some(at(7200)),
+        ..token("expired", Some(alice.id), -10)
+    };
+    store.record_outstanding(&expired).await.unwrap();
+    store
+        .record_outstanding(&issued("bobs", bob.id, 10, "192.0.2.9", "bob/1".into()))
+        .await
+        .unwrap();
+
+    let sessions = store
+        .sessions(alice.id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["laptop", "long"]);
+    let rotated = &sessions[0];
+    assert_eq!(rotated.token_id, "phone");
+    let secs = |t: Option<OffsetDateTime>| t.unwrap().unix_timestamp();
+    assert_eq!(secs(rotated.started_at), at(300).unix_timestamp());
+    assert_eq!(secs(rotated.last_used_at), at(100).unix_timestamp());
+    assert_eq!(rotated.client_addr.as_deref(), Some("192.0.2.2"));
+    assert_eq!(rotated.user_agent.as_deref(), Some("phone/1"));
+    assert_eq!(
+        sessions[1].user_agent,
+        Some("é".repeat(AUDIT_USER_AGENT_MAX))
+    );
+    assert!(store.owns_family(alice.id, "laptop").await.unwrap());
+    assert!(store.owns_family(alice.id, "gone").await.unwrap());
+    assert!(!store.owns_family(alice.id, "bobs").await.unwrap());
+    assert!(!store.owns_family(bob.id, "laptop").await.unwrap());
+    assert!(!store.owns_family(alice.id, "phone").await.unwrap());
+
+    store.revoke_family("laptop").await.unwrap();
+    let left = store
+        .sessions(alice.id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, "long");
+    assert_eq!(
+        store
+            .sessions(bob.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -493,6 +493,8 @@ pub fn row(jti: &str, expires_at: time::OffsetDateTime) -> doorman::store::Outst
         user_id: Some(1),
         created_at: Some(time::OffsetDateTime::now_utc() - time::Duration::days(2)),
         expires_at,
+        client_addr: None,
+        user_agent: None,
     }
 }
 

@@ -4,6 +4,7 @@
 #[macro_use]
 mod helpers;
 
+mod admin;
 mod attacks;
 mod audit;
 mod browser;
@@ -21,6 +22,7 @@ mod django_move;
 mod families;
 mod framing;
 mod hello;
+mod inspector;
 mod interop;
 mod keys;
 mod layout;
@@ -35,5 +37,6 @@ mod rotation;
 mod scale;
 mod self_contained;
 mod server;
+mod sessions;
 mod throttle;
 mod tokens;

@@ -218,10 +218,16 @@ dual_test! {
     }
 }
 
-/// schemathesis against a server under `settings`, authenticated as alice.
+/// schemathesis against a server under `settings`, authenticated as a superuser, so the
+/// admin API is exercised past its permission check too.
 async fn run_schemathesis(venv: &Path, settings: &[(&str, &str)]) {
     let app = spawn_app_with(settings).await;
-    let (_, access) = app.login().await;
+    app.state
+        .accounts
+        .create_user("root", "root-password-1".to_owned().into(), true, true)
+        .await
+        .unwrap();
+    let (_, access) = app.login_as("root", "root-password-1").await;
     let mut cmd = Command::new(venv.join("bin/schemathesis"));
     cmd.args(["run", &app.url("/api/schema/")])
         .args(["--experimental=openapi-3.1", "--checks", "all"])
@@ -247,9 +253,13 @@ async fn run_schemathesis(venv: &Path, settings: &[(&str, &str)]) {
         "GET /hello/",
         "POST /api/token/",
         "POST /api/token/revoke-all/",
+        "POST /api/token/inspect/",
+        "GET /api/account/sessions/",
+        "POST /api/admin/users/",
+        "GET /api/admin/audit/",
     ] {
         assert!(text.contains(operation), "{operation} not run:\n{text}");
     }
-    assert!(text.contains("14 passed"), "{settings:?}: {text}");
+    assert!(text.contains("24 passed"), "{settings:?}: {text}");
     assert!(!text.contains("FAILED"), "{settings:?}: {text}");
 }

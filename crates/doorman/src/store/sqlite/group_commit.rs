@@ -654,8 +654,17 @@ async fn apply_run(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(
     Ok(())
 }
 
-/// An outstanding row as [`record_outstanding`] sends it: jti, owner, created, expires, family.
-type OutstandingRow<'a> = (&'a str, Option<i64>, Option<i64>, i64, Option<&'a str>);
+/// An outstanding row as [`record_outstanding`] sends it: jti, owner, created, expires, family,
+/// client address, user agent.
+type OutstandingRow<'a> = (
+    &'a str,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
 
 /// Get-or-create of outstanding rows, in one statement, each in the family given (`None`: a
 /// family of its own). An owner that does not exist is stored as NULL, as one write at a time
@@ -676,16 +685,20 @@ async fn record_outstanding(
                 t.created_at.map(time::OffsetDateTime::unix_timestamp),
                 t.expires_at.unix_timestamp(),
                 *family,
+                t.client_addr.as_deref(),
+                t.user_agent.as_deref(),
             )
         })
         .collect();
     // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
     Ok(sqlx::query_scalar(
-        "INSERT INTO outstanding_tokens (jti, user_id, created_at, expires_at, family)
+        "INSERT INTO outstanding_tokens
+             (jti, user_id, created_at, expires_at, family, client_addr, user_agent)
          SELECT json_extract(t.value, '$[0]'),
                 (SELECT id FROM users WHERE id = json_extract(t.value, '$[1]')),
                 json_extract(t.value, '$[2]'), json_extract(t.value, '$[3]'),
-                COALESCE(json_extract(t.value, '$[4]'), json_extract(t.value, '$[0]'))
+                COALESCE(json_extract(t.value, '$[4]'), json_extract(t.value, '$[0]')),
+                json_extract(t.value, '$[5]'), json_extract(t.value, '$[6]')
          FROM json_each($1) AS t WHERE true
          ON CONFLICT (jti) DO NOTHING
          RETURNING jti",
@@ -725,6 +738,8 @@ mod tests {
             user_id: None,
             created_at: None,
             expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(5),
+            client_addr: None,
+            user_agent: None,
         }
     }
 
