@@ -594,6 +594,216 @@ async fn the_debugger_decodes_a_pasted_token() {
     browser.close().await;
 }
 
+/// Pastes `token` into the debugger and waits for doorman's verdict on it.
+async fn verdict_of(browser: &Browser, token: &str, verdict: &str) -> String {
+    browser.type_into("#token", token).await;
+    browser
+        .visible(&format!("#verdict[data-verdict=\"{verdict}\"]"))
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_debugger_gives_doormans_verdict() {
+    let Some(browser) = browser("verdicts").await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let base = Browser::base(&app);
+    browser.goto(&format!("{base}/ui/debugger/")).await;
+
+    let (refresh, access) = app.login().await;
+    let said = verdict_of(&browser, &access, "valid").await;
+    assert!(said.starts_with("Valid"), "{said}");
+    browser.shot("valid").await;
+
+    let now = now();
+    let expired = mint(&format!(
+        r#"{{"token_type":"access","exp":{},"iat":{},"jti":"old","user_id":1}}"#,
+        now - 60,
+        now - 360
+    ));
+    let said = verdict_of(&browser, &expired, "expired").await;
+    assert!(said.starts_with("Expired"), "{said}");
+    browser
+        .text_with("#times [data-claim=exp]", "exp: 1 minute ago")
+        .await;
+    browser.shot("expired").await;
+
+    // Someone changed the claims and kept the signature.
+    let mut parts: Vec<String> = access.split('.').map(str::to_owned).collect();
+    parts[1] = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims = payload(&access);
+        claims["user_id"] = json!("2");
+        engine.encode(claims.to_string())
+    };
+    let tampered = parts.join(".");
+    let said = verdict_of(&browser, &tampered, "bad_signature").await;
+    assert!(said.starts_with("Bad signature"), "{said}");
+    browser.text_with("#payload", "\"user_id\": \"2\"").await;
+    browser.shot("tampered").await;
+
+    assert_eq!(app.blacklist(&refresh).await.status(), 200);
+    let said = verdict_of(&browser, &refresh, "blacklisted").await;
+    assert!(said.starts_with("Blacklisted"), "{said}");
+    browser.shot("blacklisted").await;
+
+    let said = verdict_of(&browser, "not a token", "malformed").await;
+    assert!(said.starts_with("Malformed"), "{said}");
+    browser.text_with("#header", "Not a decodable").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_page_lists_the_sessions_and_revokes_another() {
+    let Some(browser) = browser("account").await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let base = Browser::base(&app);
+    // Another device's session, then this browser's.
+    let other = app
+        .client
+        .post(app.url("/api/token/"))
+        .header("User-Agent", "other-device/1.0")
+        .json(&credentials(ALICE))
+        .send()
+        .await
+        .unwrap();
+    let other: Value = other.json().await.unwrap();
+    let other_refresh = other["refresh"].as_str().unwrap().to_owned();
+    browser.sign_in(&base, ALICE).await;
+    let mine = browser.refresh_token().await;
+
+    browser.goto(&format!("{base}/ui/account/")).await;
+    browser.visible("#sessions li.card").await;
+    let cards = browser
+        .client
+        .find_all(Locator::Css("#sessions li.card"))
+        .await
+        .unwrap();
+    assert_eq!(cards.len(), 2);
+    let current = browser
+        .text_with("#sessions li[data-current=true]", "this browser")
+        .await;
+    assert!(current.contains("HeadlessChrome"), "{current}");
+    let others = browser
+        .text_with("#sessions li:not([data-current])", "other-device/1.0")
+        .await;
+    assert!(others.contains("127.0.0.1"), "{others}");
+    browser.shot("two-sessions").await;
+
+    browser
+        .click("#sessions li:not([data-current]) button")
+        .await;
+    browser
+        .text_with("#notice", "The session was revoked")
+        .await;
+    let deadline = Instant::now() + PATIENCE;
+    while browser
+        .client
+        .find_all(Locator::Css("#sessions li.card"))
+        .await
+        .unwrap()
+        .len()
+        != 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the revoked session is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.visible("#sessions li[data-current=true]").await;
+    assert_refused_as_blacklisted(&app, &other_refresh).await;
+    assert_eq!(app.refresh(&mine).await.status(), 200);
+    browser.shot("revoked-other").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_is_for_superusers() {
+    let Some(browser) = browser("admin").await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let base = Browser::base(&app);
+    let root = ("root", "root-password-1");
+    app.state
+        .accounts
+        .create_user(root.0, root.1.to_owned().into(), true, true)
+        .await
+        .unwrap();
+    browser.sign_in(&base, root).await;
+    browser.goto(&format!("{base}/ui/admin/")).await;
+    browser.visible("#users tr[data-username=alice]").await;
+    browser.visible("#audit tbody tr").await;
+
+    // Create carol.
+    browser.type_into("#new-username", "carol").await;
+    browser.type_into("#new-password", "carol-password-1").await;
+    browser.click("#create").await;
+    browser.text_with("#notice", "carol was created.").await;
+    browser.visible("#users tr[data-username=carol]").await;
+    browser.shot("created").await;
+
+    // Search.
+    browser.type_into("#search", "CAR").await;
+    browser.click("#search-form button").await;
+    browser.text_with("#user-count", "1 user").await;
+    let rows = browser
+        .client
+        .find_all(Locator::Css("#users tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    browser.visible("#users tr[data-username=carol]").await;
+
+    // Deactivate carol: her session ends at once.
+    let (carol_refresh, _) = app.login_as("carol", "carol-password-1").await;
+    browser
+        .click("#users tr[data-username=carol] button[data-action=deactivate]")
+        .await;
+    browser.text_with("#notice", "carol deactivated.").await;
+    browser
+        .visible("#users tr[data-username=carol] button[data-action=activate]")
+        .await;
+    assert_eq!(app.refresh(&carol_refresh).await.status(), 401);
+    browser
+        .text_with("#audit tbody tr:first-child", "root")
+        .await;
+    browser.shot("deactivated").await;
+    // The tables turn into cards on a phone.
+    browser.resize(375, 812).await;
+    browser.visible("#users tr[data-username=carol]").await;
+    assert!(!browser.scrolls_sideways().await, "the admin page scrolls");
+    browser.shot("phone").await;
+    browser.resize(1280, 900).await;
+
+    // A normal user is told, and shown nothing.
+    browser.goto(&format!("{base}/ui/")).await;
+    browser.click("#logout").await;
+    browser.sign_in(&base, ALICE).await;
+    browser.goto(&format!("{base}/ui/admin/")).await;
+    browser
+        .text_with(
+            "[role=alert]",
+            "You need a superuser account to see this page.",
+        )
+        .await;
+    assert!(!browser.visible("h1").await.text().await.unwrap().is_empty());
+    let shown = browser
+        .js("return document.getElementById('admin').hidden;")
+        .await;
+    assert_eq!(shown, json!(true));
+    browser.shot("refused").await;
+    browser.close().await;
+}
+
 /// An attacker's page on another port of `localhost` (so the same site as doorman, another
 /// origin): a form that posts itself to doorman's refresh view as soon as it loads.
 async fn attacker_page(target: &str) -> String {
