@@ -12,6 +12,8 @@ pub mod error;
 pub mod health;
 pub mod hello;
 pub mod inspector;
+pub mod page_settings;
+pub mod pages;
 pub mod render;
 pub mod revocation;
 pub mod schema;
@@ -26,7 +28,7 @@ pub use error::ApiError;
 
 /// Every endpoint doorman has, each module's declarations in turn. `/hello/` comes first: the
 /// access log finds a request's route label by walking this order.
-const ENDPOINTS: [&[Endpoint]; 9] = [
+const ENDPOINTS: [&[Endpoint]; 10] = [
     hello::ENDPOINTS,
     wellknown::ENDPOINTS,
     health::ENDPOINTS,
@@ -38,6 +40,7 @@ const ENDPOINTS: [&[Endpoint]; 9] = [
     // (schemathesis') would otherwise log its caller out before reaching them.
     revocation::ENDPOINTS,
     schema::ENDPOINTS,
+    pages::ENDPOINTS,
 ];
 
 /// Every endpoint, whatever the configuration turns on.
@@ -161,7 +164,8 @@ mod tests {
                 "/healthz/",
                 "/hello/",
                 "/metrics/",
-                "/readyz/"
+                "/readyz/",
+                "/ui/"
             ]
         );
     }

@@ -55,7 +55,7 @@ impl Published {
 /// The document describing those of `endpoints` that `config` serves on the API listener.
 pub fn document<'a>(config: &Config, endpoints: impl Iterator<Item = &'a Endpoint>) -> Value {
     let mut paths = Map::new();
-    for endpoint in endpoints.filter(|e| e.on_api(config)) {
+    for endpoint in endpoints.filter(|e| e.on_api(config) && documented(e)) {
         // Every declared endpoint has an operation (a unit test holds this).
         if let Some(item) = path_item(endpoint.path, config) {
             paths.insert(endpoint.path.to_owned(), item);
@@ -74,6 +74,11 @@ pub fn document<'a>(config: &Config, endpoints: impl Iterator<Item = &'a Endpoin
             "securitySchemes": security_schemes(config),
         },
     })
+}
+
+/// Whether the document describes an endpoint: the JSON API's, not the web pages.
+fn documented(endpoint: &Endpoint) -> bool {
+    !endpoint.path.starts_with(super::pages::PREFIX)
 }
 
 /// The operations of one path, `None` for a path this module doesn't know.
@@ -1025,7 +1030,7 @@ mod tests {
     #[test]
     fn every_declared_endpoint_has_an_operation() {
         let config = config(&[]);
-        for endpoint in crate::api::endpoints() {
+        for endpoint in crate::api::endpoints().filter(|e| documented(e)) {
             assert!(
                 path_item(endpoint.path, &config).is_some(),
                 "{} has no operation in the OpenAPI document",
@@ -1035,7 +1040,7 @@ mod tests {
         let document = document(&config);
         let paths = document["paths"].as_object().unwrap();
         let served: Vec<&str> = crate::api::endpoints()
-            .filter(|e| e.on_api(&config))
+            .filter(|e| e.on_api(&config) && documented(e))
             .map(|e| e.path)
             .collect();
         assert_eq!(paths.len(), served.len());

@@ -36,6 +36,7 @@
 //! - `telemetry` (`telemetry::settings`): `log_format`.
 //! - `static_files` (`serve::static_files`): `static_root`, `static_url`,
 //!   `static_cache_control`.
+//! - `pages` (`api::page_settings`): `web_pages`.
 //!
 //! The split follows the readers: the listeners and the request stack read `server` (the
 //! body limit too: one size for every request, like the header limit); the token views, the
@@ -65,6 +66,7 @@ use source::{Sources, source_of};
 
 use crate::accounts::settings::{AccountSettings, AccountsConfig};
 use crate::api::cookie_settings::{CookieSettings, CookiesConfig};
+use crate::api::page_settings::{PageSettings, PagesConfig};
 use crate::api::token_settings::{TokenSettings, TokensConfig};
 use crate::keys::{KeySettings, KeysConfig};
 use crate::serve::settings::{ServerConfig, ServerSettings};
@@ -90,6 +92,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Static files (Django's STATIC_ROOT / STATIC_URL), when configured.
     pub static_files: Option<StaticFiles>,
+    /// The built-in web pages under `/ui/`.
+    pub pages: PagesConfig,
 }
 
 /// Values given on the command line; they win over everything else.
@@ -144,6 +148,7 @@ struct Settings {
     accounts: AccountSettings,
     telemetry: TelemetrySettings,
     static_files: StaticSettings,
+    pages: PageSettings,
 }
 
 impl Settings {
@@ -158,6 +163,7 @@ impl Settings {
         let accounts = self.accounts.validate(src)?;
         let static_files = self.static_files.validate(src)?;
         let telemetry = self.telemetry.validate(src)?;
+        let pages = self.pages.validate(src)?;
         Ok(Config {
             server,
             tokens,
@@ -167,6 +173,7 @@ impl Settings {
             accounts,
             telemetry,
             static_files,
+            pages,
         })
     }
 }
@@ -184,6 +191,7 @@ fn extract(figment: &Figment) -> Result<Settings, ConfigError> {
     let accounts = figment.extract::<AccountSettings>();
     let telemetry = figment.extract::<TelemetrySettings>();
     let static_files = figment.extract::<StaticSettings>();
+    let pages = figment.extract::<PageSettings>();
     let first = [
         known,
         server.as_ref().err().cloned(),
@@ -194,6 +202,7 @@ fn extract(figment: &Figment) -> Result<Settings, ConfigError> {
         accounts.as_ref().err().cloned(),
         telemetry.as_ref().err().cloned(),
         static_files.as_ref().err().cloned(),
+        pages.as_ref().err().cloned(),
     ]
     .into_iter()
     .flatten()
@@ -212,6 +221,7 @@ fn extract(figment: &Figment) -> Result<Settings, ConfigError> {
         accounts: accounts.map_err(fail)?,
         telemetry: telemetry.map_err(fail)?,
         static_files: static_files.map_err(fail)?,
+        pages: pages.map_err(fail)?,
     })
 }
 
@@ -228,6 +238,7 @@ fn setting_names() -> &'static [&'static str] {
             source::setting_names::<AccountSettings>(),
             source::setting_names::<TelemetrySettings>(),
             source::setting_names::<StaticSettings>(),
+            source::setting_names::<PageSettings>(),
         ]
         .concat()
     })
