@@ -71,6 +71,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
             .acquire_timeout(settings.acquire_timeout)
+            .after_release(|conn, _| Box::pin(async move { Ok(transaction_ended(conn).await) }))
             .connect_with(options)
             .await?;
         let writes = GroupCommit::start(pool.clone());
@@ -305,6 +306,29 @@ pub(super) fn is_unavailable(error: &(dyn DatabaseError + 'static)) -> bool {
                 BUSY | LOCKED | READONLY | IOERR | CORRUPT | FULL | CANTOPEN | NOTADB
             )
         })
+}
+
+/// Whether a connection going back to the pool is out of any transaction, so it may be
+/// reused; `false` closes it. When `COMMIT` fails on a full disk or an I/O error, SQLite has
+/// already rolled the transaction back, so the `ROLLBACK` sqlx sends when the `Transaction`
+/// drops fails too, and sqlx still counts the transaction as open: every later
+/// `begin_with("BEGIN IMMEDIATE")` on that connection would fail ("non-zero transaction
+/// depth", a 500) long after the disk had space again. A fresh connection costs far less.
+async fn transaction_ended(conn: &mut SqliteConnection) -> bool {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return true;
+    }
+    // The dropped `Transaction`'s rollback is queued on the connection's worker, maybe not run
+    // yet: a ping waits for it, and only a transaction still open after it is one to close.
+    if conn.ping().await.is_err() {
+        return false;
+    }
+    let ended = !conn.is_in_transaction();
+    if !ended {
+        tracing::warn!("a connection whose transaction could not end was closed");
+    }
+    ended
 }
 
 /// The database's directory, created owner-only when doorman makes it: the file holds password

@@ -32,5 +32,6 @@ mod rotation;
 mod scale;
 mod self_contained;
 mod server;
+mod storage_faults;
 mod throttle;
 mod tokens;
