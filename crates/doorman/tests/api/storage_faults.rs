@@ -72,6 +72,77 @@ async fn app_on(dir: &Path, more: &[(&str, &str)]) -> TestApp {
     spawn_app_with(&settings).await
 }
 
+/// What the tests ask of a server, whether started with its users ([`TestApp`]) or on a
+/// database prepared beforehand.
+trait Server {
+    fn client(&self) -> &reqwest::Client;
+    fn base(&self) -> String;
+
+    async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client()
+            .post(format!("{}{path}", self.base()))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post_token(&self, body: &Value) -> Response {
+        self.post("/api/token/", body).await
+    }
+
+    async fn refresh(&self, refresh: &str) -> Response {
+        self.post("/api/token/refresh/", &json!({ "refresh": refresh }))
+            .await
+    }
+
+    async fn blacklist(&self, refresh: &str) -> Response {
+        self.post("/api/token/blacklist/", &json!({ "refresh": refresh }))
+            .await
+    }
+
+    async fn verify(&self, token: &str) -> Response {
+        self.post("/api/token/verify/", &json!({ "token": token }))
+            .await
+    }
+
+    async fn get_hello(&self, token: &str) -> Response {
+        get_hello_at(self.client(), &self.base(), token).await
+    }
+
+    async fn readyz(&self) -> Response {
+        self.client()
+            .get(format!("{}/readyz", self.base()))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Server for TestApp {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+    fn base(&self) -> String {
+        self.address.clone()
+    }
+}
+
+/// A server on a database prepared beforehand (no users created at start).
+struct Bare {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Server for Bare {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+    fn base(&self) -> String {
+        self.base.clone()
+    }
+}
+
 /// An unavailable write's answer: 503, a JSON `detail`, and `Retry-After`.
 async fn assert_unavailable(res: Response, what: &str) {
     let status = res.status();
@@ -84,7 +155,7 @@ async fn assert_unavailable(res: Response, what: &str) {
 
 /// A login, a refresh (rotating, so blacklisting the first refresh token) and a blacklisting
 /// of the successor, all answered 200; the refresh token used first is then refused.
-async fn round(app: &TestApp, round: usize) {
+async fn round(app: &impl Server, round: usize) {
     let res = app.post_token(&credentials(ALICE)).await;
     let (status, body) = (res.status(), res.text().await.unwrap());
     assert_eq!(status, StatusCode::OK, "round {round} login: {body}");
@@ -192,9 +263,12 @@ async fn a_full_disk_refuses_writes_and_recovers_when_space_returns() {
     assert_eq!(integrity(&dir.join("doorman.sqlite3")).await, "ok");
 }
 
-/// The data directory turning read-only under the running server (a bind mount remounted
-/// read-only): writes answer 503, reads 200, `/readyz` 503; made writable again, writes
-/// succeed without a restart and `/readyz` is back to 200.
+/// The data directory read-only (a bind mount remounted read-only, as a full or failing disk
+/// is remounted by the kernel, with the database's `-wal` and `-shm` left behind by a crash):
+/// the server starts and serves reads, writes answer 503 with `Retry-After`, `/readyz` 503;
+/// made writable again, writes succeed without a restart and `/readyz` is back to 200.
+/// (Linux refuses to remount read-only a file system with files open for writing, so the
+/// database is prepared by a first server that is then closed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_data_directory_refuses_writes_until_writable_again() {
     let root = tempfile::tempdir().unwrap();
@@ -204,36 +278,71 @@ async fn a_read_only_data_directory_refuses_writes_until_writable_again() {
     let Some(mount) = Mount::new("the read-only test", &["--bind", &source], &dir) else {
         return;
     };
-    let app = app_on(&dir, &[]).await;
-    let (refresh, access) = app.login().await;
-    let ready = |app: &TestApp| app.client.get(app.url("/readyz")).send();
-    assert_eq!(ready(&app).await.unwrap().status(), StatusCode::OK);
+    let url = format!("sqlite://{}", dir.join("doorman.sqlite3").display());
+    let first = bound_app(root.path(), &[("DOORMAN_DATABASE_URL", url.as_str())]).await;
+    first
+        .state()
+        .accounts
+        .create_user(ALICE.0, ALICE.1.to_owned().into(), false, true)
+        .await
+        .unwrap();
+    let leftover = keep_wal_files(&dir);
+    first.state().store.close().await;
+    drop(first);
+    drop(leftover);
 
     mount.remount("remount,ro,bind");
+    let mut settings = vec![("DOORMAN_DATABASE_URL", url.as_str())];
+    settings.extend_from_slice(&ROTATING);
+    let second = tempfile::tempdir().unwrap();
+    let app = Bare {
+        client: reqwest::Client::new(),
+        base: format!("http://{}", serve_bound(second.path(), &settings).await),
+    };
     assert_unavailable(
         app.post_token(&credentials(ALICE)).await,
         "a login on a read-only directory",
     )
     .await;
-    assert_unavailable(
-        app.refresh(&refresh).await,
-        "a refresh on a read-only directory",
-    )
-    .await;
+    let access = mint_access("1");
     assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK);
     assert_eq!(app.verify(&access).await.status(), StatusCode::OK);
-    let res = ready(&app).await.unwrap();
+    let res = app.readyz().await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.headers().contains_key("retry-after"));
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["database"], json!("read-only"), "{body}");
 
     mount.remount("remount,rw,bind");
+    assert_eq!(app.readyz().await.status(), StatusCode::OK);
     for i in 0..5 {
         round(&app, i).await;
     }
-    assert_eq!(ready(&app).await.unwrap().status(), StatusCode::OK);
     assert_eq!(integrity(&dir.join("doorman.sqlite3")).await, "ok");
+}
+
+/// Copies of the database's `-wal` and `-shm` files, put back when dropped: a crashed server
+/// leaves them behind, and SQLite can only open a WAL database read-only when they exist.
+struct WalFiles(Vec<(PathBuf, Vec<u8>)>);
+
+fn keep_wal_files(dir: &Path) -> WalFiles {
+    WalFiles(
+        ["doorman.sqlite3-wal", "doorman.sqlite3-shm"]
+            .iter()
+            .map(|name| dir.join(name))
+            .filter_map(|path| std::fs::read(&path).ok().map(|bytes| (path, bytes)))
+            .collect(),
+    )
+}
+
+impl Drop for WalFiles {
+    fn drop(&mut self) {
+        for (path, bytes) in &self.0 {
+            if !path.exists() {
+                let _ = std::fs::write(path, bytes);
+            }
+        }
+    }
 }
 
 /// Another process holding SQLite's lock (`BEGIN EXCLUSIVE`) for longer than
