@@ -28,6 +28,8 @@ pub struct Shared {
     /// The guard's user check, which revocations made here update at once.
     pub users: Arc<StoreUserCheck>,
     pub metrics: crate::metrics::Metrics,
+    /// The wall clock token times and pruning read (see `clock`).
+    pub clock: crate::clock::WallClock,
 }
 
 impl std::ops::Deref for AppState {
@@ -63,7 +65,8 @@ impl AppState {
         let hasher = PasswordHasher::new(config.accounts.password_hash_workers)
             .with_md5(config.accounts.accept_md5_password_hashes)
             .with_metrics(metrics.clone());
-        let accounts = Accounts::new(store.clone(), hasher);
+        let clock = crate::clock::WallClock::default();
+        let accounts = Accounts::new(store.clone(), hasher).with_clock(clock.clone());
         let users = StoreUserCheck::shared(
             store.clone(),
             config.accounts.check_user_is_active,
@@ -86,6 +89,7 @@ impl AppState {
             guard,
             users,
             metrics,
+            clock,
         })))
     }
 }

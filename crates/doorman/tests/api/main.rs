@@ -8,6 +8,7 @@ mod attacks;
 mod audit;
 mod cli;
 mod cli_client;
+mod clock;
 mod connection_limits;
 mod container;
 mod contract;
