@@ -394,7 +394,14 @@ impl Writer {
             // `ReadOnlySeen`), this try is on a fresh one, which can write if the storage
             // can again.
             super::close_idle(&self.pool).await;
-            first = self.transaction(group).await;
+            first = match self.transaction(group).await {
+                // Still read-only: the storage's failure, not a write's; tried write by write
+                // it would only fail each of them again.
+                Err(Failed::Write(e)) if self.read_only.note_store(&e) => {
+                    Err(Failed::Transaction(e))
+                }
+                other => other,
+            };
         }
         match first {
             Ok(()) => Ok(()),
