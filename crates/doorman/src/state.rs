@@ -59,6 +59,19 @@ impl AppState {
         } else if store.pending_migrations().await? > 0 {
             anyhow::bail!("the database has pending migrations; run `doorman migrate`");
         }
+        // Reads are served from a read-only database (tokens verify, users are looked up), so
+        // it is not refused; but the operator hears of it now, not from the first 503.
+        if let Ok(false) = store.writable().await {
+            let database = match config.store.database_url.split_once("://") {
+                Some(("postgres" | "postgresql", _)) => "the PostgreSQL database".to_owned(),
+                _ => config.store.database_url.clone(),
+            };
+            tracing::warn!(
+                %database,
+                "the database is read-only: writes (logins, refreshes, blacklisting) will answer \
+                 503 and /readyz says not ready until it takes writes again"
+            );
+        }
         let keys = crate::keys::effective(&config.keys.key, &store).await?;
         let tokens = Arc::new(Tokens::new(keys, config.tokens.rules.clone()));
         let metrics = crate::metrics::Metrics::new();
