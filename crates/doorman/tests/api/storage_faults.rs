@@ -377,6 +377,8 @@ async fn a_database_locked_by_another_process_refuses_writes_until_released() {
     )
     .await;
     assert_eq!(app.verify(&access).await.status(), StatusCode::OK);
+    // In WAL mode readers pass another connection's write lock: the user lookup answers.
+    assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK);
 
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
     let _ = other.close().await;
