@@ -89,6 +89,8 @@ impl Application {
         let pruning = self.state.config.store.prune_interval.map(|every| {
             tokio::spawn(crate::jobs::prune_expired(
                 self.state.store.clone(),
+                self.state.clock.clone(),
+                self.state.metrics.clone(),
                 every,
                 self.state.config.tokens.rules.leeway,
                 self.state.config.store.audit_retention,

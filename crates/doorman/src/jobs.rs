@@ -76,28 +76,36 @@ pub async fn refresh_keys(state: AppState) {
 /// blacklisted) rows whose tokens no longer decode (past their expiry plus `leeway`), and the
 /// audit events older than `audit_retention` (`None`: kept for good), so no cron job is
 /// needed. On PostgreSQL one instance at a time does it; a failure is logged and retried at
-/// the next tick.
+/// the next tick. The time it prunes by is the wall clock checked against the monotonic one
+/// (`clock::TrustedTime`): a clock stepped ahead must not delete the rows that keep spent
+/// tokens refused, or they would be accepted again once it is stepped back.
 pub async fn prune_expired(
     store: Store,
+    clock: crate::clock::WallClock,
+    metrics: crate::metrics::Metrics,
     every: std::time::Duration,
     leeway: std::time::Duration,
     audit_retention: Option<std::time::Duration>,
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut trusted = crate::clock::TrustedTime::new(clock.now_ms(), std::time::Instant::now());
     loop {
         ticks.tick().await;
+        let checked = trusted.check(clock.now_ms(), std::time::Instant::now());
+        if checked.ahead_ms > 0 {
+            metrics.prune_clock_ahead();
+        }
+        let now_ms = checked.now_ms;
+        let now =
+            time::OffsetDateTime::UNIX_EPOCH.saturating_add(time::Duration::milliseconds(now_ms));
         // Forgotten failures and known addresses past their time; any instance may do it.
-        let now_ms = crate::accounts::throttle::now_ms();
         match store.prune_throttle(now_ms).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned login throttling rows"),
             Err(e) => tracing::warn!(error = %e, "could not prune login throttling rows"),
         }
-        match store
-            .prune_expired(time::OffsetDateTime::now_utc(), leeway)
-            .await
-        {
+        match store.prune_expired(now, leeway).await {
             Ok(Some(0)) => {}
             Ok(Some(deleted)) => tracing::info!(deleted, "pruned expired tokens"),
             Ok(None) => {
@@ -109,10 +117,7 @@ pub async fn prune_expired(
         let Some(retention) = audit_retention else {
             continue;
         };
-        match store
-            .prune_audit_older_than(time::OffsetDateTime::now_utc(), retention)
-            .await
-        {
+        match store.prune_audit_older_than(now, retention).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned old audit events"),
             Err(e) => tracing::warn!(error = %e, "could not prune old audit events"),

@@ -199,6 +199,13 @@ impl Metrics {
             .increment(1);
     }
 
+    /// A prune that acted on the monotonic clock's time because the wall clock had jumped
+    /// ahead (see `clock::TrustedTime`).
+    pub fn prune_clock_ahead(&self) {
+        self.counter("doorman_prune_clock_ahead_total", vec![])
+            .increment(1);
+    }
+
     /// A login refused by the login throttle before its password was checked.
     pub fn login_throttled(&self) {
         self.counter("doorman_logins_throttled_total", vec![])

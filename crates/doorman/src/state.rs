@@ -28,6 +28,8 @@ pub struct Shared {
     /// The guard's user check, which revocations made here update at once.
     pub users: Arc<StoreUserCheck>,
     pub metrics: crate::metrics::Metrics,
+    /// The wall clock token times and pruning read (see `clock`).
+    pub clock: crate::clock::WallClock,
 }
 
 impl std::ops::Deref for AppState {
@@ -57,13 +59,27 @@ impl AppState {
         } else if store.pending_migrations().await? > 0 {
             anyhow::bail!("the database has pending migrations; run `doorman migrate`");
         }
+        // Reads are served from a read-only database (tokens verify, users are looked up), so
+        // it is not refused; but the operator hears of it now, not from the first 503.
+        if let Ok(false) = store.writable().await {
+            let database = match config.store.database_url.split_once("://") {
+                Some(("postgres" | "postgresql", _)) => "the PostgreSQL database".to_owned(),
+                _ => config.store.database_url.clone(),
+            };
+            tracing::warn!(
+                %database,
+                "the database is read-only: writes (logins, refreshes, blacklisting) will answer \
+                 503 and /readyz says not ready until it takes writes again"
+            );
+        }
         let keys = crate::keys::effective(&config.keys.key, &store).await?;
         let tokens = Arc::new(Tokens::new(keys, config.tokens.rules.clone()));
         let metrics = crate::metrics::Metrics::new();
         let hasher = PasswordHasher::new(config.accounts.password_hash_workers)
             .with_md5(config.accounts.accept_md5_password_hashes)
             .with_metrics(metrics.clone());
-        let accounts = Accounts::new(store.clone(), hasher);
+        let clock = crate::clock::WallClock::default();
+        let accounts = Accounts::new(store.clone(), hasher).with_clock(clock.clone());
         let users = StoreUserCheck::shared(
             store.clone(),
             config.accounts.check_user_is_active,
@@ -91,6 +107,7 @@ impl AppState {
             guard,
             users,
             metrics,
+            clock,
         })))
     }
 }

@@ -58,6 +58,8 @@ pub struct Accounts {
     /// Whether the floor has been read once: from then on a login doesn't wait for another
     /// login's reading.
     floor_known: Arc<std::sync::atomic::AtomicBool>,
+    /// The wall clock new tokens' `iat` is read from.
+    clock: crate::clock::WallClock,
     /// Runs after a login's password check and before its rehash is written, so a test can
     /// land a password change exactly there.
     #[cfg(test)]
@@ -84,9 +86,16 @@ impl Accounts {
             hasher,
             floor_read: Arc::default(),
             floor_known: Arc::default(),
+            clock: crate::clock::WallClock::default(),
             #[cfg(test)]
             before_rehash_write: None,
         }
+    }
+
+    /// Reads token times from `clock` (the server's, which tests may step).
+    pub fn with_clock(mut self, clock: crate::clock::WallClock) -> Accounts {
+        self.clock = clock;
+        self
     }
 
     /// Django's `authenticate(username=..., password=...)`: the user when the password matches
@@ -208,11 +217,11 @@ impl Accounts {
             .await?
             .and_then(|user| user.tokens_valid_after);
         let Some(revoked) = revoked else {
-            return Ok(crate::unix_now());
+            return Ok(self.clock.unix_now());
         };
         let started = Instant::now();
         loop {
-            let now = crate::unix_now();
+            let now = self.clock.unix_now();
             if now > revoked {
                 return Ok(now);
             }
@@ -227,12 +236,10 @@ impl Accounts {
                 );
                 return Ok(now);
             }
-            let next_second = std::time::UNIX_EPOCH
-                + Duration::from_secs(u64::try_from(now.saturating_add(1)).unwrap_or(0));
-            let wait = next_second
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or(Duration::from_millis(1))
-                .max(Duration::from_millis(1));
+            // Until the wall clock's next second; the sleep itself is on the monotonic clock,
+            // and the loop reads the wall clock again, so a step meanwhile costs one more turn.
+            let into_second = u64::try_from(self.clock.now_ms().rem_euclid(1000)).unwrap_or(0);
+            let wait = Duration::from_millis(1000 - into_second).max(Duration::from_millis(1));
             tokio::time::sleep(wait.min(MAX_ISSUE_WAIT - waited)).await;
         }
     }
@@ -698,6 +705,29 @@ mod tests {
             .expect("the waiter never finished")
             .expect("the waiter panicked");
         assert!(matches!(answer, Err(LookupFailed::Error)), "{answer:?}");
+    }
+
+    /// The pause after a failed user lookup runs on the monotonic clock: a wall clock stepped
+    /// back a day right after the failure (the server's clock, as tests step it) leaves it at
+    /// `OUTAGE_BACKOFF`, not a day longer.
+    #[tokio::test]
+    async fn a_clock_stepped_back_does_not_lengthen_the_outage_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let metrics = crate::metrics::Metrics::new();
+        let check = StoreUserCheck::shared(store.clone(), true, true, None, 0, &metrics);
+        let clock = crate::clock::WallClock::default();
+        // A hiccup: the pool gone, every lookup unavailable.
+        store.close().await;
+        assert!(matches!(check.look_up(1).await, Err(LookupFailed::Outage)));
+        clock.step(time::Duration::days(-1));
+        let left = check.skip_until_ms.load(Ordering::Relaxed) - check.elapsed_ms();
+        assert!(
+            (0..=millis(OUTAGE_BACKOFF)).contains(&left),
+            "paused for {left} ms more"
+        );
     }
 
     /// Lets every task the test spawned run until it waits.

@@ -504,20 +504,20 @@ fn readyz() -> Value {
         "type": "object",
         "properties": {
             "status": {"enum": ["ready", "unavailable"]},
-            "database": {"enum": ["ok", "unreachable"]},
+            "database": {"enum": ["ok", "unreachable", "read-only"]},
             "migrations": {"type": "string"},
         },
         "required": ["status", "database"],
     });
     json!({
         "operationId": "readyz",
-        "summary": "The database answers and every migration is applied.",
+        "summary": "The database answers, takes writes and has every migration applied.",
         "security": [],
         "responses": {
             "200": {"description": "Ready.", "content": json_content(status.clone())},
             "405": error_response("Another method than GET or HEAD."),
             "503": {
-                "description": "Not ready: the database is unreachable or migrations are pending.",
+                "description": "Not ready: the database is unreachable or read-only, or migrations are pending.",
                 "headers": {"Retry-After": retry_after()},
                 "content": json_content(status),
             },

@@ -27,7 +27,6 @@ use crate::config::Config;
 use crate::serve::ClientAddr;
 use crate::state::AppState;
 use crate::store::{OutstandingToken, Replay, RotateOutcome};
-use crate::unix_now;
 
 /// Where clients log in; the discovery document names it too.
 pub const OBTAIN_PAIR_PATH: &str = "/api/token/";
@@ -385,10 +384,7 @@ async fn decide(
         .record(&state.store)
         .await;
     if state.config.accounts.update_last_login {
-        state
-            .store
-            .record_login(user.id, OffsetDateTime::now_utc())
-            .await?;
+        state.store.record_login(user.id, state.clock.now()).await?;
     }
     Ok(user.id)
 }
@@ -400,7 +396,7 @@ async fn decide(
 async fn refresh(state: AppState, data: RequestData, client: Client) -> Result<Answer, ApiError> {
     let state = &state;
     let [raw] = fields(&data, ["refresh"])?;
-    let now = unix_now();
+    let now = state.clock.unix_now();
     let claims = state.tokens.decode(&raw, now)?;
     if let Err(refused) = not_blacklisted(state, &claims, TokenKind::Refresh).await {
         if matches!(refused, ApiError::Token(TokenError::Blacklisted))
@@ -464,7 +460,7 @@ async fn detect_reuse(
     };
     let replay = state
         .store
-        .replayed(jti, OffsetDateTime::now_utc(), settings.refresh_reuse_grace)
+        .replayed(jti, state.clock.now(), settings.refresh_reuse_grace)
         .await?;
     if let Replay::WithinGrace { live_successor } = replay {
         if live_successor.is_none() {
@@ -556,7 +552,7 @@ async fn refresh_sliding(
 ) -> Result<Answer, ApiError> {
     let state = &state;
     let [raw] = fields(&data, ["token"])?;
-    let now = unix_now();
+    let now = state.clock.unix_now();
     let claims = blacklistable(state, &raw, TokenKind::Sliding, now).await?;
     state.tokens.check_refresh_exp(&claims, now)?;
     active_user(state, &claims).await?;
@@ -577,7 +573,7 @@ async fn refresh_sliding(
 async fn verify(state: AppState, data: RequestData, _: Client) -> Result<Answer, ApiError> {
     let state = &state;
     let [raw] = fields(&data, ["token"])?;
-    let claims = state.tokens.decode(&raw, unix_now())?;
+    let claims = state.tokens.decode(&raw, state.clock.unix_now())?;
     state.tokens.check(&claims, None)?;
     // Known to be an access token only when the type claim is in use and says so.
     let is_access = state
@@ -600,7 +596,7 @@ async fn verify(state: AppState, data: RequestData, _: Client) -> Result<Answer,
 async fn blacklist(state: AppState, data: RequestData, _: Client) -> Result<Answer, ApiError> {
     let state = &state;
     let [raw] = fields(&data, ["refresh"])?;
-    let now = unix_now();
+    let now = state.clock.unix_now();
     let claims = blacklistable(state, &raw, TokenKind::Refresh, now).await?;
     let user_id = match claims.user_id(&state.tokens.rules().user_id_claim) {
         Some(UserId::Id(id)) => state.store.user_by_id(id).await?.map(|u| u.id),

@@ -604,6 +604,12 @@ impl Store {
         dispatch!(self, s => s.migration_status().await)
     }
 
+    /// Whether the database takes writes now (`false`: it answers, read-only), checked
+    /// without writing anything; for readiness.
+    pub async fn writable(&self) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.writable().await)
+    }
+
     pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
         Ok(self
             .migration_status()

@@ -71,6 +71,16 @@ impl PostgresStore {
         Ok(rotation)
     }
 
+    /// A standby (in recovery) or a database set `default_transaction_read_only` refuses
+    /// writes.
+    pub async fn writable(&self) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
         let table: Option<String> =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")

@@ -7,6 +7,8 @@
 //! write lock.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::SqliteConnection;
 use sqlx::error::DatabaseError;
@@ -39,6 +41,58 @@ super::import::import_queries!(SqliteConnection);
 pub struct SqliteStore {
     pool: SqlitePool,
     writes: GroupCommit,
+    read_only: Arc<ReadOnlySeen>,
+}
+
+/// When SQLite last refused a write because the database was read-only. A connection opened
+/// while the file or its file system was read-only stays read-only for good (SQLite falls back
+/// to opening the file, and the `-shm` all of a process's connections share, read-only), so
+/// once storage is writable again the connections opened before that refusal are closed as
+/// the pool hands them out, rather than failing writes until a restart.
+#[derive(Debug)]
+pub(super) struct ReadOnlySeen {
+    start: std::time::Instant,
+    /// Nanoseconds after `start` of the last refusal; 0: never.
+    last: AtomicU64,
+}
+
+impl ReadOnlySeen {
+    fn new() -> ReadOnlySeen {
+        ReadOnlySeen {
+            start: std::time::Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes `error` if it is SQLite's read-only refusal; whether it was.
+    pub(super) fn note(&self, error: &sqlx::Error) -> bool {
+        let read_only = is_read_only(error);
+        if read_only {
+            let now = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.last.store(now.max(1), Ordering::Release);
+        }
+        read_only
+    }
+
+    /// As [`ReadOnlySeen::note`], for an error already converted.
+    pub(super) fn note_store(&self, error: &StoreError) -> bool {
+        match error {
+            StoreError::Unavailable(cause) | StoreError::Database(cause) => cause
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(|e| self.note(e)),
+            StoreError::UsernameTaken | StoreError::Migration(_) => false,
+        }
+    }
+
+    /// Whether a connection of this age was opened before the last refusal.
+    fn opened_before_last(&self, age: std::time::Duration) -> bool {
+        let last = self.last.load(Ordering::Acquire);
+        if last == 0 {
+            return false;
+        }
+        let opened = self.start.elapsed().saturating_sub(age);
+        u64::try_from(opened.as_nanos()).unwrap_or(u64::MAX) <= last
+    }
 }
 
 impl SqliteStore {
@@ -68,13 +122,63 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("could not create {}: {e}", dir.display()).into())
             })?;
         }
+        let read_only = Arc::new(ReadOnlySeen::new());
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
             .acquire_timeout(settings.acquire_timeout)
+            .after_release(|conn, _| Box::pin(async move { Ok(transaction_ended(conn).await) }))
+            .before_acquire({
+                let read_only = read_only.clone();
+                move |_, meta| {
+                    let fresh = !read_only.opened_before_last(meta.age);
+                    Box::pin(async move { Ok(fresh) })
+                }
+            })
             .connect_with(options)
             .await?;
-        let writes = GroupCommit::start(pool.clone());
-        Ok(SqliteStore { pool, writes })
+        let writes = GroupCommit::start(pool.clone(), read_only.clone());
+        Ok(SqliteStore {
+            pool,
+            writes,
+            read_only,
+        })
+    }
+
+    /// A `BEGIN IMMEDIATE` transaction for the writes outside the group commit, noting a
+    /// read-only database (see [`ReadOnlySeen`]).
+    async fn begin_immediate(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| {
+            self.read_only.note(&e);
+            e.into()
+        })
+    }
+
+    /// Probes for writes with a write that is rolled back (a table created in a `BEGIN
+    /// IMMEDIATE` transaction: SQLite takes the lock and opens a read-only file without
+    /// complaint and refuses only the first change), so a read-only file or file system shows
+    /// before a client's write meets it. It waits for the write lock like any write, at most
+    /// `database_acquire_timeout`. A refusal closes the pool's older connections (see
+    /// [`ReadOnlySeen`]) and is tried once more on a fresh connection: storage writable again
+    /// is seen at once.
+    pub async fn writable(&self) -> Result<bool, StoreError> {
+        for _ in 0..2 {
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            let probe = sqlx::query("CREATE TABLE doorman_write_probe (x)")
+                .execute(&mut *conn)
+                .await;
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                let _ = conn.close().await;
+            }
+            match probe {
+                Ok(_) => return Ok(true),
+                Err(e) if self.read_only.note(&e) => close_idle(&self.pool).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
     }
 
     pub async fn rotate_signing_keys(
@@ -82,7 +186,7 @@ impl SqliteStore {
         now: i64,
         retire_after: i64,
     ) -> Result<KeyRotation, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_immediate().await?;
         let rotation = Self::promote_next_key(&mut tx, now, retire_after).await?;
         tx.commit().await?;
         Ok(rotation)
@@ -146,7 +250,7 @@ impl SqliteStore {
         &self,
         id: i64,
     ) -> Result<Option<super::Revocation>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_immediate().await?;
         let revocation = revoke_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(revocation)
@@ -226,7 +330,7 @@ impl SqliteStore {
         items: &[super::import::ImportItem],
         dry_run: bool,
     ) -> Result<Vec<Result<super::import::ItemOutcome, StoreError>>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_immediate().await?;
         let outcomes = import_items_in(&mut tx, items).await?;
         if dry_run {
             tx.rollback().await?;
@@ -240,7 +344,7 @@ impl SqliteStore {
     /// here later never gets an id at or below it. (SQLite raises the counter by itself when a
     /// larger id is inserted; this makes it so before the insert, whatever the order.)
     pub async fn reserve_user_ids(&self, through: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_immediate().await?;
         sqlx::query(
             "INSERT INTO sqlite_sequence (name, seq) SELECT 'users', 0
              WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'users')",
@@ -305,6 +409,52 @@ pub(super) fn is_unavailable(error: &(dyn DatabaseError + 'static)) -> bool {
                 BUSY | LOCKED | READONLY | IOERR | CORRUPT | FULL | CANTOPEN | NOTADB
             )
         })
+}
+
+/// Closes the pool's idle connections, after a read-only refusal. SQLite shares one `-shm`
+/// mapping among the connections of a process to a file, opened read-only when the file
+/// system was: a fresh connection can only write once every connection opened before is gone
+/// (those in use are closed as they are handed out next, see [`ReadOnlySeen`]).
+async fn close_idle(pool: &SqlitePool) {
+    while let Some(conn) = pool.try_acquire() {
+        let _ = conn.close().await;
+    }
+}
+
+/// SQLite's read-only refusal (SQLITE_READONLY and its extended codes).
+fn is_read_only(error: &sqlx::Error) -> bool {
+    const READONLY: i32 = 8;
+    match error {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<SqliteError>()
+            .and_then(|e| e.code())
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == READONLY),
+        _ => false,
+    }
+}
+
+/// Whether a connection going back to the pool is out of any transaction, so it may be
+/// reused; `false` closes it. When `COMMIT` fails on a full disk or an I/O error, SQLite has
+/// already rolled the transaction back, so the `ROLLBACK` sqlx sends when the `Transaction`
+/// drops fails too, and sqlx still counts the transaction as open: every later
+/// `begin_with("BEGIN IMMEDIATE")` on that connection would fail ("non-zero transaction
+/// depth", a 500) long after the disk had space again. A fresh connection costs far less.
+async fn transaction_ended(conn: &mut SqliteConnection) -> bool {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return true;
+    }
+    // The dropped `Transaction`'s rollback is queued on the connection's worker, maybe not run
+    // yet: a ping waits for it, and only a transaction still open after it is one to close.
+    if conn.ping().await.is_err() {
+        return false;
+    }
+    let ended = !conn.is_in_transaction();
+    if !ended {
+        tracing::warn!("a connection whose transaction could not end was closed");
+    }
+    ended
 }
 
 /// The database's directory, created owner-only when doorman makes it: the file holds password

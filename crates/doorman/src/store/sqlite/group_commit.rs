@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::ReadOnlySeen;
 use crate::store::throttle::{self, LoginKey, ThrottleRules, Verdict};
 use crate::store::{AuditEvent, BlacklistOutcome, OutstandingToken, RotateOutcome, StoreError};
 
@@ -203,10 +204,11 @@ fn stopped() -> StoreError {
 
 impl GroupCommit {
     /// Starts the writer task; it ends when the last clone of the store is dropped.
-    pub(super) fn start(pool: SqlitePool) -> GroupCommit {
+    pub(super) fn start(pool: SqlitePool, read_only: Arc<ReadOnlySeen>) -> GroupCommit {
         let (queue, waiting) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
-        tokio::spawn(writer(pool, waiting, stats.clone()));
+        let writer = Writer { pool, read_only };
+        tokio::spawn(writer.run(waiting, stats.clone()));
         GroupCommit { queue, stats }
     }
 
@@ -334,61 +336,7 @@ impl Write {
     }
 }
 
-async fn writer(pool: SqlitePool, mut waiting: mpsc::Receiver<Write>, stats: Arc<Stats>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while waiting.recv_many(&mut group, MAX_GROUP).await > 0 {
-        match commit(&pool, &mut group).await {
-            Ok(()) => {
-                stats.groups.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .writes
-                    .fetch_add(group.len() as u64, Ordering::Relaxed);
-                for write in group.drain(..) {
-                    write.answer(stopped);
-                }
-            }
-            Err(e) => {
-                // Nothing of the group was committed: every write in it gets the error, the
-                // answers found before the failure included.
-                let unavailable = matches!(e, StoreError::Unavailable(_));
-                let message = e.to_string();
-                for mut write in group.drain(..) {
-                    let cause = message.clone().into();
-                    write.fail(if unavailable {
-                        StoreError::Unavailable(cause)
-                    } else {
-                        StoreError::Database(cause)
-                    });
-                    write.answer(stopped);
-                }
-            }
-        }
-    }
-}
-
-/// Commits the group, each write answered: `Err` only when the transaction itself could not
-/// be had or committed (nothing committed).
-async fn commit(pool: &SqlitePool, group: &mut [Write]) -> Result<(), StoreError> {
-    match transaction(pool, group).await {
-        Ok(()) => Ok(()),
-        Err(Failed::Transaction(e)) => Err(e),
-        Err(Failed::Write(e)) if group.len() == 1 => {
-            group[0].fail(e);
-            Ok(())
-        }
-        Err(Failed::Write(_)) => {
-            for write in group.iter_mut() {
-                if let Err(Failed::Transaction(e) | Failed::Write(e)) =
-                    transaction(pool, std::slice::from_mut(write)).await
-                {
-                    write.fail(e);
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
+/// Why a group's transaction failed.
 enum Failed {
     /// Beginning, committing or rolling back failed.
     Transaction(StoreError),
@@ -396,34 +344,115 @@ enum Failed {
     Write(StoreError),
 }
 
-/// One `BEGIN IMMEDIATE` transaction for the group, begun and ended by hand rather than with
-/// sqlx's `Transaction`: when `COMMIT` fails (a full disk, an I/O error), SQLite leaves the
-/// transaction open, and a connection going back to the pool like that would fail every
-/// request that drew it later. So a failed end is rolled back, and a connection that can't
-/// roll back is closed instead of returned.
-async fn transaction(pool: &SqlitePool, group: &mut [Write]) -> Result<(), Failed> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(|e| Failed::Transaction(e.into()))?;
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| Failed::Transaction(e.into()))?;
-    let applied = apply(&mut conn, group).await;
-    let end = if applied.is_ok() {
-        "COMMIT"
-    } else {
-        "ROLLBACK"
-    };
-    if let Err(e) = sqlx::query(end).execute(&mut *conn).await {
-        if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-            tracing::warn!(error = %e, "a connection whose transaction could not end was closed");
-            let _ = conn.close().await;
+/// The writer task's connection pool, and where it notes a read-only database.
+struct Writer {
+    pool: SqlitePool,
+    read_only: Arc<ReadOnlySeen>,
+}
+
+impl Writer {
+    async fn run(self, mut waiting: mpsc::Receiver<Write>, stats: Arc<Stats>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while waiting.recv_many(&mut group, MAX_GROUP).await > 0 {
+            match self.commit(&mut group).await {
+                Ok(()) => {
+                    stats.groups.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .writes
+                        .fetch_add(group.len() as u64, Ordering::Relaxed);
+                    for write in group.drain(..) {
+                        write.answer(stopped);
+                    }
+                }
+                Err(e) => {
+                    // Nothing of the group was committed: every write in it gets the error, the
+                    // answers found before the failure included.
+                    let unavailable = matches!(e, StoreError::Unavailable(_));
+                    let message = e.to_string();
+                    for mut write in group.drain(..) {
+                        let cause = message.clone().into();
+                        write.fail(if unavailable {
+                            StoreError::Unavailable(cause)
+                        } else {
+                            StoreError::Database(cause)
+                        });
+                        write.answer(stopped);
+                    }
+                }
+            }
         }
-        return Err(Failed::Transaction(e.into()));
     }
-    applied.map_err(Failed::Write)
+
+    /// Commits the group, each write answered: `Err` only when the transaction itself could not
+    /// be had or committed (nothing committed).
+    async fn commit(&self, group: &mut [Write]) -> Result<(), StoreError> {
+        let mut first = self.transaction(group).await;
+        if let Err(Failed::Transaction(e) | Failed::Write(e)) = &first
+            && self.read_only.note_store(e)
+        {
+            // Refused as read-only: once the connections opened before are closed (see
+            // `ReadOnlySeen`), this try is on a fresh one, which can write if the storage
+            // can again.
+            super::close_idle(&self.pool).await;
+            first = match self.transaction(group).await {
+                // Still read-only: the storage's failure, not a write's; tried write by write
+                // it would only fail each of them again.
+                Err(Failed::Write(e)) if self.read_only.note_store(&e) => {
+                    Err(Failed::Transaction(e))
+                }
+                other => other,
+            };
+        }
+        match first {
+            Ok(()) => Ok(()),
+            Err(Failed::Transaction(e)) => Err(e),
+            Err(Failed::Write(e)) if group.len() == 1 => {
+                group[0].fail(e);
+                Ok(())
+            }
+            Err(Failed::Write(_)) => {
+                for write in group.iter_mut() {
+                    if let Err(Failed::Transaction(e) | Failed::Write(e)) =
+                        self.transaction(std::slice::from_mut(write)).await
+                    {
+                        write.fail(e);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction for the group, begun and ended by hand rather than with
+    /// sqlx's `Transaction`: when `COMMIT` fails (a full disk, an I/O error), SQLite leaves the
+    /// transaction open, and a connection going back to the pool like that would fail every
+    /// request that drew it later. So a failed end is rolled back, and a connection that can't
+    /// roll back is closed instead of returned.
+    async fn transaction(&self, group: &mut [Write]) -> Result<(), Failed> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| Failed::Transaction(e.into()))?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| Failed::Transaction(e.into()))?;
+        let applied = apply(&mut conn, group).await;
+        let end = if applied.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        if let Err(e) = sqlx::query(end).execute(&mut *conn).await {
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                tracing::warn!(error = %e, "a connection whose transaction could not end was closed");
+                let _ = conn.close().await;
+            }
+            return Err(Failed::Transaction(e.into()));
+        }
+        applied.map_err(Failed::Write)
+    }
 }
 
 /// The group's writes in queue order: each family revocation on its own, and the runs of
@@ -719,6 +748,14 @@ fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
 mod tests {
     use super::*;
     use crate::store::Store;
+
+    async fn commit(pool: &SqlitePool, group: &mut [Write]) -> Result<(), StoreError> {
+        let writer = Writer {
+            pool: pool.clone(),
+            read_only: Arc::new(ReadOnlySeen::new()),
+        };
+        writer.commit(group).await
+    }
 
     async fn pool() -> (SqlitePool, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
