@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::ReadOnlySeen;
+use super::read_only::{ReadOnlySeen, close_idle};
 use crate::store::throttle::{self, LoginKey, ThrottleRules, Verdict};
 use crate::store::{AuditEvent, BlacklistOutcome, OutstandingToken, RotateOutcome, StoreError};
 
@@ -393,7 +393,7 @@ impl Writer {
             // Refused as read-only: once the connections opened before are closed (see
             // `ReadOnlySeen`), this try is on a fresh one, which can write if the storage
             // can again.
-            super::close_idle(&self.pool).await;
+            close_idle(&self.pool).await;
             first = match self.transaction(group).await {
                 // Still read-only: the storage's failure, not a write's; tried write by write
                 // it would only fail each of them again.
