@@ -27,7 +27,7 @@
 //!   `database_acquire_timeout`, `database_statement_timeout`, `prune_interval`,
 //!   `audit_retention`.
 //! - `accounts` (`accounts::settings`): `check_user_is_active`, `accept_tokens_during_outage`,
-//!   `user_cache_ttl`, `user_cache_size`, `password_hash_workers`,
+//!   `user_cache_ttl`, `user_cache_size`, `password_hash_workers`, `login_queue_max`,
 //!   `accept_md5_password_hashes`, `update_last_login`, and
 //!   the login throttle's `login_throttle`, `login_free_attempts`,
 //!   `login_account_free_attempts`, `login_account_max_failures`,
