@@ -1019,6 +1019,10 @@ mod tests {
                 "configuration error: setting `max_concurrent_requests` (from environment variable DOORMAN_MAX_CONCURRENT_REQUESTS): expected at least 1",
             ),
             (
+                (None, vec![("DOORMAN_LOGIN_QUEUE_MAX", "100001")], none()),
+                "configuration error: setting `login_queue_max` (from environment variable DOORMAN_LOGIN_QUEUE_MAX): expected at most 100000",
+            ),
+            (
                 (None, vec![("DOORMAN_ADMIN_BIND", "localhost")], none()),
                 "configuration error: setting `admin_bind` (from environment variable DOORMAN_ADMIN_BIND): expected an address like 127.0.0.1:9000, got \"localhost\"",
             ),

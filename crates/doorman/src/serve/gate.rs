@@ -746,6 +746,65 @@ mod tests {
         assert_eq!(response.status(), StatusCode::OK);
     }
 
+    /// Logins draw on the hashing budget alone: with it spent a login is refused at once
+    /// (503, `Retry-After: 1`) while the general slots still answer; with the general slots
+    /// spent a login and an exempt path still answer. Every slot is given back.
+    #[tokio::test]
+    async fn logins_and_exempt_paths_do_not_take_the_general_slots() {
+        let (release, released) = watch::channel(false);
+        let router = Router::new()
+            .route("/ok/", get(|| async { "ok" }))
+            .route("/healthz", get(|| async { "alive" }))
+            .route(
+                "/login/",
+                get(move || {
+                    let mut release = released.clone();
+                    async move {
+                        let _ = release.wait_for(|go| *go).await;
+                        "logged in"
+                    }
+                }),
+            );
+        let observed = Observed::new(TrustedProxies::new(Vec::new()), Metrics::new(), vec![]);
+        let limits = RequestLimits {
+            max_in_flight: 1,
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 1024,
+            body_read_timeout: Duration::from_secs(5),
+            max_logins: 1,
+        };
+        let app = App::new(router, observed, limits)
+            .with_budgets([("/login/", Budget::Hashing), ("/healthz", Budget::Exempt)]);
+        let held = tokio::spawn({
+            let app = app.clone();
+            async move { app.answer(get_request("/login/"), None).await }
+        });
+        let state = app.0.limits.as_ref().unwrap();
+        while state.logins.load(Ordering::Acquire) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let shed = app.answer(get_request("/login/"), None).await;
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed.headers()["retry-after"], "1");
+        assert_eq!(
+            body(shed).await,
+            r#"{"detail":"Service temporarily unavailable, try again later."}"#
+        );
+        assert_eq!(state.in_flight.load(Ordering::Acquire), 0);
+        let ok = app.answer(get_request("/ok/"), None).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        // The one general slot taken: health still answers.
+        state.in_flight.store(1, Ordering::Release);
+        let refused = app.answer(get_request("/ok/"), None).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let health = app.answer(get_request("/healthz"), None).await;
+        assert_eq!(body(health).await, "alive");
+        state.in_flight.store(0, Ordering::Release);
+        release.send_replace(true);
+        assert_eq!(body(held.await.unwrap()).await, "logged in");
+        assert_eq!(state.logins.load(Ordering::Acquire), 0);
+    }
+
     /// A POST whose body is still coming, with `n` bytes already sent; the sender sends more.
     fn posting(n: usize) -> (Request<Body>, tokio::sync::mpsc::Sender<bytes::Bytes>) {
         let (more, rest) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
