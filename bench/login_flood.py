@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -143,6 +144,7 @@ def main():
     finally:
         server.terminate()
         server.wait()
+        shutil.rmtree(work, ignore_errors=True)
     by_status = {}
     for status, head, _, took in logins:
         by_status.setdefault(status, []).append((took, "retry-after:" in head))
