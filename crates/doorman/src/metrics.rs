@@ -226,6 +226,12 @@ impl Metrics {
             .record(wait.as_secs_f64());
     }
 
+    /// A login refused at once because the hashing budget was spent (503).
+    pub fn login_shed(&self) {
+        self.counter("doorman_logins_shed_total", vec![])
+            .increment(1);
+    }
+
     /// Hashes waiting for a slot right now.
     pub fn hash_queue(&self, depth: usize) {
         self.gauge("doorman_password_hash_queue_depth", vec![])

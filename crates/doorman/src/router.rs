@@ -26,7 +26,15 @@ pub fn api(state: AppState) -> App {
     router = router.layer(axum::Extension(std::sync::Arc::new(
         api::schema::Published::new(schema),
     )));
-    let limits = Limits::from(&config.server);
+    let mut limits = Limits::from(&config.server);
+    limits.max_logins = config
+        .accounts
+        .password_hash_workers
+        .saturating_add(config.accounts.login_queue_max);
+    let budgets = api::endpoints()
+        .filter(|e| e.on_api(config) && e.budget != crate::serve::Budget::General)
+        .map(|e| (e.path, e.budget))
+        .collect();
     // Every endpoint turned on keeps its label on the API listener, served there or not.
     let labels = api::endpoints()
         .filter(|e| (e.enabled)(config))
@@ -44,7 +52,7 @@ pub fn api(state: AppState) -> App {
         );
     }
     let app = router.fallback(fallback).with_state(state);
-    crate::serve::stack(app, &limits, observed)
+    crate::serve::stack(app, &limits, observed, budgets)
 }
 
 /// The admin listener's application (`admin_bind`): the endpoints declared for it, nothing

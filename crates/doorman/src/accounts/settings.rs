@@ -23,6 +23,8 @@ pub struct AccountSettings {
     user_cache_size: usize,
     #[serde(with = "values::count")]
     password_hash_workers: usize,
+    #[serde(with = "values::count")]
+    login_queue_max: usize,
     accept_md5_password_hashes: Flag,
     update_last_login: Flag,
     login_throttle: Flag,
@@ -54,6 +56,7 @@ impl Default for AccountSettings {
             user_cache_ttl: Duration::from_secs(1),
             user_cache_size: 100_000,
             password_hash_workers: 0,
+            login_queue_max: 0,
             accept_md5_password_hashes: Flag(false),
             update_last_login: Flag(false),
             login_throttle: Flag(true),
@@ -99,6 +102,10 @@ pub struct AccountsConfig {
     pub user_cache_size: u64,
     /// Passwords hashed at once (one per core unless set).
     pub password_hash_workers: usize,
+    /// Logins that may wait for a hash worker beyond those hashing (four per worker unless
+    /// set); a login beyond them is refused at once with 503, so an admitted one waits for at
+    /// most `login_queue_max / password_hash_workers` hashes before its own.
+    pub login_queue_max: usize,
     /// Django's salted MD5 hashes (`md5$...`) log in (and are upgraded) instead of being
     /// refused; off by default (`docs/security.md` says why).
     pub accept_md5_password_hashes: bool,
@@ -119,6 +126,13 @@ impl AccountSettings {
             0 => std::thread::available_parallelism().map_or(2, usize::from),
             n => n,
         };
+        let login_queue_max = match self.login_queue_max {
+            0 => password_hash_workers.saturating_mul(4),
+            n if n > 100_000 => {
+                return Err(src.fail("login_queue_max", "expected at most 100000"));
+            }
+            n => n,
+        };
         let login_throttle = self.login_throttle_config(src)?;
         Ok(AccountsConfig {
             check_user_is_active: self.check_user_is_active.0,
@@ -126,6 +140,7 @@ impl AccountSettings {
             user_cache_ttl: Some(self.user_cache_ttl).filter(|t| !t.is_zero()),
             user_cache_size: u64::try_from(self.user_cache_size).unwrap_or(u64::MAX),
             password_hash_workers,
+            login_queue_max,
             accept_md5_password_hashes: self.accept_md5_password_hashes.0,
             update_last_login: self.update_last_login.0,
             login_throttle,

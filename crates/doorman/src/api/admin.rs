@@ -53,6 +53,7 @@ const fn admin_view(
         metrics_label: path,
         listener: Listener::Api,
         compressed: false,
+        budget: super::endpoint::Budget::General,
         enabled: always,
         handler,
     }

@@ -8,6 +8,7 @@ use doorman_drf::ViewMetadata;
 use serde_json::Value;
 
 use crate::config::Config;
+pub use crate::serve::Budget;
 use crate::state::AppState;
 
 /// Which listener serves an endpoint.
@@ -35,6 +36,9 @@ pub struct Endpoint {
     /// Whether its answers may be compressed: never for answers carrying tokens, which
     /// compression would expose to BREACH-style attacks.
     pub compressed: bool,
+    /// Which slots its requests take (see [`Budget`]): the general ones, the hashing
+    /// budget's (logins), or none (health checks).
+    pub budget: Budget,
     /// Whether the configuration turns it on.
     pub enabled: fn(&Config) -> bool,
     /// Its handler, given its own declaration (for `Allow` and `OPTIONS`).

@@ -8,7 +8,7 @@ use axum::routing::any;
 use http::{HeaderValue, Method, Request, StatusCode};
 use serde_json::{Value, json};
 
-use super::endpoint::{Endpoint, Listener, always};
+use super::endpoint::{Budget, Endpoint, Listener, always};
 use super::error::ApiError;
 use super::render::render;
 use crate::state::AppState;
@@ -21,6 +21,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         metrics_label: "/healthz",
         listener: Listener::ApiAndAdmin,
         compressed: false,
+        budget: Budget::Exempt,
         enabled: always,
         handler: |endpoint| any(move |request| healthz(request, endpoint)),
     },
@@ -31,6 +32,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         metrics_label: "/readyz",
         listener: Listener::ApiAndAdmin,
         compressed: false,
+        budget: Budget::Exempt,
         enabled: always,
         handler: |endpoint| any(move |state, request| readyz(state, request, endpoint)),
     },
@@ -41,6 +43,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         metrics_label: "/metrics",
         listener: Listener::AdminElseApi,
         compressed: true,
+        budget: Budget::Exempt,
         enabled: always,
         handler: |endpoint| any(move |state, request| metrics(state, request, endpoint)),
     },

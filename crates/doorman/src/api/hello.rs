@@ -28,6 +28,7 @@ pub const ENDPOINTS: &[Endpoint] = &[Endpoint {
     metrics_label: "/hello/",
     listener: Listener::Api,
     compressed: false,
+    budget: super::endpoint::Budget::General,
     enabled: always,
     handler: |endpoint| any(move |state, request| hello(state, request, endpoint)),
 }];

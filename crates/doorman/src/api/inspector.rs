@@ -43,6 +43,7 @@ pub const ENDPOINTS: &[Endpoint] = &[Endpoint {
     listener: Listener::Api,
     // Its answers carry the token's claims.
     compressed: false,
+    budget: super::endpoint::Budget::General,
     enabled: always,
     handler: |endpoint| {
         any(move |state, request| view(state, request, endpoint, CookieUse::None, inspect))

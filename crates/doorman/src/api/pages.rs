@@ -133,6 +133,7 @@ const fn endpoint(index: usize) -> Endpoint {
         },
         listener: Listener::Api,
         compressed: true,
+        budget: super::endpoint::Budget::General,
         enabled,
         handler: route,
     }

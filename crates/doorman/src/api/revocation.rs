@@ -34,6 +34,7 @@ pub const ENDPOINTS: &[Endpoint] = &[Endpoint {
     metrics_label: REVOKE_ALL_PATH,
     listener: Listener::Api,
     compressed: false,
+    budget: super::endpoint::Budget::General,
     enabled: always,
     handler: |endpoint| any(move |state, request| revoke_all(state, request, endpoint)),
 }];

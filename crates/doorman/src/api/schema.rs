@@ -35,6 +35,7 @@ pub const ENDPOINTS: &[Endpoint] = &[Endpoint {
     metrics_label: SCHEMA_PATH,
     listener: Listener::Api,
     compressed: true,
+    budget: super::endpoint::Budget::General,
     enabled: always,
     handler: |endpoint| any(move |published, request| schema(published, request, endpoint)),
 }];

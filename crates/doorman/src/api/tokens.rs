@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use super::answer::{Answer, finish, negotiate, read_body};
 use super::cookies::{self as cookie_mode, CookieUse};
-use super::endpoint::{Endpoint, Listener, always};
+use super::endpoint::{Budget, Endpoint, Listener, always};
 use super::error::ApiError;
 use crate::accounts::Attempt;
 use crate::accounts::throttle::{Reservation, Turn};
@@ -37,7 +37,7 @@ pub const BLACKLIST_PATH: &str = "/api/token/blacklist/";
 /// simplejwt's views at the reference app's paths, with the docstrings and serializer fields
 /// DRF's `OPTIONS` shows. The sliding pair is served only with `sliding_tokens` on.
 pub const ENDPOINTS: &[Endpoint] = &[
-    token_view(
+    password_checking(token_view(
         OBTAIN_PAIR_PATH,
         ViewMetadata {
             name: "Token Obtain Pair",
@@ -56,7 +56,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
                 )
             })
         },
-    ),
+    )),
     token_view(
         REFRESH_PATH,
         ViewMetadata {
@@ -95,7 +95,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
             })
         },
     ),
-    token_view(
+    password_checking(token_view(
         "/api/token/sliding/",
         ViewMetadata {
             name: "Token Obtain Sliding",
@@ -108,7 +108,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
                 view(state, request, endpoint, CookieUse::Login, obtain_sliding)
             })
         },
-    ),
+    )),
     token_view(
         "/api/token/sliding/refresh/",
         ViewMetadata {
@@ -139,6 +139,15 @@ const fn field(name: &'static str, required: bool, read_only: bool) -> Serialize
     }
 }
 
+/// A view that checks a password: it takes its slot from the hashing budget, so a login flood
+/// is shed there instead of holding the slots token checks need.
+const fn password_checking(view: Endpoint) -> Endpoint {
+    Endpoint {
+        budget: Budget::Hashing,
+        ..view
+    }
+}
+
 /// What every token view shares: POST (and OPTIONS) on the API listener, uncompressed
 /// (its answers carry tokens), counted under its own path.
 const fn token_view(
@@ -154,6 +163,7 @@ const fn token_view(
         metrics_label: path,
         listener: Listener::Api,
         compressed: false,
+        budget: Budget::General,
         enabled,
         handler,
     }

@@ -27,7 +27,7 @@
 //!   `database_acquire_timeout`, `database_statement_timeout`, `prune_interval`,
 //!   `audit_retention`.
 //! - `accounts` (`accounts::settings`): `check_user_is_active`, `accept_tokens_during_outage`,
-//!   `user_cache_ttl`, `user_cache_size`, `password_hash_workers`,
+//!   `user_cache_ttl`, `user_cache_size`, `password_hash_workers`, `login_queue_max`,
 //!   `accept_md5_password_hashes`, `update_last_login`, and
 //!   the login throttle's `login_throttle`, `login_free_attempts`,
 //!   `login_account_free_attempts`, `login_account_max_failures`,
@@ -1017,6 +1017,10 @@ mod tests {
             (
                 (None, vec![("DOORMAN_MAX_CONCURRENT_REQUESTS", "0")], none()),
                 "configuration error: setting `max_concurrent_requests` (from environment variable DOORMAN_MAX_CONCURRENT_REQUESTS): expected at least 1",
+            ),
+            (
+                (None, vec![("DOORMAN_LOGIN_QUEUE_MAX", "100001")], none()),
+                "configuration error: setting `login_queue_max` (from environment variable DOORMAN_LOGIN_QUEUE_MAX): expected at most 100000",
             ),
             (
                 (None, vec![("DOORMAN_ADMIN_BIND", "localhost")], none()),

@@ -36,6 +36,11 @@ pub struct Seen {
 }
 
 impl Observed {
+    /// Where requests are counted.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
     /// `routes`: each path with its label.
     pub fn new(
         proxies: TrustedProxies,

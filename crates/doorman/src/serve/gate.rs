@@ -4,6 +4,11 @@
 //! `Retry-After` at once when every slot is busy, never a queue), the deadline (503), and
 //! panics turned into JSON 500s, around the router.
 //!
+//! Requests draw on one of three budgets, by the endpoint's declaration ([`Budget`]): logins
+//! take their slot from the hashing budget (password hash workers plus a short queue), never
+//! from the general slots, so a login flood sheds logins and leaves the token checks' slots
+//! alone; the health checks and the metrics take no slot at all, so no flood sheds them.
+//!
 //! One service instead of tower's `LoadShed`, `ConcurrencyLimit`, `Timeout`, tower-http's
 //! `CatchPanic` and hyper-util's `TowerToHyperService` around them: that stack was cloned for
 //! every request (boxed, with a semaphore handle holding a boxed future of its own), and each
@@ -42,6 +47,8 @@ pub struct App(Arc<Shared>);
 
 struct Shared {
     router: Router,
+    /// Which budget each path's requests draw on; any other path: the general slots.
+    budgets: std::collections::HashMap<&'static str, Budget>,
     /// Where requests are counted and logged; `None` on the admin listener.
     observed: Option<Observed>,
     /// The concurrency limit and the deadline; `None` on the admin listener.
@@ -62,11 +69,34 @@ pub struct RequestLimits {
     pub max_body_bytes: usize,
     /// How long a body may take to arrive once the head is in.
     pub body_read_timeout: Duration,
+    /// Logins answered at once (`0` counts as 1): the password hash workers plus the queue a
+    /// login may wait in for one (see [`Budget::Hashing`]).
+    pub max_logins: usize,
+}
+
+/// Which slots an endpoint's requests take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// One of the `max_concurrent_requests` slots.
+    General,
+    /// One of the hashing budget's slots (`password_hash_workers + login_queue_max`), not a
+    /// general one. A login spends most of its time waiting for a hash worker; were it to do
+    /// so in a general slot, a flood of logins would hold every slot and token checks would
+    /// be shed behind them. A separate pool instead of reserving part of the general one: the
+    /// pool's size is what bounds a login's wait (at most `login_queue_max / workers` hashes
+    /// ahead of it), and a login beyond it is refused at once rather than queued for seconds.
+    Hashing,
+    /// No slot: the health checks and the metrics are cheap, and a load balancer that saw them
+    /// shed would take a busy instance for a dead one.
+    Exempt,
 }
 
 struct Limits {
     in_flight: AtomicUsize,
     max_in_flight: usize,
+    /// Logins being answered, out of `max_logins` (the hashing budget).
+    logins: AtomicUsize,
+    max_logins: usize,
     timeout: Duration,
     max_body_bytes: usize,
     body_read_timeout: Duration,
@@ -85,10 +115,13 @@ impl App {
         let max_in_flight = limits.max_in_flight.max(1);
         App(Arc::new(Shared {
             router,
+            budgets: std::collections::HashMap::new(),
             observed: Some(observed),
             limits: Some(Limits {
                 in_flight: AtomicUsize::new(0),
                 max_in_flight,
+                logins: AtomicUsize::new(0),
+                max_logins: limits.max_logins.max(1),
                 timeout: limits.timeout,
                 max_body_bytes: limits.max_body_bytes,
                 body_read_timeout: limits.body_read_timeout,
@@ -108,10 +141,23 @@ impl App {
         self
     }
 
+    /// The same application, with each listed path's requests drawing on its budget instead of
+    /// the general slots. Call before the first connection.
+    pub fn with_budgets(
+        mut self,
+        budgets: impl IntoIterator<Item = (&'static str, Budget)>,
+    ) -> App {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.budgets.extend(budgets);
+        }
+        self
+    }
+
     /// The admin listener's: the edge's headers and the panic catcher only.
     pub fn admin(router: Router) -> App {
         App(Arc::new(Shared {
             router,
+            budgets: std::collections::HashMap::new(),
             observed: None,
             limits: None,
             max_body_bytes: u64::MAX,
@@ -328,9 +374,20 @@ impl Gate {
 /// The router's answer, within the concurrency limit and the deadline (when the listener has
 /// them), with a panic turned into a JSON 500.
 async fn answer(shared: &Shared, router: Router, request: Request<Body>) -> Response {
-    let slot = match shared.limits.as_ref().map(Slot::take) {
-        Some(None) => return refused(Refusal::Overloaded),
-        slot => slot,
+    let budget = shared
+        .budgets
+        .get(request.uri().path())
+        .copied()
+        .unwrap_or(Budget::General);
+    let slot = match shared.limits.as_ref().map(|l| Slot::take(l, budget)) {
+        Some(Err(refusal)) => {
+            if let (Refusal::LoginsBusy, Some(observed)) = (&refusal, &shared.observed) {
+                observed.metrics().login_shed();
+            }
+            return refused(refusal);
+        }
+        Some(Ok(slot)) => slot,
+        None => None,
     };
     let timeout = shared.limits.as_ref().map(|l| l.timeout);
     let answer = AssertUnwindSafe(router.oneshot(request)).catch_unwind();
@@ -368,27 +425,32 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// A request's place among those handled at once, given back when dropped.
+/// A request's place among those handled at once in its budget, given back when dropped.
 struct Slot<'a> {
-    limits: &'a Limits,
+    taken: &'a AtomicUsize,
 }
 
 impl Slot<'_> {
-    /// A free slot, or `None` when every one is busy.
-    fn take(limits: &Limits) -> Option<Slot<'_>> {
-        limits
-            .in_flight
+    /// A free slot of `budget` (`None` for a budget without slots), or the refusal when every
+    /// one is busy.
+    fn take(limits: &Limits, budget: Budget) -> Result<Option<Slot<'_>>, Refusal> {
+        let (taken, max, refusal) = match budget {
+            Budget::Exempt => return Ok(None),
+            Budget::General => (&limits.in_flight, limits.max_in_flight, Refusal::Overloaded),
+            Budget::Hashing => (&limits.logins, limits.max_logins, Refusal::LoginsBusy),
+        };
+        taken
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
-                (n < limits.max_in_flight).then_some(n + 1)
+                (n < max).then_some(n + 1)
             })
-            .ok()
-            .map(|_| Slot { limits })
+            .map(|_| Some(Slot { taken }))
+            .map_err(|_| refusal)
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.limits.in_flight.fetch_sub(1, Ordering::Release);
+        self.taken.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -485,6 +547,8 @@ async fn arrive(
 enum Refusal {
     /// Every slot busy, or the memory for bodies spent.
     Overloaded,
+    /// Every slot of the hashing budget busy: a login would wait too long for a hash worker.
+    LoginsBusy,
     /// The deadline passed.
     Late,
     /// The body didn't arrive in time.
@@ -512,7 +576,10 @@ fn too_slow(version: http::Version) -> Response {
 fn refused(why: Refusal) -> Response {
     let (detail, retry_after) = match why {
         Refusal::Late => ("The request took too long; try again later.", "5"),
-        Refusal::Overloaded => (doorman_guard::UNAVAILABLE_DETAIL, "1"),
+        // The same answer as any shed request: the client can't tell the budgets apart, and
+        // needn't. 503 rather than 429: the server is short of capacity, the client did
+        // nothing wrong (the throttle's 429s say that).
+        Refusal::Overloaded | Refusal::LoginsBusy => (doorman_guard::UNAVAILABLE_DETAIL, "1"),
         Refusal::SlowBody => return too_slow(http::Version::HTTP_2),
     };
     let mut response = crate::api::render::render(
@@ -565,6 +632,7 @@ mod tests {
                 timeout,
                 max_body_bytes: 1024,
                 body_read_timeout: Duration::from_secs(5),
+                max_logins: 1,
             },
         )
     }
@@ -676,6 +744,65 @@ mod tests {
         );
         let response = app.answer(get_request("/ok/"), None).await;
         assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// Logins draw on the hashing budget alone: with it spent a login is refused at once
+    /// (503, `Retry-After: 1`) while the general slots still answer; with the general slots
+    /// spent a login and an exempt path still answer. Every slot is given back.
+    #[tokio::test]
+    async fn logins_and_exempt_paths_do_not_take_the_general_slots() {
+        let (release, released) = watch::channel(false);
+        let router = Router::new()
+            .route("/ok/", get(|| async { "ok" }))
+            .route("/healthz", get(|| async { "alive" }))
+            .route(
+                "/login/",
+                get(move || {
+                    let mut release = released.clone();
+                    async move {
+                        let _ = release.wait_for(|go| *go).await;
+                        "logged in"
+                    }
+                }),
+            );
+        let observed = Observed::new(TrustedProxies::new(Vec::new()), Metrics::new(), vec![]);
+        let limits = RequestLimits {
+            max_in_flight: 1,
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 1024,
+            body_read_timeout: Duration::from_secs(5),
+            max_logins: 1,
+        };
+        let app = App::new(router, observed, limits)
+            .with_budgets([("/login/", Budget::Hashing), ("/healthz", Budget::Exempt)]);
+        let held = tokio::spawn({
+            let app = app.clone();
+            async move { app.answer(get_request("/login/"), None).await }
+        });
+        let state = app.0.limits.as_ref().unwrap();
+        while state.logins.load(Ordering::Acquire) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let shed = app.answer(get_request("/login/"), None).await;
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed.headers()["retry-after"], "1");
+        assert_eq!(
+            body(shed).await,
+            r#"{"detail":"Service temporarily unavailable, try again later."}"#
+        );
+        assert_eq!(state.in_flight.load(Ordering::Acquire), 0);
+        let ok = app.answer(get_request("/ok/"), None).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        // The one general slot taken: health still answers.
+        state.in_flight.store(1, Ordering::Release);
+        let refused = app.answer(get_request("/ok/"), None).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let health = app.answer(get_request("/healthz"), None).await;
+        assert_eq!(body(health).await, "alive");
+        state.in_flight.store(0, Ordering::Release);
+        release.send_replace(true);
+        assert_eq!(body(held.await.unwrap()).await, "logged in");
+        assert_eq!(state.logins.load(Ordering::Acquire), 0);
     }
 
     /// A POST whose body is still coming, with `n` bytes already sent; the sender sends more.

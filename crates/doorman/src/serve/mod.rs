@@ -33,6 +33,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// How long a request's body may take to arrive (408 past it).
     pub body_read_timeout: Duration,
+    /// Logins answered at once, from their own budget (`password_hash_workers +
+    /// login_queue_max`); more are refused at once with 503 and `Retry-After`.
+    pub max_logins: usize,
     /// Whose forwarding headers name the client.
     pub trusted_proxies: TrustedProxies,
     /// Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
@@ -48,6 +51,8 @@ impl From<&settings::ServerConfig> for Limits {
             request_timeout: config.request_timeout,
             max_body_bytes: config.max_body_bytes,
             body_read_timeout: config.body_read_timeout,
+            // Set from the accounts' settings by whoever has them (the router).
+            max_logins: 1,
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone())
                 .trusting_unix_socket(config.trust_unix_socket_peers)
                 .reading(config.forwarded_header),
@@ -109,12 +114,17 @@ impl tower_http::compression::Predicate for CompressWhereSafe {
     }
 }
 
-pub use gate::App;
+pub use gate::{App, Budget};
 
 /// The API listener's application: the router (with CORS, when configured) behind the gate
 /// (request id, security headers, access log and metrics, the concurrency limit and the
 /// deadline with 503 JSON when either trips, panics turned into JSON 500s).
-pub fn stack(app: Router, limits: &Limits, observed: access::Observed) -> App {
+pub fn stack(
+    app: Router,
+    limits: &Limits,
+    observed: access::Observed,
+    budgets: Vec<(&'static str, Budget)>,
+) -> App {
     let app = match cors(limits) {
         Some(cors) => app.layer(cors),
         None => app,
@@ -127,9 +137,11 @@ pub fn stack(app: Router, limits: &Limits, observed: access::Observed) -> App {
             timeout: limits.request_timeout,
             max_body_bytes: limits.max_body_bytes,
             body_read_timeout: limits.body_read_timeout,
+            max_logins: limits.max_logins,
         },
     )
     .with_max_body_bytes(limits.max_body_bytes)
+    .with_budgets(budgets)
 }
 
 /// The admin listener's: the router behind the gate without the access log or the limits.

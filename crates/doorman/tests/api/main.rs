@@ -27,6 +27,7 @@ mod inspector;
 mod interop;
 mod keys;
 mod layout;
+mod login_flood;
 mod openapi;
 mod ops;
 mod outage;

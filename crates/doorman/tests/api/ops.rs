@@ -64,10 +64,16 @@ dual_test! {
 }
 
 dual_test! {
-    /// One request slot and a burst of logins (each an argon2 hash): the extra requests are
-    /// refused at once with 503 JSON and Retry-After, never queued into a timeout or a 500.
+    /// One request slot, a hashing budget of two logins (one hashing, one waiting) and a burst
+    /// of logins (each an argon2 hash): the extra requests are refused at once with 503 JSON
+    /// and Retry-After, never queued into a timeout or a 500.
     multi_thread async fn overload_sheds_with_503_and_retry_after() {
-        let app = spawn_app_with(&[("DOORMAN_MAX_CONCURRENT_REQUESTS", "1")]).await;
+        let app = spawn_app_with(&[
+            ("DOORMAN_MAX_CONCURRENT_REQUESTS", "1"),
+            ("DOORMAN_PASSWORD_HASH_WORKERS", "1"),
+            ("DOORMAN_LOGIN_QUEUE_MAX", "1"),
+        ])
+        .await;
         let mut tasks = Vec::new();
         for _ in 0..16 {
             let client = app.client.clone();
