@@ -266,6 +266,10 @@ impl Metrics {
         .set(pool.idle as f64);
         self.gauge("doorman_db_pool_max_connections", vec![])
             .set(f64::from(pool.max));
+        self.gauge("doorman_database_reachable", vec![])
+            .set(if pool.reachable { 1.0 } else { 0.0 });
+        self.counter("doorman_database_fast_failures_total", vec![])
+            .absolute(pool.fast_failures);
         self.handle.render()
     }
 }

@@ -4,6 +4,7 @@
 //! and their own numbered migrations. Every write that decides who wins a race (blacklist,
 //! rotation) is a single transaction.
 
+pub mod health;
 pub mod import;
 mod portable;
 mod postgres;
@@ -452,6 +453,10 @@ pub struct PoolStats {
     pub open: u32,
     pub idle: usize,
     pub max: u32,
+    /// Whether the database is believed to answer (always on SQLite; see [`health`]).
+    pub reachable: bool,
+    /// Calls refused at once because the database was down, since start.
+    pub fast_failures: u64,
 }
 
 /// What `keys rotate` did.
@@ -539,12 +544,13 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
-/// Dispatches each call to the backend in use.
+/// Dispatches each call to the backend in use; on PostgreSQL through its [`health::Health`],
+/// so that calls fail at once while the database is down.
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             Store::Sqlite($store) => $call,
-            Store::Postgres($store) => $call,
+            Store::Postgres($store) => $store.health().guard(async { $call }).await,
         }
     };
 }
@@ -586,12 +592,22 @@ impl Store {
     }
 
     pub fn pool_stats(&self) -> PoolStats {
-        dispatch!(self, s => s.pool_stats())
+        match self {
+            Store::Sqlite(s) => s.pool_stats(),
+            Store::Postgres(s) => PoolStats {
+                reachable: s.health().reachable(),
+                fast_failures: s.health().fast_failures(),
+                ..s.pool_stats()
+            },
+        }
     }
 
     /// Closes every pooled connection (at shutdown).
     pub async fn close(&self) {
-        dispatch!(self, s => s.close().await)
+        match self {
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
+        }
     }
 
     /// Applies pending migrations; returns the ones applied now.

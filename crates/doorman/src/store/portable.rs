@@ -25,6 +25,8 @@ macro_rules! portable_queries {
                     open: self.pool.size(),
                     idle: self.pool.num_idle(),
                     max: self.pool.options().get_max_connections(),
+                    reachable: true,
+                    fast_failures: 0,
                 }
             }
 

@@ -28,6 +28,8 @@ use super::throttle;
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Whether the database answers; every call through [`super::Store`] checks it first.
+    health: super::health::Health,
 }
 
 impl PostgresStore {
@@ -49,11 +51,19 @@ impl PostgresStore {
             .acquire_timeout(settings.acquire_timeout)
             // A connection that broke while PostgreSQL was away is found out before use.
             .test_before_acquire(true)
-            .connect_lazy_with(options);
-        let store = PostgresStore { pool };
+            .connect_lazy_with(options.clone());
+        let store = PostgresStore {
+            pool,
+            health: super::health::Health::new(options),
+        };
         // Fail start-up (and the CLI) clearly when the database can't be reached at all.
         sqlx::query("SELECT 1").execute(&store.pool).await?;
         Ok(store)
+    }
+
+    /// Whether the database answers, checked before each call.
+    pub(crate) fn health(&self) -> &super::health::Health {
+        &self.health
     }
 
     pub async fn rotate_signing_keys(

@@ -256,6 +256,290 @@ async fn postgres_outage_and_recovery() {
     );
 }
 
+/// One `/hello/` answered under load: when it started (since the load began), its status
+/// and how long it took.
+struct Answer {
+    at: Duration,
+    status: StatusCode,
+    took: Duration,
+}
+
+/// `/hello/` with a valid token from `clients` loops at once, until `stop`.
+fn hello_load(
+    app: &TestApp,
+    access: &str,
+    clients: usize,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<Answer>>> {
+    let origin = Instant::now();
+    (0..clients)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.url("/hello/");
+            let access = access.to_owned();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let status = match client.get(&url).bearer_auth(&access).send().await {
+                        Ok(res) => res.status(),
+                        Err(_) => StatusCode::IM_A_TEAPOT,
+                    };
+                    answers.push(Answer {
+                        at: started - origin,
+                        status,
+                        took: started.elapsed(),
+                    });
+                }
+                answers
+            })
+        })
+        .collect()
+}
+
+async fn answers(load: Vec<tokio::task::JoinHandle<Vec<Answer>>>) -> Vec<Answer> {
+    let mut all = Vec::new();
+    for task in load {
+        all.extend(task.await.unwrap());
+    }
+    all.sort_by_key(|a| a.at);
+    all
+}
+
+/// PostgreSQL stopped under load and started again. Once doorman has seen it gone, token
+/// checks answer from the token at once (no request waits for the pool's acquire timeout,
+/// here the default 5 s) and writes answer 503 with `Retry-After` at once; after the restart
+/// a login succeeds within 2 s, and what was acknowledged before holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_under_load_is_answered_at_once() {
+    let cluster = match OwnPostgres::create() {
+        Ok(cluster) => cluster,
+        Err(reason) => {
+            skip_or_fail("the PostgreSQL outage-under-load test", &reason);
+            return;
+        }
+    };
+    cluster.start();
+    let url = cluster.url();
+    let app = spawn_app_with(&[
+        ("DOORMAN_DATABASE_URL", &url),
+        ("DOORMAN_PRUNE_INTERVAL", "0"),
+        // Every token check looks its user up.
+        ("DOORMAN_USER_CACHE_TTL", "0"),
+    ])
+    .await;
+    let (refresh, access) = app.login().await;
+    let (revoked, _) = app.login().await;
+    assert_eq!(app.blacklist(&revoked).await.status(), StatusCode::OK);
+    let (to_blacklist, _) = app.login().await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = hello_load(&app, &access, 4, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::block_in_place(|| cluster.stop());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // Writes: 503 JSON with Retry-After, well under a second each.
+    let mut slowest_write = Duration::ZERO;
+    for _ in 0..5 {
+        for request in [
+            app.client
+                .post(app.url("/api/token/"))
+                .json(&credentials(ALICE)),
+            app.client
+                .post(app.url("/api/token/refresh/"))
+                .json(&json!({ "refresh": refresh })),
+            app.client
+                .post(app.url("/api/token/blacklist/"))
+                .json(&json!({ "refresh": to_blacklist })),
+        ] {
+            let (status, body, took, retry_after) = timed_with_retry_after(request).await;
+            assert_eq!(
+                (status, body, retry_after.as_deref()),
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"detail": "Service temporarily unavailable, try again later."}),
+                    Some("2")
+                )
+            );
+            slowest_write = slowest_write.max(took);
+        }
+    }
+    assert!(
+        slowest_write < Duration::from_millis(500),
+        "a 503 took {slowest_write:?}"
+    );
+    let (status, _, took) = timed(app.client.get(app.url("/readyz"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(took < Duration::from_millis(500), "/readyz took {took:?}");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("doorman_database_reachable 0"),
+        "{metrics}"
+    );
+    // Past the user check's lookup pause (2 s): its next lookups fail at once too.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    tokio::task::block_in_place(|| cluster.start());
+    let back = Instant::now();
+    loop {
+        let (status, body, _) = timed(
+            app.client
+                .post(app.url("/api/token/"))
+                .json(&credentials(ALICE)),
+        )
+        .await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "no login within 2 s of PostgreSQL's return"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recovered = back.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = answers(load).await;
+
+    // Every token check answered 200. The requests in flight when PostgreSQL went away wait
+    // for the probe (started a quarter second into a call); none waits longer than that.
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| a.status != StatusCode::OK)
+        .map(|a| (a.at, a.status))
+        .collect();
+    assert!(refused.is_empty(), "token checks refused: {refused:?}");
+    let slowest = answers.iter().map(|a| a.took).max().unwrap_or_default();
+    let over_100ms = answers
+        .iter()
+        .filter(|a| a.took > Duration::from_millis(100))
+        .count();
+    println!(
+        "{} token checks, slowest {slowest:?}, {over_100ms} over 100 ms; slowest 503 \
+         {slowest_write:?}; a login succeeded {recovered:?} after PostgreSQL's return",
+        answers.len()
+    );
+    assert!(
+        answers.len() > 50,
+        "too few token checks: {}",
+        answers.len()
+    );
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "a token check took {slowest:?}"
+    );
+
+    // Nothing acknowledged was lost, and the refused blacklisting did not happen.
+    let (status, body) = status_body(app.refresh(&revoked).await).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            StatusCode::UNAUTHORIZED,
+            r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#
+        )
+    );
+    assert_eq!(app.refresh(&to_blacklist).await.status(), StatusCode::OK);
+    assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK);
+}
+
+/// doorman's connections killed from the server side (`pg_terminate_backend`) under load:
+/// only requests on those connections may fail; the database is not taken for down and
+/// everything after succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_connections_cost_only_their_requests() {
+    let cluster = match OwnPostgres::create() {
+        Ok(cluster) => cluster,
+        Err(reason) => {
+            skip_or_fail("the terminated-connections test", &reason);
+            return;
+        }
+    };
+    cluster.start();
+    let url = cluster.url();
+    let app = spawn_app_with(&[
+        ("DOORMAN_DATABASE_URL", &url),
+        ("DOORMAN_PRUNE_INTERVAL", "0"),
+        // Every token check looks its user up.
+        ("DOORMAN_USER_CACHE_TTL", "0"),
+    ])
+    .await;
+    let (_, access) = app.login().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = hello_load(&app, &access, 4, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = Instant::now();
+    tokio::task::block_in_place(|| {
+        cluster.run(cluster.pg("psql").args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'doorman'",
+        ]))
+    })
+    .unwrap();
+    let killed_at = killed.elapsed();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A login right after needs the database: it works.
+    let (status, body, _) = timed(
+        app.client
+            .post(app.url("/api/token/"))
+            .json(&credentials(ALICE)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = answers(load).await;
+    assert!(
+        answers.len() > 50,
+        "too few token checks: {}",
+        answers.len()
+    );
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| a.status != StatusCode::OK)
+        .map(|a| (a.at, a.status))
+        .collect();
+    // /hello/ answers from the token when its lookup fails, so even the requests on the
+    // killed connections are answered.
+    assert!(refused.is_empty(), "token checks refused: {refused:?}");
+    let slowest = answers.iter().map(|a| a.took).max().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "a token check took {slowest:?} (killed {killed_at:?} in)"
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("doorman_database_reachable 1"),
+        "{metrics}"
+    );
+}
+
 /// A SQLite database doorman can read but not write (a read-only file or mount; here SQLite's
 /// own read-only mode): what needs a write is answered 503 with `Retry-After`, never 500, and
 /// what only reads goes on.
