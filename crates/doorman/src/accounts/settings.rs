@@ -11,6 +11,11 @@ use crate::config::source::{ConfigError, Sources};
 use crate::config::values::{self, Flag};
 use crate::store::throttle::{Bucket, ThrottleRules};
 
+/// `login_queue_max`'s default, per hash worker: deep enough that a burst of logins from one
+/// service's workers (tens at once) waits its turn instead of being shed, shallow enough that
+/// an admitted login waits at most 32 hashes (about 0.6 s at 20 ms a hash) before its own.
+const DEFAULT_LOGIN_QUEUE_PER_WORKER: usize = 32;
+
 /// The accounts' settings as the layers give them.
 #[derive(Debug, Deserialize)]
 #[serde(default)]
@@ -102,7 +107,7 @@ pub struct AccountsConfig {
     pub user_cache_size: u64,
     /// Passwords hashed at once (one per core unless set).
     pub password_hash_workers: usize,
-    /// Logins that may wait for a hash worker beyond those hashing (four per worker unless
+    /// Logins that may wait for a hash worker beyond those hashing (32 per worker unless
     /// set); a login beyond them is refused at once with 503, so an admitted one waits for at
     /// most `login_queue_max / password_hash_workers` hashes before its own.
     pub login_queue_max: usize,
@@ -127,7 +132,7 @@ impl AccountSettings {
             n => n,
         };
         let login_queue_max = match self.login_queue_max {
-            0 => password_hash_workers.saturating_mul(4),
+            0 => password_hash_workers.saturating_mul(DEFAULT_LOGIN_QUEUE_PER_WORKER),
             n if n > 100_000 => {
                 return Err(src.fail("login_queue_max", "expected at most 100000"));
             }

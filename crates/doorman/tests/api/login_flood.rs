@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::*;
 
-/// Logins in flight at once: far more than the hashing budget (1 worker + 4 waiting) and than
+/// Logins in flight at once: far more than the hashing budget (1 worker + 4 waiting, as the test sets it) and than
 /// the general slots the test gives the server (64), as on main a flood took every slot.
 const FLOODERS: usize = 200;
 /// Each flooder's pause between its logins: about 800 logins a second offered, many times what
@@ -67,6 +67,7 @@ dual_test! {
     multi_thread async fn a_login_flood_sheds_logins_and_never_token_checks() {
         let app = spawn_app_with(&[
             ("DOORMAN_PASSWORD_HASH_WORKERS", "1"),
+            ("DOORMAN_LOGIN_QUEUE_MAX", "4"),
             ("DOORMAN_MAX_CONCURRENT_REQUESTS", "64"),
         ])
         .await;
