@@ -127,6 +127,7 @@ struct Ledger {
     current: Option<(String, String)>,
     /// Access tokens held when a revoke-all was answered 200: issued before it, so refused.
     revoked_access: Vec<String>,
+    logins: usize,
     rotations: usize,
     blacklists: usize,
     revocations: usize,
@@ -160,8 +161,14 @@ fn pair(body: &Value) -> Option<(String, String)> {
 }
 
 /// Logs in, rotates, blacklists and revokes as `username` as fast as answers come, until the
-/// server stops answering; the ledger of what it acknowledged.
-async fn load(client: Client, base: String, username: String) -> Ledger {
+/// server stops answering; the ledger of what it acknowledged. `ready` is waited on after the
+/// first login, so that the kill falls among the writes, not among the first logins' hashing.
+async fn load(
+    client: Client,
+    base: String,
+    username: String,
+    ready: std::sync::Arc<tokio::sync::Barrier>,
+) -> Ledger {
     let mut ledger = Ledger::default();
     loop {
         let Some((refresh, access)) = ledger.current.clone() else {
@@ -181,6 +188,10 @@ async fn load(client: Client, base: String, username: String) -> Ledger {
                     Some((r, a)) => {
                         ledger.issued.push(r.clone());
                         ledger.current = Some((r, a));
+                        ledger.logins += 1;
+                        if ledger.logins == 1 {
+                            ready.wait().await;
+                        }
                     }
                     None => ledger
                         .anomalies
@@ -420,12 +431,20 @@ dual_test! {
         let (mut server, _) = Server::start(dir.path(), &database, &client).await;
         let mut startups = Vec::new();
         let mut checked_total = 0;
+        let mut acknowledged_total = 0;
         let mut failures = Vec::new();
         for kill in 1..=kills {
+            let ready = std::sync::Arc::new(tokio::sync::Barrier::new(users.len() + 1));
             let tasks: Vec<_> = users
                 .iter()
-                .map(|user| tokio::spawn(load(client.clone(), server.base.clone(), user.clone())))
+                .map(|user| {
+                    let (client, base) = (client.clone(), server.base.clone());
+                    tokio::spawn(load(client, base, user.clone(), ready.clone()))
+                })
                 .collect();
+            tokio::time::timeout(Duration::from_secs(30), ready.wait())
+                .await
+                .expect("every client logged in within 30 s");
             tokio::time::sleep(Duration::from_millis(100 + random_below(701))).await;
             server.kill();
             let mut ledgers = Vec::new();
@@ -446,7 +465,8 @@ dual_test! {
                 failures.extend(found.into_iter().map(|f| format!("kill {kill}: {f}")));
             }
             checked_total += checked;
-            let acknowledged: usize = ledgers.iter().map(|l| l.rotations + l.blacklists + l.revocations).sum();
+            let acknowledged: usize = ledgers.iter().map(|l| l.logins + l.rotations + l.blacklists + l.revocations).sum();
+            acknowledged_total += acknowledged;
             println!(
                 "{:?} kill {kill}: {acknowledged} writes acknowledged ({} in flight), {checked} checks, start-up {startup:?}",
                 backend(),
@@ -457,7 +477,7 @@ dual_test! {
         sorted.sort();
         if let (Some(min), Some(max)) = (sorted.first(), sorted.last()) {
             println!(
-                "{:?}: {kills} kills, {checked_total} acknowledged answers checked, start-up after a crash min {min:?} median {:?} max {max:?}",
+                "{:?}: {kills} kills, {acknowledged_total} writes acknowledged, {checked_total} checks, start-up after a crash min {min:?} median {:?} max {max:?}",
                 backend(),
                 sorted[sorted.len() / 2]
             );
