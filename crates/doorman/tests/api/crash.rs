@@ -125,7 +125,9 @@ struct Ledger {
     issued: Vec<String>,
     /// The token the client holds: the newest successor, not spent by any acknowledged answer.
     current: Option<(String, String)>,
-    /// Access tokens held when a revoke-all was answered 200: issued before it, so refused.
+    /// Access tokens received since the last revoke-all answered 200.
+    access: Vec<String>,
+    /// Access tokens received before a revoke-all answered 200: refused.
     revoked_access: Vec<String>,
     logins: usize,
     rotations: usize,
@@ -187,6 +189,7 @@ async fn load(
                 Ok((StatusCode::OK, body)) => match pair(&body) {
                     Some((r, a)) => {
                         ledger.issued.push(r.clone());
+                        ledger.access.push(a.clone());
                         ledger.current = Some((r, a));
                         ledger.logins += 1;
                         if ledger.logins == 1 {
@@ -205,9 +208,10 @@ async fn load(
             continue;
         };
         // Mostly rotations, the write that matters most; now and then a blacklist or a logout
-        // everywhere, which end the chain and make the client log in again.
-        match random_below(20) {
-            0..=16 => {
+        // everywhere, which end the chain and make the client log in again (a login hashes a
+        // password, a hundred times a rotation's work: rarer, so the kill finds rotations too).
+        match random_below(40) {
+            0..=37 => {
                 let sent = post(
                     &client,
                     format!("{base}/api/token/refresh/"),
@@ -223,6 +227,7 @@ async fn load(
                     Ok((StatusCode::OK, body)) => match pair(&body) {
                         Some((r, a)) => {
                             ledger.issued.push(r.clone());
+                            ledger.access.push(a.clone());
                             ledger.current = Some((r, a));
                             ledger.rotations += 1;
                         }
@@ -240,7 +245,7 @@ async fn load(
                     }
                 }
             }
-            17..=18 => {
+            38 => {
                 let sent = post(
                     &client,
                     format!("{base}/api/token/blacklist/"),
@@ -281,7 +286,8 @@ async fn load(
                     }
                     Ok((StatusCode::OK, _)) => {
                         ledger.current = None;
-                        ledger.revoked_access.push(access);
+                        let before = std::mem::take(&mut ledger.access);
+                        ledger.revoked_access.extend(before);
                         ledger.revocations += 1;
                     }
                     Ok((StatusCode::SERVICE_UNAVAILABLE, _)) => {}
@@ -309,11 +315,12 @@ async fn refresh_status(client: &Client, base: &str, token: &str) -> StatusCode 
     .map_or(StatusCode::BAD_GATEWAY, |(status, _)| status)
 }
 
-/// Checks a ledger against the restarted server; the failures found, and how many
-/// acknowledged answers were checked.
-async fn check(client: &Client, base: &str, ledger: &Ledger) -> (Vec<String>, usize) {
+/// Checks a ledger against the restarted server: the failures found, how many requests that
+/// took, and whether the write in flight at the kill (if any, but a login) took effect.
+async fn check(client: &Client, base: &str, ledger: &Ledger) -> (Vec<String>, usize, Option<bool>) {
     let mut failures = ledger.anomalies.clone();
     let mut checked = 0;
+    let mut took_effect = None;
     let doubtful = match &ledger.in_flight {
         Some(InFlight::Rotation { old }) => Some(old.clone()),
         Some(InFlight::Blacklist { refresh }) | Some(InFlight::RevokeAll { refresh }) => {
@@ -357,6 +364,7 @@ async fn check(client: &Client, base: &str, ledger: &Ledger) -> (Vec<String>, us
     if let Some(token) = current {
         let status = refresh_status(client, base, &token).await;
         if doubtful.as_ref() == Some(&token) {
+            took_effect = Some(status == StatusCode::UNAUTHORIZED);
             // In flight at the kill: it happened or it didn't, never a 500.
             if status != StatusCode::OK && status != StatusCode::UNAUTHORIZED {
                 failures.push(format!(
@@ -370,7 +378,7 @@ async fn check(client: &Client, base: &str, ledger: &Ledger) -> (Vec<String>, us
             }
         }
     }
-    (failures, checked)
+    (failures, checked, took_effect)
 }
 
 /// `PRAGMA integrity_check` on the SQLite file, opened read-only with the server dead.
@@ -432,6 +440,10 @@ dual_test! {
         let mut startups = Vec::new();
         let mut checked_total = 0;
         let mut acknowledged_total = 0;
+        // Logins, rotations, blacklists and revoke-alls acknowledged.
+        let mut kinds = [0; 4];
+        // Writes in flight at a kill: (took effect, did not).
+        let mut in_flight = (0, 0);
         let mut failures = Vec::new();
         for kill in 1..=kills {
             let ready = std::sync::Arc::new(tokio::sync::Barrier::new(users.len() + 1));
@@ -460,13 +472,24 @@ dual_test! {
             startups.push(startup);
             let mut checked = 0;
             for ledger in &ledgers {
-                let (found, n) = check(&client, &server.base, ledger).await;
+                let (found, n, took_effect) = check(&client, &server.base, ledger).await;
                 checked += n;
+                match took_effect {
+                    Some(true) => in_flight.0 += 1,
+                    Some(false) => in_flight.1 += 1,
+                    None => {}
+                }
                 failures.extend(found.into_iter().map(|f| format!("kill {kill}: {f}")));
             }
             checked_total += checked;
             let acknowledged: usize = ledgers.iter().map(|l| l.logins + l.rotations + l.blacklists + l.revocations).sum();
             acknowledged_total += acknowledged;
+            for ledger in &ledgers {
+                kinds[0] += ledger.logins;
+                kinds[1] += ledger.rotations;
+                kinds[2] += ledger.blacklists;
+                kinds[3] += ledger.revocations;
+            }
             println!(
                 "{:?} kill {kill}: {acknowledged} writes acknowledged ({} in flight), {checked} checks, start-up {startup:?}",
                 backend(),
@@ -477,8 +500,17 @@ dual_test! {
         sorted.sort();
         if let (Some(min), Some(max)) = (sorted.first(), sorted.last()) {
             println!(
-                "{:?}: {kills} kills, {acknowledged_total} writes acknowledged, {checked_total} checks, start-up after a crash min {min:?} median {:?} max {max:?}",
+                "{:?}: {kills} kills, {acknowledged_total} writes acknowledged \
+                 ({} logins, {} rotations, {} blacklists, {} revoke-alls), {checked_total} checks, \
+                 writes in flight at a kill: {} took effect, {} did not; \
+                 start-up after a crash min {min:?} median {:?} max {max:?}",
                 backend(),
+                kinds[0],
+                kinds[1],
+                kinds[2],
+                kinds[3],
+                in_flight.0,
+                in_flight.1,
                 sorted[sorted.len() / 2]
             );
         }
