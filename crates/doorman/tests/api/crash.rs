@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TEST_SECRET, TestDatabase, backend};
+use crate::helpers::{Backend, TEST_SECRET, TestDatabase, backend, lines_until, stderr_lines};
 
 const CLIENTS: usize = 4;
 const PASSWORD: &str = "crash-test-password-1";
@@ -44,15 +44,6 @@ fn doorman(dir: &std::path::Path, database: &TestDatabase) -> Command {
     cmd
 }
 
-/// A loopback port free a moment ago (the server is given it so that start-up can be timed
-/// from the spawn, not from a log line).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// The running child and where it listens.
 struct Server {
     child: Child,
@@ -60,21 +51,36 @@ struct Server {
 }
 
 impl Server {
-    /// Spawns `doorman serve` and waits for its first 200 on `/healthz`; the time that took.
+    /// Spawns `doorman serve` on a port of the system's choosing and waits for its first 200
+    /// on `/healthz`; the time from the spawn to that answer.
     async fn start(
         dir: &std::path::Path,
         database: &TestDatabase,
         client: &Client,
     ) -> (Server, Duration) {
-        let base = format!("http://127.0.0.1:{}", free_port());
         let spawned = Instant::now();
-        let child = doorman(dir, database)
-            .args(["serve", "--bind", base.trim_start_matches("http://")])
+        let mut child = doorman(dir, database)
+            .env("DOORMAN_LOG_FORMAT", "json")
+            .args(["serve", "--bind", "127.0.0.1:0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn doorman serve");
-        let mut server = Server { child, base };
+        let lines = stderr_lines(&mut child);
+        let log = tokio::task::block_in_place(|| {
+            lines_until(&lines, |line| {
+                serde_json::from_str::<Value>(line).is_ok_and(|l| l["addr"].is_string())
+            })
+        });
+        let listening: Value = log
+            .last()
+            .and_then(|line| serde_json::from_str(line).ok())
+            .unwrap_or_default();
+        let addr = listening["addr"].as_str().unwrap_or_default();
+        let mut server = Server {
+            child,
+            base: format!("http://{addr}"),
+        };
         loop {
             let ok = client
                 .get(format!("{}/healthz", server.base))
