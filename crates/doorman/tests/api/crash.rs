@@ -345,7 +345,7 @@ async fn check(client: &Client, base: &str, ledger: &Ledger) -> (Vec<String>, us
         let status = refresh_status(client, base, token).await;
         if status != StatusCode::UNAUTHORIZED {
             failures.push(format!(
-                "a token spent by an acknowledged answer got {status} after the crash: token {} of the {} issued, the last rotated {} times, in flight {:?}",
+                "a token spent by an acknowledged answer got {status} after the crash: token {} of the {} issued, {} rotations acknowledged, in flight {:?}",
                 at + 1,
                 ledger.issued.len(),
                 ledger.rotations,
