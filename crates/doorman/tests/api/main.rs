@@ -15,6 +15,7 @@ mod connection_limits;
 mod container;
 mod contract;
 mod cookie_mode;
+mod crash;
 mod deploy;
 mod discovery;
 mod django_hashes;
