@@ -330,6 +330,10 @@ pub(crate) async fn check(client: &Client, base: &str, ledger: &Ledger) -> Check
         .iter()
         .filter(|d| !d.revoked_later)
         .collect();
+    // The order matters: with rotation and blacklisting after rotation, a replay of a
+    // rotated-out token revokes its whole family (reuse detection), the live end included. So
+    // the doubtful tokens are asked first (each the last of its family the client used), then
+    // the current token, and only then the spent ones.
     for doubtful in &open {
         match refresh_status(client, base, &doubtful.token).await {
             StatusCode::UNAUTHORIZED => checked.took_effect += 1,
@@ -351,12 +355,18 @@ pub(crate) async fn check(client: &Client, base: &str, ledger: &Ledger) -> Check
         .await;
         let status = reply.as_ref().map_or(StatusCode::BAD_GATEWAY, |r| r.status);
         if status != StatusCode::OK {
-            let last: Vec<_> = ledger.answers.iter().rev().take(8).map(|a| (a.write, a.status)).collect();
+            let last: Vec<_> = ledger
+                .answers
+                .iter()
+                .rev()
+                .take(8)
+                .map(|a| (a.write, a.status))
+                .collect();
             checked.failures.push(format!(
-                "the newest successor of acknowledged rotations got {status} {:?}: in flight {:?}, last answers {last:?}, doubtful {:?}",
-                reply.map(|r| r.body).ok(),
+                "the newest successor of acknowledged rotations got {status} {}: in flight \
+                 {:?}, the last answers (newest first) {last:?}",
+                reply.map(|r| r.body).unwrap_or_default(),
                 ledger.in_flight,
-                ledger.doubtful.iter().map(|d| (d.write, d.revoked_later)).collect::<Vec<_>>(),
             ));
         }
     }
