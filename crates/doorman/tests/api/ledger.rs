@@ -314,6 +314,9 @@ pub(crate) struct Checked {
     /// Doubtful writes that took effect, and that did not.
     pub(crate) took_effect: usize,
     pub(crate) did_not: usize,
+    /// Doubtful writes whose token a later acknowledged logout everywhere spent anyway (checked
+    /// as refused, whatever became of the write).
+    pub(crate) spent_later: usize,
 }
 
 /// Checks a ledger against the server: every token an acknowledged answer spent is refused,
@@ -322,6 +325,7 @@ pub(crate) struct Checked {
 pub(crate) async fn check(client: &Client, base: &str, ledger: &Ledger) -> Checked {
     let mut checked = Checked {
         failures: ledger.anomalies.clone(),
+        spent_later: ledger.doubtful.iter().filter(|d| d.revoked_later).count(),
         ..Checked::default()
     };
     let current = ledger.current.as_ref().map(|(r, _)| r.clone());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 
 use crate::helpers::*;
-use crate::ledger::{Answered, Ledger, PASSWORD, Until, check, load};
+use crate::ledger::{Answered, Checked, Ledger, PASSWORD, Until, check, load};
 use crate::outage::{Answer, OwnPostgres, answers, hello_load, timed};
 
 /// Clients writing, one user each.
@@ -130,23 +130,23 @@ impl Rig {
         (ledgers, writes, checks)
     }
 
-    /// Every ledger checked against doorman: the failures, requests made and doubtful writes
-    /// that took effect and that did not.
-    async fn check(&self, ledgers: &[Ledger]) -> (Vec<String>, usize, usize, usize) {
-        let (mut failures, mut requests, mut took_effect, mut did_not) = (Vec::new(), 0, 0, 0);
+    /// Every ledger checked against doorman, the findings summed.
+    async fn check(&self, ledgers: &[Ledger]) -> Checked {
+        let mut all = Checked::default();
         for (i, ledger) in ledgers.iter().enumerate() {
             let found = check(&self.client, &self.app.address, ledger).await;
-            failures.extend(
+            all.failures.extend(
                 found
                     .failures
                     .into_iter()
                     .map(|f| format!("writer{i}: {f}")),
             );
-            requests += found.requests;
-            took_effect += found.took_effect;
-            did_not += found.did_not;
+            all.requests += found.requests;
+            all.took_effect += found.took_effect;
+            all.did_not += found.did_not;
+            all.spent_later += found.spent_later;
         }
-        (failures, requests, took_effect, did_not)
+        all
     }
 }
 
@@ -175,8 +175,10 @@ fn spread(values: &[Duration]) -> String {
     sorted.sort();
     match (sorted.first(), sorted.last()) {
         (Some(min), Some(max)) => format!(
-            "min {min:.0?} / median {:.0?} / max {max:.0?}",
-            sorted[sorted.len() / 2]
+            "min {} / median {} / max {} ms",
+            min.as_millis(),
+            sorted[sorted.len() / 2].as_millis(),
+            max.as_millis()
         ),
         _ => "none".into(),
     }
@@ -204,13 +206,29 @@ async fn postgres_restarted_under_write_load_loses_no_acknowledged_write() {
         tokio::time::sleep(Duration::from_millis(800)).await;
         let starting = Instant::now();
         tokio::task::block_in_place(|| rig.cluster.start());
+        let started = Instant::now();
         restarts_done.push(Restart {
             mode,
             stopping,
             stopped,
             starting,
-            started: Instant::now(),
+            started,
         });
+        // The next restart only once doorman is ready again (the writers' first
+        // acknowledgement is what is measured), so that each restart's recovery shows.
+        while started.elapsed() < Duration::from_secs(5) {
+            let ready = rig
+                .app
+                .client
+                .get(rig.app.url("/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK);
+            if ready {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     // Long enough for the last restart's recovery to show.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -257,8 +275,22 @@ async fn postgres_restarted_under_write_load_loses_no_acknowledged_write() {
             .map(Answered::at)
             .min()
         else {
+            let after: Vec<_> = writes
+                .iter()
+                .filter(|a| a.sent >= restart.started)
+                .take(40)
+                .map(|a| {
+                    (
+                        a.write,
+                        a.status.map(|s| s.as_u16()),
+                        a.sent.duration_since(restart.started).as_millis(),
+                        a.took.as_millis(),
+                    )
+                })
+                .collect();
             failures.push(format!(
-                "restart {} ({}): no write acknowledged after PostgreSQL's return",
+                "restart {} ({}): no write acknowledged after PostgreSQL's return; the writes \
+                 sent after it (write, status, ms after, ms taken): {after:?}",
                 i + 1,
                 restart.mode
             ));
@@ -333,8 +365,8 @@ async fn postgres_restarted_under_write_load_loses_no_acknowledged_write() {
         .iter()
         .filter(|a| a.status != Some(StatusCode::OK))
         .count();
-    let (found, requests, took_effect, did_not) = rig.check(&ledgers).await;
-    failures.extend(found);
+    let found = rig.check(&ledgers).await;
+    failures.extend(found.failures);
     let acknowledged: usize = ledgers.iter().map(Ledger::acknowledged).sum();
     let kinds: [usize; 4] = [
         ledgers.iter().map(|l| l.logins).sum(),
@@ -344,8 +376,8 @@ async fn postgres_restarted_under_write_load_loses_no_acknowledged_write() {
     ];
     println!(
         "{} restarts: {acknowledged} writes acknowledged ({} logins, {} rotations, {} \
-         blacklists, {} revoke-alls), {refused_writes} refused with 503, doubtful writes: \
-         {took_effect} took effect, {did_not} did not; {requests} ledger checks; {} token \
+         blacklists, {} revoke-alls), {refused_writes} refused with 503, doubtful writes: {} took \
+         effect, {} did not, {} spent by a later logout everywhere; {} ledger checks; {} token \
          checks ({checks_during} during outages), all 200: {}; error window {}; first write \
          acknowledged after `pg_ctl start` {}; slowest write during an outage {}",
         restarts_done.len(),
@@ -353,6 +385,10 @@ async fn postgres_restarted_under_write_load_loses_no_acknowledged_write() {
         kinds[1],
         kinds[2],
         kinds[3],
+        found.took_effect,
+        found.did_not,
+        found.spent_later,
+        found.requests,
         checks.len(),
         refused_checks.is_empty(),
         spread(&windows),
@@ -360,7 +396,7 @@ async fn postgres_restarted_under_write_load_loses_no_acknowledged_write() {
         spread(&slowest_during),
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(requests > 0, "no acknowledged answer to check");
+    assert!(found.requests > 0, "no acknowledged answer to check");
     assert!(kinds[1] > 0, "no rotation acknowledged");
 }
 
@@ -416,17 +452,21 @@ async fn terminated_connections_cost_only_their_requests() {
     let slowest = checks.iter().map(|c| c.took).max().unwrap_or_default();
     let slowest_write = writes.iter().map(|a| a.took).max().unwrap_or_default();
     let metrics = metrics_text(&rig.app).await;
-    let (failures, requests, took_effect, did_not) = rig.check(&ledgers).await;
+    let found = rig.check(&ledgers).await;
     let acknowledged: usize = ledgers.iter().map(Ledger::acknowledged).sum();
     println!(
         "{terminated} connections terminated ({busy} busy); {} writes, {acknowledged} \
-         acknowledged, refused: {refused:?} (doubtful: {took_effect} took effect, {did_not} \
-         did not); {requests} ledger checks; {} token checks, {refused_checks} refused, \
-         slowest {slowest:?}; slowest write {slowest_write:?}",
+         acknowledged, refused: {refused:?} (doubtful: {} took effect, {} did not, {} spent \
+         later); {} ledger checks; {} token checks, {refused_checks} refused, slowest \
+         {slowest:?}; slowest write {slowest_write:?}",
         writes.len(),
+        found.took_effect,
+        found.did_not,
+        found.spent_later,
+        found.requests,
         checks.len(),
     );
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(found.failures.is_empty(), "{}", found.failures.join("\n"));
     assert!(
         refused.len() <= terminated,
         "{} writes refused for {terminated} connections terminated: {refused:?}",
@@ -438,7 +478,10 @@ async fn terminated_connections_cost_only_their_requests() {
         slowest < Duration::from_millis(1500),
         "a token check took {slowest:?}"
     );
-    assert!(acknowledged > 0 && requests > 0, "no write acknowledged");
+    assert!(
+        acknowledged > 0 && found.requests > 0,
+        "no write acknowledged"
+    );
     assert!(
         metrics.contains("doorman_database_reachable 1"),
         "{metrics}"
