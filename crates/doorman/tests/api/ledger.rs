@@ -6,8 +6,9 @@
 //!
 //! A write answered 200 is acknowledged: it must hold. A write that got no answer (the server
 //! died under it) or was answered 503 (the database went away, possibly after its COMMIT) is
-//! doubtful: it happened or it didn't, and the check says which, without failing either way;
-//! the client drops the token and logs in again.
+//! doubtful: it happened or it didn't, without failing either way; the client drops the token,
+//! logs in again, and once the server answers again refreshes with the doubtful token to find
+//! out which (refused: it happened), or the check does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +58,10 @@ pub(crate) struct Doubtful {
     pub(crate) token: String,
     /// A logout everywhere acknowledged later spent the token whatever became of this write.
     pub(crate) revoked_later: bool,
+    /// Whether it took effect, as the client found out once the server answered again: a
+    /// refresh with the token refused (it did) or answered 200 (it did not, and that refresh
+    /// spent the token). `None` until then.
+    pub(crate) settled: Option<bool>,
 }
 
 /// How long a load runs.
@@ -109,6 +114,7 @@ impl Ledger {
                 write,
                 token,
                 revoked_later: false,
+                settled: None,
             });
         }
     }
@@ -171,6 +177,53 @@ pub(crate) async fn load(
             && stop.load(Ordering::Relaxed)
         {
             return ledger;
+        }
+        if ledger.current.is_some()
+            && let Some(at) = ledger
+                .doubtful
+                .iter()
+                .position(|d| d.settled.is_none() && !d.revoked_later)
+        {
+            // The server answers again: find out what became of a doubtful write while its
+            // token's fate is still its own.
+            let token = ledger.doubtful[at].token.clone();
+            let sent = Instant::now();
+            let reply = post(
+                &client,
+                format!("{base}/api/token/refresh/"),
+                json!({ "refresh": token }),
+                None,
+            )
+            .await;
+            let took = sent.elapsed();
+            ledger.answers.push(Answered {
+                write: Write::Rotation,
+                sent,
+                took,
+                status: reply.as_ref().ok().map(|r| r.status),
+            });
+            match reply.map(|r| (r.status, r)) {
+                Ok((StatusCode::UNAUTHORIZED, _)) => ledger.doubtful[at].settled = Some(true),
+                Ok((StatusCode::OK, _)) => ledger.doubtful[at].settled = Some(false),
+                Ok((StatusCode::SERVICE_UNAVAILABLE, _)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok((status, reply)) => {
+                    ledger.anomalies.push(format!(
+                        "the token of a doubtful {:?} got {status}: {}",
+                        ledger.doubtful[at].write, reply.body
+                    ));
+                    ledger.doubtful.remove(at);
+                }
+                Err(error) => match until {
+                    // What the probe did is unknown; the check asks again.
+                    Until::ServerGone => return ledger,
+                    Until::Stopped(_) => ledger.anomalies.push(format!(
+                        "a doubtful write's token not answered in {took:?}: {error}"
+                    )),
+                },
+            }
+            continue;
         }
         // Mostly rotations, the write that matters most; now and then a blacklist or a logout
         // everywhere, which end the chain and make the client log in again (a login hashes a
@@ -325,14 +378,28 @@ pub(crate) struct Checked {
 pub(crate) async fn check(client: &Client, base: &str, ledger: &Ledger) -> Checked {
     let mut checked = Checked {
         failures: ledger.anomalies.clone(),
-        spent_later: ledger.doubtful.iter().filter(|d| d.revoked_later).count(),
+        spent_later: ledger
+            .doubtful
+            .iter()
+            .filter(|d| d.revoked_later && d.settled.is_none())
+            .count(),
+        took_effect: ledger
+            .doubtful
+            .iter()
+            .filter(|d| d.settled == Some(true))
+            .count(),
+        did_not: ledger
+            .doubtful
+            .iter()
+            .filter(|d| d.settled == Some(false))
+            .count(),
         ..Checked::default()
     };
     let current = ledger.current.as_ref().map(|(r, _)| r.clone());
     let open: Vec<&Doubtful> = ledger
         .doubtful
         .iter()
-        .filter(|d| !d.revoked_later)
+        .filter(|d| !d.revoked_later && d.settled.is_none())
         .collect();
     // The order matters: with rotation and blacklisting after rotation, a replay of a
     // rotated-out token revokes its whole family (reuse detection), the live end included. So
@@ -374,7 +441,8 @@ pub(crate) async fn check(client: &Client, base: &str, ledger: &Ledger) -> Check
             ));
         }
     }
-    // Every other token was spent by an acknowledged rotation, blacklist or revoke-all.
+    // Every other token was spent by an acknowledged rotation, blacklist or revoke-all, or by
+    // the refresh that settled a doubtful write.
     for (at, token) in ledger.issued.iter().enumerate() {
         if Some(token) == current.as_ref() || open.iter().any(|d| &d.token == token) {
             continue;
