@@ -32,6 +32,9 @@ const CHECK_EVERY: Duration = Duration::from_millis(5);
 /// back.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
+/// How long PostgreSQL stays down at each restart.
+const DOWN_FOR: Duration = Duration::from_millis(2500);
+
 /// The longest from PostgreSQL's return to the first write acknowledged.
 const RECOVERED_WITHIN: Duration = Duration::from_secs(2);
 
@@ -203,7 +206,9 @@ async fn postgres_restarted_under_write_load_loses_no_acknowledged_write() {
         let stopping = Instant::now();
         tokio::task::block_in_place(|| rig.cluster.stop_with(mode));
         let stopped = Instant::now();
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Down for longer than a request may take: a write waiting for PostgreSQL instead of
+        // failing fast would show.
+        tokio::time::sleep(DOWN_FOR).await;
         let starting = Instant::now();
         tokio::task::block_in_place(|| rig.cluster.start());
         let started = Instant::now();
