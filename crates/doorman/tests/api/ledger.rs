@@ -401,10 +401,11 @@ pub(crate) async fn check(client: &Client, base: &str, ledger: &Ledger) -> Check
         .iter()
         .filter(|d| !d.revoked_later && d.settled.is_none())
         .collect();
-    // The order matters: with rotation and blacklisting after rotation, a replay of a
-    // rotated-out token revokes its whole family (reuse detection), the live end included. So
-    // the doubtful tokens are asked first (each the last of its family the client used), then
-    // the current token, and only then the spent ones.
+    // With rotation and blacklisting after rotation, a refresh with a rotated-out token
+    // revokes its whole family (reuse detection), the live end included, and would hide a
+    // token of the family left unspent. So the doubtful tokens and the current one are asked
+    // with a refresh first, and the spent ones with verify, which answers from the blacklist
+    // and changes nothing.
     for doubtful in &open {
         match refresh_status(client, base, &doubtful.token).await {
             StatusCode::UNAUTHORIZED => checked.took_effect += 1,
@@ -448,10 +449,22 @@ pub(crate) async fn check(client: &Client, base: &str, ledger: &Ledger) -> Check
             continue;
         }
         checked.requests += 1;
-        let status = refresh_status(client, base, token).await;
-        if status != StatusCode::UNAUTHORIZED {
+        // simplejwt's verify answers a blacklisted token 400 `Token is blacklisted`.
+        let reply = post(
+            client,
+            format!("{base}/api/token/verify/"),
+            json!({ "token": token }),
+            None,
+        )
+        .await;
+        let status = reply.as_ref().map_or(StatusCode::BAD_GATEWAY, |r| r.status);
+        let blacklisted = reply.is_ok_and(|r| {
+            r.status == StatusCode::BAD_REQUEST
+                && r.body == json!({"non_field_errors": ["Token is blacklisted"]})
+        });
+        if !blacklisted {
             checked.failures.push(format!(
-                "a token spent by an acknowledged answer got {status}: token {} of the {} \
+                "a token spent by an acknowledged answer got {status} from verify: token {} of the {} \
                  issued, {} rotations acknowledged, in flight {:?}",
                 at + 1,
                 ledger.issued.len(),
