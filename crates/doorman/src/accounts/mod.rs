@@ -496,7 +496,7 @@ impl StoreUserCheck {
             };
             match found {
                 Ok(found) => self.judge(user_id, found, issued_at),
-                Err(LookupFailed::Outage) => self.during_outage(),
+                Err(LookupFailed::Outage) => self.during_outage(user_id, issued_at),
                 Err(LookupFailed::Error) => Err(UserRefusal::Unavailable),
             }
         })
@@ -504,14 +504,16 @@ impl StoreUserCheck {
 
     /// Tells this instance's check that the user's tokens were revoked up to
     /// `tokens_valid_after` (the store's answer), so that its own requests refuse them at once
-    /// rather than once the cached lookup expires. Another instance learns it from its next
+    /// rather than once the cached lookup expires, and while the database can't be asked (an
+    /// outage, or the pause after a failed lookup). Another instance learns it from its next
     /// lookup, within `user_cache_ttl`.
     pub fn revoked(&self, user_id: i64, tokens_valid_after: i64) {
-        let Some(cache) = &self.cache else {
-            // Every request asks the database, which already has it.
-            return;
-        };
-        let hold = cache.ttl.saturating_add(LOCAL_REVOCATION_HOLD);
+        // Kept without a cache too: a lookup the database doesn't answer can't tell.
+        let ttl = self
+            .cache
+            .as_ref()
+            .map_or(Duration::ZERO, |cache| cache.ttl);
+        let hold = ttl.saturating_add(LOCAL_REVOCATION_HOLD);
         if let Some(until) = Instant::now().checked_add(hold) {
             self.local.record(user_id, tokens_valid_after, until);
         }
@@ -610,7 +612,19 @@ impl StoreUserCheck {
         Ok(())
     }
 
-    fn during_outage(&self) -> Result<(), UserRefusal> {
+    /// Without the database's answer: a token revoked through this instance is still refused
+    /// (an acknowledged logout everywhere holds here whatever the database does); any other
+    /// is accepted from the token, or refused with 503 if `accept_tokens_during_outage` is off.
+    fn during_outage(
+        &self,
+        user_id: i64,
+        issued_at: Option<Option<i64>>,
+    ) -> Result<(), UserRefusal> {
+        if let Some(iat) = issued_at
+            && crate::store::is_revoked(self.local.get(user_id), iat)
+        {
+            return Err(UserRefusal::Revoked);
+        }
         if self.accept_during_outage {
             Ok(())
         } else {
