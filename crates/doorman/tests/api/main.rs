@@ -32,6 +32,7 @@ mod login_flood;
 mod openapi;
 mod ops;
 mod outage;
+mod overload;
 mod pages;
 mod protocol;
 mod reference_app;
