@@ -33,6 +33,7 @@ mod login_flood;
 mod openapi;
 mod ops;
 mod outage;
+mod overload;
 mod pages;
 mod pg_restart;
 mod protocol;
