@@ -318,16 +318,42 @@ async fn one(
     }
 }
 
+/// Logs every chain in, a few at a time, before the load: the first logins are a burst of
+/// password hashes that would otherwise take the capacity measurement's first seconds.
+async fn log_in_all(client: &Client, base: &Arc<str>, pool: &Arc<Pool>) {
+    let mut chains = Vec::new();
+    for _ in 0..CHAINS {
+        chains.push(pool.take().await);
+    }
+    while !chains.is_empty() {
+        let mut logins = tokio::task::JoinSet::new();
+        for mut chain in chains.split_off(chains.len().saturating_sub(8)) {
+            let (client, base) = (client.clone(), base.clone());
+            logins.spawn(async move {
+                let outcome = act(&client, &base, &mut chain, Kind::Login).await;
+                (chain, outcome)
+            });
+        }
+        while let Some(done) = logins.join_next().await {
+            let (chain, outcome) = done.expect("a login");
+            assert_eq!(outcome, Outcome::Expected, "{}'s first login", chain.user);
+            pool.give(chain);
+        }
+    }
+}
+
 /// The capacity in requests per second: the mix in a closed loop (each client sends its next
 /// request when the last is answered) for `warm + measure`, counting the answers within
-/// `measure`; and the records of that interval.
+/// `measure` second by second. The slowest second is taken, not the mean: on a machine shared
+/// with other work a lucky second would set a rate the server can't keep up with once the
+/// other work is back. Returns it, the mean, and the records of the interval.
 async fn capacity(
     client: &Client,
     base: &Arc<str>,
     pool: &Arc<Pool>,
     warm: Duration,
     measure: Duration,
-) -> (f64, Vec<Record>) {
+) -> (f64, f64, Vec<Record>) {
     let phase = Instant::now();
     let (from, until) = (phase + warm, phase + warm + measure);
     let workers: Vec<_> = (0..CLOSED_LOOP_CLIENTS)
@@ -361,7 +387,18 @@ async fn capacity(
     for worker in workers {
         records.extend(worker.await.expect("a closed-loop client"));
     }
-    (records.len() as f64 / measure.as_secs_f64(), records)
+    let seconds = measure.as_secs().max(1) as usize;
+    let mut per_second = vec![0usize; seconds];
+    for r in &records {
+        let at = (r.scheduled - warm.as_secs_f64()).max(0.0) as usize;
+        per_second[at.min(seconds - 1)] += 1;
+    }
+    let slowest = per_second.iter().copied().min().unwrap_or(0) as f64;
+    (
+        slowest,
+        records.len() as f64 / measure.as_secs_f64(),
+        records,
+    )
 }
 
 /// The mix at `rate` requests per second on a fixed timetable for `length`: each request is
@@ -433,6 +470,11 @@ fn fds(pid: u32) -> usize {
 
 /// The database as the server's own connections don't see it: its size on disk (SQLite: the
 /// file and its write-ahead log; PostgreSQL: `pg_database_size`) and its token and audit rows.
+///
+/// PostgreSQL gets back the space of deleted rows when they are vacuumed, which doorman leaves
+/// to autovacuum, as it should. A cluster run with autovacuum off (test clusters often are)
+/// would make any pruning look like growth, so there the probe vacuums the token and audit
+/// tables itself every [`VACUUM_EVERY`], as autovacuum would.
 enum Probe {
     Sqlite {
         file: std::path::PathBuf,
@@ -440,8 +482,12 @@ enum Probe {
     },
     Postgres {
         conn: sqlx::PgConnection,
+        /// When the probe last vacuumed, if autovacuum is off.
+        vacuumed: Option<Instant>,
     },
 }
+
+const VACUUM_EVERY: Duration = Duration::from_secs(20);
 
 const ROWS: &str = "SELECT (SELECT COUNT(*) FROM outstanding_tokens), \
                     (SELECT COUNT(*) FROM blacklisted_tokens), \
@@ -460,11 +506,24 @@ impl Probe {
                 let conn = options.connect().await.expect("open the SQLite file");
                 Probe::Sqlite { file, conn }
             }
-            Backend::Postgres => Probe::Postgres {
-                conn: sqlx::PgConnection::connect(&database.url)
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&database.url)
                     .await
-                    .expect("connect to the test database"),
-            },
+                    .expect("connect to the test database");
+                let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("the autovacuum setting");
+                if autovacuum == "off" {
+                    println!(
+                        "autovacuum is off on this PostgreSQL: the test vacuums every {VACUUM_EVERY:?}"
+                    );
+                }
+                Probe::Postgres {
+                    conn,
+                    vacuumed: (autovacuum == "off").then(Instant::now),
+                }
+            }
         }
     }
 
@@ -482,7 +541,14 @@ impl Probe {
                     .expect("count the SQLite rows");
                 (bytes, o, b, a)
             }
-            Probe::Postgres { conn } => {
+            Probe::Postgres { conn, vacuumed } => {
+                if vacuumed.is_some_and(|at| at.elapsed() >= VACUUM_EVERY) {
+                    sqlx::raw_sql("VACUUM outstanding_tokens, blacklisted_tokens, audit_events")
+                        .execute(&mut *conn)
+                        .await
+                        .expect("VACUUM");
+                    *vacuumed = Some(Instant::now());
+                }
                 let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
                     .fetch_one(&mut *conn)
                     .await
@@ -606,9 +672,11 @@ dual_test! {
         let users: Vec<String> = (0..CHAINS).map(|i| format!("soak{i}")).collect();
         create_users(&client, &base, &users).await;
         let pool = Arc::new(Pool::new(&users));
+        log_in_all(&client, &base, &pool).await;
 
-        let (capacity, closed) =
-            capacity(&client, &base, &pool, Duration::from_secs(2), Duration::from_secs(4)).await;
+        let (capacity, mean_capacity, closed) =
+            capacity(&client, &base, &pool, Duration::from_secs(1), Duration::from_secs(4)).await;
+        assert!(capacity > 0.0, "no request was answered while measuring capacity");
         let rate = capacity * LOAD;
 
         let phase = Instant::now() + Duration::from_millis(100);
@@ -705,9 +773,10 @@ dual_test! {
         let answered = records.len();
         println!("\n== soak on {:?}: {} s", backend(), length.as_secs());
         println!(
-            "capacity (closed loop, {CLOSED_LOOP_CLIENTS} clients, 4 s): {capacity:.0} req/s \
-             ({} answers, {closed_shed} shed, {} unexpected); offered {rate:.0} req/s ({:.0} %), \
-             {scheduled} requests scheduled, {answered} answered",
+            "capacity (closed loop, {CLOSED_LOOP_CLIENTS} clients, 4 s): {capacity:.0} req/s in the \
+             slowest second, {mean_capacity:.0} on average ({} answers, {closed_shed} shed, {} \
+             unexpected); offered {rate:.0} req/s ({:.0} %), {scheduled} requests scheduled, \
+             {answered} answered",
             closed.len(),
             closed_unexpected.len(),
             LOAD * 100.0
@@ -821,11 +890,22 @@ dual_test! {
                 "the database still growing: {middle_bytes:.0} bytes at most in the middle third, {last_bytes:.0} in the last (bound {bytes_bound}x)"
             ));
         }
-        // The first window holds the warm-up; the others' p99 must stay near their median.
+        // The first window holds the warm-up; the others' p99 must stay near their median. A
+        // short run's 5 s windows each hold a few of the stalls this shared 2-core machine has
+        // (a few hundred milliseconds when other work takes the cores), or none: its slack is
+        // wide, still well under the seconds a queue that grows adds within a minute. The long
+        // run's minute-wide windows each hold many.
+        let slack = if long { 100.0 } else { 250.0 };
         let mut settled: Vec<f64> = p99s.iter().skip(1).copied().collect();
         settled.sort_by(f64::total_cmp);
         if let (Some(median), Some(max)) = (settled.get(settled.len() / 2), settled.last()) {
-            let bound = 3.0 * median + 25.0;
+            // At 70 % of capacity a p99 of a second is a queue that grew, not noise.
+            if *median > 1000.0 {
+                failures.push(format!(
+                    "the median window p99 was {median:.1} ms: the server did not keep up with the offered rate: {p99s:?}"
+                ));
+            }
+            let bound = 3.0 * median + slack;
             if *max > bound {
                 failures.push(format!(
                     "a window's p99 was {max:.1} ms against a median window p99 of {median:.1} ms (bound {bound:.1} ms): {p99s:?}"
