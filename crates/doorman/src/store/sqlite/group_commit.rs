@@ -1,7 +1,7 @@
 //! Group commit for the writes SQLite gets at request rate: rotations and blacklistings, which
 //! decide races, what logins write (the new token's outstanding row, `last_login`, the audit
-//! event), and the revocation of a refresh-token family on reuse, which must be ordered among
-//! the rotations of its members.
+//! event), the revocation of a refresh-token family on reuse, which must be ordered among
+//! the rotations of its members, and a user's logout everywhere.
 //!
 //! SQLite has one writer, and with `synchronous = FULL` every commit waits for the disk, so one
 //! transaction per rotation caps rotations at the disk's sync rate whatever the load. Here the
@@ -30,7 +30,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::read_only::{ReadOnlySeen, close_idle};
 use crate::store::throttle::{self, LoginKey, ThrottleRules, Verdict};
-use crate::store::{AuditEvent, BlacklistOutcome, OutstandingToken, RotateOutcome, StoreError};
+use crate::store::{
+    AuditEvent, BlacklistOutcome, OutstandingToken, Revocation, RotateOutcome, StoreError,
+};
 
 throttle::throttle_queries!(SqliteConnection);
 
@@ -69,6 +71,11 @@ pub(super) enum Write {
     },
     /// Every token of a refresh-token family blacklisted; answered with how many were not yet.
     RevokeFamily { family: String, answer: Answer<u64> },
+    /// Every token of a user revoked (a logout everywhere); `None` when there is no such user.
+    RevokeUser {
+        user_id: i64,
+        answer: Answer<Option<Revocation>>,
+    },
     /// A login attempt reserved against its throttling counters (`store::throttle`).
     ThrottleReserve {
         key: LoginKey,
@@ -151,6 +158,11 @@ pub(super) fn audit(event: AuditEvent) -> (Write, Receiver<()>) {
 pub(super) fn revoke_family(family: String) -> (Write, Receiver<u64>) {
     let (answer, from) = Answer::new();
     (Write::RevokeFamily { family, answer }, from)
+}
+
+pub(super) fn revoke_user(user_id: i64) -> (Write, Receiver<Option<Revocation>>) {
+    let (answer, from) = Answer::new();
+    (Write::RevokeUser { user_id, answer }, from)
 }
 
 pub(super) fn throttle_reserve(
@@ -239,6 +251,7 @@ impl Write {
             Write::Login { answer, .. } => answer.send(fallback),
             Write::Audit { answer, .. } => answer.send(fallback),
             Write::RevokeFamily { answer, .. } => answer.send(fallback),
+            Write::RevokeUser { answer, .. } => answer.send(fallback),
             Write::ThrottleReserve { answer, .. } => answer.send(fallback),
             Write::ThrottleSucceeded { answer, .. } => answer.send(fallback),
         }
@@ -252,6 +265,7 @@ impl Write {
             Write::Login { answer, .. } => answer.result = Some(Err(error)),
             Write::Audit { answer, .. } => answer.result = Some(Err(error)),
             Write::RevokeFamily { answer, .. } => answer.result = Some(Err(error)),
+            Write::RevokeUser { answer, .. } => answer.result = Some(Err(error)),
             Write::ThrottleReserve { answer, .. } => answer.result = Some(Err(error)),
             Write::ThrottleSucceeded { answer, .. } => answer.result = Some(Err(error)),
         }
@@ -266,6 +280,7 @@ impl Write {
             | Write::Login { .. }
             | Write::Audit { .. }
             | Write::RevokeFamily { .. }
+            | Write::RevokeUser { .. }
             | Write::ThrottleReserve { .. }
             | Write::ThrottleSucceeded { .. } => None,
         }
@@ -289,13 +304,16 @@ impl Write {
             | Write::Login { .. }
             | Write::Audit { .. }
             | Write::RevokeFamily { .. }
+            | Write::RevokeUser { .. }
             | Write::ThrottleReserve { .. }
             | Write::ThrottleSucceeded { .. } => false,
         }
     }
 
-    fn revokes_a_family(&self) -> bool {
-        matches!(self, Write::RevokeFamily { .. })
+    /// Whether this write is applied on its own (see `apply`): the revocations, whose
+    /// blacklisting the writes queued after them must find done.
+    fn revokes(&self) -> bool {
+        matches!(self, Write::RevokeFamily { .. } | Write::RevokeUser { .. })
     }
 
     /// Sets the answer given whether the deciding token was blacklisted before this write;
@@ -329,7 +347,7 @@ impl Write {
                 None
             }
             // Applied on their own, between the runs of the other writes (see `apply`).
-            Write::RevokeFamily { .. } => None,
+            Write::RevokeFamily { .. } | Write::RevokeUser { .. } => None,
             // Answered when its statements run, after the others (see `apply_run`).
             Write::ThrottleReserve { .. } | Write::ThrottleSucceeded { .. } => None,
         }
@@ -455,11 +473,12 @@ impl Writer {
     }
 }
 
-/// The group's writes in queue order: each family revocation on its own, and the runs of
-/// other writes between them as [`apply_run`] does, so the writes after a revocation find its
-/// tokens blacklisted, as they would in transactions of their own.
+/// The group's writes in queue order: each revocation (of a family, or of a user's every
+/// token) on its own, and the runs of other writes between them as [`apply_run`] does, so the
+/// writes after a revocation find its tokens blacklisted, as they would in transactions of
+/// their own.
 async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), StoreError> {
-    for run in group.chunk_by_mut(|a, b| !a.revokes_a_family() && !b.revokes_a_family()) {
+    for run in group.chunk_by_mut(|a, b| !a.revokes() && !b.revokes()) {
         match run {
             [Write::RevokeFamily { family, answer }] => {
                 let revoked = sqlx::query(crate::store::portable::REVOKE_FAMILY)
@@ -469,6 +488,9 @@ async fn apply(conn: &mut SqliteConnection, group: &mut [Write]) -> Result<(), S
                     .await?
                     .rows_affected();
                 answer.result = Some(Ok(revoked));
+            }
+            [Write::RevokeUser { user_id, answer }] => {
+                answer.result = Some(Ok(super::revoke_in(conn, *user_id).await?));
             }
             run => apply_run(conn, run).await?,
         }
