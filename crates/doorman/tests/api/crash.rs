@@ -9,106 +9,25 @@
 //!
 //!     DOORMAN_CRASH_KILLS=20 cargo test -p doorman --test api crash:: -- --nocapture
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use reqwest::{Client, StatusCode};
-use serde_json::Value;
+use reqwest::Client;
 
-use crate::helpers::{Backend, TEST_SECRET, TestDatabase, backend, lines_until, stderr_lines};
+use crate::child::{Server, create_user, migrate};
+use crate::helpers::{Backend, TestDatabase, backend};
 use crate::ledger::{PASSWORD, Until, check, load, random_below};
 
 const CLIENTS: usize = 4;
 
-/// The `doorman` binary with the test's database and settings, nothing from the environment.
-fn doorman(dir: &std::path::Path, database: &TestDatabase) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_doorman"));
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DOORMAN_DATA_DIR", dir.join("data"))
-        .env("DOORMAN_DATABASE_URL", &database.url)
-        .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
-        .env("DOORMAN_ROTATE_REFRESH_TOKENS", "true")
-        .env("DOORMAN_BLACKLIST_AFTER_ROTATION", "true")
-        // The reuse grace takes a replay of the latest rotated-out token, for a few seconds, as
-        // a retry after a lost answer (which is what a crash makes); off, so that every
-        // rotated-out token must be refused and a lost rotation would show.
-        .env("DOORMAN_REFRESH_REUSE_GRACE", "0")
-        .env("DOORMAN_PASSWORD_HASH_WORKERS", "2");
-    cmd
-}
-
-/// The running child and where it listens.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// Spawns `doorman serve` on a port of the system's choosing and waits for its first 200
-    /// on `/healthz`; the time from the spawn to that answer.
-    async fn start(
-        dir: &std::path::Path,
-        database: &TestDatabase,
-        client: &Client,
-    ) -> (Server, Duration) {
-        let spawned = Instant::now();
-        let mut child = doorman(dir, database)
-            .env("DOORMAN_LOG_FORMAT", "json")
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn doorman serve");
-        let lines = stderr_lines(&mut child);
-        let log = tokio::task::block_in_place(|| {
-            lines_until(&lines, |line| {
-                serde_json::from_str::<Value>(line).is_ok_and(|l| l["addr"].is_string())
-            })
-        });
-        let listening: Value = log
-            .last()
-            .and_then(|line| serde_json::from_str(line).ok())
-            .unwrap_or_default();
-        let addr = listening["addr"].as_str().unwrap_or_default();
-        let mut server = Server {
-            child,
-            base: format!("http://{addr}"),
-        };
-        loop {
-            let ok = client
-                .get(format!("{}/healthz", server.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == StatusCode::OK);
-            if ok {
-                return (server, spawned.elapsed());
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("doorman serve ended before answering /healthz: {status}");
-            }
-            assert!(
-                spawned.elapsed() < Duration::from_secs(30),
-                "doorman serve did not answer /healthz within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// SIGKILL, and the child reaped.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the server");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The child's settings: rotation with blacklisting after it.
+const SETTINGS: &[(&str, &str)] = &[
+    ("DOORMAN_ROTATE_REFRESH_TOKENS", "true"),
+    ("DOORMAN_BLACKLIST_AFTER_ROTATION", "true"),
+    // The reuse grace takes a replay of the latest rotated-out token, for a few seconds, as
+    // a retry after a lost answer (which is what a crash makes); off, so that every
+    // rotated-out token must be refused and a lost rotation would show.
+    ("DOORMAN_REFRESH_REUSE_GRACE", "0"),
+];
 
 /// `PRAGMA integrity_check` on the SQLite file, opened read-only with the server dead.
 async fn integrity(database: &TestDatabase) -> String {
@@ -142,30 +61,17 @@ dual_test! {
     multi_thread async fn acknowledged_writes_survive_kill_nine() {
         let dir = tempfile::tempdir().expect("tempdir");
         let database = TestDatabase::create(dir.path()).await;
-        let out = doorman(dir.path(), &database).arg("migrate").output().expect("doorman migrate");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        migrate(dir.path(), &database, SETTINGS);
         let users: Vec<String> = (0..CLIENTS).map(|i| format!("crash{i}")).collect();
         for user in &users {
-            use std::io::Write;
-            let mut child = doorman(dir.path(), &database)
-                .args(["user", "create", user, "--password-stdin"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("doorman user create");
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin.write_all(format!("{PASSWORD}\n").as_bytes()).expect("the password");
-            }
-            let out = child.wait_with_output().expect("doorman user create");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            create_user(dir.path(), &database, SETTINGS, &[user.as_str()], PASSWORD);
         }
         let client = Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .expect("client");
         let kills = kills();
-        let (mut server, _) = Server::start(dir.path(), &database, &client).await;
+        let (mut server, _) = Server::start(dir.path(), &database, SETTINGS, &client).await;
         let mut startups = Vec::new();
         let mut checked_total = 0;
         let mut acknowledged_total = 0;
@@ -196,7 +102,7 @@ dual_test! {
                 let answer = integrity(&database).await;
                 assert_eq!(answer, "ok", "integrity check after kill {kill}");
             }
-            let (restarted, startup) = Server::start(dir.path(), &database, &client).await;
+            let (restarted, startup) = Server::start(dir.path(), &database, SETTINGS, &client).await;
             server = restarted;
             startups.push(startup);
             let mut checked = 0;

@@ -579,3 +579,8 @@ pub async fn metrics_text(app: &TestApp) -> String {
         .await
         .unwrap()
 }
+
+/// Taken by the tests that load the whole machine and measure what it does under that load
+/// (the soak, the overload, the login flood, PostgreSQL restarted under writes): two of them
+/// at once would measure each other, so they run one at a time, beside the lighter tests.
+pub static WHOLE_MACHINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

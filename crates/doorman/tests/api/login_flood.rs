@@ -65,6 +65,7 @@ fn p99(mut samples: Vec<Duration>) -> Duration {
 
 dual_test! {
     multi_thread async fn a_login_flood_sheds_logins_and_never_token_checks() {
+        let _alone = crate::helpers::WHOLE_MACHINE.lock().await;
         let app = spawn_app_with(&[
             ("DOORMAN_PASSWORD_HASH_WORKERS", "1"),
             ("DOORMAN_LOGIN_QUEUE_MAX", "4"),

@@ -61,10 +61,6 @@ fn overload_for() -> (Duration, bool) {
 /// The probes' p90 bound after the load drops, in the suite's short run.
 const SUITE_PROBE: Duration = Duration::from_millis(500);
 
-/// One overload at a time in this process: each pins its server to core 0 and its load to
-/// core 1, and two at once would measure each other.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// The admitted token checks' p99 bound in the suite's short run.
 const SUITE_P99: Duration = Duration::from_secs(10);
 
@@ -445,7 +441,7 @@ fn on_core<F: std::future::Future>(core: usize, load: F) -> F::Output {
 
 dual_test! {
     multi_thread async fn three_times_capacity_is_shed_and_service_returns() {
-        let _alone = ONE_AT_A_TIME.lock().await;
+        let _alone = crate::helpers::WHOLE_MACHINE.lock().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let database = TestDatabase::create(dir.path()).await;
         for args in [&["migrate"][..], &["user", "create", "flood", "--password-stdin"][..]] {

@@ -196,6 +196,7 @@ fn spread(values: &[Duration]) -> String {
 /// every ledger holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restarted_under_write_load_loses_no_acknowledged_write() {
+    let _alone = crate::helpers::WHOLE_MACHINE.lock().await;
     let Some(mut rig) = Rig::start("the PostgreSQL restart test").await else {
         return;
     };
@@ -412,6 +413,7 @@ async fn postgres_restarted_under_write_load_loses_no_acknowledged_write() {
 /// every acknowledged write holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn terminated_connections_cost_only_their_requests() {
+    let _alone = crate::helpers::WHOLE_MACHINE.lock().await;
     let Some(mut rig) = Rig::start("the terminated-connections test").await else {
         return;
     };
