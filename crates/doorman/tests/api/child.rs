@@ -11,14 +11,17 @@ use serde_json::Value;
 
 use crate::helpers::{TEST_SECRET, TestDatabase, lines_until, stderr_lines};
 
-/// The `doorman` binary with the test's database, the test key, two hash workers and
-/// `settings` on top, nothing from the environment but `PATH`.
+/// The `doorman` binary (this build's, or `DOORMAN_BIN`'s, to measure a release build) with
+/// the test's database, the test key, two hash workers and `settings` on top, nothing from the
+/// environment but `PATH`.
 pub(crate) fn doorman(
     dir: &std::path::Path,
     database: &TestDatabase,
     settings: &[(&str, &str)],
 ) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_doorman"));
+    let binary =
+        std::env::var_os("DOORMAN_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_doorman").into());
+    let mut cmd = Command::new(binary);
     cmd.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -93,10 +96,34 @@ impl Server {
         settings: &[(&str, &str)],
         client: &Client,
     ) -> (Server, Duration) {
+        let mut cmd = doorman(dir, database, settings);
+        cmd.args(["serve", "--bind", "127.0.0.1:0"]);
+        Server::spawn(cmd, client).await
+    }
+
+    /// The same pinned to one CPU core (`taskset -c CORE`), with one runtime worker.
+    pub(crate) async fn start_on_core(
+        dir: &std::path::Path,
+        database: &TestDatabase,
+        settings: &[(&str, &str)],
+        client: &Client,
+        core: usize,
+    ) -> (Server, Duration) {
+        let doorman = doorman(dir, database, settings);
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &core.to_string()])
+            .arg(doorman.get_program())
+            .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
+            .current_dir(dir)
+            .env_clear()
+            .envs(doorman.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        Server::spawn(cmd, client).await
+    }
+
+    async fn spawn(mut cmd: Command, client: &Client) -> (Server, Duration) {
         let spawned = Instant::now();
-        let mut child = doorman(dir, database, settings)
+        let mut child = cmd
             .env("DOORMAN_LOG_FORMAT", "json")
-            .args(["serve", "--bind", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

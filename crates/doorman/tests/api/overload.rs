@@ -17,7 +17,6 @@
 //!
 //!     DOORMAN_OVERLOAD_SECS=30 cargo test --release -p doorman --test api overload:: -- --nocapture --test-threads 1
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,12 +24,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TEST_SECRET, TestDatabase, backend, lines_until, stderr_lines};
+use crate::child::{Server, create_user, migrate};
+use crate::helpers::{TestDatabase, backend};
 
 const PASSWORD: &str = "overload-test-password-1";
-/// The concurrency limit the server runs with: the admitted requests' latency bound is this
-/// many requests' time at the measured rate.
-const SLOTS: usize = 128;
 /// Connections the load holds open at most, as a client's pool or a proxy in front of doorman
 /// would: beyond it, a request waits in the load's own queue for a connection to come free.
 /// The server reads one request per connection at a time, so this bounds the requests
@@ -64,71 +61,16 @@ const SUITE_PROBE: Duration = Duration::from_millis(500);
 /// The admitted token checks' p99 bound in the suite's short run.
 const SUITE_P99: Duration = Duration::from_secs(10);
 
-/// The `doorman` binary with the test's database and settings, nothing from the environment.
-fn doorman(dir: &std::path::Path, database: &TestDatabase) -> Command {
-    let binary =
-        std::env::var_os("DOORMAN_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_doorman").into());
-    let mut cmd = Command::new(binary);
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DOORMAN_DATA_DIR", dir.join("data"))
-        .env("DOORMAN_DATABASE_URL", &database.url)
-        .env("DOORMAN_SIGNING_KEY", TEST_SECRET);
-    cmd
-}
-
-/// `doorman serve` on one core, and where it listens.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(dir: &std::path::Path, database: &TestDatabase) -> Server {
-        let doorman = doorman(dir, database);
-        let mut cmd = Command::new("taskset");
-        cmd.args(["-c", "0"])
-            .arg(doorman.get_program())
-            .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
-            .current_dir(dir)
-            .env_clear()
-            .envs(doorman.get_envs().filter_map(|(k, v)| Some((k, v?))))
-            .env("DOORMAN_LOG_FORMAT", "json")
-            .env("DOORMAN_MAX_CONCURRENT_REQUESTS", SLOTS.to_string())
-            .env("DOORMAN_PASSWORD_HASH_WORKERS", "1")
-            // A short queue, so that three times the logins' capacity sheds some in 3 s.
-            .env("DOORMAN_LOGIN_QUEUE_MAX", "4")
-            // Every token check looks its user up: the check's cost is a database read.
-            .env("DOORMAN_USER_CACHE_TTL", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn taskset doorman serve");
-        let lines = stderr_lines(&mut child);
-        let log = tokio::task::block_in_place(|| {
-            lines_until(&lines, |line| {
-                serde_json::from_str::<Value>(line).is_ok_and(|l| l["addr"].is_string())
-            })
-        });
-        let listening: Value = log
-            .last()
-            .and_then(|line| serde_json::from_str(line).ok())
-            .unwrap_or_default();
-        let addr = listening["addr"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            !addr.is_empty(),
-            "doorman serve did not say where it listens: {log:?}"
-        );
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The server's settings: 128 slots, one hash worker and a short login queue, every token
+/// check looking its user up.
+const SETTINGS: &[(&str, &str)] = &[
+    ("DOORMAN_MAX_CONCURRENT_REQUESTS", "128"),
+    ("DOORMAN_PASSWORD_HASH_WORKERS", "1"),
+    // A short queue, so that three times the logins' capacity sheds some in 3 s.
+    ("DOORMAN_LOGIN_QUEUE_MAX", "4"),
+    // Every token check looks its user up: the check's cost is a database read.
+    ("DOORMAN_USER_CACHE_TTL", "0"),
+];
 
 /// What came back for one request.
 #[derive(Debug, Clone)]
@@ -444,23 +386,11 @@ dual_test! {
         let _alone = crate::helpers::WHOLE_MACHINE.lock().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let database = TestDatabase::create(dir.path()).await;
-        for args in [&["migrate"][..], &["user", "create", "flood", "--password-stdin"][..]] {
-            use std::io::Write;
-            let mut child = doorman(dir.path(), &database)
-                .args(args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("doorman");
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin.write_all(format!("{PASSWORD}\n").as_bytes()).expect("the password");
-            }
-            let out = child.wait_with_output().expect("doorman");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        }
-        let server = Server::start(dir.path(), &database);
-        let addr = server.addr.clone();
+        migrate(dir.path(), &database, SETTINGS);
+        create_user(dir.path(), &database, SETTINGS, &["flood"], PASSWORD);
+        let client = reqwest::Client::new();
+        let (server, _) = Server::start_on_core(dir.path(), &database, SETTINGS, &client, 0).await;
+        let addr = server.base.trim_start_matches("http://").to_owned();
 
         // The tokens the checks carry, and one login's time alone.
         let login = post("/api/token/", &json!({"username": "flood", "password": PASSWORD}), true);
