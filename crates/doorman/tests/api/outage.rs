@@ -408,15 +408,7 @@ async fn postgres_outage_under_load_is_answered_at_once() {
     let (status, _, took) = timed(app.client.get(app.url("/readyz"))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(took < Duration::from_millis(500), "/readyz took {took:?}");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&app).await;
     assert!(
         metrics.contains("doorman_database_reachable 0"),
         "{metrics}"
