@@ -12,8 +12,11 @@ mod work;
 
 use std::sync::Arc;
 
-use argon2::password_hash::{self, phc::PasswordHash};
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::{
+    self,
+    phc::{Output, PasswordHash},
+};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher as _, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
@@ -278,6 +281,7 @@ impl HashThreads {
                     // Best effort: an unprivileged thread may always lower its own priority.
                     let _ =
                         rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+                    keep_argon2_memory();
                     loop {
                         let job = match receiver.lock() {
                             Ok(jobs) => jobs.recv(),
@@ -323,7 +327,7 @@ fn check_evenly(
         None => Verified::Mismatch,
     };
     if work.argon2 == 0 {
-        spend_dummy_work(&verifier.argon2, password, work);
+        spend_dummy_work(password, work);
     }
     work::make_up(password, floor, work);
     verified
@@ -395,13 +399,13 @@ fn check(verifier: &Verifier, password: &[u8], stored: &str, work: &mut Cost) ->
     let verified = if stored.starts_with('!') {
         Err("the user has an unusable password")
     } else if stored.starts_with('$') {
-        check_argon2(&verifier.argon2, password, stored, work)
+        check_argon2(password, stored, work)
     } else if let Some(phc) = stored.strip_prefix("argon2")
         && phc.starts_with('$')
     {
         // Django's Argon2PasswordHasher: its own prefix before argon2-cffi's PHC string. It
         // verifies as is, but is stored again in plain PHC form.
-        check_argon2(&verifier.argon2, password, phc, work).map(|verified| match verified {
+        check_argon2(password, phc, work).map(|verified| match verified {
             Verified::Match { .. } => Verified::Match { needs_rehash: true },
             Verified::Mismatch => Verified::Mismatch,
         })
@@ -418,12 +422,75 @@ fn check(verifier: &Verifier, password: &[u8], stored: &str, work: &mut Cost) ->
     })
 }
 
-fn spend_dummy_work(argon2: &Argon2<'_>, password: &[u8], work: &mut Cost) {
+fn spend_dummy_work(password: &[u8], work: &mut Cost) {
     if let Ok(dummy) = PasswordHash::new(DUMMY_HASH) {
         work.argon2 += work::argon2_blocks(&OWASP_PARAMS);
         // The outcome is meaningless; only the time spent matters.
-        let _ = argon2.verify_password(password, &dummy);
+        let _ = argon2_matches(password, &dummy);
     }
+}
+
+thread_local! {
+    /// argon2's working memory on a hash thread, kept from one run to the next; `None` on
+    /// every other thread.
+    static ARGON2_MEMORY: std::cell::RefCell<Option<Vec<Block>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Makes the current thread keep argon2's working memory (up to what doorman's own
+/// parameters need) from one run to the next; called by the hash threads only.
+fn keep_argon2_memory() {
+    ARGON2_MEMORY.with_borrow_mut(|memory| *memory = Some(Vec::new()));
+}
+
+/// One argon2 run into `out`. On a hash thread the working memory is the thread's own, kept
+/// between runs: a login's 19 MiB are not allocated, zeroed by the kernel page by page and
+/// handed back every time, which cost a few milliseconds a hash in page faults and made the
+/// resident memory rise and fall by tens of megabytes under logins. (The first pass writes
+/// every block before reading it, so the last run's contents don't matter.) A run asking for
+/// more memory than doorman's own parameters, and a run on any other thread, takes memory of
+/// its own for the run.
+pub(super) fn argon2_into(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let needed = argon2.params().block_count();
+    let kept = ARGON2_MEMORY.with_borrow_mut(|memory| match memory {
+        Some(memory) if needed <= OWASP_PARAMS.block_count() => {
+            if memory.len() < needed {
+                memory.resize(needed, Block::default());
+            }
+            Some(argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..needed]))
+        }
+        _ => None,
+    });
+    match kept {
+        Some(result) => result,
+        None => argon2.hash_password_into(password, salt, out),
+    }
+}
+
+/// Whether `password` hashes to `hash`'s output with `hash`'s salt, algorithm, version and
+/// parameters, as argon2's `verify_password` does it but in the kept memory; the outputs are
+/// compared in constant time. An error when the hash can't be checked.
+fn argon2_matches(password: &[u8], hash: &PasswordHash) -> Result<bool, ()> {
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return Err(());
+    };
+    let algorithm = Algorithm::new(hash.algorithm.as_str()).map_err(|_| ())?;
+    let version = hash
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+        .map_err(|_| ())?;
+    let params = Params::try_from(hash).map_err(|_| ())?;
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut out = zeroize::Zeroizing::new([0u8; Output::MAX_LENGTH]);
+    let out = out.get_mut(..expected.len()).ok_or(())?;
+    argon2_into(&argon2, password, salt, out).map_err(|_| ())?;
+    // `Output`'s equality is constant-time.
+    Ok(Output::new(out).map_err(|_| ())? == *expected)
 }
 
 /// An argon2 PHC string's algorithm, version and parameters, bounded. A string without a
@@ -450,24 +517,19 @@ fn argon2_params(stored: &str) -> Result<(Algorithm, Version, Params), &'static 
 
 /// An argon2 PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`). The parameters come
 /// from the hash, so older or Django-made hashes verify; they are bounded before any work.
-fn check_argon2(
-    argon2: &Argon2<'_>,
-    password: &[u8],
-    stored: &str,
-    work: &mut Cost,
-) -> Result<Verified, &'static str> {
+fn check_argon2(password: &[u8], stored: &str, work: &mut Cost) -> Result<Verified, &'static str> {
     let (algorithm, version, params) = argon2_params(stored)?;
     let mut hash = PasswordHash::new(stored).map_err(|_| "a stored argon2 hash is malformed")?;
     hash.version = Some(version.into());
     let blocks = work::argon2_blocks(&params);
     work.argon2 += blocks;
-    match argon2.verify_password(password, &hash) {
-        Ok(()) => Ok(Verified::Match {
+    match argon2_matches(password, &hash) {
+        Ok(true) => Ok(Verified::Match {
             needs_rehash: algorithm != Algorithm::Argon2id
                 || version != Version::V0x13
                 || !same_cost(&params, &OWASP_PARAMS),
         }),
-        Err(password_hash::Error::PasswordInvalid) => Ok(Verified::Mismatch),
+        Ok(false) => Ok(Verified::Mismatch),
         Err(_) => {
             // It may have stopped before doing the work: not counted, so the dummy is spent.
             work.argon2 -= blocks;
@@ -690,10 +752,50 @@ mod tests {
         assert!(same_cost(&params, &OWASP_PARAMS));
         assert!(hash.salt.unwrap().len() >= 16);
         // It verifies all the way to the comparison, i.e. does the full work.
-        assert!(matches!(
-            ours().argon2.verify_password(b"x", &hash),
-            Err(password_hash::Error::PasswordInvalid)
-        ));
+        assert_eq!(argon2_matches(b"x", &hash), Ok(false));
+    }
+
+    /// The hash threads' kept memory holds the last run's blocks: every check on it must
+    /// still agree with argon2's own verification on fresh memory, whatever ran before it,
+    /// including runs of other sizes, and only doorman's own size is kept.
+    #[test]
+    fn checks_in_kept_memory_agree_with_fresh_memory() {
+        std::thread::spawn(|| {
+            keep_argon2_memory();
+            let small = Params::new(64, 1, 1, None).unwrap();
+            let big = Params::new(OWASP_PARAMS.m_cost() * 2, 1, 1, None).unwrap();
+            let kinds = [
+                (Algorithm::Argon2id, Version::V0x13, OWASP_PARAMS),
+                (Algorithm::Argon2i, Version::V0x10, small.clone()),
+                (Algorithm::Argon2d, Version::V0x13, big),
+                (Algorithm::Argon2id, Version::V0x13, small),
+            ];
+            for (round, (algorithm, version, params)) in
+                kinds.into_iter().cycle().take(8).enumerate()
+            {
+                let password = format!("password {round}");
+                let fresh = Argon2::new(algorithm, version, params.clone());
+                let stored = fresh.hash_password(password.as_bytes()).unwrap();
+                assert_eq!(
+                    argon2_matches(password.as_bytes(), &stored),
+                    Ok(true),
+                    "round {round}"
+                );
+                assert_eq!(
+                    argon2_matches(b"wrong", &stored),
+                    Ok(false),
+                    "round {round}"
+                );
+                let kept = ARGON2_MEMORY.with_borrow(|m| m.as_ref().map(Vec::len));
+                assert_eq!(kept, Some(OWASP_PARAMS.block_count()), "round {round}");
+            }
+        })
+        .join()
+        .unwrap();
+        // Other threads keep nothing.
+        let stored = ours().argon2.hash_password(b"elsewhere").unwrap();
+        assert_eq!(argon2_matches(b"elsewhere", &stored), Ok(true));
+        assert!(ARGON2_MEMORY.with_borrow(Option::is_none));
     }
 
     #[tokio::test]

@@ -189,6 +189,9 @@ struct Record {
     scheduled: f64,
     /// From the scheduled time to the end of the answer.
     latency: Duration,
+    /// From the scheduled time until a chain was free to send it on: time spent queued in
+    /// the load generator, not in the server.
+    waited: Duration,
     outcome: Outcome,
 }
 
@@ -306,6 +309,7 @@ async fn one(
     scheduled: Instant,
 ) -> Record {
     let mut chain = pool.take().await;
+    let waited = scheduled.elapsed();
     let kind = Kind::pick(draw, &chain);
     let outcome = act(&client, &base, &mut chain, kind).await;
     let latency = scheduled.elapsed();
@@ -314,6 +318,7 @@ async fn one(
         kind,
         scheduled: scheduled.duration_since(phase).as_secs_f64(),
         latency,
+        waited,
         outcome,
     }
 }
@@ -792,17 +797,73 @@ dual_test! {
                 quantile_ms(latencies, 1.0)
             );
         }
-        println!("token requests per {window:.0} s window (latency from the scheduled time):");
-        println!("{:>8} {:>8} {:>9} {:>9} {:>9}", "from s", "count", "p50 ms", "p99 ms", "max ms");
+        // Where a slow window's time went: waiting in the load generator for a free chain (all
+        // 64 busy, e.g. held by logins waiting for a hash worker) or in the server.
+        let of_window = |from: f64, to: f64, login: bool, f: &dyn Fn(&Record) -> Duration| {
+            let mut v: Vec<Duration> = records
+                .iter()
+                .filter(|r| r.scheduled >= from && r.scheduled < to && (r.kind == Kind::Login) == login)
+                .map(f)
+                .collect();
+            v.sort();
+            v
+        };
+        println!(
+            "token requests per {window:.0} s window (latency from the scheduled time; the wait for \
+             a free chain, in the load generator, apart; logins apart):"
+        );
+        println!(
+            "{:>8} {:>8} {:>9} {:>9} {:>9} {:>12} {:>7} {:>13}",
+            "from s", "count", "p50 ms", "p99 ms", "max ms", "wait p99 ms", "logins", "login p99 ms"
+        );
         for (i, w) in per_window.iter().enumerate() {
+            let from = i as f64 * window;
+            let waits = of_window(from, from + window, false, &|r| r.waited);
+            let logins = of_window(from, from + window, true, &|r| r.latency);
             println!(
-                "{:>8.0} {:>8} {:>9.1} {:>9.1} {:>9.1}",
-                i as f64 * window,
+                "{:>8.0} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>12.1} {:>7} {:>13.1}",
+                from,
                 w.len(),
                 quantile_ms(w, 0.5),
                 quantile_ms(w, 0.99),
-                quantile_ms(w, 1.0)
+                quantile_ms(w, 1.0),
+                quantile_ms(&waits, 0.99),
+                logins.len(),
+                quantile_ms(&logins, 0.99)
             );
+        }
+        // Second by second, for lining a stall up with what the machine and the database did.
+        if let Ok(path) = std::env::var("DOORMAN_SOAK_CSV") {
+            let started = SystemTime::now() - phase.elapsed();
+            let epoch = started.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            let mut csv = format!("# phase started at unix {epoch:.3}\nsecond,count,p50_ms,p99_ms,max_ms,wait_p99_ms,logins,login_p99_ms\n");
+            let seconds = length.as_secs() as usize;
+            let mut buckets: Vec<[Vec<Duration>; 3]> = vec![Default::default(); seconds];
+            for r in &records {
+                let [tokens, waits, logins] = &mut buckets[(r.scheduled as usize).min(seconds - 1)];
+                if r.kind == Kind::Login {
+                    logins.push(r.latency);
+                } else {
+                    tokens.push(r.latency);
+                    waits.push(r.waited);
+                }
+            }
+            for (second, [tokens, waits, logins]) in buckets.iter_mut().enumerate() {
+                tokens.sort();
+                waits.sort();
+                logins.sort();
+                csv.push_str(&format!(
+                    "{second},{},{:.1},{:.1},{:.1},{:.1},{},{:.1}\n",
+                    tokens.len(),
+                    quantile_ms(tokens, 0.5),
+                    quantile_ms(tokens, 0.99),
+                    quantile_ms(tokens, 1.0),
+                    quantile_ms(waits, 0.99),
+                    logins.len(),
+                    quantile_ms(logins, 0.99)
+                ));
+            }
+            std::fs::write(&path, csv).expect("DOORMAN_SOAK_CSV is writable");
         }
         println!("{:>6} {:>9} {:>5} {:>10} {:>11} {:>11} {:>7}", "at s", "RSS MB", "fds", "db kB", "outstanding", "blacklisted", "audit");
         let step = (samples.len() / 30).max(1);

@@ -66,8 +66,9 @@ pub(super) fn make_up(password: &[u8], floor: &Cost, work: &mut Cost) {
 
 const DUMMY_SALT: &[u8] = b"doorman-dummy-salt";
 
-/// Most memory one dummy argon2 run takes (64 MiB); more blocks take more runs.
-const DUMMY_ARGON2_BLOCKS: u64 = 65_536;
+/// Most memory one dummy argon2 run takes: doorman's own parameters' 19 MiB, which the hash
+/// threads keep between runs; more blocks take more runs.
+const DUMMY_ARGON2_BLOCKS: u64 = 19_456;
 
 fn make_up_argon2(password: &[u8], floor: u64, done: &mut u64) {
     while *done < floor {
@@ -79,8 +80,12 @@ fn make_up_argon2(password: &[u8], floor: u64, done: &mut u64) {
         };
         *done += argon2_blocks(&params);
         let mut out = Zeroizing::new([0u8; 32]);
-        let _ = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_into(password, DUMMY_SALT, &mut *out);
+        let _ = super::argon2_into(
+            &Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            password,
+            DUMMY_SALT,
+            &mut *out,
+        );
         std::hint::black_box(&*out);
     }
 }
