@@ -472,6 +472,13 @@ class Run:
         return Server(name, cmd, dict(os.environ), self.work, port,
                       os.path.join(self.work, f"{name}.log"))
 
+    def handwritten(self, name, algorithm, key):
+        """The hand-written JWT check (`handwritten`): `algorithm` HS256 with the secret, or
+        EdDSA with the public key's JWK `x`."""
+        port = free_port()
+        return Server(name, [self.args.handwritten, f"127.0.0.1:{port}", algorithm, key],
+                      dict(os.environ), self.work, port, os.path.join(self.work, f"{name}.log"))
+
     def run_ceiling(self):
         for name, what in (("ceiling", "axum, no authentication"),
                            ("ceiling-stack", "axum with tower-http's production middleware, "
@@ -565,10 +572,22 @@ class Run:
                 busy.append((f"ceiling-busy-{ns}", "hello", server,
                              script_get("/hello/", "unused")))
             hs_access, ed_access = self.login(hs)["access"], self.login(ed)["access"]
+            # The hand-written check gets doorman's keys: the HS256 secret, and the EdDSA
+            # instance's public key from its JWKS, so that it checks the very same tokens.
+            status, body = http("GET", ed.base() + "/.well-known/jwks.json")
+            if status != 200:
+                raise SystemExit(f"doorman's JWKS answered {status}")
+            ed_x = next(k["x"] for k in json.loads(body)["keys"] if k.get("crv") == "Ed25519")
+            hw = self.handwritten("handwritten-hs256", "HS256", HS256_SECRET)
+            servers.append(hw)
+            hw_ed = self.handwritten("handwritten-eddsa", "EdDSA", ed_x)
+            servers.append(hw_ed)
             plan = [
                 ("ceiling", "hello", ceiling, script_get("/hello/", "unused")),
                 *busy,
                 ("ceiling-stack", "hello", stack, script_get("/hello/", "unused")),
+                ("handwritten", "hello", hw, script_get("/hello/", hs_access)),
+                ("handwritten", "hello_eddsa", hw_ed, script_get("/hello/", ed_access)),
                 ("doorman", "hello", hs, script_get("/hello/", hs_access)),
                 ("doorman", "hello_eddsa", ed, script_get("/hello/", ed_access)),
                 ("doorman", "verify", hs, script_post("/api/token/verify/", {"token": hs_access})),
@@ -694,6 +713,17 @@ def report(run):
                        key=lambda e: (e["connections"] == c, e["connections"]))
         return found[-1] if found else None
 
+    def against_same(workload, peer):
+        """The median over the paired rounds of doorman's `workload` against the peer's same
+        workload (the same tokens, the same algorithm)."""
+        per_round = [ratio(r[("doorman", workload)], r[(peer, workload)]) for r in rounds
+                     if r.get(("doorman", workload)) and r.get((peer, workload))]
+        return round(statistics.median(per_round), 2) if per_round else None
+
+    target("/hello/ HS256 / hand-written jsonwebtoken check", against_same("hello", "handwritten"),
+           0.95)
+    target("/hello/ EdDSA / hand-written jsonwebtoken check",
+           against_same("hello_eddsa", "handwritten"), 0.95)
     target("/hello/ HS256 / ceiling", against("hello", "ceiling"), 0.90)
     target("/hello/ EdDSA / ceiling", against("hello_eddsa", "ceiling"), 0.90)
     target("/hello/ HS256 / Django", against("hello", "django"), 50)
@@ -738,7 +768,8 @@ def report(run):
         print()
         columns = [("ceiling", "hello"),
                    *((f"ceiling-busy-{ns}", "hello") for ns in run.args.busy_ns),
-                   ("ceiling-stack", "hello"), ("doorman", "hello"),
+                   ("ceiling-stack", "hello"), ("handwritten", "hello"),
+                   ("handwritten", "hello_eddsa"), ("doorman", "hello"),
                    ("doorman", "hello_eddsa"), ("doorman", "verify"), ("django", "hello")]
         columns = [col for col in columns if any(col in r for r in rounds)]
         print("| round | " + " | ".join(f"{s} {w}" for s, w in columns) + " |")
@@ -853,6 +884,8 @@ def main():
     p.add_argument("--doorman", required=True)
     p.add_argument("--ceiling", required=True)
     p.add_argument("--ceiling-stack", required=True)
+    p.add_argument("--handwritten", required=True,
+                   help="the hand-written axum + jsonwebtoken /hello/ (bench/peers)")
     p.add_argument("--busy-ns", default="",
                    type=lambda v: [int(n) for n in v.split(",") if n.strip()],
                    help="comma-separated nanoseconds: in the paired rounds, also the ceiling "

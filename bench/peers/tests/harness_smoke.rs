@@ -120,6 +120,8 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         ("ceiling", "paired_hello"),
         ("ceiling-stack", "paired_hello"),
         ("ceiling-busy-1000", "paired_hello"),
+        ("handwritten", "paired_hello"),
+        ("handwritten", "paired_hello_eddsa"),
         ("doorman", "paired_hello"),
         ("doorman", "paired_hello_eddsa"),
         ("doorman", "paired_verify"),
