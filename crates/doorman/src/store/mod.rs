@@ -714,6 +714,11 @@ impl Store {
     }
 
     pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
+        if let Store::Sqlite(s) = self
+            && let Some(found) = s.is_blacklisted_inline(jti)
+        {
+            return Ok(found);
+        }
         dispatch!(self, s => s.is_blacklisted(jti).await)
     }
 

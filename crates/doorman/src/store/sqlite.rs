@@ -24,9 +24,11 @@ use super::{
 };
 
 mod group_commit;
+mod inline;
 mod read_only;
 
 use group_commit::GroupCommit;
+use inline::InlineReads;
 use read_only::{ReadOnlySeen, close_idle};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -43,6 +45,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     writes: GroupCommit,
     read_only: Arc<ReadOnlySeen>,
+    /// The request path's point lookups, made on the calling thread (see [`InlineReads`]);
+    /// `None` for an in-memory database.
+    inline: Option<Arc<InlineReads>>,
 }
 
 impl SqliteStore {
@@ -72,6 +77,8 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("could not create {}: {e}", dir.display()).into())
             })?;
         }
+        let path = options.get_filename().to_path_buf();
+        let in_memory = database_url.contains("mode=memory");
         let read_only = Arc::new(ReadOnlySeen::new());
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
@@ -87,11 +94,20 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         let writes = GroupCommit::start(pool.clone(), read_only.clone());
+        // After the pool: it has created the file if it was missing.
+        let inline = InlineReads::open(&path, in_memory).map(Arc::new);
         Ok(SqliteStore {
             pool,
             writes,
             read_only,
+            inline,
         })
+    }
+
+    /// The blacklist check made on the calling thread; `None` when it must go through sqlx
+    /// (see [`InlineReads`]).
+    pub fn is_blacklisted_inline(&self, jti: &str) -> Option<bool> {
+        self.inline.as_ref()?.is_blacklisted(jti)
     }
 
     /// A `BEGIN IMMEDIATE` transaction for the writes outside the group commit, noting a
