@@ -440,7 +440,7 @@ impl UserCheck for StoreUserCheck {
         &self,
         user_id: i64,
     ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
-        self.check_token(user_id, None)
+        self.check_token(user_id, None, Outage::AsConfigured)
     }
 
     fn check_issued(
@@ -448,17 +448,41 @@ impl UserCheck for StoreUserCheck {
         user_id: i64,
         issued_at: Option<i64>,
     ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
-        self.check_token(user_id, Some(issued_at))
+        self.check_token(user_id, Some(issued_at), Outage::AsConfigured)
     }
 }
 
+/// What a check does when the database can't be asked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    /// `accept_tokens_during_outage` decides.
+    AsConfigured,
+    /// Refused as unavailable, whatever the setting.
+    Refuse,
+}
+
 impl StoreUserCheck {
+    /// The check a refresh makes before minting a new token: the guard's, from the same cache
+    /// (so at most `user_cache_ttl` behind another process's change, and at once for a
+    /// revocation made through this instance), but never passed on the token's word while the
+    /// database can't be asked: a refresh is refused with 503 then, whatever
+    /// `accept_tokens_during_outage` says.
+    pub async fn check_before_minting(
+        &self,
+        user_id: i64,
+        issued_at: Option<i64>,
+    ) -> Result<(), UserRefusal> {
+        self.check_token(user_id, Some(issued_at), Outage::Refuse)
+            .await
+    }
+
     /// The user check; `issued_at` `Some` also refuses a token issued (at the inner value, its
     /// `iat`) before the user's tokens were revoked.
     fn check_token(
         &self,
         user_id: i64,
         issued_at: Option<Option<i64>>,
+        outage: Outage,
     ) -> Pin<Box<dyn Future<Output = Result<(), UserRefusal>> + Send + '_>> {
         if let Some(found) = self.cache.as_ref().and_then(|c| c.hot.get(&user_id)) {
             self.from_cache.increment(1);
@@ -471,7 +495,7 @@ impl StoreUserCheck {
                 // again (after the outage back-off).
                 Some(cache) => {
                     let look_up = async {
-                        let user = self.look_up(user_id).await?;
+                        let user = self.look_up(user_id, outage).await?;
                         Ok(Found {
                             user,
                             at: Instant::now(),
@@ -492,11 +516,11 @@ impl StoreUserCheck {
                             found.user
                         })
                 }
-                None => self.look_up(user_id).await,
+                None => self.look_up(user_id, outage).await,
             };
             match found {
                 Ok(found) => self.judge(user_id, found, issued_at),
-                Err(LookupFailed::Outage) => self.during_outage(user_id, issued_at),
+                Err(LookupFailed::Outage) => self.during_outage(user_id, issued_at, outage),
                 Err(LookupFailed::Error) => Err(UserRefusal::Unavailable),
             }
         })
@@ -554,8 +578,16 @@ impl StoreUserCheck {
 
     /// Asks the database whether the user exists and is active, and since when their tokens
     /// count, unless it failed moments ago.
-    async fn look_up(&self, user_id: i64) -> Result<Option<Standing>, LookupFailed> {
-        if self.elapsed_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
+    /// With `Outage::Refuse` the database is asked even during the pause: such a check has
+    /// no answer to give without it (and its caller has just reached the database).
+    async fn look_up(
+        &self,
+        user_id: i64,
+        outage: Outage,
+    ) -> Result<Option<Standing>, LookupFailed> {
+        if outage == Outage::AsConfigured
+            && self.elapsed_ms() < self.skip_until_ms.load(Ordering::Relaxed)
+        {
             return Err(LookupFailed::Outage);
         }
         match self.store.user_by_id(user_id).await {
@@ -619,13 +651,14 @@ impl StoreUserCheck {
         &self,
         user_id: i64,
         issued_at: Option<Option<i64>>,
+        outage: Outage,
     ) -> Result<(), UserRefusal> {
         if let Some(iat) = issued_at
             && crate::store::is_revoked(self.local.get(user_id), iat)
         {
             return Err(UserRefusal::Revoked);
         }
-        if self.accept_during_outage {
+        if self.accept_during_outage && outage == Outage::AsConfigured {
             Ok(())
         } else {
             Err(UserRefusal::Unavailable)
@@ -735,7 +768,10 @@ mod tests {
         let clock = crate::clock::WallClock::default();
         // A hiccup: the pool gone, every lookup unavailable.
         store.close().await;
-        assert!(matches!(check.look_up(1).await, Err(LookupFailed::Outage)));
+        assert!(matches!(
+            check.look_up(1, Outage::AsConfigured).await,
+            Err(LookupFailed::Outage)
+        ));
         clock.step(time::Duration::days(-1));
         let left = check.skip_until_ms.load(Ordering::Relaxed) - check.elapsed_ms();
         assert!(

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::any;
 use doorman_drf::{RequestData, SerializerField, ViewMetadata};
+use doorman_guard::UserRefusal;
 use doorman_token::{Claims, TokenError, TokenKind, Tokens, UserId};
 use http::{Method, Request, header};
 use secrecy::SecretString;
@@ -652,21 +653,29 @@ async fn not_blacklisted(
 /// The token's user must exist, pass the authentication rule, and not have had their tokens
 /// revoked since the token was issued. A token without the claim
 /// passes (simplejwt's behaviour); any value that names no active user is refused, where
-/// simplejwt 5.5.1 skips falsy ids and crashes on deleted users.
+/// simplejwt 5.5.1 skips falsy ids and crashes on deleted users. Asked of the guard's user
+/// check, so within `user_cache_ttl` of a change made by another process (at once for one
+/// made through this instance), and refused with 503 while the database can't be asked.
 async fn active_user(state: &AppState, claims: &Claims) -> Result<Option<i64>, ApiError> {
     let id = match claims.user_id(&state.tokens.rules().user_id_claim) {
         None => return Ok(None),
         Some(UserId::Unresolvable) => return Err(ApiError::NoActiveAccountForToken),
         Some(UserId::Id(id)) => id,
     };
-    match state.store.user_by_id(id).await? {
+    // The guard's user check, from its cache: a refresh is as fresh as a `/hello/`.
+    match state
+        .users
+        .check_before_minting(id, claims.issued_at())
+        .await
+    {
+        Ok(()) => Ok(Some(id)),
         // Issued before the user's tokens were revoked: refused as the blacklisted token it
         // nearly always is already (one recorded while the revocation ran may not be).
-        Some(user) if user.revoked(claims.issued_at()) => Err(TokenError::Blacklisted.into()),
-        Some(user) if user.is_active || !state.config.accounts.check_user_is_active => {
-            Ok(Some(user.id))
+        Err(UserRefusal::Revoked) => Err(TokenError::Blacklisted.into()),
+        Err(UserRefusal::NotFound | UserRefusal::Inactive) => {
+            Err(ApiError::NoActiveAccountForToken)
         }
-        _ => Err(ApiError::NoActiveAccountForToken),
+        Err(UserRefusal::Unavailable) => Err(ApiError::Unavailable),
     }
 }
 

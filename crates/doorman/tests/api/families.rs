@@ -246,9 +246,11 @@ dual_test! {
 dual_test! {
     /// The replay passes a refresh's checks: once the user is deactivated, a replay inside the
     /// window is refused as blacklisted (the token error first, as ever), and so is the
-    /// successor itself (its user is gone).
+    /// successor itself (its user is gone). Without the user cache, so that a deactivation
+    /// written straight to the store shows at once (`refresh.rs` has the cache's bound).
     async fn a_replay_inside_the_window_needs_an_active_user() {
-        let app = spawn_app_with(&rotating("")).await;
+        let [rotate_on, blacklist_on, grace] = rotating("");
+        let app = spawn_app_with(&[rotate_on, blacklist_on, grace, ("DOORMAN_USER_CACHE_TTL", "0")]).await;
         let (r1, _) = app.login().await;
         let r2 = rotate(&app, &r1).await;
         assert_eq!(refreshed(app.refresh(&r1).await).await.0, r2);

@@ -262,6 +262,48 @@ dual_test! {
 }
 
 dual_test! {
+    /// A refresh asks the guard's cached user check: a user deactivated by another process
+    /// (here straight in the store, past this instance's cache) can refresh for at most
+    /// `user_cache_ttl` (1 s) more, never longer. A refresh token blacklisted by another
+    /// instance is refused by the next refresh and verify here: the blacklist is not cached.
+    multi_thread async fn refresh_sees_other_processes_within_user_cache_ttl_and_blacklists_at_once() {
+        let app = spawn_app().await;
+        let other = spawn_second_instance(&app, &[]).await;
+        app.create_user("bob", "bob-password-1", true).await;
+        let (refresh, _) = app.login_as("bob", "bob-password-1").await;
+        assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK);
+        let started = std::time::Instant::now();
+        app.state.store.set_active("bob", false).await.unwrap();
+        loop {
+            let (s, b) = status_body(app.refresh(&refresh).await).await;
+            if s == StatusCode::UNAUTHORIZED {
+                assert_eq!(b, r#"{"detail":"No active account found for the given token."}"#);
+                break;
+            }
+            assert_eq!(s, StatusCode::OK, "{b}");
+            // 1 s of cache, plus a little for the requests themselves on a busy machine.
+            let took = started.elapsed();
+            assert!(took < std::time::Duration::from_millis(1800), "still refreshing after {took:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        app.create_user("carol", "carol-password-1", true).await;
+        let (refresh, _) = app.login_as("carol", "carol-password-1").await;
+        assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK);
+        assert_eq!(other.blacklist(&refresh).await.status(), StatusCode::OK);
+        let blacklisted = r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#;
+        let (s, b) = status_body(app.refresh(&refresh).await).await;
+        assert_eq!((s, b.as_str()), (StatusCode::UNAUTHORIZED, blacklisted));
+        // simplejwt's verify says it as a validation error.
+        let (s, b) = status_body(app.verify(&refresh).await).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (StatusCode::BAD_REQUEST, r#"{"non_field_errors":["Token is blacklisted"]}"#)
+        );
+    }
+}
+
+dual_test! {
     async fn blacklist_then_refresh_and_verify_are_refused() {
         let app = spawn_app().await;
         let (refresh, _) = app.login().await;
