@@ -109,6 +109,7 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         ("doorman", "hello"),
         ("doorman", "hello_eddsa"),
         ("doorman", "verify"),
+        ("doorman", "verify_refresh"),
         ("doorman", "refresh"),
         ("doorman", "refresh_rotate"),
         ("doorman", "login"),
@@ -125,6 +126,8 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         ("doorman", "paired_hello"),
         ("doorman", "paired_hello_eddsa"),
         ("doorman", "paired_verify"),
+        ("doorman", "paired_verify_refresh"),
+        ("doorman", "paired_refresh"),
     ];
     for (server, workload) in wanted {
         assert!(

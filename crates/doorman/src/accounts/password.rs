@@ -7,6 +7,7 @@
 //! verification on the async workers.
 
 mod django;
+mod memory;
 mod verified;
 mod work;
 
@@ -16,9 +17,11 @@ use argon2::password_hash::{
     self,
     phc::{Output, PasswordHash},
 };
-use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher as _, Version};
+use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
+
+use memory::{argon2_into, keep_argon2_memory};
 
 pub use django::{MAX_BCRYPT_COST, MAX_PBKDF2_ITERATIONS, MAX_SCRYPT_BLOCKS, MAX_SCRYPT_MEMORY};
 pub use verified::Verified;
@@ -430,48 +433,6 @@ fn spend_dummy_work(password: &[u8], work: &mut Cost) {
     }
 }
 
-thread_local! {
-    /// argon2's working memory on a hash thread, kept from one run to the next; `None` on
-    /// every other thread.
-    static ARGON2_MEMORY: std::cell::RefCell<Option<Vec<Block>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Makes the current thread keep argon2's working memory (up to what doorman's own
-/// parameters need) from one run to the next; called by the hash threads only.
-fn keep_argon2_memory() {
-    ARGON2_MEMORY.with_borrow_mut(|memory| *memory = Some(Vec::new()));
-}
-
-/// One argon2 run into `out`. On a hash thread the working memory is the thread's own, kept
-/// between runs: a login's 19 MiB are not allocated, zeroed by the kernel page by page and
-/// handed back every time, which cost a few milliseconds a hash in page faults and made the
-/// resident memory rise and fall by tens of megabytes under logins. (The first pass writes
-/// every block before reading it, so the last run's contents don't matter.) A run asking for
-/// more memory than doorman's own parameters, and a run on any other thread, takes memory of
-/// its own for the run.
-pub(super) fn argon2_into(
-    argon2: &Argon2<'_>,
-    password: &[u8],
-    salt: &[u8],
-    out: &mut [u8],
-) -> Result<(), argon2::Error> {
-    let needed = argon2.params().block_count();
-    let kept = ARGON2_MEMORY.with_borrow_mut(|memory| match memory {
-        Some(memory) if needed <= OWASP_PARAMS.block_count() => {
-            if memory.len() < needed {
-                memory.resize(needed, Block::default());
-            }
-            Some(argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..needed]))
-        }
-        _ => None,
-    });
-    match kept {
-        Some(result) => result,
-        None => argon2.hash_password_into(password, salt, out),
-    }
-}
-
 /// Whether `password` hashes to `hash`'s output with `hash`'s salt, algorithm, version and
 /// parameters, as argon2's `verify_password` does it but in the kept memory; the outputs are
 /// compared in constant time. An error when the hash can't be checked.
@@ -759,6 +720,11 @@ mod tests {
     /// still agree with argon2's own verification on fresh memory, whatever ran before it,
     /// including runs of other sizes, and only doorman's own size is kept.
     #[test]
+    fn the_kept_memory_fits_our_own_parameters() {
+        assert_eq!(memory::KEPT_BLOCKS, OWASP_PARAMS.block_count());
+    }
+
+    #[test]
     fn checks_in_kept_memory_agree_with_fresh_memory() {
         std::thread::spawn(|| {
             keep_argon2_memory();
@@ -786,7 +752,7 @@ mod tests {
                     Ok(false),
                     "round {round}"
                 );
-                let kept = ARGON2_MEMORY.with_borrow(|m| m.as_ref().map(Vec::len));
+                let kept = memory::ARGON2_MEMORY.with_borrow(|m| m.as_ref().map(Vec::len));
                 assert_eq!(kept, Some(OWASP_PARAMS.block_count()), "round {round}");
             }
         })
@@ -795,7 +761,7 @@ mod tests {
         // Other threads keep nothing.
         let stored = ours().argon2.hash_password(b"elsewhere").unwrap();
         assert_eq!(argon2_matches(b"elsewhere", &stored), Ok(true));
-        assert!(ARGON2_MEMORY.with_borrow(Option::is_none));
+        assert!(memory::ARGON2_MEMORY.with_borrow(Option::is_none));
     }
 
     #[tokio::test]

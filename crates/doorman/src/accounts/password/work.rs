@@ -80,7 +80,7 @@ fn make_up_argon2(password: &[u8], floor: u64, done: &mut u64) {
         };
         *done += argon2_blocks(&params);
         let mut out = Zeroizing::new([0u8; 32]);
-        let _ = super::argon2_into(
+        let _ = super::memory::argon2_into(
             &Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             password,
             DUMMY_SALT,
