@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Before/after on one machine: two doorman binaries side by side, `GET /hello/` (HS256),
-`POST /api/token/verify/` and `POST /api/token/refresh/` (rotation off) at c=64, and
+`POST /api/token/verify/` (of the access token, and of the refresh token, which reads the
+blacklist) and `POST /api/token/refresh/` (rotation off) at c=64, and
 `POST /api/token/` (one user's right password, as a service's workers behind one address log
 in) at c=16, alternated round by round so that the machine's drift falls on both. Reports, per binary and workload, the median requests per second and the median server
 CPU per request (user, and user + system), read from /proc. User CPU per request is the
@@ -44,6 +45,8 @@ def main():
             access = pair["access"]
             scripts = [("hello", h.script_get("/hello/", access)),
                        ("verify", h.script_post("/api/token/verify/", {"token": access})),
+                       ("verify_refresh", h.script_post("/api/token/verify/",
+                                                        {"token": pair["refresh"]})),
                        ("refresh", h.script_post("/api/token/refresh/",
                                                  {"refresh": pair["refresh"]})),
                        ("login", h.script_post("/api/token/", {
