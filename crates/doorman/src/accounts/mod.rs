@@ -780,6 +780,29 @@ mod tests {
         );
     }
 
+    /// With `accept_tokens_during_outage` on, an access token's check passes on the token's
+    /// word while the database can't be asked; the check before minting a new token never
+    /// does, and it asks the database even during the pause after a failed lookup.
+    #[tokio::test]
+    async fn the_check_before_minting_refuses_during_an_outage() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let metrics = crate::metrics::Metrics::new();
+        let check = StoreUserCheck::shared(store.clone(), true, true, None, 0, &metrics);
+        store.close().await;
+        assert_eq!(check.check_issued(1, Some(1)).await, Ok(()));
+        assert!(
+            check.skip_until_ms.load(Ordering::Relaxed) > 0,
+            "the pause began"
+        );
+        assert_eq!(
+            check.check_before_minting(1, Some(1)).await,
+            Err(UserRefusal::Unavailable)
+        );
+    }
+
     /// Lets every task the test spawned run until it waits.
     async fn settle() {
         for _ in 0..10 {
