@@ -96,6 +96,9 @@ impl SqliteStore {
         let writes = GroupCommit::start(pool.clone(), read_only.clone());
         // After the pool: it has created the file if it was missing.
         let inline = InlineReads::open(&path, in_memory).map(Arc::new);
+        if let Some(inline) = &inline {
+            read_only.close_with_each_refusal(inline.clone());
+        }
         Ok(SqliteStore {
             pool,
             writes,

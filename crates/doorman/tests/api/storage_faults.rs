@@ -266,7 +266,8 @@ async fn a_full_disk_refuses_writes_and_recovers_when_space_returns() {
 /// The data directory read-only (a bind mount remounted read-only, as a full or failing disk
 /// is remounted by the kernel, with the database's `-wal` and `-shm` left behind by a crash):
 /// the server starts and serves reads, writes answer 503 with `Retry-After`, `/readyz` 503;
-/// made writable again, writes succeed without a restart and `/readyz` is back to 200.
+/// made writable again, writes succeed without a restart and `/readyz` is back to 200 at once,
+/// even after blacklist lookups made while it was read-only.
 /// (Linux refuses to remount read-only a file system with files open for writing, so the
 /// database is prepared by a first server that is then closed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,6 +308,19 @@ async fn a_read_only_data_directory_refuses_writes_until_writable_again() {
     let access = mint_access("1");
     assert_eq!(app.get_hello(&access).await.status(), StatusCode::OK);
     assert_eq!(app.verify(&access).await.status(), StatusCode::OK);
+    // A refresh token's verify and refresh look the blacklist up (on the calling thread, see
+    // `store::sqlite::inline`): the lookup answers, the rotation's write is refused.
+    let refresh = mint(&format!(
+        r#"{{"token_type":"refresh","exp":{},"iat":{},"jti":"ro-refresh","user_id":"1"}}"#,
+        now() + 600,
+        now()
+    ));
+    assert_eq!(app.verify(&refresh).await.status(), StatusCode::OK);
+    assert_unavailable(
+        app.refresh(&refresh).await,
+        "a rotation on a read-only directory",
+    )
+    .await;
     let res = app.readyz().await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.headers().contains_key("retry-after"));

@@ -17,8 +17,13 @@
 //! `None` and the caller makes it through sqlx as before, with its waits, its timeouts and its
 //! errors. These connections never wait for a lock (`busy_timeout` 0), so a thread answering
 //! requests is never held by one, and they can't write (`query_only`).
+//!
+//! After a read-only refusal they are all closed ([`InlineReads::close_all`], called by
+//! `ReadOnlySeen`) and opened again by the next lookups: a connection that looked up while the
+//! storage was read-only holds SQLite's read-only `-shm` mapping, which every connection of the
+//! process to the file shares, and with it no connection could write again until a restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -32,8 +37,10 @@ const IS_BLACKLISTED: &str = "SELECT b.id FROM blacklisted_tokens b
 
 #[derive(Debug)]
 pub(super) struct InlineReads {
+    path: PathBuf,
     /// One per thread that may look up at once, and one spare; a lookup takes the first free.
-    connections: Vec<Mutex<Connection>>,
+    /// `None`: closed (see [`InlineReads::close_all`]), opened again by the next lookup on it.
+    connections: Vec<Mutex<Option<Connection>>>,
     /// Where the next lookup starts looking for a free connection.
     next: AtomicUsize,
 }
@@ -51,10 +58,11 @@ impl InlineReads {
             .clamp(1, 8)
             + 1;
         let connections = (0..count)
-            .map(|_| open_one(path).map(Mutex::new))
+            .map(|_| open_one(path).map(|conn| Mutex::new(Some(conn))))
             .collect::<Result<Vec<_>, _>>();
         match connections {
             Ok(connections) => Some(InlineReads {
+                path: path.to_owned(),
                 connections,
                 next: AtomicUsize::new(0),
             }),
@@ -86,12 +94,22 @@ impl InlineReads {
             };
             // A poisoned lock only means a panic elsewhere mid-lookup; the connection holds
             // no transaction between statements.
-            let conn = match slot.try_lock() {
+            let mut conn = match slot.try_lock() {
                 Ok(conn) => conn,
                 Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => continue,
             };
-            return match lookup(&conn) {
+            if conn.is_none() {
+                match open_one(&self.path) {
+                    Ok(opened) => *conn = Some(opened),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "an inline SQLite connection could not be opened; going through sqlx");
+                        return None;
+                    }
+                }
+            }
+            let conn = conn.as_ref()?;
+            return match lookup(conn) {
                 Ok(value) => Some(value),
                 Err(e) => {
                     tracing::debug!(error = %e, "an inline SQLite lookup failed; going through sqlx");
@@ -100,6 +118,19 @@ impl InlineReads {
             };
         }
         None
+    }
+}
+
+impl InlineReads {
+    /// Closes every connection; each is opened again by the next lookup made on it. A lookup
+    /// in progress is waited for (microseconds).
+    pub(super) fn close_all(&self) {
+        for slot in &self.connections {
+            let mut conn = slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *conn = None;
+        }
     }
 }
 
@@ -194,6 +225,32 @@ mod tests {
         assert_eq!(reads.is_blacklisted("spent"), None);
         drop(held);
         assert_eq!(reads.is_blacklisted("spent"), Some(true));
+    }
+
+    /// Closed connections are opened again by the next lookups, which see the same data.
+    #[test]
+    fn closed_connections_reopen_on_the_next_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _writer) = database(dir.path());
+        let reads = InlineReads::open(&path, false).unwrap();
+        assert_eq!(reads.is_blacklisted("spent"), Some(true));
+        reads.close_all();
+        assert!(
+            reads
+                .connections
+                .iter()
+                .all(|c| c.lock().unwrap().is_none())
+        );
+        for _ in 0..reads.connections.len() {
+            assert_eq!(reads.is_blacklisted("spent"), Some(true));
+            assert_eq!(reads.is_blacklisted("live"), Some(false));
+        }
+        assert!(
+            reads
+                .connections
+                .iter()
+                .all(|c| c.lock().unwrap().is_some())
+        );
     }
 
     #[test]

@@ -3,22 +3,26 @@
 //! group commit's writer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteError, SqlitePool};
 
+use super::inline::InlineReads;
 use crate::store::StoreError;
 
 /// When SQLite last refused a write because the database was read-only. A connection opened
 /// while the file or its file system was read-only stays read-only for good (SQLite falls back
 /// to opening the file, and the `-shm` all of a process's connections share, read-only), so
 /// once storage is writable again the connections opened before that refusal are closed as
-/// the pool hands them out, rather than failing writes until a restart.
+/// the pool hands them out, rather than failing writes until a restart. The calling thread's
+/// lookup connections ([`InlineReads`]) are closed at each refusal.
 #[derive(Debug)]
 pub(crate) struct ReadOnlySeen {
     start: std::time::Instant,
     /// Nanoseconds after `start` of the last refusal; 0: never.
     last: AtomicU64,
+    inline: OnceLock<Arc<InlineReads>>,
 }
 
 impl ReadOnlySeen {
@@ -26,7 +30,13 @@ impl ReadOnlySeen {
         ReadOnlySeen {
             start: std::time::Instant::now(),
             last: AtomicU64::new(0),
+            inline: OnceLock::new(),
         }
+    }
+
+    /// The lookup connections to close at each refusal.
+    pub(super) fn close_with_each_refusal(&self, inline: Arc<InlineReads>) {
+        let _ = self.inline.set(inline);
     }
 
     /// Notes `error` if it is SQLite's read-only refusal; whether it was.
@@ -35,6 +45,9 @@ impl ReadOnlySeen {
         if read_only {
             let now = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.last.store(now.max(1), Ordering::Release);
+            if let Some(inline) = self.inline.get() {
+                inline.close_all();
+            }
         }
         read_only
     }
