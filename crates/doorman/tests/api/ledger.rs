@@ -11,7 +11,7 @@
 //! out which (refused: it happened), or the check does.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
@@ -71,8 +71,8 @@ pub(crate) enum Until {
     /// flight, and the client stops there.
     ServerGone,
     /// Until the flag is set; the server must answer every request meanwhile (a request the
-    /// client's timeout ends is an anomaly).
-    Stopped(Arc<AtomicBool>),
+    /// client's timeout ends is an anomaly). The counter counts the writes acknowledged.
+    Stopped(Arc<AtomicBool>, Arc<AtomicUsize>),
 }
 
 /// One client's record of what the server acknowledged during a run.
@@ -173,7 +173,7 @@ pub(crate) async fn load(
 ) -> Ledger {
     let mut ledger = Ledger::default();
     loop {
-        if let Until::Stopped(stop) = &until
+        if let Until::Stopped(stop, _) = &until
             && stop.load(Ordering::Relaxed)
         {
             return ledger;
@@ -218,7 +218,7 @@ pub(crate) async fn load(
                 Err(error) => match until {
                     // What the probe did is unknown; the check asks again.
                     Until::ServerGone => return ledger,
-                    Until::Stopped(_) => ledger.anomalies.push(format!(
+                    Until::Stopped(..) => ledger.anomalies.push(format!(
                         "a doubtful write's token not answered in {took:?}: {error}"
                     )),
                 },
@@ -275,7 +275,7 @@ pub(crate) async fn load(
                         ledger.in_flight = Some(write);
                         return ledger;
                     }
-                    Until::Stopped(_) => {
+                    Until::Stopped(..) => {
                         ledger
                             .anomalies
                             .push(format!("{write:?} not answered in {took:?}: {error}"));
@@ -284,6 +284,9 @@ pub(crate) async fn load(
                 }
             }
         };
+        if let (StatusCode::OK, Until::Stopped(_, acknowledged)) = (reply.status, &until) {
+            acknowledged.fetch_add(1, Ordering::Relaxed);
+        }
         match (write, reply.status) {
             (_, StatusCode::SERVICE_UNAVAILABLE) => {
                 if reply.retry_after.is_none() || !reply.body["detail"].is_string() {
