@@ -171,6 +171,12 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         assert!(measured || row.contains("Django"), "not measured: {row}");
     }
 
+    // The bare ceiling is no target, only the physical limit, reported beside the targets.
+    assert!(!targets.contains("/ ceiling"), "{targets}");
+    let bare = section(&stdout, "## Beside the bare ceiling");
+    for workload in ["hello", "hello_eddsa", "verify"] {
+        assert_ratio(bare, &format!("| {workload} |"));
+    }
     // doorman beside the production-stack ceiling: a ratio for each workload, from the rounds.
     let beside = section(&stdout, "## Beside the production-stack ceiling");
     for workload in ["hello", "hello_eddsa", "verify"] {
