@@ -37,6 +37,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// so a few connections are plenty.
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
+/// How many times the readiness probe tries a write before it reports the storage read-only
+/// (see [`SqliteStore::writable`]).
+const WRITABLE_TRIES: usize = 4;
+
 super::portable::portable_queries!(SqliteStore, SqliteConnection);
 super::import::import_queries!(SqliteConnection);
 
@@ -129,10 +133,16 @@ impl SqliteStore {
     /// complaint and refuses only the first change), so a read-only file or file system shows
     /// before a client's write meets it. It waits for the write lock like any write, at most
     /// `database_acquire_timeout`. A refusal closes the pool's older connections (see
-    /// [`ReadOnlySeen`]) and is tried once more on a fresh connection: storage writable again
-    /// is seen at once.
+    /// [`ReadOnlySeen`]) and is tried again on a fresh connection, [`WRITABLE_TRIES`] times in
+    /// all over about a tenth of a second: storage writable again is seen at the first probe.
     pub async fn writable(&self) -> Result<bool, StoreError> {
-        for _ in 0..2 {
+        for attempt in 0..WRITABLE_TRIES {
+            if attempt > 1 {
+                // A connection opened before the refusal may still be on its way back to the
+                // pool (its release check runs after the request that used it has answered),
+                // or closing; it holds the read-only mapping until it is gone.
+                tokio::time::sleep(std::time::Duration::from_millis(25 * attempt as u64)).await;
+            }
             let mut conn = self.pool.acquire().await?;
             sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
             let probe = sqlx::query("CREATE TABLE doorman_write_probe (x)")
