@@ -279,6 +279,7 @@ class Run:
         self.args = args
         self.work = tempfile.mkdtemp(prefix="doorman-bench-")
         self.results = []
+        self.drop_afterwards = []
         self.out = open(args.out, "w") if args.out else None
 
     def record(self, server, workload, connections, r, **extra):
@@ -599,6 +600,20 @@ class Run:
                 ("doorman", "refresh", hs,
                  script_post("/api/token/refresh/", {"refresh": hs_pair["refresh"]})),
             ]
+            if self.args.postgres:
+                # doorman on PostgreSQL, defaults otherwise (the user cache on): its refresh
+                # and the verify of a refresh token against its own /hello/.
+                pg = self.doorman("paired-pg", {"DOORMAN_SIGNING_KEY": HS256_SECRET,
+                                                "DOORMAN_DATABASE_URL": self.postgres_database()})
+                servers.append(pg)
+                pg_pair = self.login(pg)
+                plan += [
+                    ("doorman-pg", "hello", pg, script_get("/hello/", pg_pair["access"])),
+                    ("doorman-pg", "verify_refresh", pg,
+                     script_post("/api/token/verify/", {"token": pg_pair["refresh"]})),
+                    ("doorman-pg", "refresh", pg,
+                     script_post("/api/token/refresh/", {"refresh": pg_pair["refresh"]})),
+                ]
             if self.args.django_venv:
                 dj = self.django("paired", rotate=False)
                 servers.append(dj)
@@ -611,6 +626,22 @@ class Run:
         finally:
             for server in servers:
                 server.stop()
+
+    def postgres_database(self):
+        """A fresh database on the `--postgres` server for this run (dropped at its end); its
+        URL."""
+        name = f"doorman_bench_{os.getpid()}"
+        base = self.args.postgres.rstrip("/")
+        for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
+            subprocess.run(["psql", "-q", f"{base}/postgres", "-c", sql], check=True,
+                           capture_output=True)
+        self.drop_afterwards.append((base, name))
+        return f"{base}/{name}"
+
+    def drop_databases(self):
+        for base, name in self.drop_afterwards:
+            subprocess.run(["psql", "-q", f"{base}/postgres", "-c",
+                            f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
 
     def hash_time(self, when="start"):
         """The login yardstick: one password check timed alone, and checks on every core at
@@ -736,18 +767,23 @@ def report(run):
     # with an access log spends.
     target("/hello/ HS256 / Django", against("hello", "django"), 50)
     target("/hello/ EdDSA / Django", against("hello_eddsa", "django"), 50)
-    def against_hello(workload):
-        """The median over the paired rounds of doorman's `workload` against its own `/hello/`
+    def against_hello(workload, server="doorman"):
+        """The median over the paired rounds of `server`'s `workload` against its own `/hello/`
         in the same round."""
-        per_round = [ratio(r[("doorman", workload)], r[("doorman", "hello")]) for r in rounds
-                     if r.get(("doorman", workload)) and r.get(("doorman", "hello"))]
+        per_round = [ratio(r[(server, workload)], r[(server, "hello")]) for r in rounds
+                     if r.get((server, workload)) and r.get((server, "hello"))]
         if per_round:
             return round(statistics.median(per_round), 2)
-        return ratio(ok("doorman", workload), ok("doorman", "hello"))
+        return ratio(ok(server, workload), ok(server, "hello"))
 
     target("refresh, rotation off (SQLite) / doorman /hello/", against_hello("refresh"), 0.5)
     target("verify of a refresh token (SQLite) / doorman /hello/",
            against_hello("verify_refresh"), 0.5)
+    if run.args.postgres:
+        target("refresh, rotation off (PostgreSQL) / doorman /hello/ on PostgreSQL",
+               against_hello("refresh", "doorman-pg"), 0.5)
+        target("verify of a refresh token (PostgreSQL) / doorman /hello/ on PostgreSQL",
+               against_hello("verify_refresh", "doorman-pg"), 0.5)
     target("refresh, rotation off (SQLite) / Django",
            ratio(ok("doorman", "refresh"), ok("django", "refresh")), 50)
     target("refresh rotation+blacklist (SQLite) / Django",
@@ -792,7 +828,9 @@ def report(run):
                    ("ceiling-stack", "hello"), ("handwritten", "hello"),
                    ("handwritten", "hello_eddsa"), ("doorman", "hello"),
                    ("doorman", "hello_eddsa"), ("doorman", "verify"),
-                   ("doorman", "verify_refresh"), ("doorman", "refresh"), ("django", "hello")]
+                   ("doorman", "verify_refresh"), ("doorman", "refresh"),
+                   ("doorman-pg", "hello"), ("doorman-pg", "verify_refresh"),
+                   ("doorman-pg", "refresh"), ("django", "hello")]
         columns = [col for col in columns if any(col in r for r in rounds)]
         print("| round | " + " | ".join(f"{s} {w}" for s, w in columns) + " |")
         print("|---:|" + "---:|" * len(columns))
@@ -938,6 +976,10 @@ def main():
     p.add_argument("--pair-rounds", type=int, default=5,
                    help="rounds of the back-to-back measurements the throughput targets use")
     p.add_argument("--pair-seconds", type=int, default=5)
+    p.add_argument("--postgres", metavar="URL",
+                   help="also doorman on this PostgreSQL server (postgres://user@host:port, a "
+                        "database of its own is created and dropped) in the paired rounds: "
+                        "its refresh and verify of a refresh token against its own /hello/")
     p.add_argument("--out")
     p.add_argument("--pin", action="store_true",
                    help="servers on the first core, wrk on the others (needs 2+ cores): "
@@ -958,6 +1000,7 @@ def main():
             log("Django peer skipped (no --django-venv)")
         run.paired()
     finally:
+        run.drop_databases()
         shutil.rmtree(run.work, ignore_errors=True)
     report(run)
 

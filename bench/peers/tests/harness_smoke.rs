@@ -5,7 +5,8 @@
 //!
 //! Its own test binary, so that its minute of full load doesn't overlap the timing-sensitive
 //! tests of the others (cargo runs test binaries one after another). Needs `python3` and
-//! `wrk` (Debian's package; `.ci/run` installs it); without them it says SKIPPED loudly, or
+//! `wrk` (Debian's package; `.ci/run` installs it), and for its PostgreSQL part the local
+//! server at 127.0.0.1:5432; without them it says SKIPPED loudly, or
 //! fails under `DOORMAN_REQUIRE_ALL=1`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -57,6 +58,15 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
             "doorman's binary is not built beside the benchmark's (run `cargo test --workspace`)",
         );
     };
+    // doorman on PostgreSQL joins the paired rounds when the local server answers.
+    let postgres = "postgres://postgres@127.0.0.1:5432";
+    let with_postgres = Command::new("psql")
+        .args(["-q", &format!("{postgres}/postgres"), "-c", "SELECT 1"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !with_postgres {
+        skip_or_fail("PostgreSQL does not answer at 127.0.0.1:5432 (its part only)");
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let results = tempfile::tempdir().unwrap();
     let out_file = results.path().join("results.jsonl");
@@ -67,6 +77,12 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         .arg("--out")
         .arg(&out_file)
         .args(["--busy-ns", "1000"])
+        .args(
+            with_postgres
+                .then_some(["--postgres", postgres])
+                .into_iter()
+                .flatten(),
+        )
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", results.path())
         .output()
@@ -129,6 +145,14 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         ("doorman", "paired_verify_refresh"),
         ("doorman", "paired_refresh"),
     ];
+    let on_postgres = [
+        ("doorman-pg", "paired_hello"),
+        ("doorman-pg", "paired_verify_refresh"),
+        ("doorman-pg", "paired_refresh"),
+    ];
+    let wanted = wanted
+        .into_iter()
+        .chain(on_postgres.into_iter().filter(|_| with_postgres));
     for (server, workload) in wanted {
         assert!(
             seen.contains(&(server.to_owned(), workload.to_owned())),
@@ -166,6 +190,12 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         .filter(|l| l.starts_with("| ") && !l.starts_with("| target"))
         .collect();
     assert!(rows.len() >= 12, "{targets}");
+    if with_postgres {
+        assert!(
+            targets.contains("(PostgreSQL) / doorman /hello/ on PostgreSQL"),
+            "{targets}"
+        );
+    }
     for row in rows {
         let measured = row.contains("| met |") || row.contains("| MISSED |");
         assert!(measured || row.contains("Django"), "not measured: {row}");
