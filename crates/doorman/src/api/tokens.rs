@@ -369,14 +369,7 @@ async fn decide(
         .attempt(&username, SecretString::from(password))
         .await?;
     let user = match attempt {
-        Attempt::Succeeded(user) => {
-            // The login stands either way; failures left uncleared only cost the user a
-            // throttled attempt later.
-            if let Err(e) = state.throttle.succeeded(&username, client.addr).await {
-                tracing::warn!(error = %e, "could not clear the login's throttling counters");
-            }
-            user
-        }
+        Attempt::Succeeded(user) => user,
         Attempt::Refused { user_id } => {
             audit::Event::new(audit::Kind::LoginFailed)
                 .username(username)
@@ -388,15 +381,29 @@ async fn decide(
             return Err(ApiError::NoActiveAccount);
         }
     };
-    audit::Event::new(audit::Kind::LoginSucceeded)
-        .username(username)
+    // The success's three writes at once, so that SQLite's group commit can make them one
+    // transaction (one after another they were three, each waiting for its disk sync).
+    let cleared = async {
+        // The login stands either way; failures left uncleared only cost the user a
+        // throttled attempt later.
+        if let Err(e) = state.throttle.succeeded(&username, client.addr).await {
+            tracing::warn!(error = %e, "could not clear the login's throttling counters");
+        }
+    };
+    let audited = audit::Event::new(audit::Kind::LoginSucceeded)
+        .username(username.clone())
         .user_id(Some(user.id))
         .client(client)
-        .record(&state.store)
-        .await;
-    if state.config.accounts.update_last_login {
-        state.store.record_login(user.id, state.clock.now()).await?;
-    }
+        .record(&state.store);
+    let last_login = async {
+        if state.config.accounts.update_last_login {
+            state.store.record_login(user.id, state.clock.now()).await
+        } else {
+            Ok(())
+        }
+    };
+    let ((), (), recorded) = tokio::join!(cleared, audited, last_login);
+    recorded?;
     Ok(user.id)
 }
 
