@@ -139,6 +139,8 @@ fn quick_run_measures_every_workload_and_reports_the_targets() {
         ("ceiling-busy-1000", "paired_hello"),
         ("handwritten", "paired_hello"),
         ("handwritten", "paired_hello_eddsa"),
+        ("handwritten", "paired_hello_eddsa_distinct"),
+        ("doorman", "paired_hello_eddsa_distinct"),
         ("doorman", "paired_hello"),
         ("doorman", "paired_hello_eddsa"),
         ("doorman", "paired_verify"),
