@@ -754,17 +754,24 @@ mod tests {
         assert!(matches!(answer, Err(LookupFailed::Error)), "{answer:?}");
     }
 
-    /// The pause after a failed user lookup runs on the monotonic clock: a wall clock stepped
-    /// back a day right after the failure (the server's clock, as tests step it) leaves it at
-    /// `OUTAGE_BACKOFF`, not a day longer.
-    #[tokio::test]
-    async fn a_clock_stepped_back_does_not_lengthen_the_outage_pause() {
+    /// A user check on a fresh SQLite store, accepting tokens during an outage, with no
+    /// cache; the directory lives as long as the first element is kept.
+    async fn accepting_check() -> (tempfile::TempDir, Store, Arc<StoreUserCheck>) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         let metrics = crate::metrics::Metrics::new();
         let check = StoreUserCheck::shared(store.clone(), true, true, None, 0, &metrics);
+        (dir, store, check)
+    }
+
+    /// The pause after a failed user lookup runs on the monotonic clock: a wall clock stepped
+    /// back a day right after the failure (the server's clock, as tests step it) leaves it at
+    /// `OUTAGE_BACKOFF`, not a day longer.
+    #[tokio::test]
+    async fn a_clock_stepped_back_does_not_lengthen_the_outage_pause() {
+        let (_dir, store, check) = accepting_check().await;
         let clock = crate::clock::WallClock::default();
         // A hiccup: the pool gone, every lookup unavailable.
         store.close().await;
@@ -785,12 +792,7 @@ mod tests {
     /// does, and it asks the database even during the pause after a failed lookup.
     #[tokio::test]
     async fn the_check_before_minting_refuses_during_an_outage() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        let metrics = crate::metrics::Metrics::new();
-        let check = StoreUserCheck::shared(store.clone(), true, true, None, 0, &metrics);
+        let (_dir, store, check) = accepting_check().await;
         store.close().await;
         assert_eq!(check.check_issued(1, Some(1)).await, Ok(()));
         assert!(
