@@ -144,17 +144,37 @@ impl SqliteStore {
                 tokio::time::sleep(std::time::Duration::from_millis(25 * attempt as u64)).await;
             }
             let mut conn = self.pool.acquire().await?;
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-            let probe = sqlx::query("CREATE TABLE doorman_write_probe (x)")
-                .execute(&mut *conn)
-                .await;
-            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                let _ = conn.close().await;
-            }
+            let (probe, ended) = match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+                Ok(_) => {
+                    let probe = sqlx::query("CREATE TABLE doorman_write_probe (x)")
+                        .execute(&mut *conn)
+                        .await;
+                    let ended = sqlx::query("ROLLBACK").execute(&mut *conn).await.is_ok();
+                    (probe, ended)
+                }
+                Err(e) => (Err(e), true),
+            };
             match probe {
-                Ok(_) => return Ok(true),
-                Err(e) if self.read_only.note(&e) => close_idle(&self.pool).await,
-                Err(e) => return Err(e.into()),
+                Ok(_) => {
+                    if !ended {
+                        let _ = conn.close().await;
+                    }
+                    return Ok(true);
+                }
+                Err(e) if self.read_only.note(&e) => {
+                    // This connection shares the read-only mapping: closed here and now. Given
+                    // back to the pool it would stay open until the pool's return task ran,
+                    // and on a busy machine the next try's fresh connection would open beside
+                    // it, share the mapping and fail in turn.
+                    let _ = conn.close().await;
+                    close_idle(&self.pool).await;
+                }
+                Err(e) => {
+                    if !ended {
+                        let _ = conn.close().await;
+                    }
+                    return Err(e.into());
+                }
             }
         }
         Ok(false)

@@ -331,16 +331,22 @@ async fn a_read_only_data_directory_refuses_writes_until_writable_again() {
     mount.remount("remount,rw,bind");
     // Ready at the first probe; within a second on a machine busy with other tests.
     let writable = std::time::Instant::now();
-    while app.readyz().await.status() != StatusCode::OK {
-        assert!(
-            writable.elapsed() < Duration::from_secs(1),
-            "/readyz not 200 within a second of the storage becoming writable"
-        );
+    // Polled for up to 10 s, so that a failure says whether it was slow or stuck.
+    let mut last = String::new();
+    while writable.elapsed() < Duration::from_secs(10) {
+        let res = app.readyz().await;
+        if res.status() == StatusCode::OK {
+            break;
+        }
+        last = res.text().await.unwrap_or_default();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!(
-        "ready {:?} after the storage became writable",
-        writable.elapsed()
+    let ready_after = writable.elapsed();
+    println!("ready {ready_after:?} after the storage became writable");
+    assert!(
+        ready_after < Duration::from_secs(1),
+        "/readyz not 200 within a second of the storage becoming writable \
+         ({ready_after:?}; last answer {last})"
     );
     for i in 0..5 {
         round(&app, i).await;

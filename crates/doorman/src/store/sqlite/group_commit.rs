@@ -427,17 +427,20 @@ impl Writer {
     /// sqlx's `Transaction`: when `COMMIT` fails (a full disk, an I/O error), SQLite leaves the
     /// transaction open, and a connection going back to the pool like that would fail every
     /// request that drew it later. So a failed end is rolled back, and a connection that can't
-    /// roll back is closed instead of returned.
+    /// roll back is closed instead of returned, as is one refused as read-only.
     async fn transaction(&self, group: &mut [Write]) -> Result<(), Failed> {
         let mut conn = self
             .pool
             .acquire()
             .await
             .map_err(|e| Failed::Transaction(e.into()))?;
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| Failed::Transaction(e.into()))?;
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            let e = StoreError::from(e);
+            if self.read_only.note_store(&e) {
+                let _ = conn.close().await;
+            }
+            return Err(Failed::Transaction(e));
+        }
         let applied = apply(&mut conn, group).await;
         let end = if applied.is_ok() {
             "COMMIT"
@@ -450,6 +453,14 @@ impl Writer {
                 let _ = conn.close().await;
             }
             return Err(Failed::Transaction(e.into()));
+        }
+        if let Err(e) = &applied
+            && self.read_only.note_store(e)
+        {
+            // Refused as read-only, the connection shares the read-only mapping: closed here
+            // rather than given back to the pool, where it would stay open until the pool's
+            // return task ran, and the next try's fresh connection could open beside it.
+            let _ = conn.close().await;
         }
         applied.map_err(Failed::Write)
     }
