@@ -220,6 +220,15 @@ impl Metrics {
         )
     }
 
+    /// The counter of PostgreSQL blacklist lookups answered from `source`: `kept` (a "not
+    /// blacklisted" answer kept) or `database`.
+    pub fn blacklist_lookups(&self, source: &'static str) -> ::metrics::Counter {
+        self.counter(
+            "doorman_blacklist_lookups_total",
+            vec![Label::new("source", source)],
+        )
+    }
+
     /// A password hash waited `wait` for a slot of the hashing pool.
     pub fn hash_waited(&self, wait: Duration) {
         self.histogram("doorman_password_hash_wait_seconds", vec![])

@@ -75,6 +75,9 @@ impl AppState {
         let keys = crate::keys::effective(&config.keys.key, &store).await?;
         let tokens = Arc::new(Tokens::new(keys, config.tokens.rules.clone()));
         let metrics = crate::metrics::Metrics::new();
+        if let Some(ttl) = config.accounts.user_cache_ttl {
+            store.keep_not_blacklisted(ttl, config.accounts.user_cache_size, &metrics);
+        }
         let hasher = PasswordHasher::new(config.accounts.password_hash_workers)
             .with_md5(config.accounts.accept_md5_password_hashes)
             .with_metrics(metrics.clone());

@@ -606,7 +606,21 @@ impl Store {
     pub async fn close(&self) {
         match self {
             Store::Sqlite(s) => s.close().await,
-            Store::Postgres(s) => s.close().await,
+            Store::Postgres(s) => s.close_all().await,
+        }
+    }
+
+    /// Keeps the blacklist lookups' "not blacklisted" answers on PostgreSQL, each at most
+    /// `ttl`, `size` in all, exact by PostgreSQL's notifications (a serving instance's choice,
+    /// with the user cache's settings). SQLite's lookups need none: they cost microseconds.
+    pub fn keep_not_blacklisted(
+        &self,
+        ttl: std::time::Duration,
+        size: u64,
+        metrics: &crate::metrics::Metrics,
+    ) {
+        if let Store::Postgres(s) = self {
+            s.keep_not_blacklisted(ttl, size, metrics);
         }
     }
 
@@ -714,12 +728,16 @@ impl Store {
     }
 
     pub async fn is_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
-        if let Store::Sqlite(s) = self
-            && let Some(found) = s.is_blacklisted_inline(jti)
-        {
-            return Ok(found);
+        match self {
+            Store::Sqlite(s) => match s.is_blacklisted_inline(jti) {
+                Some(found) => Ok(found),
+                None => s.is_blacklisted(jti).await,
+            },
+            // A kept answer holds while the database is away too: nothing can be blacklisted
+            // then (and answers are forgotten when the listening connection breaks).
+            Store::Postgres(s) if s.known_not_blacklisted(jti) => Ok(false),
+            Store::Postgres(s) => s.health().guard(s.is_blacklisted_keeping(jti)).await,
         }
-        dispatch!(self, s => s.is_blacklisted(jti).await)
     }
 
     /// Blacklists a token, creating its outstanding row first if this server never recorded it

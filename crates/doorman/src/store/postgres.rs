@@ -4,6 +4,8 @@
 //! nothing (`ON CONFLICT DO NOTHING`), so exactly one rotation of a refresh token wins, on
 //! whichever instance it runs.
 
+mod not_blacklisted;
+
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
@@ -30,6 +32,12 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Whether the database answers; every call through [`super::Store`] checks it first.
     health: super::health::Health,
+    /// The "not blacklisted" answers kept, once [`PostgresStore::keep_not_blacklisted`] has
+    /// started keeping them.
+    not_blacklisted: not_blacklisted::Shared,
+    /// For the listening connection's pool.
+    options: std::sync::Arc<PgConnectOptions>,
+    acquire_timeout: Duration,
 }
 
 impl PostgresStore {
@@ -54,7 +62,10 @@ impl PostgresStore {
             .connect_lazy_with(options.clone());
         let store = PostgresStore {
             pool,
-            health: super::health::Health::new(options),
+            health: super::health::Health::new(options.clone()),
+            not_blacklisted: Default::default(),
+            options: std::sync::Arc::new(options),
+            acquire_timeout: settings.acquire_timeout,
         };
         // Fail start-up (and the CLI) clearly when the database can't be reached at all.
         sqlx::query("SELECT 1").execute(&store.pool).await?;
@@ -64,6 +75,63 @@ impl PostgresStore {
     /// Whether the database answers, checked before each call.
     pub(crate) fn health(&self) -> &super::health::Health {
         &self.health
+    }
+
+    /// Starts keeping the blacklist lookups' "not blacklisted" answers, each for `ttl` at most
+    /// and `size` in all, forgotten as PostgreSQL announces blacklistings (see
+    /// [`not_blacklisted`]). For a serving instance; the CLI asks the database every time.
+    pub fn keep_not_blacklisted(
+        &self,
+        ttl: Duration,
+        size: u64,
+        metrics: &crate::metrics::Metrics,
+    ) {
+        // Its own pool of one: the listening connection is held for good, and a pool's
+        // `close` waits for the connections given out.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(true)
+            .connect_lazy_with(PgConnectOptions::clone(&self.options));
+        not_blacklisted::NotBlacklisted::start(&self.not_blacklisted, pool, ttl, size, metrics);
+    }
+
+    /// Whether `jti` is known not to be blacklisted without asking the database.
+    pub(crate) fn known_not_blacklisted(&self, jti: &str) -> bool {
+        self.not_blacklisted
+            .get()
+            .is_some_and(|kept| kept.known(jti))
+    }
+
+    /// The blacklist lookup, keeping a "not blacklisted" answer when answers are kept.
+    pub(crate) async fn is_blacklisted_keeping(&self, jti: &str) -> Result<bool, StoreError> {
+        let kept = self.not_blacklisted.get();
+        let ticket = kept.and_then(|kept| kept.ticket());
+        let found = self.is_blacklisted(jti).await?;
+        if !found && let (Some(kept), Some(ticket)) = (kept, ticket) {
+            kept.keep(jti, ticket);
+        }
+        Ok(found)
+    }
+
+    /// Forgets the kept answers a write through this instance may have made wrong (`jti`, or
+    /// all of them), whether it committed or not (a failed commit may have committed): before
+    /// its request is answered, not when PostgreSQL's notification comes back.
+    fn blacklisted_here(&self, jti: Option<&str>) {
+        if let Some(kept) = self.not_blacklisted.get() {
+            match jti {
+                Some(jti) => kept.forget(jti),
+                None => kept.forget_all(),
+            }
+        }
+    }
+
+    /// Closes the pools, the listening connection's too.
+    pub async fn close_all(&self) {
+        self.close().await;
+        if let Some(kept) = self.not_blacklisted.get() {
+            kept.close().await;
+        }
     }
 
     pub async fn rotate_signing_keys(
@@ -136,10 +204,15 @@ impl PostgresStore {
         &self,
         id: i64,
     ) -> Result<Option<super::Revocation>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let revocation = revoke_in(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(revocation)
+        let revoked = async {
+            let mut tx = self.pool.begin().await?;
+            let revocation = revoke_in(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(revocation)
+        }
+        .await;
+        self.blacklisted_here(None);
+        revoked
     }
 
     /// Reserves a login attempt in a transaction of its own: the counters' row locks make
@@ -205,11 +278,16 @@ impl PostgresStore {
         &self,
         token: &OutstandingToken,
     ) -> Result<BlacklistOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        insert_outstanding(&mut tx, token, None).await?;
-        let added = insert_blacklisted(&mut tx, &token.jti).await?;
-        tx.commit().await?;
-        Ok(if added {
+        let added = async {
+            let mut tx = self.pool.begin().await?;
+            insert_outstanding(&mut tx, token, None).await?;
+            let added = insert_blacklisted(&mut tx, &token.jti).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(added)
+        }
+        .await;
+        self.blacklisted_here(Some(&token.jti));
+        Ok(if added? {
             BlacklistOutcome::Added
         } else {
             BlacklistOutcome::AlreadyBlacklisted
@@ -217,6 +295,19 @@ impl PostgresStore {
     }
 
     pub async fn rotate(
+        &self,
+        old: &OutstandingToken,
+        new: &OutstandingToken,
+        blacklist_old: bool,
+    ) -> Result<RotateOutcome, StoreError> {
+        let rotated = self.rotate_once(old, new, blacklist_old).await;
+        if blacklist_old {
+            self.blacklisted_here(Some(&old.jti));
+        }
+        rotated
+    }
+
+    async fn rotate_once(
         &self,
         old: &OutstandingToken,
         new: &OutstandingToken,
@@ -266,6 +357,12 @@ impl PostgresStore {
     }
 
     pub async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
+        let revoked = self.revoke_family_once(family).await;
+        self.blacklisted_here(None);
+        revoked
+    }
+
+    async fn revoke_family_once(&self, family: &str) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Rotations within the family hold its lock until they commit: waiting for it waits
         // them out, so their successors are seen below; one starting later waits for this
@@ -287,14 +384,19 @@ impl PostgresStore {
         items: &[super::import::ImportItem],
         dry_run: bool,
     ) -> Result<Vec<Result<super::import::ItemOutcome, StoreError>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let outcomes = import_items_in(&mut tx, items).await?;
-        if dry_run {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
+        let imported = async {
+            let mut tx = self.pool.begin().await?;
+            let outcomes = import_items_in(&mut tx, items).await?;
+            if dry_run {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            Ok(outcomes)
         }
-        Ok(outcomes)
+        .await;
+        self.blacklisted_here(None);
+        imported
     }
 
     /// Moves the users' id sequence to at least `through`, so a user created here later (by

@@ -7,6 +7,7 @@ mod helpers;
 mod admin;
 mod attacks;
 mod audit;
+mod blacklist_cache;
 mod browser;
 mod child;
 mod cli;

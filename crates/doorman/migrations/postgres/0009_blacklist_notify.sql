@@ -1,0 +1,24 @@
+-- Every blacklisting, whoever makes it (a doorman instance, the CLI, an import, SQL by hand),
+-- notifies the channel `doorman_blacklisted` with the token's jti when its transaction commits,
+-- so that the instances that keep "not blacklisted" answers (store/postgres/not_blacklisted.rs)
+-- forget them at once. One statement blacklisting many tokens (a revocation) notifies each jti,
+-- or, past 1000 rows or for a jti too long for a notification's payload, `*`: forget
+-- everything. PostgreSQL only: SQLite's lookups read the database every time.
+CREATE FUNCTION doorman_blacklisted_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT count(*) FROM added) > 1000
+       OR EXISTS (SELECT 1 FROM added a JOIN outstanding_tokens o ON o.id = a.token_id
+                  WHERE octet_length(o.jti) > 4000) THEN
+        PERFORM pg_notify('doorman_blacklisted', '*');
+    ELSE
+        PERFORM pg_notify('doorman_blacklisted', o.jti)
+        FROM added a JOIN outstanding_tokens o ON o.id = a.token_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER blacklisted_tokens_notify
+    AFTER INSERT ON blacklisted_tokens
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION doorman_blacklisted_notify();

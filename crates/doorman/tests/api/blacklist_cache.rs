@@ -1,0 +1,279 @@
+//! The blacklist lookups' kept answers (PostgreSQL keeps "not blacklisted" answers, forgotten
+//! as PostgreSQL announces each blacklisting; SQLite reads the database every time): whoever
+//! blacklists a token (this instance, another, the CLI, SQL by hand), every instance refuses it
+//! at once or within milliseconds, never after `user_cache_ttl`, which these tests set to a
+//! minute so that only the notifications can explain a refusal in time. Run on both backends:
+//! the behaviour is the same.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+/// Long enough that a kept answer outliving a blacklisting shows as a test failure.
+const LONG_TTL: [(&str, &str); 1] = [("DOORMAN_USER_CACHE_TTL", "60")];
+
+/// How long a blacklisting made elsewhere may take to be seen (PostgreSQL's notification,
+/// on a busy machine).
+const SEEN_WITHIN: Duration = Duration::from_secs(2);
+
+/// A refresh token for alice (user 1) with this jti, signed with the test key.
+fn refresh_token(jti: &str) -> String {
+    mint(&format!(
+        r#"{{"token_type":"refresh","exp":{},"iat":{},"jti":"{jti}","user_id":"1"}}"#,
+        now() + 600,
+        now()
+    ))
+}
+
+/// simplejwt's answer to the verify of a blacklisted token (400, this body).
+const BLACKLISTED: &str = r#"{"non_field_errors":["Token is blacklisted"]}"#;
+
+/// Verifies `token` on `app` until it is refused as blacklisted: the time that took. Every
+/// answer before is a 200.
+async fn until_blacklisted(app: &TestApp, token: &str, what: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, body) = status_body(app.verify(token).await).await;
+        if status != StatusCode::OK {
+            assert_eq!(
+                (status, body.as_str()),
+                (StatusCode::BAD_REQUEST, BLACKLISTED),
+                "{what}"
+            );
+            return started.elapsed();
+        }
+        assert_eq!(status, StatusCode::OK, "{what}: {body}");
+        assert!(
+            started.elapsed() < SEEN_WITHIN,
+            "{what}: still verified after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `doorman_blacklist_lookups_total{source="..."}` from the instance's /metrics.
+async fn blacklist_lookups(app: &TestApp, source: &str) -> u64 {
+    let text = metrics_text(app).await;
+    let prefix = format!("doorman_blacklist_lookups_total{{source=\"{source}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// Verifies `token` on `app` until, on PostgreSQL, a verify is answered from the kept answer
+/// (checked with the metrics, so that the tests here test something; a server just started
+/// keeps answers once its listening connection is up, milliseconds later).
+async fn verified_and_kept(app: &TestApp, token: &str) {
+    let started = Instant::now();
+    loop {
+        let kept = blacklist_lookups(app, "kept").await;
+        assert_eq!(app.verify(token).await.status(), StatusCode::OK);
+        assert_eq!(app.verify(token).await.status(), StatusCode::OK);
+        if backend() == Backend::Sqlite || blacklist_lookups(app, "kept").await > kept {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "no answer kept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn cli(app: &TestApp, args: &[&str]) {
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("doorman"))
+        .current_dir(app.dir.path())
+        .env_clear()
+        .env("DOORMAN_DATABASE_URL", &app.database_url)
+        .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+dual_test! {
+    /// A token blacklisted through this instance is refused by the very next request, every
+    /// time (the kept answer is forgotten before the blacklisting is answered).
+    async fn a_blacklisting_here_is_seen_by_the_next_request() {
+        let app = spawn_app_with(&LONG_TTL).await;
+        for i in 0..30 {
+            let token = refresh_token(&format!("here-{i}"));
+            verified_and_kept(&app, &token).await;
+            assert_eq!(app.blacklist(&token).await.status(), StatusCode::OK);
+            let (status, body) = status_body(app.verify(&token).await).await;
+            assert_eq!((status, body.as_str()), (StatusCode::BAD_REQUEST, BLACKLISTED), "round {i}");
+            assert_refused_as_blacklisted(&app, &token).await;
+        }
+    }
+}
+
+dual_test! {
+    /// Blacklisted by another instance, by the CLI's `user revoke` (a process of its own) and
+    /// by SQL typed by hand: an instance that had just verified the token (and kept the answer)
+    /// refuses it within milliseconds, not after its minute of `user_cache_ttl`.
+    multi_thread async fn a_blacklisting_elsewhere_is_seen_within_milliseconds() {
+        let a = spawn_app_with(&LONG_TTL).await;
+        let b = spawn_second_instance(&a, &LONG_TTL).await;
+
+        let token = refresh_token("by-b");
+        verified_and_kept(&a, &token).await;
+        assert_eq!(b.blacklist(&token).await.status(), StatusCode::OK);
+        let took = until_blacklisted(&a, &token, "blacklisted by another instance").await;
+        eprintln!("blacklisted on B, refused on A ({:?}) after {took:?}", backend());
+
+        let (refresh, _) = a.login().await;
+        verified_and_kept(&a, &refresh).await;
+        verified_and_kept(&b, &refresh).await;
+        cli(&a, &["user", "revoke", "alice"]);
+        let took = until_blacklisted(&a, &refresh, "revoked by the CLI").await;
+        until_blacklisted(&b, &refresh, "revoked by the CLI, on B").await;
+        eprintln!("revoked by the CLI, refused on A ({:?}) after {took:?}", backend());
+
+        if backend() == Backend::Postgres {
+            let token = refresh_token("by-hand");
+            // Its outstanding row (blacklisted, then un-blacklisted by hand).
+            assert_eq!(b.blacklist(&token).await.status(), StatusCode::OK);
+            let pool = sqlx::PgPool::connect(&a.database_url).await.unwrap();
+            sqlx::query("DELETE FROM blacklisted_tokens WHERE token_id = \
+                         (SELECT id FROM outstanding_tokens WHERE jti = 'by-hand')")
+                .execute(&pool)
+                .await
+                .unwrap();
+            verified_and_kept(&a, &token).await;
+            sqlx::query("INSERT INTO blacklisted_tokens (token_id, blacklisted_at) \
+                         SELECT id, 0 FROM outstanding_tokens WHERE jti = 'by-hand'")
+                .execute(&pool)
+                .await
+                .unwrap();
+            until_blacklisted(&a, &token, "blacklisted by SQL").await;
+        }
+    }
+}
+
+dual_test! {
+    /// While a token is verified on one instance as fast as four clients can, another
+    /// instance blacklists it: once the first instance has refused it, it never accepts it
+    /// again (no lookup that raced the blacklisting leaves its "no" kept).
+    multi_thread async fn no_lookup_racing_a_blacklisting_keeps_a_stale_answer() {
+        let a = spawn_app_with(&LONG_TTL).await;
+        let b = spawn_second_instance(&a, &LONG_TTL).await;
+        for round in 0..5 {
+            let token = refresh_token(&format!("race-{round}"));
+            verified_and_kept(&a, &token).await;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut verifiers = tokio::task::JoinSet::new();
+            for _ in 0..4 {
+                let (client, url, token, stop) =
+                    (a.client.clone(), a.url("/api/token/verify/"), token.clone(), stop.clone());
+                verifiers.spawn(async move {
+                    let mut answers = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let res = client
+                            .post(&url)
+                            .json(&serde_json::json!({ "token": token }))
+                            .send()
+                            .await
+                            .unwrap();
+                        answers.push(res.status());
+                    }
+                    answers
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(b.blacklist(&token).await.status(), StatusCode::OK);
+            until_blacklisted(&a, &token, "racing verifies").await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            while let Some(answers) = verifiers.join_next().await {
+                let answers = answers.unwrap();
+                let first_refusal = answers
+                    .iter()
+                    .position(|s| *s == StatusCode::BAD_REQUEST)
+                    .expect("refused before the end");
+                assert!(
+                    answers[first_refusal..].iter().all(|s| *s == StatusCode::BAD_REQUEST),
+                    "round {round}: accepted again after a refusal: {answers:?}"
+                );
+            }
+            for _ in 0..20 {
+                assert_eq!(a.verify(&token).await.status(), StatusCode::BAD_REQUEST);
+            }
+        }
+    }
+}
+
+/// The connection that listens for blacklistings killed from the server side, and a token
+/// blacklisted by SQL right after, while it can't listen again: that notification is lost, so
+/// the instance must have forgotten what it kept when the connection broke. Once it can, it
+/// listens again and keeps answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listening_connection_forgets_what_was_kept() {
+    run_on(Backend::Postgres, async {
+        let a = spawn_app_with(&LONG_TTL).await;
+        // One connection, opened before new ones are refused below.
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&a.database_url)
+            .await
+            .unwrap();
+        let database: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        // A database can't refuse connections to itself: that is said from another one.
+        let admin = sqlx::PgPool::connect(&postgres_admin_url()).await.unwrap();
+        for round in 0..3 {
+            let token = refresh_token(&format!("lost-{round}"));
+            // Recorded as outstanding (a blacklisting of another token by its own jti does
+            // it), then un-blacklisted, so SQL can blacklist it again below.
+            assert_eq!(a.blacklist(&token).await.status(), StatusCode::OK);
+            sqlx::query(
+                "DELETE FROM blacklisted_tokens WHERE token_id = \
+                         (SELECT id FROM outstanding_tokens WHERE jti = $1)",
+            )
+            .bind(format!("lost-{round}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            // Listening again after the previous round's kill: answers are kept again.
+            verified_and_kept(&a, &token).await;
+            // New connections to the database refused, the listener killed, then the token
+            // blacklisted: its notification goes out while nobody of this instance listens
+            // (and can't listen again). The instance's pooled connections stay up.
+            let allow = |allowed: bool| {
+                format!(r#"ALTER DATABASE "{database}" ALLOW_CONNECTIONS {allowed}"#)
+            };
+            sqlx::raw_sql(sqlx::AssertSqlSafe(allow(false)))
+                .execute(&admin)
+                .await
+                .unwrap();
+            let killed: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND query LIKE 'LISTEN%'",
+            )
+            .bind(&database)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(killed, [true], "round {round}: the listening connection");
+            sqlx::query(
+                "INSERT INTO blacklisted_tokens (token_id, blacklisted_at) \
+                         SELECT id, 0 FROM outstanding_tokens WHERE jti = $1",
+            )
+            .bind(format!("lost-{round}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            let refused = until_blacklisted(&a, &token, "blacklisted while not listening").await;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(allow(true)))
+                .execute(&admin)
+                .await
+                .unwrap();
+            eprintln!("round {round}: refused after {refused:?}");
+        }
+    })
+    .await;
+}
