@@ -230,6 +230,38 @@ def script_get_each(path, tokens):
             "{[\"Authorization\"] = tokens[i]})\nend\n" + REPORT_LUA)
 
 
+def script_post_each(path, field, tokens):
+    """POST `{field: token}` to `path` with each of `tokens` in turn; each wrk thread starts at
+    a different place in the list, so that no two send the same token at the same time."""
+    listed = ",\n".join(lua_string(json.dumps({field: t})) for t in tokens)
+    return (f"local bodies = {{ {listed} }}\n"
+            "local i = tonumber(tostring({}):match('0x(%x+)') or '0', 16) % #bodies\n"
+            "request = function()\n  i = i % #bodies + 1\n"
+            f"  return wrk.format(\"POST\", {lua_string(path)}, "
+            "{[\"Content-Type\"] = \"application/json\"}, bodies[i])\nend\n" + REPORT_LUA)
+
+
+def mint_like(token, count, secret):
+    """`count` HS256 tokens with `token`'s claims and a fresh `jti` each, signed with
+    `secret`: as many refresh tokens as that many logins would have given."""
+    import base64
+    import hashlib
+    import hmac
+    import uuid
+
+    def b64(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    header, payload, _ = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    minted = []
+    for _ in range(count):
+        claims["jti"] = uuid.uuid4().hex
+        signing_input = f"{header}.{b64(json.dumps(claims, separators=(',', ':')).encode())}"
+        signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+        minted.append(f"{signing_input}.{b64(signature)}")
+    return minted
+
+
 def script_post(path, body):
     return (f'wrk.method = "POST"\nwrk.path = {lua_string(path)}\n'
             'wrk.headers["Content-Type"] = "application/json"\n'
@@ -624,12 +656,23 @@ class Run:
                                                 "DOORMAN_DATABASE_URL": self.postgres_database()})
                 servers.append(pg)
                 pg_pair = self.login(pg)
+                # Besides one refresh token sent over and over (whose "not blacklisted" answer
+                # doorman keeps for user_cache_ttl), distinct ones, each sent about once a
+                # round, as clients refreshing their own tokens do: every check then asks
+                # PostgreSQL.
+                n = self.args.distinct_refresh
+                refresh_many = mint_like(pg_pair["refresh"], n, HS256_SECRET)
+                verify_many = mint_like(pg_pair["refresh"], n, HS256_SECRET)
                 plan += [
                     ("doorman-pg", "hello", pg, script_get("/hello/", pg_pair["access"])),
                     ("doorman-pg", "verify_refresh", pg,
                      script_post("/api/token/verify/", {"token": pg_pair["refresh"]})),
                     ("doorman-pg", "refresh", pg,
                      script_post("/api/token/refresh/", {"refresh": pg_pair["refresh"]})),
+                    ("doorman-pg", "verify_refresh_distinct", pg,
+                     script_post_each("/api/token/verify/", "token", verify_many)),
+                    ("doorman-pg", "refresh_distinct", pg,
+                     script_post_each("/api/token/refresh/", "refresh", refresh_many)),
                 ]
             if self.args.django_venv:
                 dj = self.django("paired", rotate=False)
@@ -815,6 +858,11 @@ def report(run):
                against_hello("refresh", "doorman-pg"), 0.5)
         target("verify of a refresh token (PostgreSQL) / doorman /hello/ on PostgreSQL",
                against_hello("verify_refresh", "doorman-pg"), 0.5)
+        n = run.args.distinct_refresh
+        target(f"refresh, rotation off (PostgreSQL), {n} distinct tokens / doorman /hello/ on "
+               "PostgreSQL", against_hello("refresh_distinct", "doorman-pg"), 0.5)
+        target(f"verify of a refresh token (PostgreSQL), {n} distinct tokens / doorman /hello/ "
+               "on PostgreSQL", against_hello("verify_refresh_distinct", "doorman-pg"), 0.5)
     target("refresh, rotation off (SQLite) / Django",
            ratio(ok("doorman", "refresh"), ok("django", "refresh")), 50)
     target("refresh rotation+blacklist (SQLite) / Django",
@@ -862,7 +910,8 @@ def report(run):
                    ("doorman", "hello_eddsa_distinct"), ("doorman", "verify"),
                    ("doorman", "verify_refresh"), ("doorman", "refresh"),
                    ("doorman-pg", "hello"), ("doorman-pg", "verify_refresh"),
-                   ("doorman-pg", "refresh"), ("django", "hello")]
+                   ("doorman-pg", "refresh"), ("doorman-pg", "verify_refresh_distinct"),
+                   ("doorman-pg", "refresh_distinct"), ("django", "hello")]
         columns = [col for col in columns if any(col in r for r in rounds)]
         print("| round | " + " | ".join(f"{s} {w}" for s, w in columns) + " |")
         print("|---:|" + "---:|" * len(columns))
@@ -1015,6 +1064,9 @@ def main():
     p.add_argument("--distinct-tokens", type=int, default=12000,
                    help="distinct EdDSA access tokens in the paired rounds' distinct-token "
                         "workload (more than doorman's verified-token cache holds)")
+    p.add_argument("--distinct-refresh", type=int, default=60000,
+                   help="distinct refresh tokens in the PostgreSQL distinct-token workloads "
+                        "(more than a round sends, so each is checked about once)")
     p.add_argument("--postgres", metavar="URL",
                    help="also doorman on this PostgreSQL server (postgres://user@host:port, a "
                         "database of its own is created and dropped) in the paired rounds: "
