@@ -220,8 +220,8 @@ impl Metrics {
         )
     }
 
-    /// The counter of PostgreSQL blacklist lookups answered from `source`: `kept` (a "not
-    /// blacklisted" answer kept) or `database`.
+    /// The counter of PostgreSQL blacklist lookups answered from `source`: `memory` (the
+    /// blacklist held in memory, or a "not blacklisted" answer kept) or `database`.
     pub fn blacklist_lookups(&self, source: &'static str) -> ::metrics::Counter {
         self.counter(
             "doorman_blacklist_lookups_total",

@@ -733,10 +733,13 @@ impl Store {
                 Some(found) => Ok(found),
                 None => s.is_blacklisted(jti).await,
             },
-            // A kept answer holds while the database is away too: nothing can be blacklisted
-            // then (and answers are forgotten when the listening connection breaks).
-            Store::Postgres(s) if s.known_not_blacklisted(jti) => Ok(false),
-            Store::Postgres(s) => s.health().guard(s.is_blacklisted_keeping(jti)).await,
+            // What is known in memory holds while the database is away too: nothing can be
+            // blacklisted then (and nothing is answered from memory once the listening
+            // connection has broken).
+            Store::Postgres(s) => match s.known_blacklisted(jti) {
+                Some(known) => Ok(known),
+                None => s.health().guard(s.is_blacklisted_keeping(jti)).await,
+            },
         }
     }
 

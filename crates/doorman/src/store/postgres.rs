@@ -92,15 +92,16 @@ impl PostgresStore {
             .max_connections(1)
             .acquire_timeout(self.acquire_timeout)
             .test_before_acquire(true)
-            .connect_lazy_with(PgConnectOptions::clone(&self.options));
+            .connect_lazy_with(
+                PgConnectOptions::clone(&self.options)
+                    .application_name("doorman blacklist listener"),
+            );
         not_blacklisted::NotBlacklisted::start(&self.not_blacklisted, pool, ttl, size, metrics);
     }
 
-    /// Whether `jti` is known not to be blacklisted without asking the database.
-    pub(crate) fn known_not_blacklisted(&self, jti: &str) -> bool {
-        self.not_blacklisted
-            .get()
-            .is_some_and(|kept| kept.known(jti))
+    /// Whether `jti` is blacklisted, when that is known without asking the database.
+    pub(crate) fn known_blacklisted(&self, jti: &str) -> Option<bool> {
+        self.not_blacklisted.get()?.known(jti)
     }
 
     /// The blacklist lookup, keeping a "not blacklisted" answer when answers are kept.
@@ -114,14 +115,20 @@ impl PostgresStore {
         Ok(found)
     }
 
-    /// Forgets the kept answers a write through this instance may have made wrong (`jti`, or
-    /// all of them), whether it committed or not (a failed commit may have committed): before
-    /// its request is answered, not when PostgreSQL's notification comes back.
-    fn blacklisted_here(&self, jti: Option<&str>) {
-        if let Some(kept) = self.not_blacklisted.get() {
-            match jti {
-                Some(jti) => kept.forget(jti),
-                None => kept.forget_all(),
+    /// Tells the blacklist held in memory (when it is held) what a write through this instance
+    /// blacklisted, before its request is answered rather than when PostgreSQL's notification
+    /// comes back: `Ok` with the blacklisted tokens' jtis and expiries, or `Err` when that is
+    /// not known (a failed write may have committed), which sends lookups to the database until
+    /// the blacklist has been read again.
+    fn blacklisted_here(&self, blacklisted: Result<&[(String, i64)], ()>) {
+        if let Some(memory) = self.not_blacklisted.get() {
+            match blacklisted {
+                Ok(tokens) => {
+                    for (jti, expires_at) in tokens {
+                        memory.blacklisted(jti, *expires_at);
+                    }
+                }
+                Err(()) => memory.blacklisted_unknown(),
             }
         }
     }
@@ -207,12 +214,20 @@ impl PostgresStore {
         let revoked = async {
             let mut tx = self.pool.begin().await?;
             let revocation = revoke_in(&mut tx, id).await?;
+            let tokens = blacklisted_tokens(
+                &mut tx,
+                "SELECT o.jti, o.expires_at FROM outstanding_tokens o
+                 JOIN blacklisted_tokens b ON b.token_id = o.id
+                 WHERE o.user_id = $1 AND o.expires_at > $2",
+                id,
+            )
+            .await?;
             tx.commit().await?;
-            Ok(revocation)
+            Ok((revocation, tokens))
         }
         .await;
-        self.blacklisted_here(None);
-        revoked
+        self.blacklisted_here(revoked.as_ref().map(|(_, t)| t.as_slice()).map_err(|_| ()));
+        revoked.map(|(revocation, _)| revocation)
     }
 
     /// Reserves a login attempt in a transaction of its own: the counters' row locks make
@@ -286,7 +301,8 @@ impl PostgresStore {
             Ok::<_, StoreError>(added)
         }
         .await;
-        self.blacklisted_here(Some(&token.jti));
+        let tokens = [(token.jti.clone(), token.expires_at.unix_timestamp())];
+        self.blacklisted_here(added.as_ref().map(|_| &tokens[..]).map_err(|_| ()));
         Ok(if added? {
             BlacklistOutcome::Added
         } else {
@@ -301,8 +317,10 @@ impl PostgresStore {
         blacklist_old: bool,
     ) -> Result<RotateOutcome, StoreError> {
         let rotated = self.rotate_once(old, new, blacklist_old).await;
+        // Rotated or found blacklisted already, `old` is blacklisted now.
         if blacklist_old {
-            self.blacklisted_here(Some(&old.jti));
+            let tokens = [(old.jti.clone(), old.expires_at.unix_timestamp())];
+            self.blacklisted_here(rotated.as_ref().map(|_| &tokens[..]).map_err(|_| ()));
         }
         rotated
     }
@@ -358,11 +376,14 @@ impl PostgresStore {
 
     pub async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
         let revoked = self.revoke_family_once(family).await;
-        self.blacklisted_here(None);
-        revoked
+        self.blacklisted_here(revoked.as_ref().map(|(_, t)| t.as_slice()).map_err(|_| ()));
+        revoked.map(|(count, _)| count)
     }
 
-    async fn revoke_family_once(&self, family: &str) -> Result<u64, StoreError> {
+    async fn revoke_family_once(
+        &self,
+        family: &str,
+    ) -> Result<(u64, Vec<(String, i64)>), StoreError> {
         let mut tx = self.pool.begin().await?;
         // Rotations within the family hold its lock until they commit: waiting for it waits
         // them out, so their successors are seen below; one starting later waits for this
@@ -373,8 +394,16 @@ impl PostgresStore {
             .bind(family)
             .execute(&mut *tx)
             .await?;
+        let tokens = blacklisted_tokens(
+            &mut tx,
+            "SELECT o.jti, o.expires_at FROM outstanding_tokens o
+             JOIN blacklisted_tokens b ON b.token_id = o.id
+             WHERE (o.family = $1 OR o.jti = $1) AND o.expires_at > $2",
+            family,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(done.rows_affected())
+        Ok((done.rows_affected(), tokens))
     }
 
     /// Writes a batch of an import in one transaction (each item in a savepoint of its own),
@@ -395,7 +424,8 @@ impl PostgresStore {
             Ok(outcomes)
         }
         .await;
-        self.blacklisted_here(None);
+        // What an import blacklisted is not listed; it runs from the CLI, which holds nothing.
+        self.blacklisted_here(Err(()));
         imported
     }
 
@@ -486,6 +516,23 @@ pub(super) fn is_unavailable(error: &(dyn DatabaseError + 'static)) -> bool {
                 .any(|class| code.starts_with(class))
         })
 }
+/// The blacklisted tokens (jti, expiry) `query` lists for `key` (bound first, the time second),
+/// not yet expired.
+async fn blacklisted_tokens<'k, K>(
+    conn: &mut PgConnection,
+    query: &'static str,
+    key: K,
+) -> Result<Vec<(String, i64)>, StoreError>
+where
+    K: sqlx::Encode<'k, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + 'k,
+{
+    Ok(sqlx::query_as(query)
+        .bind(key)
+        .bind(crate::unix_now())
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
 /// True when this call added the row; false when the token was already blacklisted (or has no
 /// outstanding row to point at).
 async fn insert_blacklisted(conn: &mut PgConnection, jti: &str) -> Result<bool, StoreError> {

@@ -1,9 +1,10 @@
-//! The blacklist lookups' kept answers (PostgreSQL keeps "not blacklisted" answers, forgotten
-//! as PostgreSQL announces each blacklisting; SQLite reads the database every time): whoever
-//! blacklists a token (this instance, another, the CLI, SQL by hand), every instance refuses it
-//! at once or within milliseconds, never after `user_cache_ttl`, which these tests set to a
-//! minute so that only the notifications can explain a refusal in time. Run on both backends:
-//! the behaviour is the same.
+//! The blacklist held in memory (on PostgreSQL, the whole blacklist while it is small enough,
+//! else the database's "not blacklisted" answers for `user_cache_ttl`, both kept up to date by
+//! PostgreSQL's notifications; SQLite reads the database every time): whoever blacklists a
+//! token (this instance, another, the CLI, SQL by hand), every instance refuses it at once or
+//! within milliseconds, never after `user_cache_ttl`, which these tests set to a minute so that
+//! only the notifications can explain a refusal in time. Run on both backends: the behaviour
+//! is the same.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,11 @@ use crate::helpers::*;
 
 /// Long enough that a kept answer outliving a blacklisting shows as a test failure.
 const LONG_TTL: [(&str, &str); 1] = [("DOORMAN_USER_CACHE_TTL", "60")];
+/// As [`LONG_TTL`], and room for 3 tokens only: a blacklist of more is not held whole.
+const SMALL: [(&str, &str); 2] = [
+    ("DOORMAN_USER_CACHE_TTL", "60"),
+    ("DOORMAN_USER_CACHE_SIZE", "3"),
+];
 
 /// How long a blacklisting made elsewhere may take to be seen (PostgreSQL's notification,
 /// on a busy machine).
@@ -63,21 +69,29 @@ async fn blacklist_lookups(app: &TestApp, source: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
-/// Verifies `token` on `app` until, on PostgreSQL, a verify is answered from the kept answer
-/// (checked with the metrics, so that the tests here test something; a server just started
-/// keeps answers once its listening connection is up, milliseconds later).
+/// Verifies `token` on `app` until, on PostgreSQL, a verify is answered from memory (checked
+/// with the metrics, so that the tests here test something; a server just started answers
+/// from memory once its listening connection is up and has read the blacklist, milliseconds
+/// later).
 async fn verified_and_kept(app: &TestApp, token: &str) {
     let started = Instant::now();
     loop {
-        let kept = blacklist_lookups(app, "kept").await;
+        let kept = blacklist_lookups(app, "memory").await;
         assert_eq!(app.verify(token).await.status(), StatusCode::OK);
         assert_eq!(app.verify(token).await.status(), StatusCode::OK);
-        if backend() == Backend::Sqlite || blacklist_lookups(app, "kept").await > kept {
+        if backend() == Backend::Sqlite || blacklist_lookups(app, "memory").await > kept {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "no answer kept");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "nothing answered from memory"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+fn jti(token: &str) -> String {
+    payload(token)["jti"].as_str().unwrap().to_owned()
 }
 
 fn cli(app: &TestApp, args: &[&str]) {
@@ -109,6 +123,23 @@ dual_test! {
             assert_eq!((status, body.as_str()), (StatusCode::BAD_REQUEST, BLACKLISTED), "round {i}");
             assert_refused_as_blacklisted(&app, &token).await;
         }
+        // Many at once: log out everywhere.
+        let (refresh, access) = app.login().await;
+        let (other, _) = app.login().await;
+        verified_and_kept(&app, &refresh).await;
+        verified_and_kept(&app, &other).await;
+        let res = app
+            .client
+            .post(app.url("/api/token/revoke-all/"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        for token in [&refresh, &other] {
+            let (status, body) = status_body(app.verify(token).await).await;
+            assert_eq!((status, body.as_str()), (StatusCode::BAD_REQUEST, BLACKLISTED));
+        }
     }
 }
 
@@ -135,18 +166,12 @@ dual_test! {
         eprintln!("revoked by the CLI, refused on A ({:?}) after {took:?}", backend());
 
         if backend() == Backend::Postgres {
-            let token = refresh_token("by-hand");
-            // Its outstanding row (blacklisted, then un-blacklisted by hand).
-            assert_eq!(b.blacklist(&token).await.status(), StatusCode::OK);
-            let pool = sqlx::PgPool::connect(&a.database_url).await.unwrap();
-            sqlx::query("DELETE FROM blacklisted_tokens WHERE token_id = \
-                         (SELECT id FROM outstanding_tokens WHERE jti = 'by-hand')")
-                .execute(&pool)
-                .await
-                .unwrap();
+            let (token, _) = a.login().await;
             verified_and_kept(&a, &token).await;
+            let pool = sqlx::PgPool::connect(&a.database_url).await.unwrap();
             sqlx::query("INSERT INTO blacklisted_tokens (token_id, blacklisted_at) \
-                         SELECT id, 0 FROM outstanding_tokens WHERE jti = 'by-hand'")
+                         SELECT id, 0 FROM outstanding_tokens WHERE jti = $1")
+                .bind(jti(&token))
                 .execute(&pool)
                 .await
                 .unwrap();
@@ -226,19 +251,9 @@ async fn a_lost_listening_connection_forgets_what_was_kept() {
         // A database can't refuse connections to itself: that is said from another one.
         let admin = sqlx::PgPool::connect(&postgres_admin_url()).await.unwrap();
         for round in 0..3 {
-            let token = refresh_token(&format!("lost-{round}"));
-            // Recorded as outstanding (a blacklisting of another token by its own jti does
-            // it), then un-blacklisted, so SQL can blacklist it again below.
-            assert_eq!(a.blacklist(&token).await.status(), StatusCode::OK);
-            sqlx::query(
-                "DELETE FROM blacklisted_tokens WHERE token_id = \
-                         (SELECT id FROM outstanding_tokens WHERE jti = $1)",
-            )
-            .bind(format!("lost-{round}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-            // Listening again after the previous round's kill: answers are kept again.
+            // Recorded as outstanding by the login, so SQL can blacklist it below.
+            let (token, _) = a.login().await;
+            // Listening again after the previous round's kill: answers from memory again.
             verified_and_kept(&a, &token).await;
             // New connections to the database refused, the listener killed, then the token
             // blacklisted: its notification goes out while nobody of this instance listens
@@ -252,7 +267,7 @@ async fn a_lost_listening_connection_forgets_what_was_kept() {
                 .unwrap();
             let killed: Vec<bool> = sqlx::query_scalar(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = $1 AND query LIKE 'LISTEN%'",
+                 WHERE datname = $1 AND application_name = 'doorman blacklist listener'",
             )
             .bind(&database)
             .fetch_all(&mut conn)
@@ -263,7 +278,7 @@ async fn a_lost_listening_connection_forgets_what_was_kept() {
                 "INSERT INTO blacklisted_tokens (token_id, blacklisted_at) \
                          SELECT id, 0 FROM outstanding_tokens WHERE jti = $1",
             )
-            .bind(format!("lost-{round}"))
+            .bind(jti(&token))
             .execute(&mut conn)
             .await
             .unwrap();
@@ -276,4 +291,37 @@ async fn a_lost_listening_connection_forgets_what_was_kept() {
         }
     })
     .await;
+}
+
+dual_test! {
+    /// Tokens never seen before are checked without the database while the blacklist is held
+    /// whole; with room for 3 tokens and 5 blacklisted, it is asked again, and every answer is
+    /// right either way.
+    async fn distinct_tokens_are_checked_in_memory_while_the_blacklist_fits() {
+        for (settings, fits) in [(&LONG_TTL[..], true), (&SMALL[..], false)] {
+            let app = spawn_app_with(settings).await;
+            let blacklisted: Vec<String> = (0..5).map(|i| refresh_token(&format!("b-{i}"))).collect();
+            for token in &blacklisted {
+                assert_eq!(app.blacklist(token).await.status(), StatusCode::OK);
+            }
+            verified_and_kept(&app, &refresh_token("warm-up")).await;
+            let asked = blacklist_lookups(&app, "database").await;
+            for i in 0..20 {
+                let token = refresh_token(&format!("fresh-{i}"));
+                assert_eq!(app.verify(&token).await.status(), StatusCode::OK);
+            }
+            for token in &blacklisted {
+                let (status, body) = status_body(app.verify(token).await).await;
+                assert_eq!((status, body.as_str()), (StatusCode::BAD_REQUEST, BLACKLISTED));
+            }
+            let asked = blacklist_lookups(&app, "database").await - asked;
+            if backend() == Backend::Postgres {
+                if fits {
+                    assert_eq!(asked, 0, "database lookups with the whole blacklist in memory");
+                } else {
+                    assert!(asked >= 20, "{asked} database lookups with the blacklist too big");
+                }
+            }
+        }
+    }
 }

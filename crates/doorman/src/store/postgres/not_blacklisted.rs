@@ -1,61 +1,91 @@
-//! "Not blacklisted" answers kept for PostgreSQL's blacklist checks, made exact by
-//! `LISTEN`/`NOTIFY`.
+//! The blacklist in memory, for PostgreSQL's blacklist checks, made exact by `LISTEN`/`NOTIFY`.
 //!
 //! A refresh (rotation off) or the verify of a refresh token asks whether the token is
-//! blacklisted; on PostgreSQL that is a round trip to the server each time, most of either
-//! request's cost. Almost every answer is "no", and a "no" can only turn into "yes" by a
-//! blacklisting, which PostgreSQL announces: the `doorman_blacklisted` trigger (migration
-//! 0009) notifies the token's jti when any transaction that blacklisted it commits, whoever
-//! made it (an instance, the CLI, an import, SQL by hand).
+//! blacklisted; on PostgreSQL a round trip to the server each time, most of either request's
+//! cost. But the blacklist only ever grows by blacklistings, and PostgreSQL announces each: the
+//! `doorman_blacklisted` trigger (migration 0009) notifies the token's expiry and jti when any
+//! transaction that blacklisted it commits, whoever made it (an instance, the CLI, an import,
+//! SQL by hand). So a serving instance holds the blacklist in memory:
 //!
-//! So an instance keeps the "no" answers, `user_cache_ttl` at most each and `user_cache_size`
-//! in all, and forgets one the moment its notification arrives:
-//! - a blacklisting made through this instance is forgotten before its request is answered;
+//! 1. **The whole blacklist** (the jtis of every blacklisted token not yet expired), while it
+//!    has at most `user_cache_size` of them: listening first, then reading them all, then
+//!    adding each one notified. While that copy is whole, a lookup needs no database at all.
+//! 2. Otherwise (too many; being read again; the listening connection down), the database is
+//!    asked, and its **"not blacklisted" answers are kept**, each `user_cache_ttl` at most.
+//!
+//! What holds either way:
+//! - a blacklisting made through this instance is known to it before its request is answered;
 //! - one made elsewhere as soon as PostgreSQL delivers its notification (milliseconds), and in
 //!   any case within `user_cache_ttl`;
-//! - answers are only kept and used while the listening connection is up: when it breaks,
-//!   everything kept is forgotten and lookups go to the database until a new connection
-//!   listens again (notifications sent in between are lost, and with them nothing kept).
+//! - nothing is answered from memory while the listening connection is down: when it breaks,
+//!   the copy counts as partial and the kept answers are forgotten, until a new connection
+//!   listens and the blacklist has been read again (notifications sent in between are lost,
+//!   and with them nothing that was relied on);
+//! - a lookup that races a notification keeps nothing: every notification bumps a generation,
+//!   and an answer is kept only if the generation did not move between the start of its lookup
+//!   and after it was stored (stored first, then checked, then withdrawn if it moved); a read
+//!   of the whole blacklist is only taken as whole if nothing made it partial meanwhile.
 //!
-//! A lookup that races a notification keeps nothing: every notification bumps a generation,
-//! and an answer is kept only if the generation did not move between the start of its lookup
-//! and after it was stored (stored first, then checked, then withdrawn if it moved, so no
-//! interleaving leaves a stale answer kept).
+//! Every jti in the copy is blacklisted for good (rows are only deleted once expired), so the
+//! copy is never wrong about what it holds, only possibly missing some; "whole" is what lets
+//! it answer "no".
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// The channel the migration's trigger notifies.
 const CHANNEL: &str = "doorman_blacklisted";
-/// The payload that means "forget everything" (many tokens blacklisted at once).
+/// The payload that means "many tokens were blacklisted at once: read the blacklist again".
 const EVERYTHING: &str = "*";
 /// Longer jtis are never kept (the trigger notifies `*` for them).
 const LONGEST_KEPT_JTI: usize = 4000;
 /// The pause between attempts to listen again, doubled up to [`RELISTEN_MAX`].
 const RELISTEN_FIRST: Duration = Duration::from_millis(50);
 const RELISTEN_MAX: Duration = Duration::from_secs(2);
+/// How often a blacklist too big to hold is counted again.
+const RECOUNT_EVERY: Duration = Duration::from_secs(60);
 
-/// The kept answers; shared by the store's clones, and found by the listening task through a
-/// weak reference, so the task ends when the last store is dropped.
+/// What is known; shared by the store's clones, and found by the listening task through a weak
+/// reference, so the task ends when the last store is dropped.
 pub(super) type Shared = Arc<OnceLock<NotBlacklisted>>;
 
 pub(crate) struct NotBlacklisted {
+    /// The blacklist's jtis (and expiries) known here; see [`Copy`].
+    copy: RwLock<Copy>,
+    /// At most this many jtis in the copy (`user_cache_size`).
+    most: usize,
+    /// Bumped by whatever makes the copy partial; a read of the whole blacklist is taken as
+    /// whole only if this did not move while it ran.
+    partial_since: AtomicU64,
+    /// Asks the listening task to read the whole blacklist again (shared with the task, which
+    /// waits on it without holding the rest).
+    reread: Arc<Notify>,
+    /// The database's "not blacklisted" answers, used while the copy is partial.
     kept: moka::sync::Cache<String, ()>,
-    /// Bumped by every forgetting; see the module's documentation.
+    /// Bumped by every forgetting of a kept answer; see the module's documentation.
     generation: AtomicU64,
-    /// Whether the listening connection is up; nothing is kept or used while it isn't.
+    /// Whether the listening connection is up; nothing is answered from memory while it isn't.
     listening: AtomicBool,
     /// Dropped with this, which ends the listening task.
     _stop: watch::Sender<()>,
     /// The listening connection's own pool (one connection), closed with the store.
     pool: PgPool,
-    /// `doorman_blacklist_lookups_total{source="kept"}` and `{source="database"}`.
-    from_kept: metrics::Counter,
+    /// `doorman_blacklist_lookups_total{source="memory"}` and `{source="database"}`.
+    from_memory: metrics::Counter,
     from_database: metrics::Counter,
+}
+
+/// The jtis known to be blacklisted, with their tokens' expiries.
+#[derive(Default)]
+struct Copy {
+    jtis: HashMap<String, i64>,
+    /// Whether every blacklisted token not yet expired is in `jtis`.
+    whole: bool,
 }
 
 impl std::fmt::Debug for NotBlacklisted {
@@ -72,8 +102,8 @@ impl std::fmt::Debug for NotBlacklisted {
 pub(super) struct Ticket(u64);
 
 impl NotBlacklisted {
-    /// Starts keeping answers in `shared` (once; later calls change nothing), listening on a
-    /// connection of `pool`'s own, which should have room for one.
+    /// Starts holding the blacklist in `shared` (once; later calls change nothing), listening
+    /// on a connection of `pool`'s own, which should have room for one.
     pub(super) fn start(
         shared: &Shared,
         pool: PgPool,
@@ -83,6 +113,10 @@ impl NotBlacklisted {
     ) {
         let (stop, stopped) = watch::channel(());
         let cache = NotBlacklisted {
+            copy: RwLock::new(Copy::default()),
+            most: usize::try_from(size).unwrap_or(usize::MAX),
+            partial_since: AtomicU64::new(0),
+            reread: Arc::new(Notify::new()),
             kept: moka::sync::Cache::builder()
                 .max_capacity(size)
                 .time_to_live(ttl)
@@ -91,20 +125,33 @@ impl NotBlacklisted {
             listening: AtomicBool::new(false),
             _stop: stop,
             pool: pool.clone(),
-            from_kept: metrics.blacklist_lookups("kept"),
+            from_memory: metrics.blacklist_lookups("memory"),
             from_database: metrics.blacklist_lookups("database"),
         };
+        let reread = cache.reread.clone();
         if shared.set(cache).is_ok() {
-            tokio::spawn(listen(Arc::downgrade(shared), pool, stopped));
+            tokio::spawn(listen(Arc::downgrade(shared), pool, reread, stopped));
         }
     }
 
-    /// Whether the database said "not blacklisted" for `jti` recently enough, with nothing
-    /// heard since.
-    pub(super) fn known(&self, jti: &str) -> bool {
-        let known = self.listening.load(Ordering::SeqCst) && self.kept.contains_key(jti);
-        if known {
-            self.from_kept.increment(1);
+    /// Whether `jti` is blacklisted, when that is known here without asking the database.
+    pub(super) fn known(&self, jti: &str) -> Option<bool> {
+        if !self.listening.load(Ordering::SeqCst) {
+            return None;
+        }
+        let known = {
+            let copy = self.copy.read().unwrap_or_else(|e| e.into_inner());
+            if copy.whole {
+                Some(copy.jtis.contains_key(jti))
+            } else if copy.jtis.contains_key(jti) {
+                Some(true)
+            } else {
+                None
+            }
+        };
+        let known = known.or_else(|| self.kept.contains_key(jti).then_some(false));
+        if known.is_some() {
+            self.from_memory.increment(1);
         }
         known
     }
@@ -133,16 +180,31 @@ impl NotBlacklisted {
         }
     }
 
-    /// Forgets `jti` (blacklisted now).
-    pub(super) fn forget(&self, jti: &str) {
+    /// `jti` (of a token expiring at `expires_at`) is blacklisted now.
+    pub(super) fn blacklisted(&self, jti: &str, expires_at: i64) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.kept.invalidate(jti);
+        let mut copy = self.copy.write().unwrap_or_else(|e| e.into_inner());
+        copy.jtis.insert(jti.to_owned(), expires_at);
+        if copy.jtis.len() > self.most {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            copy.jtis.retain(|_, expires_at| *expires_at > now);
+            if copy.jtis.len() > self.most {
+                // Too many to hold: asked of the database again, until a recount finds room.
+                self.partial_since.fetch_add(1, Ordering::SeqCst);
+                *copy = Copy::default();
+            }
+        }
     }
 
-    /// Forgets everything (many tokens blacklisted at once, or the listening connection lost).
-    pub(super) fn forget_all(&self) {
+    /// Tokens not known one by one were blacklisted (many at once): the copy is partial and
+    /// every kept answer forgotten, until the blacklist has been read again.
+    pub(super) fn blacklisted_unknown(&self) {
+        self.partial_since.fetch_add(1, Ordering::SeqCst);
+        self.copy.write().unwrap_or_else(|e| e.into_inner()).whole = false;
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.kept.invalidate_all();
+        self.reread.notify_one();
     }
 
     /// Stops listening (the store is closing).
@@ -151,30 +213,66 @@ impl NotBlacklisted {
     }
 
     fn heard(&self, payload: &str) {
-        if payload == EVERYTHING {
-            self.forget_all();
-        } else {
-            self.forget(payload);
+        let parsed = payload
+            .split_once(' ')
+            .and_then(|(expires_at, jti)| Some((expires_at.parse::<i64>().ok()?, jti)));
+        match parsed {
+            Some((expires_at, jti)) if payload != EVERYTHING => self.blacklisted(jti, expires_at),
+            // `*`, or a payload from another release: read everything again.
+            _ => self.blacklisted_unknown(),
         }
     }
 
-    fn set_listening(&self, listening: bool) {
-        if listening {
-            self.forget_all();
-            self.listening.store(true, Ordering::SeqCst);
-        } else {
-            self.listening.store(false, Ordering::SeqCst);
-            self.forget_all();
+    fn stopped_listening(&self) {
+        self.listening.store(false, Ordering::SeqCst);
+        self.blacklisted_unknown();
+    }
+
+    /// Reads the whole blacklist (not yet expired) on `listener`'s connection, which listens
+    /// already, so a blacklisting committed after the read's snapshot is notified: the copy is
+    /// whole once both are in, unless something made it partial meanwhile or there are more
+    /// than it may hold.
+    async fn read_whole(&self, listener: &mut PgListener) -> Result<(), sqlx::Error> {
+        let since = self.partial_since.load(Ordering::SeqCst);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let limit = i64::try_from(self.most.saturating_add(1)).unwrap_or(i64::MAX);
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT o.jti, o.expires_at FROM blacklisted_tokens b
+             JOIN outstanding_tokens o ON o.id = b.token_id
+             WHERE o.expires_at > $1 LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *listener)
+        .await?;
+        let mut copy = self.copy.write().unwrap_or_else(|e| e.into_inner());
+        if rows.len() > self.most {
+            *copy = Copy::default();
+            tracing::info!(
+                most = self.most,
+                "the blacklist has more tokens than user_cache_size: blacklist checks ask \
+                 PostgreSQL (and keep its \"not blacklisted\" answers for user_cache_ttl)"
+            );
+            return Ok(());
         }
+        copy.jtis.extend(rows);
+        copy.whole = self.partial_since.load(Ordering::SeqCst) == since;
+        Ok(())
+    }
+
+    fn whole(&self) -> bool {
+        self.copy.read().unwrap_or_else(|e| e.into_inner()).whole
     }
 }
 
-/// The listening task: listens, forwards each notification, and when the connection breaks
-/// stops the answers' use and listens again (pausing between failed attempts), until the store
-/// is dropped or closed.
+/// The listening task: listens, reads the whole blacklist, applies each notification, reads
+/// the blacklist again when asked (`*`, a revocation here) or, while it is too big to hold, every
+/// [`RECOUNT_EVERY`]; when the connection breaks it stops answering from memory and starts again
+/// (pausing between failed attempts), until the store is dropped or closed.
 async fn listen(
-    shared: Weak<OnceLock<NotBlacklisted>>,
+    weak: Weak<OnceLock<NotBlacklisted>>,
     pool: PgPool,
+    reread: Arc<Notify>,
     mut stop: watch::Receiver<()>,
 ) {
     let mut pause = RELISTEN_FIRST;
@@ -197,29 +295,50 @@ async fn listen(
             }
         };
         pause = RELISTEN_FIRST;
-        match shared.upgrade() {
-            Some(shared) => {
-                if let Some(cache) = shared.get() {
-                    cache.set_listening(true);
-                }
-            }
-            None => return,
-        }
+        let mut read = true;
+        let mut last_read = tokio::time::Instant::now();
         loop {
-            let next = tokio::select! {
-                _ = stop.changed() => return,
-                next = listener.try_recv() => next,
-            };
-            let Some(shared) = shared.upgrade() else {
+            // The state is held only while the task works on it, never while it waits.
+            let Some(shared) = weak.upgrade() else {
                 return;
             };
-            let Some(cache) = shared.get() else {
+            let Some(memory) = shared.get() else {
+                return;
+            };
+            if read {
+                memory.listening.store(true, Ordering::SeqCst);
+                let done = tokio::select! {
+                    _ = stop.changed() => return,
+                    done = memory.read_whole(&mut listener) => done,
+                };
+                if let Err(e) = done {
+                    tracing::debug!(error = %e, "could not read the blacklist");
+                    memory.stopped_listening();
+                    break;
+                }
+                read = false;
+                last_read = tokio::time::Instant::now();
+            }
+            let recount = !memory.whole();
+            drop(shared);
+            let next = tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                () = reread.notified() => None,
+                () = tokio::time::sleep_until(last_read + RECOUNT_EVERY), if recount => None,
+                next = listener.try_recv() => Some(next),
+            };
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            let Some(memory) = shared.get() else {
                 return;
             };
             match next {
-                Ok(Some(notification)) => cache.heard(notification.payload()),
-                Ok(None) | Err(_) => {
-                    cache.set_listening(false);
+                None => read = true,
+                Some(Ok(Some(notification))) => memory.heard(notification.payload()),
+                Some(Ok(None) | Err(_)) => {
+                    memory.stopped_listening();
                     tracing::debug!("the connection listening for blacklistings was lost");
                     break;
                 }
