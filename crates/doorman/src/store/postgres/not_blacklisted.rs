@@ -141,12 +141,11 @@ impl NotBlacklisted {
         }
         let known = {
             let copy = self.copy.read().unwrap_or_else(|e| e.into_inner());
-            if copy.whole {
-                Some(copy.jtis.contains_key(jti))
-            } else if copy.jtis.contains_key(jti) {
-                Some(true)
-            } else {
-                None
+            match copy.jtis.get(jti) {
+                // Expired, the token may have been pruned already: the database says.
+                Some(expires_at) if *expires_at <= crate::unix_now() => None,
+                Some(_) => Some(true),
+                None => copy.whole.then_some(false),
             }
         };
         let known = known.or_else(|| self.kept.contains_key(jti).then_some(false));
