@@ -218,7 +218,7 @@ impl PostgresStore {
                 &mut tx,
                 "SELECT o.jti, o.expires_at FROM outstanding_tokens o
                  JOIN blacklisted_tokens b ON b.token_id = o.id
-                 WHERE o.user_id = $1 AND o.expires_at > $2",
+                 WHERE o.user_id = $1",
                 id,
             )
             .await?;
@@ -398,7 +398,7 @@ impl PostgresStore {
             &mut tx,
             "SELECT o.jti, o.expires_at FROM outstanding_tokens o
              JOIN blacklisted_tokens b ON b.token_id = o.id
-             WHERE (o.family = $1 OR o.jti = $1) AND o.expires_at > $2",
+             WHERE o.family = $1 OR o.jti = $1",
             family,
         )
         .await?;
@@ -516,8 +516,8 @@ pub(super) fn is_unavailable(error: &(dyn DatabaseError + 'static)) -> bool {
                 .any(|class| code.starts_with(class))
         })
 }
-/// The blacklisted tokens (jti, expiry) `query` lists for `key` (bound first, the time second),
-/// not yet expired.
+/// The blacklisted tokens (jti, expiry) `query` lists for `key`, expired ones too (whether a
+/// token has expired is the wall clock's say, which may step back).
 async fn blacklisted_tokens<'k, K>(
     conn: &mut PgConnection,
     query: &'static str,
@@ -528,7 +528,6 @@ where
 {
     Ok(sqlx::query_as(query)
         .bind(key)
-        .bind(crate::unix_now())
         .fetch_all(&mut *conn)
         .await?)
 }

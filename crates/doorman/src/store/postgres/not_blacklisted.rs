@@ -7,8 +7,8 @@
 //! transaction that blacklisted it commits, whoever made it (an instance, the CLI, an import,
 //! SQL by hand). So a serving instance holds the blacklist in memory:
 //!
-//! 1. **The whole blacklist** (the jtis of every blacklisted token not yet expired), while it
-//!    has at most `user_cache_size` of them: listening first, then reading them all, then
+//! 1. **The whole blacklist** (the jtis of every blacklisted token, until pruned), while it has
+//!    at most `user_cache_size` of them: listening first, then reading them all, then
 //!    adding each one notified. While that copy is whole, a lookup needs no database at all.
 //! 2. Otherwise (too many; being read again; the listening connection down), the database is
 //!    asked, and its **"not blacklisted" answers are kept**, each `user_cache_ttl` at most.
@@ -186,13 +186,11 @@ impl NotBlacklisted {
         let mut copy = self.copy.write().unwrap_or_else(|e| e.into_inner());
         copy.jtis.insert(jti.to_owned(), expires_at);
         if copy.jtis.len() > self.most {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            copy.jtis.retain(|_, expires_at| *expires_at > now);
-            if copy.jtis.len() > self.most {
-                // Too many to hold: asked of the database again, until a recount finds room.
-                self.partial_since.fetch_add(1, Ordering::SeqCst);
-                *copy = Copy::default();
-            }
+            // Too many to hold: asked of the database again, until a recount finds room. (No
+            // entry is dropped for having expired by the wall clock: a clock stepped forward
+            // and then back would make the copy miss tokens the database still holds.)
+            self.partial_since.fetch_add(1, Ordering::SeqCst);
+            *copy = Copy::default();
         }
     }
 
@@ -227,20 +225,19 @@ impl NotBlacklisted {
         self.blacklisted_unknown();
     }
 
-    /// Reads the whole blacklist (not yet expired) on `listener`'s connection, which listens
+    /// Reads the whole blacklist (expired rows not yet pruned too: whether a token has expired
+    /// is the wall clock's say, which may step back) on `listener`'s connection, which listens
     /// already, so a blacklisting committed after the read's snapshot is notified: the copy is
     /// whole once both are in, unless something made it partial meanwhile or there are more
     /// than it may hold.
     async fn read_whole(&self, listener: &mut PgListener) -> Result<(), sqlx::Error> {
         let since = self.partial_since.load(Ordering::SeqCst);
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let limit = i64::try_from(self.most.saturating_add(1)).unwrap_or(i64::MAX);
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT o.jti, o.expires_at FROM blacklisted_tokens b
              JOIN outstanding_tokens o ON o.id = b.token_id
-             WHERE o.expires_at > $1 LIMIT $2",
+             LIMIT $1",
         )
-        .bind(now)
         .bind(limit)
         .fetch_all(&mut *listener)
         .await?;
