@@ -76,7 +76,7 @@ impl AppState {
         let tokens = Arc::new(Tokens::new(keys, config.tokens.rules.clone()));
         let metrics = crate::metrics::Metrics::new();
         if let Some(ttl) = config.accounts.user_cache_ttl {
-            store.keep_not_blacklisted(ttl, config.accounts.user_cache_size, &metrics);
+            store.hold_blacklist(ttl, config.accounts.user_cache_size, &metrics);
         }
         let hasher = PasswordHasher::new(config.accounts.password_hash_workers)
             .with_md5(config.accounts.accept_md5_password_hashes)

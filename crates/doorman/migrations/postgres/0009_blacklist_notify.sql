@@ -1,7 +1,7 @@
 -- Every blacklisting, whoever makes it (a doorman instance, the CLI, an import, SQL by hand),
 -- notifies the channel `doorman_blacklisted` when its transaction commits, with the token's
 -- expiry and jti (`<expires_at> <jti>`), so that the serving instances, which hold what they
--- know of the blacklist in memory (store/postgres/not_blacklisted.rs), learn of it at once.
+-- know of the blacklist in memory (store/postgres/blacklist_memory.rs), learn of it at once.
 -- One statement blacklisting more than 1000 tokens (a revocation), or a jti too long for a
 -- notification's payload, notifies `*` instead: read the blacklist again. PostgreSQL only:
 -- SQLite's lookups read the database every time.

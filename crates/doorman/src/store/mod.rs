@@ -610,17 +610,18 @@ impl Store {
         }
     }
 
-    /// Keeps the blacklist lookups' "not blacklisted" answers on PostgreSQL, each at most
-    /// `ttl`, `size` in all, exact by PostgreSQL's notifications (a serving instance's choice,
-    /// with the user cache's settings). SQLite's lookups need none: they cost microseconds.
-    pub fn keep_not_blacklisted(
+    /// Holds the blacklist in memory on PostgreSQL, exact by PostgreSQL's notifications: all of
+    /// it while it has at most `size` tokens, else the "not blacklisted" answers for `ttl` (a
+    /// serving instance's choice, with the user cache's settings). SQLite's lookups need none:
+    /// they cost microseconds.
+    pub fn hold_blacklist(
         &self,
         ttl: std::time::Duration,
         size: u64,
         metrics: &crate::metrics::Metrics,
     ) {
         if let Store::Postgres(s) = self {
-            s.keep_not_blacklisted(ttl, size, metrics);
+            s.hold_blacklist(ttl, size, metrics);
         }
     }
 

@@ -4,7 +4,7 @@
 //! nothing (`ON CONFLICT DO NOTHING`), so exactly one rotation of a refresh token wins, on
 //! whichever instance it runs.
 
-mod not_blacklisted;
+mod blacklist_memory;
 
 use std::time::Duration;
 
@@ -32,9 +32,9 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Whether the database answers; every call through [`super::Store`] checks it first.
     health: super::health::Health,
-    /// The "not blacklisted" answers kept, once [`PostgresStore::keep_not_blacklisted`] has
-    /// started keeping them.
-    not_blacklisted: not_blacklisted::Shared,
+    /// The blacklist held in memory, once [`PostgresStore::hold_blacklist`] has started
+    /// holding it.
+    memory: blacklist_memory::Shared,
     /// For the listening connection's pool.
     options: std::sync::Arc<PgConnectOptions>,
     acquire_timeout: Duration,
@@ -63,7 +63,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             health: super::health::Health::new(options.clone()),
-            not_blacklisted: Default::default(),
+            memory: Default::default(),
             options: std::sync::Arc::new(options),
             acquire_timeout: settings.acquire_timeout,
         };
@@ -77,15 +77,11 @@ impl PostgresStore {
         &self.health
     }
 
-    /// Starts keeping the blacklist lookups' "not blacklisted" answers, each for `ttl` at most
-    /// and `size` in all, forgotten as PostgreSQL announces blacklistings (see
-    /// [`not_blacklisted`]). For a serving instance; the CLI asks the database every time.
-    pub fn keep_not_blacklisted(
-        &self,
-        ttl: Duration,
-        size: u64,
-        metrics: &crate::metrics::Metrics,
-    ) {
+    /// Starts holding the blacklist in memory, kept up to date by PostgreSQL's notifications:
+    /// the whole of it while it has at most `size` tokens, else the database's "not
+    /// blacklisted" answers for `ttl` (see [`blacklist_memory`]). For a serving instance; the
+    /// CLI asks the database every time.
+    pub fn hold_blacklist(&self, ttl: Duration, size: u64, metrics: &crate::metrics::Metrics) {
         // Its own pool of one: the listening connection is held for good, and a pool's
         // `close` waits for the connections given out.
         let pool = PgPoolOptions::new()
@@ -96,39 +92,40 @@ impl PostgresStore {
                 PgConnectOptions::clone(&self.options)
                     .application_name("doorman blacklist listener"),
             );
-        not_blacklisted::NotBlacklisted::start(&self.not_blacklisted, pool, ttl, size, metrics);
+        blacklist_memory::BlacklistMemory::start(&self.memory, pool, ttl, size, metrics);
     }
 
     /// Whether `jti` is blacklisted, when that is known without asking the database.
     pub(crate) fn known_blacklisted(&self, jti: &str) -> Option<bool> {
-        self.not_blacklisted.get()?.known(jti)
+        self.memory.get()?.known(jti)
     }
 
-    /// The blacklist lookup, keeping a "not blacklisted" answer when answers are kept.
+    /// The blacklist lookup in the database, keeping a "not blacklisted" answer when the
+    /// blacklist is held in memory.
     pub(crate) async fn is_blacklisted_keeping(&self, jti: &str) -> Result<bool, StoreError> {
-        let kept = self.not_blacklisted.get();
-        let ticket = kept.and_then(|kept| kept.ticket());
+        let memory = self.memory.get();
+        let ticket = memory.and_then(|memory| memory.ticket());
         let found = self.is_blacklisted(jti).await?;
-        if !found && let (Some(kept), Some(ticket)) = (kept, ticket) {
-            kept.keep(jti, ticket);
+        if !found && let (Some(memory), Some(ticket)) = (memory, ticket) {
+            memory.keep(jti, ticket);
         }
         Ok(found)
     }
 
     /// Tells the blacklist held in memory (when it is held) what a write through this instance
     /// blacklisted, before its request is answered rather than when PostgreSQL's notification
-    /// comes back: `Ok` with the blacklisted tokens' jtis and expiries, or `Err` when that is
-    /// not known (a failed write may have committed), which sends lookups to the database until
-    /// the blacklist has been read again.
-    fn blacklisted_here(&self, blacklisted: Result<&[(String, i64)], ()>) {
-        if let Some(memory) = self.not_blacklisted.get() {
+    /// comes back: the blacklisted tokens' jtis and expiries, or `None` when they are not known
+    /// (a failed write may have committed), which sends lookups to the database until the
+    /// blacklist has been read again.
+    fn blacklisted_here(&self, blacklisted: Option<&[(String, i64)]>) {
+        if let Some(memory) = self.memory.get() {
             match blacklisted {
-                Ok(tokens) => {
+                Some(tokens) => {
                     for (jti, expires_at) in tokens {
                         memory.blacklisted(jti, *expires_at);
                     }
                 }
-                Err(()) => memory.blacklisted_unknown(),
+                None => memory.blacklisted_unknown(),
             }
         }
     }
@@ -136,8 +133,8 @@ impl PostgresStore {
     /// Closes the pools, the listening connection's too.
     pub async fn close_all(&self) {
         self.close().await;
-        if let Some(kept) = self.not_blacklisted.get() {
-            kept.close().await;
+        if let Some(memory) = self.memory.get() {
+            memory.close().await;
         }
     }
 
@@ -226,7 +223,7 @@ impl PostgresStore {
             Ok((revocation, tokens))
         }
         .await;
-        self.blacklisted_here(revoked.as_ref().map(|(_, t)| t.as_slice()).map_err(|_| ()));
+        self.blacklisted_here(revoked.as_ref().ok().map(|(_, t)| t.as_slice()));
         revoked.map(|(revocation, _)| revocation)
     }
 
@@ -302,7 +299,7 @@ impl PostgresStore {
         }
         .await;
         let tokens = [(token.jti.clone(), token.expires_at.unix_timestamp())];
-        self.blacklisted_here(added.as_ref().map(|_| &tokens[..]).map_err(|_| ()));
+        self.blacklisted_here(added.as_ref().ok().map(|_| &tokens[..]));
         Ok(if added? {
             BlacklistOutcome::Added
         } else {
@@ -320,7 +317,7 @@ impl PostgresStore {
         // Rotated or found blacklisted already, `old` is blacklisted now.
         if blacklist_old {
             let tokens = [(old.jti.clone(), old.expires_at.unix_timestamp())];
-            self.blacklisted_here(rotated.as_ref().map(|_| &tokens[..]).map_err(|_| ()));
+            self.blacklisted_here(rotated.as_ref().ok().map(|_| &tokens[..]));
         }
         rotated
     }
@@ -376,7 +373,7 @@ impl PostgresStore {
 
     pub async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
         let revoked = self.revoke_family_once(family).await;
-        self.blacklisted_here(revoked.as_ref().map(|(_, t)| t.as_slice()).map_err(|_| ()));
+        self.blacklisted_here(revoked.as_ref().ok().map(|(_, t)| t.as_slice()));
         revoked.map(|(count, _)| count)
     }
 
@@ -425,7 +422,7 @@ impl PostgresStore {
         }
         .await;
         // What an import blacklisted is not listed; it runs from the CLI, which holds nothing.
-        self.blacklisted_here(Err(()));
+        self.blacklisted_here(None);
         imported
     }
 

@@ -154,27 +154,19 @@ impl SqliteStore {
                 }
                 Err(e) => (Err(e), true),
             };
+            // A connection refused as read-only shares the read-only mapping: closed here and
+            // now. Given back to the pool it would stay open until the pool's return task ran,
+            // and on a busy machine the next try's fresh connection would open beside it,
+            // share the mapping and fail in turn. One whose transaction didn't end is closed
+            // too.
+            let read_only = matches!(&probe, Err(e) if self.read_only.note(e));
+            if read_only || !ended {
+                let _ = conn.close().await;
+            }
             match probe {
-                Ok(_) => {
-                    if !ended {
-                        let _ = conn.close().await;
-                    }
-                    return Ok(true);
-                }
-                Err(e) if self.read_only.note(&e) => {
-                    // This connection shares the read-only mapping: closed here and now. Given
-                    // back to the pool it would stay open until the pool's return task ran,
-                    // and on a busy machine the next try's fresh connection would open beside
-                    // it, share the mapping and fail in turn.
-                    let _ = conn.close().await;
-                    close_idle(&self.pool).await;
-                }
-                Err(e) => {
-                    if !ended {
-                        let _ = conn.close().await;
-                    }
-                    return Err(e.into());
-                }
+                Ok(_) => return Ok(true),
+                Err(_) if read_only => close_idle(&self.pool).await,
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(false)

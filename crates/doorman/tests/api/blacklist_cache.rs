@@ -94,22 +94,6 @@ fn jti(token: &str) -> String {
     payload(token)["jti"].as_str().unwrap().to_owned()
 }
 
-fn cli(app: &TestApp, args: &[&str]) {
-    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("doorman"))
-        .current_dir(app.dir.path())
-        .env_clear()
-        .env("DOORMAN_DATABASE_URL", &app.database_url)
-        .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 dual_test! {
     /// A token blacklisted through this instance is refused by the very next request, every
     /// time (the kept answer is forgotten before the blacklisting is answered).
@@ -160,7 +144,7 @@ dual_test! {
         let (refresh, _) = a.login().await;
         verified_and_kept(&a, &refresh).await;
         verified_and_kept(&b, &refresh).await;
-        cli(&a, &["user", "revoke", "alice"]);
+        cli(&a, &["user", "revoke", "alice"], "");
         let took = until_blacklisted(&a, &refresh, "revoked by the CLI").await;
         until_blacklisted(&b, &refresh, "revoked by the CLI, on B").await;
         eprintln!("revoked by the CLI, refused on A ({:?}) after {took:?}", backend());

@@ -584,3 +584,24 @@ pub async fn metrics_text(app: &TestApp) -> String {
 /// (the soak, the overload, the login flood, PostgreSQL restarted under writes): two of them
 /// at once would measure each other, so they run one at a time, beside the lighter tests.
 pub static WHOLE_MACHINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs `doorman` with these arguments (and `stdin`) against the app's database, as an
+/// operator would: it must succeed; its standard output.
+pub fn cli(app: &TestApp, args: &[&str], stdin: &str) -> String {
+    let out = assert_cmd::Command::cargo_bin("doorman")
+        .unwrap()
+        .current_dir(app.dir.path())
+        .env_clear()
+        .env("DOORMAN_DATABASE_URL", &app.database_url)
+        .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
+        .args(args)
+        .write_stdin(stdin.to_owned())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -307,26 +307,6 @@ dual_test! {
     }
 }
 
-/// Runs `doorman` with these arguments against the app's database.
-fn cli(app: &TestApp, args: &[&str], stdin: &str) -> String {
-    let out = assert_cmd::Command::cargo_bin("doorman")
-        .unwrap()
-        .current_dir(app.dir.path())
-        .env_clear()
-        .env("DOORMAN_DATABASE_URL", &app.database_url)
-        .env("DOORMAN_SIGNING_KEY", TEST_SECRET)
-        .args(args)
-        .write_stdin(stdin.to_owned())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Polls `/hello/` with `access` until it is refused with `expected`; how long that took.
 async fn until_refused(app: &TestApp, access: &str, expected: &str, within: Duration) -> Duration {
     let started = Instant::now();

@@ -52,9 +52,9 @@ const RECOUNT_EVERY: Duration = Duration::from_secs(60);
 
 /// What is known; shared by the store's clones, and found by the listening task through a weak
 /// reference, so the task ends when the last store is dropped.
-pub(super) type Shared = Arc<OnceLock<NotBlacklisted>>;
+pub(super) type Shared = Arc<OnceLock<BlacklistMemory>>;
 
-pub(crate) struct NotBlacklisted {
+pub(crate) struct BlacklistMemory {
     /// The blacklist's jtis (and expiries) known here; see [`Copy`].
     copy: RwLock<Copy>,
     /// At most this many jtis in the copy (`user_cache_size`).
@@ -88,20 +88,20 @@ struct Copy {
     whole: bool,
 }
 
-impl std::fmt::Debug for NotBlacklisted {
+impl std::fmt::Debug for BlacklistMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NotBlacklisted")
+        f.debug_struct("BlacklistMemory")
             .field("kept", &self.kept.entry_count())
             .field("listening", &self.listening.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
-/// Where a lookup started: what [`NotBlacklisted::keep`] checks before keeping its answer.
+/// Where a lookup started: what [`BlacklistMemory::keep`] checks before keeping its answer.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Ticket(u64);
 
-impl NotBlacklisted {
+impl BlacklistMemory {
     /// Starts holding the blacklist in `shared` (once; later calls change nothing), listening
     /// on a connection of `pool`'s own, which should have room for one.
     pub(super) fn start(
@@ -112,7 +112,7 @@ impl NotBlacklisted {
         metrics: &crate::metrics::Metrics,
     ) {
         let (stop, stopped) = watch::channel(());
-        let cache = NotBlacklisted {
+        let cache = BlacklistMemory {
             copy: RwLock::new(Copy::default()),
             most: usize::try_from(size).unwrap_or(usize::MAX),
             partial_since: AtomicU64::new(0),
@@ -266,7 +266,7 @@ impl NotBlacklisted {
 /// [`RECOUNT_EVERY`]; when the connection breaks it stops answering from memory and starts again
 /// (pausing between failed attempts), until the store is dropped or closed.
 async fn listen(
-    weak: Weak<OnceLock<NotBlacklisted>>,
+    weak: Weak<OnceLock<BlacklistMemory>>,
     pool: PgPool,
     reread: Arc<Notify>,
     mut stop: watch::Receiver<()>,
