@@ -390,7 +390,8 @@ dual_test! {
 
 dual_test! {
     /// Two instances on one database: a token rotated on B and replayed on A after the
-    /// window; B refuses the successor at once, for the blacklist is the shared database's.
+    /// window; B refuses the successor's refresh at once (the rotation's transaction decides),
+    /// and its verify within milliseconds.
     async fn a_revocation_on_one_instance_holds_on_another_at_once() {
         let a = spawn_app_with(&rotating("1s")).await;
         let b = spawn_second_instance(&a, &rotating("1s")).await;
@@ -399,7 +400,20 @@ dual_test! {
         let r3 = rotate(&a, &r2).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(replay(&a, &r1).await, (StatusCode::UNAUTHORIZED, BLACKLISTED.to_owned()));
+        // The refresh: at once, the rotation's transaction finds r3 blacklisted.
         assert_refused_as_blacklisted(&b, &r3).await;
+        // The verify: answered from B's blacklist in memory on PostgreSQL, so as soon as
+        // PostgreSQL's notification reaches B (milliseconds), within user_cache_ttl (1 s).
+        let started = std::time::Instant::now();
+        while app_verifies(&b, &r3).await {
+            assert!(started.elapsed() < Duration::from_secs(1), "B still verifies r3");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert_verify_refuses(&b, &r3).await;
     }
+}
+
+/// Whether `app` verifies `token` (200).
+async fn app_verifies(app: &TestApp, token: &str) -> bool {
+    app.verify(token).await.status() == StatusCode::OK
 }
